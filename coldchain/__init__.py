@@ -1,0 +1,3 @@
+"""coldchain: open, self-hostable cold-chain monitoring."""
+
+__version__ = "0.1.0"

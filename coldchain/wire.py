@@ -1,0 +1,253 @@
+"""The wire contract between gateways and everything behind the broker.
+
+One module, imported by both ends. It owns the topic layout, the payload structures,
+the schema version and the JSON encoding. See docs/wire-contract.md for examples.
+
+Topics (all under ``coldchain/v1/{site}/{gateway}/``):
+
+- ``readings`` (QoS 1): a :class:`ReadingsBatch`, one poll cycle or one backlog chunk.
+- ``events``   (QoS 1): an :class:`EventsBatch`: device/sensor state changes, door, outbox.
+- ``status``   (QoS 1, retained): a :class:`Status`; the same topic carries the last will.
+
+Rules every producer keeps and every consumer may rely on:
+
+- ``seq`` increases by one per message of a stream (readings and events count apart)
+  and survives restarts; ``(gateway, epoch, seq)`` identifies a message for ever.
+  QoS 1 may deliver a message twice; the pair lets a consumer drop the copy.
+- A reading carries exactly one measurand: one value field whose name carries its unit,
+  or a position (``lat_deg`` + ``lon_deg``, optionally ``speed_kmh``, ``course_deg``).
+- ``ts_ms`` is the edge time the value was taken, UTC milliseconds since the epoch.
+- A value that could not be obtained is ``null`` with ``q = "fault"`` and a ``fault``
+  reason; a value outside the sensor's physical range keeps its value with
+  ``q = "out_of_range"``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+TOPIC_ROOT: Final = "coldchain/v1"
+
+#: ids used in topics and payloads: lower-case letters, digits, '-', '_' and '.'.
+ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
+_ID_RE: Final = re.compile(ID_PATTERN)
+
+Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Stream(enum.StrEnum):
+    READINGS = "readings"
+    EVENTS = "events"
+    STATUS = "status"
+
+
+class Quality(enum.StrEnum):
+    OK = "ok"
+    FAULT = "fault"
+    OUT_OF_RANGE = "out_of_range"
+
+
+class Quantity(enum.StrEnum):
+    """Measurands a reading can carry; the value field has the same name."""
+
+    TEMP_C = "temp_c"
+    RH_PCT = "rh_pct"
+    SETPOINT_C = "setpoint_c"
+    DOOR_OPEN = "door_open"
+    COMPRESSOR_ON = "compressor_on"
+    DEFROST_ON = "defrost_on"
+    RUN_H = "run_h"
+    POSITION = "position"  # lat_deg + lon_deg (+ speed_kmh, course_deg)
+
+
+BOOLEAN_QUANTITIES: Final = frozenset(
+    {Quantity.DOOR_OPEN, Quantity.COMPRESSOR_ON, Quantity.DEFROST_ON}
+)
+_SCALAR_FIELDS: Final = tuple(q.value for q in Quantity if q is not Quantity.POSITION)
+
+
+class WireError(ValueError):
+    """A payload or topic that does not follow this contract."""
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def check_id(kind: str, value: str) -> str:
+    if not _ID_RE.match(value):
+        raise WireError(f"{kind} {value!r} does not match {ID_PATTERN}")
+    return value
+
+
+def topic(site: str, gateway: str, stream: Stream) -> str:
+    return f"{TOPIC_ROOT}/{check_id('site', site)}/{check_id('gateway', gateway)}/{stream}"
+
+
+def subscription(stream: Stream, site: str = "+", gateway: str = "+") -> str:
+    """A topic filter for one stream of all (or some) gateways."""
+    return f"{TOPIC_ROOT}/{site}/{gateway}/{stream}"
+
+
+class TopicParts(msgspec.Struct, frozen=True):
+    site: str
+    gateway: str
+    stream: Stream
+
+
+def parse_topic(name: str) -> TopicParts:
+    parts = name.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise WireError(f"topic {name!r} is not {TOPIC_ROOT}/{{site}}/{{gateway}}/{{stream}}")
+    try:
+        stream = Stream(parts[4])
+    except ValueError:
+        raise WireError(f"topic {name!r}: unknown stream {parts[4]!r}") from None
+    return TopicParts(check_id("site", parts[2]), check_id("gateway", parts[3]), stream)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One value of one sensor at one edge time."""
+
+    sensor: Id
+    ts_ms: TimestampMs
+    q: Quality
+    fault: str | None = None
+    temp_c: float | None = None
+    rh_pct: float | None = None
+    setpoint_c: float | None = None
+    door_open: bool | None = None
+    compressor_on: bool | None = None
+    defrost_on: bool | None = None
+    run_h: float | None = None
+    lat_deg: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    lon_deg: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    # Which measurand this reading carries when its value is null (fault readings).
+    quantity: Quantity | None = None
+
+    def measurand(self) -> Quantity:
+        """The quantity carried; raises WireError unless exactly one is present."""
+        present = [f for f in _SCALAR_FIELDS if getattr(self, f) is not None]
+        if self.lat_deg is not None or self.lon_deg is not None:
+            if self.lat_deg is None or self.lon_deg is None:
+                raise WireError(f"reading of {self.sensor}: position needs lat_deg and lon_deg")
+            present.append(Quantity.POSITION.value)
+        if len(present) > 1:
+            raise WireError(f"reading of {self.sensor} carries {present}; one measurand only")
+        if present:
+            if self.quantity is not None and self.quantity != present[0]:
+                raise WireError(f"reading of {self.sensor}: quantity contradicts its value")
+            return Quantity(present[0])
+        if self.q is Quality.FAULT and self.quantity is not None:
+            return self.quantity
+        raise WireError(f"reading of {self.sensor} has no value and is not a fault")
+
+    def value(self) -> float | bool | None:
+        """The scalar value (None for a fault or a position)."""
+        q = self.measurand()
+        return None if q is Quantity.POSITION else getattr(self, q.value)
+
+
+class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True):
+    v: int
+    gateway: Id
+    site: Id
+    epoch: TimestampMs
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    readings: list[Reading]
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A change of state seen at the edge.
+
+    kind/state pairs: ``device`` ok|no_response|exception|garbled|stale,
+    ``sensor`` ok|fault|out_of_range, ``door`` open|closed, ``outbox`` overflow,
+    ``gateway`` started|stopping, ``gps`` fix|no_fix.
+    """
+
+    ts_ms: TimestampMs
+    kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps"]
+    source: Id
+    state: str
+    detail: str | None = None
+    count: int | None = None
+
+
+class EventsBatch(msgspec.Struct, forbid_unknown_fields=True):
+    v: int
+    gateway: Id
+    site: Id
+    epoch: TimestampMs
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    events: list[Event]
+
+
+class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Retained gateway presence. ``reason`` is ``lwt`` when the broker sent the will."""
+
+    v: int
+    gateway: Id
+    site: Id
+    state: Literal["online", "offline"]
+    ts_ms: TimestampMs
+    reason: str | None = None
+    version: str | None = None
+
+
+Message = ReadingsBatch | EventsBatch | Status
+
+_encoder: Final = msgspec.json.Encoder()
+_decoders: Final = {
+    Stream.READINGS: msgspec.json.Decoder(ReadingsBatch),
+    Stream.EVENTS: msgspec.json.Decoder(EventsBatch),
+    Stream.STATUS: msgspec.json.Decoder(Status),
+}
+_reading_decoder: Final = msgspec.json.Decoder(Reading)
+_event_decoder: Final = msgspec.json.Decoder(Event)
+
+
+def encode(obj: Message | Reading | Event) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode(stream: Stream, payload: bytes) -> Message:
+    """Decode and validate a payload of a stream; raises WireError with the reason."""
+    try:
+        msg = _decoders[stream].decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise WireError(str(exc)) from None
+    if msg.v != SCHEMA_VERSION:
+        raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}")
+    if isinstance(msg, ReadingsBatch):
+        for reading in msg.readings:
+            reading.measurand()
+    return msg
+
+
+def decode_reading(body: bytes) -> Reading:
+    return _reading_decoder.decode(body)
+
+
+def decode_event(body: bytes) -> Event:
+    return _event_decoder.decode(body)
+
+
+def assemble(stream: Stream, *, gateway: str, site: str, epoch: int, seq: int,
+             bodies: list[bytes]) -> bytes:
+    """Build a batch payload from already-encoded readings or events (no re-encoding)."""
+    if stream is Stream.STATUS:
+        raise WireError("status is not a batch")
+    items = "readings" if stream is Stream.READINGS else "events"
+    head = _encoder.encode({"v": SCHEMA_VERSION, "gateway": gateway,
+                            "site": site, "epoch": epoch, "seq": seq})
+    return b"".join((head[:-1], b',"', items.encode(), b'":[', b",".join(bodies), b"]}"))

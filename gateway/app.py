@@ -1,0 +1,91 @@
+"""A running gateway: one task per bus, the publisher, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from coldchain import __version__
+from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
+from gateway.health import Health
+from gateway.modbus_bus import ModbusBus
+from gateway.outbox import AsyncOutbox, Outbox, now_ms
+from gateway.publisher import Publisher
+from gateway.serial_bus import AsciiDevice, GpsDevice
+from gateway.sink import Sink
+
+log = logging.getLogger("coldchain.gateway")
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        box = config.outbox
+        self.outbox = AsyncOutbox(Outbox(box.path, gateway=config.gateway.id,
+                                         site=config.gateway.site, max_rows=box.max_rows,
+                                         max_age_h=box.max_age_h))
+        self.publisher = Publisher(config, self.outbox, __version__)
+        self.sink = Sink(self.outbox, self.publisher.notify)
+        self.health = Health(self.sink.add_event)
+        self.buses: list[ModbusBus | AsciiDevice | GpsDevice] = []
+        for bus in config.buses:
+            if isinstance(bus, ModbusTcpBus | ModbusRtuBus):
+                self.buses.append(ModbusBus(bus, self.sink, self.health))
+            elif isinstance(bus, SerialAsciiBus):
+                self.buses.append(AsciiDevice(bus, self.sink, self.health))
+            elif isinstance(bus, NmeaGpsBus):
+                self.buses.append(GpsDevice(bus, self.sink, self.health))
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        gw = self.config.gateway
+        log.info("gateway %s (site %s) starting: %d buses, outbox %s", gw.id, gw.site,
+                 len(self.buses), self.config.outbox.path)
+        self.health.report("gateway", gw.id, "started", now_ms(), f"version {__version__}")
+        tasks: list[asyncio.Task[Any]] = [self._spawn(bus.run()) for bus in self.buses]
+        publisher = self._spawn(self.publisher.run())
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.health.report("gateway", gw.id, "stopping", now_ms())
+            await self.sink.flush()
+            self.publisher.notify()
+            await self.publisher.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(publisher, 5)
+            self.outbox.close()
+            log.info("gateway %s stopped", gw.id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.critical("a gateway task died: %r; stopping", exc, exc_info=exc)
+            self._stop.set()
+
+
+def run_gateway(config: GatewayConfig) -> None:
+    async def main() -> None:
+        gateway = Gateway(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, gateway.stop)
+        await gateway.run()
+
+    asyncio.run(main())

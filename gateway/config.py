@@ -1,0 +1,179 @@
+"""The gateway's configuration file (TOML), typed and strict.
+
+Every model forbids unknown fields. :func:`load_config` raises :class:`ConfigError`
+naming the file, the field path and what was expected, e.g.::
+
+    invalid config site.toml:
+      - buses.0.devices.1.unit: Input should be less than or equal to 247 (got 300)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coldchain.wire import ID_PATTERN
+from gateway.errors import ConfigError
+from gateway.profiles import AsciiProfile, ModbusProfile, NmeaProfile, load_profile
+from gateway.validation import problems_of
+
+DeviceId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayIdentity(Strict):
+    id: DeviceId
+    site: DeviceId
+    #: wall-clock interval of the retained status heartbeat with counters
+    status_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    #: MQTT client id; defaults to the gateway id
+    client_id: str | None = None
+    username: str | None = None
+    #: name of the environment variable that holds the password (never the password)
+    password_env: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    tls: bool = False
+    ca_file: Path | None = None
+    reconnect_min_s: Annotated[int, Field(ge=1)] = 1
+    reconnect_max_s: Annotated[int, Field(ge=1)] = 60
+
+    def password(self) -> str | None:
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise ConfigError("environment", [f"mqtt.password_env: variable "
+                                              f"{self.password_env} is empty or not set"])
+        return value
+
+
+class OutboxConfig(Strict):
+    path: Path
+    #: bound on buffered readings + events; 2,000,000 is ~40 days of a truck with
+    #: 8 sensors at 1 minute
+    max_rows: Annotated[int, Field(ge=100)] = 2_000_000
+    max_age_h: Annotated[float, Field(gt=0)] = 24 * 30
+    #: readings per backlog message
+    backlog_chunk: Annotated[int, Field(ge=1, le=5000)] = 500
+    #: backlog readings sent per second at most (live readings are not limited)
+    backlog_rate_per_s: Annotated[float, Field(gt=0)] = 2000.0
+    #: messages published and not yet acknowledged, at most
+    window: Annotated[int, Field(ge=4, le=1000)] = 20
+    #: wait this long after a poll so that one tick of all buses goes in one message
+    linger_ms: Annotated[int, Field(ge=0, le=5000)] = 100
+
+
+class DeviceConfig(Strict):
+    id: DeviceId
+    profile: str
+    unit: Annotated[int, Field(ge=0, le=247)] = 1
+
+
+class BusBase(Strict):
+    name: DeviceId
+    interval_s: Annotated[float, Field(gt=0)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0)] = 1.0
+    #: after a device stops answering, wait before asking again: min, doubling, max
+    backoff_min_s: Annotated[float, Field(gt=0)] = 2.0
+    backoff_max_s: Annotated[float, Field(gt=0)] = 120.0
+    devices: Annotated[list[DeviceConfig], Field(min_length=1)]
+
+
+class ModbusTcpBus(BusBase):
+    kind: Literal["modbus_tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+
+class SerialLine(Strict):
+    port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class ModbusRtuBus(BusBase, SerialLine):
+    kind: Literal["modbus_rtu"]
+
+
+class SerialAsciiBus(BusBase, SerialLine):
+    kind: Literal["serial_ascii"]
+    devices: Annotated[list[DeviceConfig], Field(min_length=1, max_length=1)]
+
+
+class NmeaGpsBus(BusBase, SerialLine):
+    kind: Literal["nmea_gps"]
+    devices: Annotated[list[DeviceConfig], Field(min_length=1, max_length=1)]
+
+
+Bus = Annotated[ModbusTcpBus | ModbusRtuBus | SerialAsciiBus | NmeaGpsBus,
+                Field(discriminator="kind")]
+
+_PROTOCOL_OF_BUS = {"modbus_tcp": ModbusProfile, "modbus_rtu": ModbusProfile,
+                    "serial_ascii": AsciiProfile, "nmea_gps": NmeaProfile}
+
+
+class GatewayConfig(Strict):
+    gateway: GatewayIdentity
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig
+    buses: Annotated[list[Bus], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check_devices(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for b, bus in enumerate(self.buses):
+            units: set[int] = set()
+            for d, dev in enumerate(bus.devices):
+                where = f"buses.{b}.devices.{d}"
+                if dev.id in seen:
+                    raise ValueError(f"{where}.id: device id {dev.id!r} is used twice")
+                seen.add(dev.id)
+                if bus.kind in ("modbus_tcp", "modbus_rtu"):
+                    if dev.unit in units:
+                        raise ValueError(f"{where}.unit: unit {dev.unit} is used twice on "
+                                         f"bus {bus.name!r}")
+                    units.add(dev.unit)
+                try:
+                    profile = load_profile(dev.profile)
+                except ConfigError as exc:
+                    raise ValueError(f"{where}.profile: {exc.problems[0]}") from None
+                wanted = _PROTOCOL_OF_BUS[bus.kind]
+                if not isinstance(profile, wanted):
+                    raise ValueError(f"{where}.profile: {dev.profile!r} is a "
+                                     f"{profile.protocol} profile; bus kind {bus.kind} needs "
+                                     f"a {wanted.model_fields['protocol'].annotation} profile")
+        return self
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, problems_of(exc)) from None
+    if not config.outbox.path.is_absolute():
+        outbox = config.outbox.model_copy(update={"path": path.parent / config.outbox.path})
+        config = config.model_copy(update={"outbox": outbox})
+    return config

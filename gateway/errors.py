@@ -1,0 +1,65 @@
+"""Errors of the gateway package.
+
+- :class:`ConfigError`: a config or device profile file is invalid; the message names
+  the file, the field and what was expected. Raised at start-up only.
+- :class:`DeviceError`: one request to a device failed. Its two subclasses are kept
+  apart on purpose, because they call for different handling:
+
+  - :class:`NoResponse`: nobody answered (timeout, connection refused or lost, I/O
+    error). The device or the line is unreachable: back off before asking again.
+  - :class:`ExceptionResponse`: the device answered "no" with a Modbus exception code.
+    The line works; the request or the device state is wrong.
+
+- :class:`GarbledLine`: a serial line that does not match the device's line format or
+  fails its checksum. It is kept aside, never decoded into a value.
+
+Library exceptions (pymodbus, pyserial) are translated into these at the bus drivers;
+nothing above the drivers sees a library exception.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GatewayError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid config {self.path}:\n{lines}")
+
+
+class DeviceError(GatewayError):
+    """A request to a device failed."""
+
+    state: str = "error"
+
+    def __init__(self, device: str, detail: str) -> None:
+        self.device = device
+        self.detail = detail
+        super().__init__(f"{device}: {detail}")
+
+
+class NoResponse(DeviceError):
+    state = "no_response"
+
+
+class ExceptionResponse(DeviceError):
+    state = "exception"
+
+    def __init__(self, device: str, code: int, detail: str) -> None:
+        self.code = code
+        super().__init__(device, detail)
+
+
+class GarbledLine(DeviceError):
+    state = "garbled"
+
+    def __init__(self, device: str, detail: str, raw: bytes) -> None:
+        self.raw = raw
+        super().__init__(device, detail)

@@ -1,0 +1,220 @@
+"""One poller per Modbus bus: a TCP endpoint or an RS-485 line with several unit ids.
+
+Each tick (aligned to the wall clock), the devices of the bus are read one after the
+other — one request at a time on the line — with their registers coalesced into as
+few requests as the Modbus limits allow. pymodbus errors are translated here, once:
+
+- no answer (timeout, refused, lost connection, serial I/O)  -> :class:`NoResponse`:
+  the device's readings are faults (``no_response``) and the device backs off;
+- an exception response                                       -> :class:`ExceptionResponse`:
+  faults (``exception_N``), no backoff: the line works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from pymodbus import ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.pdu import ExceptionResponse as PduExceptionResponse
+
+from coldchain.wire import Quality, Quantity, Reading
+from gateway.backoff import Backoff
+from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
+from gateway.decode import ReadBlock, decode_point, plan_reads
+from gateway.errors import DeviceError, ExceptionResponse, NoResponse
+from gateway.health import Health
+from gateway.profiles import ModbusProfile, RegisterPoint, Table, load_profile
+from gateway.sink import Sink
+
+log = logging.getLogger("coldchain.gateway.modbus")
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log state changes ourselves
+
+MODBUS_EXCEPTION_NAMES = {
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+    4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
+    10: "gateway path unavailable", 11: "gateway target failed to respond",
+}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ModbusDevice:
+    """One unit on a bus: its read plan, sensor ids and backoff."""
+
+    def __init__(self, config: DeviceConfig, bus_backoff: tuple[float, float]) -> None:
+        profile = load_profile(config.profile)
+        assert isinstance(profile, ModbusProfile)
+        self.id = config.id
+        self.unit = config.unit
+        self.profile = profile
+        self.blocks = plan_reads(profile.points, profile.max_registers_per_read,
+                                 profile.max_bits_per_read, profile.max_gap)
+        self.sensor = {p.name: f"{config.id}.{p.name}" for p in profile.points}
+        self.backoff = Backoff(*bus_backoff)
+        self.last_door: dict[str, bool] = {}
+
+    def fault_readings(self, ts_ms: int, fault: str) -> list[Reading]:
+        return [Reading(sensor=self.sensor[p.name], ts_ms=ts_ms, q=Quality.FAULT, fault=fault,
+                        quantity=p.quantity) for p in self.profile.points]
+
+
+Reader = Callable[[int, int, int], Awaitable[object]]
+
+
+class ModbusBus:
+    def __init__(self, config: ModbusTcpBus | ModbusRtuBus, sink: Sink, health: Health) -> None:
+        self.config = config
+        self.sink = sink
+        self.health = health
+        self.devices = [ModbusDevice(d, (config.backoff_min_s, config.backoff_max_s))
+                        for d in config.devices]
+        self.client = self._make_client()
+        self._link_backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
+        self.requests_per_cycle = sum(len(d.blocks) for d in self.devices)
+
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        cfg = self.config
+        # reconnect_delay=0: pymodbus does not reconnect on its own; we do, with backoff
+        if isinstance(cfg, ModbusTcpBus):
+            return AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout_s,
+                                        retries=0, reconnect_delay=0, name=cfg.name)
+        return AsyncModbusSerialClient(cfg.port, baudrate=cfg.baudrate, parity=cfg.parity,
+                                       stopbits=cfg.stopbits, bytesize=cfg.bytesize,
+                                       timeout=cfg.timeout_s, retries=0, reconnect_delay=0,
+                                       name=cfg.name)
+
+    @property
+    def where(self) -> str:
+        cfg = self.config
+        return f"{cfg.host}:{cfg.port}" if isinstance(cfg, ModbusTcpBus) else cfg.port
+
+    async def run(self) -> None:
+        interval = self.config.interval_s
+        try:
+            while True:
+                await _sleep_until_next_tick(interval)
+                started = time.monotonic()
+                readings = await self.poll_once()
+                await self.sink.add_readings(readings)
+                self.sink.counters.poll_cycles += 1
+                if time.monotonic() - started > interval:
+                    self.sink.counters.overruns += 1
+        finally:
+            self.client.close()
+
+    async def poll_once(self) -> list[Reading]:
+        readings: list[Reading] = []
+        link_ok = await self._ensure_connected()
+        for device in self.devices:
+            readings.extend(await self._poll_device(device, link_ok))
+        return readings
+
+    async def _ensure_connected(self) -> bool:
+        if self.client.connected:
+            return True
+        if self._link_backoff.waiting():
+            return False
+        try:
+            ok = await self.client.connect()
+        except (ModbusException, OSError) as exc:
+            log.debug("connect to %s failed: %s", self.where, exc)
+            ok = False
+        if ok:
+            self._link_backoff.succeeded()
+            return True
+        self._link_backoff.failed()
+        return False
+
+    async def _poll_device(self, device: ModbusDevice, link_ok: bool) -> list[Reading]:
+        ts = now_ms()
+        if not link_ok:
+            self._mark_failed(device, NoResponse(device.id, f"cannot connect to {self.where}"),
+                              ts, backoff=False)
+            return device.fault_readings(ts, "no_response")
+        if device.backoff.waiting():
+            return device.fault_readings(ts, "no_response")
+        try:
+            values = [(block, await self._read(device, block)) for block in device.blocks]
+        except NoResponse as exc:
+            self._mark_failed(device, exc, now_ms(), backoff=True)
+            return device.fault_readings(ts, "no_response")
+        except ExceptionResponse as exc:
+            self._mark_failed(device, exc, now_ms(), backoff=False)
+            return device.fault_readings(ts, f"exception_{exc.code}")
+        ts = now_ms()
+        device.backoff.succeeded()
+        self.health.report("device", device.id, "ok", ts)
+        return [self._reading(device, point, block, vals, ts)
+                for block, vals in values for point in block.points]
+
+    def _mark_failed(self, device: ModbusDevice, exc: DeviceError, ts: int,
+                     backoff: bool) -> None:
+        if isinstance(exc, ExceptionResponse):
+            self.sink.counters.modbus_exceptions += 1
+        else:
+            self.sink.counters.modbus_no_response += 1
+        detail = exc.detail
+        if backoff:
+            delay = device.backoff.failed()
+            detail = f"{detail}; next attempt in {delay:.0f} s"
+        self.health.report("device", device.id, exc.state, ts, detail)
+
+    def _reading(self, device: ModbusDevice, point: RegisterPoint, block: ReadBlock,
+                 values: list[int] | list[bool], ts: int) -> Reading:
+        decoded = decode_point(point, block.slice_for(point, values))
+        sensor = device.sensor[point.name]
+        if point.quantity is Quantity.DOOR_OPEN:
+            is_open = bool(decoded.value)
+            if device.last_door.get(sensor) != is_open:
+                device.last_door[sensor] = is_open
+                self.health.report("door", sensor, "open" if is_open else "closed", ts)
+        elif not point.table.is_bit:
+            self.health.report("sensor", sensor, decoded.quality.value, ts, decoded.fault)
+        reading = Reading(sensor=sensor, ts_ms=ts, q=decoded.quality, fault=decoded.fault)
+        if decoded.value is None:
+            reading.quantity = point.quantity
+        else:
+            setattr(reading, point.quantity.value, decoded.value)
+        return reading
+
+    async def _read(self, device: ModbusDevice, block: ReadBlock) -> list[int] | list[bool]:
+        client = self.client
+        fn = {
+            Table.COIL: client.read_coils,
+            Table.DISCRETE: client.read_discrete_inputs,
+            Table.HOLDING: client.read_holding_registers,
+            Table.INPUT: client.read_input_registers,
+        }[block.table]
+        self.sink.counters.modbus_requests += 1
+        name = self.config.name
+        self.sink.counters.per_bus_requests[name] = (
+            self.sink.counters.per_bus_requests.get(name, 0) + 1)
+        try:
+            response = await fn(block.address, count=block.count, device_id=device.unit)
+        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+            raise NoResponse(device.id, f"no answer from unit {device.unit} at "
+                                        f"{self.where}: {type(exc).__name__}") from None
+        if isinstance(response, PduExceptionResponse):
+            code = int(response.exception_code)
+            raise ExceptionResponse(
+                device.id, code,
+                f"unit {device.unit} answered exception {code} "
+                f"({MODBUS_EXCEPTION_NAMES.get(code, 'unknown')}) to {block.table} "
+                f"{block.address}+{block.count}")
+        if response.isError():
+            raise NoResponse(device.id, f"bad response from unit {device.unit}: {response}")
+        if block.table.is_bit:
+            return list(response.bits[:block.count])
+        return list(response.registers)
+
+
+async def _sleep_until_next_tick(interval_s: float) -> None:
+    now = time.time()
+    next_tick = (int(now / interval_s) + 1) * interval_s
+    await asyncio.sleep(next_tick - now)

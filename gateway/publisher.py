@@ -1,0 +1,291 @@
+"""The MQTT side of the gateway: from the outbox to the broker, and PUBACKs back.
+
+paho-mqtt runs its network loop on its own thread; every callback is handed to the
+asyncio loop with ``call_soon_threadsafe``, so all bookkeeping happens on one thread.
+
+Two lanes share the in-flight window:
+
+- live: rows added since the last (re)connect, sealed together after ``linger_ms``;
+- backlog: rows from before, oldest first, ``backlog_chunk`` rows per message, at most
+  ``backlog_rate_per_s`` rows per second and never the last two window slots, so live
+  readings keep flowing while days of backlog drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from coldchain import wire
+from coldchain.wire import Status, Stream
+from gateway.config import GatewayConfig
+from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
+
+log = logging.getLogger("coldchain.gateway.mqtt")
+
+LIVE_RESERVE = 2  # window slots the backlog lane never takes
+
+
+@dataclass
+class PublisherCounters:
+    published_messages: int = 0
+    published_rows: int = 0
+    acked_messages: int = 0
+    acked_rows: int = 0
+    backlog_messages: int = 0
+    rejected_acks: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Publisher:
+    def __init__(self, config: GatewayConfig, outbox: AsyncOutbox, version: str) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.version = version
+        self.counters = PublisherCounters()
+        self._gw = config.gateway
+        self._opts = config.outbox
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._connected = False
+        self._republish_done = False
+        # rows with id <= boundary are backlog; None while disconnected (all backlog)
+        self._boundary: int | None = None
+        self._inflight: dict[int, SealedMessage] = {}
+        self._refused: list[SealedMessage] = []
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._tokens = float(self._opts.backlog_chunk)
+        self._tokens_at = time.monotonic()
+        self._stopping = False
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ paho setup
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=cfg.client_id or self._gw.id,
+                             protocol=MQTTProtocolVersion.MQTTv5)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls:
+            context = ssl.create_default_context(
+                cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            client.tls_set_context(context)
+        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        client.max_inflight_messages_set(self._opts.window)
+        will = Status(v=wire.SCHEMA_VERSION, gateway=self._gw.id, site=self._gw.site,
+                      state="offline", ts_ms=now_ms(), reason="lwt", version=self.version)
+        client.will_set(self.topic(Stream.STATUS), wire.encode(will), qos=1, retain=True)
+        client.on_connect = self._on_connect_thread
+        client.on_disconnect = self._on_disconnect_thread
+        client.on_publish = self._on_publish_thread
+        return client
+
+    def topic(self, stream: Stream) -> str:
+        return wire.topic(self._gw.site, self._gw.id, stream)
+
+    def _soon(self, fn: Any, *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect_thread(self, _c: mqtt.Client, _u: object, _f: object,
+                           reason: ReasonCode, _p: Properties | None) -> None:
+        self._soon(self._on_connect, reason)
+
+    def _on_disconnect_thread(self, _c: mqtt.Client, _u: object, _f: object,
+                              reason: ReasonCode, _p: Properties | None) -> None:
+        self._soon(self._on_disconnect, reason)
+
+    def _on_publish_thread(self, _c: mqtt.Client, _u: object, mid: int,
+                           reason: ReasonCode, _p: Properties | None) -> None:
+        self._soon(self._on_publish, mid, reason)
+
+    # ------------------------------------------------------------------ events (loop)
+    def _on_connect(self, reason: ReasonCode) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._connected = True
+        self.counters.connects += 1
+        self._tasks.add(asyncio.ensure_future(self._after_connect()))
+
+    async def _after_connect(self) -> None:
+        self._boundary = await self.outbox.call(self.outbox.sync.last_pending_id)
+        stats = await self.outbox.call(self.outbox.sync.stats)
+        log.info("broker connected %s:%s (backlog: %d rows, %d sealed messages)",
+                 self.config.mqtt.host, self.config.mqtt.port, stats.pending,
+                 stats.sealed_messages)
+        self.publish_status("online")
+        refused, self._refused = self._refused, []
+        for msg in refused:
+            self._send(msg, backlog=True)
+        self._wake.set()
+
+    def _on_disconnect(self, reason: ReasonCode) -> None:
+        if self._connected:
+            log.warning("broker connection lost: %s; buffering in the outbox", reason)
+            self.counters.disconnects += 1
+        self._connected = False
+        self._boundary = None
+
+    def _on_publish(self, mid: int, reason: ReasonCode) -> None:
+        msg = self._inflight.pop(mid, None)
+        if msg is None:  # status messages are not tracked
+            return
+        if reason.is_failure:
+            # keep the message (it stays sealed in the outbox); it goes again after the
+            # next reconnect, when the broker's ACL may have been fixed
+            self.counters.rejected_acks += 1
+            key = str(reason)
+            self.counters.by_reason[key] = self.counters.by_reason.get(key, 0) + 1
+            if self.counters.by_reason[key] == 1:
+                log.error("broker refused %s seq %d: %s (kept in the outbox)", msg.stream,
+                          msg.seq, reason)
+            self._refused.append(msg)
+            return
+        self.counters.acked_messages += 1
+        self.counters.acked_rows += msg.n
+        task = asyncio.ensure_future(self._ack(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ack(self, msg: SealedMessage) -> None:
+        await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ public
+    def notify(self) -> None:
+        """New rows are in the outbox."""
+        self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def publish_status(self, state: str, reason: str | None = None) -> None:
+        status = Status(v=wire.SCHEMA_VERSION, gateway=self._gw.id, site=self._gw.site,
+                        state="online" if state == "online" else "offline", ts_ms=now_ms(),
+                        reason=reason, version=self.version)
+        self._client.publish(self.topic(Stream.STATUS), wire.encode(status), qos=1,
+                             retain=True)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config.mqtt
+        props = Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s,
+                                   clean_start=True, properties=props)
+        self._client.loop_start()
+        try:
+            while not self._stopping:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._connected and self._boundary is not None:
+                    await self._pump()
+        finally:
+            self._client.loop_stop()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish offline status, wait briefly for in-flight PUBACKs, disconnect."""
+        if self._connected:
+            self.publish_status("offline", reason="shutdown")
+            deadline = time.monotonic() + timeout_s
+            while self._inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        self._stopping = True
+        self._client.disconnect()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ pumping
+    def _room(self) -> int:
+        return self._opts.window - len(self._inflight)
+
+    async def _pump(self) -> None:
+        if not self._republish_done:
+            await self._republish_previous_run()
+        await self._pump_live()
+        await self._pump_backlog()
+
+    async def _republish_previous_run(self) -> None:
+        """Sealed messages left by a previous process go first, in seq order."""
+        leftovers = await self.outbox.call(self.outbox.sync.unacked)
+        for msg in leftovers:
+            while self._room() <= 0 and self._connected:
+                await self._wait_for_room()
+            if not self._connected:
+                return  # paho resends what it already took; the rest waits for reconnect
+            self._send(msg, backlog=True)
+        self._republish_done = True
+        if leftovers:
+            log.info("republished %d sealed messages from before the restart",
+                     len(leftovers))
+
+    async def _wait_for_room(self) -> None:
+        self._wake.clear()
+        await self._wake.wait()
+
+    async def _pump_live(self) -> None:
+        boundary = self._boundary
+        if boundary is None or self._room() <= 0:
+            return
+        last = await self.outbox.call(self.outbox.sync.last_pending_id)
+        if last <= boundary:
+            return
+        if self._opts.linger_ms:
+            await asyncio.sleep(self._opts.linger_ms / 1000)
+        for stream in (Stream.EVENTS, Stream.READINGS):
+            while self._room() > 0 and self._connected:
+                msg = await self.outbox.call(self.outbox.sync.seal, stream, after_id=boundary,
+                                             limit=self._opts.backlog_chunk)
+                if msg is None:
+                    break
+                self._send(msg, backlog=False)
+
+    async def _pump_backlog(self) -> None:
+        while self._connected and self._boundary is not None:
+            room = self._room() - LIVE_RESERVE
+            if room <= 0:
+                return
+            self._refill_tokens()
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self._opts.backlog_rate_per_s)
+                self._wake.set()  # come back to live first
+                return
+            limit = max(1, min(self._opts.backlog_chunk, int(self._tokens)))
+            msg = None
+            for stream in (Stream.EVENTS, Stream.READINGS):
+                msg = await self.outbox.call(self.outbox.sync.seal, stream,
+                                             up_to_id=self._boundary, limit=limit)
+                if msg is not None:
+                    break
+            if msg is None:
+                return
+            self._tokens -= msg.n
+            self._send(msg, backlog=True)
+
+    def _refill_tokens(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self._opts.backlog_chunk),
+                           self._tokens + (now - self._tokens_at) * self._opts.backlog_rate_per_s)
+        self._tokens_at = now
+
+    def _send(self, msg: SealedMessage, *, backlog: bool) -> None:
+        info = self._client.publish(self.topic(msg.stream), msg.payload, qos=1)
+        self._inflight[info.mid] = msg
+        if backlog:
+            self.counters.backlog_messages += 1
+        self.counters.published_messages += 1
+        self.counters.published_rows += msg.n

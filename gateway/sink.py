@@ -1,0 +1,73 @@
+"""Where bus drivers put what they read: the outbox, then a nudge to the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coldchain import wire
+from coldchain.wire import Event, Reading, Stream
+from gateway.outbox import AsyncOutbox
+
+log = logging.getLogger("coldchain.gateway")
+
+
+@dataclass
+class Counters:
+    """Gateway-wide counters (read by the status heartbeat, the demo and the bench)."""
+
+    readings_taken: int = 0
+    events: int = 0
+    poll_cycles: int = 0
+    modbus_requests: int = 0
+    modbus_no_response: int = 0
+    modbus_exceptions: int = 0
+    overruns: int = 0
+    lines_ok: int = 0
+    lines_garbled: int = 0
+    per_bus_requests: dict[str, int] = field(default_factory=dict)
+
+
+class Sink:
+    def __init__(self, outbox: AsyncOutbox, notify: Callable[[], None]) -> None:
+        self.outbox = outbox
+        self.notify = notify
+        self.counters = Counters()
+        self._events: list[Event] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def add_readings(self, readings: list[Reading]) -> None:
+        if not readings:
+            return
+        items = [(r.ts_ms, wire.encode(r)) for r in readings]
+        await self.outbox.call(self.outbox.sync.add, Stream.READINGS, items)
+        self.counters.readings_taken += len(readings)
+        self.notify()
+
+    def add_event(self, event: Event) -> None:
+        """Called synchronously (from Health); written by a task soon after."""
+        self._events.append(event)
+        self.counters.events += 1
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_events())
+
+    async def _flush_events(self) -> None:
+        while self._events:
+            batch, self._events = self._events, []
+            items = [(e.ts_ms, wire.encode(e)) for e in batch]
+            await self.outbox.call(self.outbox.sync.add, Stream.EVENTS, items)
+            self.notify()
+
+    async def flush(self) -> None:
+        if self._flushing is not None:
+            await self._flushing
+        await self._flush_events()
+
+    async def reject(self, source: str, reason: str, raw: bytes) -> None:
+        await self.outbox.call(self.outbox.sync.reject, source, reason, raw)
+
+    def snapshot(self) -> dict[str, object]:
+        return dataclasses.asdict(self.counters)
