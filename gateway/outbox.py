@@ -86,6 +86,7 @@ class OutboxStats:
     sealed_rows: int
     dropped: int
     rejects: int
+    taken_readings: int
 
 
 class Outbox:
@@ -141,6 +142,7 @@ class Outbox:
                 "INSERT INTO pending (stream, ts_ms, body) VALUES (?, ?, ?)",
                 [(stream.value, ts, body) for ts, body in items])
             del cur
+            self._add_meta(f"taken.{stream.value}", len(items))
             self._pending += len(items)
             self._enforce_bounds()
             return self.last_pending_id()
@@ -237,6 +239,7 @@ class Outbox:
             sealed_rows=self._sealed_rows,
             dropped=self._meta("dropped") or 0,
             rejects=self._count("SELECT COUNT(*) FROM rejects"),
+            taken_readings=self._meta("taken.readings") or 0,
         )
 
     def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:

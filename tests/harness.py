@@ -1,0 +1,223 @@
+"""Real components for the tests: a Mosquitto broker we own, a background event loop for
+simulated devices, an MQTT recorder, and a gateway in a subprocess.
+
+Every process started here is stopped by its own PID with a timeout; nothing is ever
+stopped by name, so the machine's own Mosquitto keeps running. All traffic is on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from coldchain import wire
+
+T = TypeVar("T")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
+             poll_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout_s: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
+class Broker:
+    """A Mosquitto of our own on a free port, with persistence, restartable."""
+
+    def __init__(self, workdir: Path) -> None:
+        if not os.path.exists(MOSQUITTO):
+            raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto')")
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "data").mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {workdir / 'data'}/",
+            "autosave_interval 1",
+            "max_queued_messages 1000000",
+            "max_inflight_messages 100",
+            f"log_dest file {workdir / 'mosquitto.log'}",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._accepts, 10, f"mosquitto on port {self.port}")
+
+    def _accepts(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            log = (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {log}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, sig)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+class LoopThread:
+    """An asyncio loop on a background thread, for simulated devices in a test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(coro))
+
+    def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    dup: bool
+
+
+class Recorder:
+    """An MQTT 5 subscriber with a persistent session that keeps everything it gets."""
+
+    def __init__(self, port: int, topic_filter: str, client_id: str) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.reconnect_delay_set(1, 2)
+        self.topic_filter = topic_filter
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, keepalive=10, clean_start=False,
+                            properties=props)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise AssertionError("recorder did not subscribe")
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any,
+                    _p: object) -> None:
+        if not reason.is_failure:
+            client.subscribe(self.topic_filter, qos=1)
+            self._subscribed.set()
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.dup)))
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+    def batches(self) -> list[wire.ReadingsBatch]:
+        out = []
+        for m in self.snapshot():
+            if wire.parse_topic(m.topic).stream is wire.Stream.READINGS:
+                msg = wire.decode(wire.Stream.READINGS, m.payload)
+                assert isinstance(msg, wire.ReadingsBatch)
+                out.append(msg)
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class GatewayProcess:
+    """``coldchain gateway run`` in a subprocess, so that a test can kill -9 it."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coldchain.cli", "gateway", "run", "--config",
+             str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        stop_process(self.proc, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, timeout_s=15)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

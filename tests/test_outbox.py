@@ -1,0 +1,111 @@
+"""The durable outbox on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from coldchain import wire
+from coldchain.wire import Quality, Reading, Stream
+from gateway.outbox import Outbox, now_ms
+
+
+def make(path: Path, max_rows: int = 1000, clock=None) -> Outbox:
+    kwargs = {"clock": clock} if clock else {}
+    return Outbox(path, gateway="gw", site="s", max_rows=max_rows, max_age_h=24, **kwargs)
+
+
+NOW = now_ms()
+
+
+def rows(n: int, start_ts: int = NOW) -> list[tuple[int, bytes]]:
+    return [(start_ts + i, wire.encode(Reading(sensor="a.temp", ts_ms=start_ts + i,
+                                               q=Quality.OK, temp_c=float(i))))
+            for i in range(n)]
+
+
+def test_seq_increments_by_one_per_message_and_survives_reopening(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(5))
+    first = box.seal(Stream.READINGS, limit=2)
+    second = box.seal(Stream.READINGS, limit=2)
+    epoch = box.epoch
+    box.close()
+    box = make(tmp_path / "o.sqlite")
+    third = box.seal(Stream.READINGS, limit=2)
+    assert first and second and third
+    assert [first.seq, second.seq, third.seq] == [1, 2, 3]
+    assert [first.n, second.n, third.n] == [2, 2, 1]
+    assert box.epoch == epoch
+    assert box.seal(Stream.READINGS) is None
+
+
+def test_sealed_payload_is_a_valid_batch_in_insertion_order(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(3))
+    msg = box.seal(Stream.READINGS)
+    assert msg is not None
+    batch = wire.decode(Stream.READINGS, msg.payload)
+    assert isinstance(batch, wire.ReadingsBatch)
+    assert [r.ts_ms for r in batch.readings] == [NOW, NOW + 1, NOW + 2]
+    assert (batch.gateway, batch.site, batch.seq, batch.epoch) == ("gw", "s", 1, box.epoch)
+
+
+def test_unacked_messages_are_republished_byte_for_byte_after_a_crash(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(4))
+    a = box.seal(Stream.READINGS, limit=2)
+    b = box.seal(Stream.READINGS, limit=2)
+    assert a and b
+    box.ack(Stream.READINGS, a.seq)
+    box.close()  # the process dies here; the file is all that is left
+    again = make(tmp_path / "o.sqlite").unacked()
+    assert [(m.seq, m.payload) for m in again] == [(b.seq, b.payload)]
+
+
+def test_streams_have_their_own_sequences(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(1))
+    event = wire.Event(ts_ms=1, kind="door", source="a.door", state="open")
+    box.add(Stream.EVENTS, [(1, wire.encode(event))])
+    r = box.seal(Stream.READINGS)
+    e = box.seal(Stream.EVENTS)
+    assert r and e and r.seq == 1 and e.seq == 1
+    assert json.loads(e.payload)["events"][0]["state"] == "open"
+
+
+def test_full_outbox_drops_oldest_and_says_so_with_an_event(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite", max_rows=100)
+    box.add(Stream.READINGS, rows(100, start_ts=NOW))
+    box.add(Stream.READINGS, rows(30, start_ts=NOW + 5000))
+    stats = box.stats()
+    assert stats.dropped == 30
+    assert stats.taken_readings == 130
+    readings = box.seal(Stream.READINGS, limit=1000)
+    assert readings is not None
+    batch = wire.decode(Stream.READINGS, readings.payload)
+    assert isinstance(batch, wire.ReadingsBatch)
+    assert batch.readings[0].ts_ms == NOW + 30  # the 30 oldest went
+    assert len(batch.readings) == 100
+    events = box.seal(Stream.EVENTS)
+    assert events is not None
+    ev = json.loads(events.payload)["events"][0]
+    assert (ev["kind"], ev["state"], ev["count"]) == ("outbox", "overflow", 30)
+
+
+def test_readings_older_than_max_age_are_dropped_and_counted(tmp_path: Path) -> None:
+    now = [10 * 3_600_000 * 24]
+    box = make(tmp_path / "o.sqlite", clock=lambda: now[0])
+    box.add(Stream.READINGS, rows(10, start_ts=now[0] - 25 * 3_600_000))  # 25 h old
+    now[0] += 61_000
+    box.add(Stream.READINGS, rows(5, start_ts=now[0]))
+    assert box.stats().dropped == 10
+    assert box.stats().pending == 5 + 1  # five readings and the overflow event
+
+
+def test_rejected_input_is_kept_with_its_reason(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.reject("ct-probe", "checksum mismatch", b"$TMP,01,-1x.3,OK*3A")
+    assert box.rejects() == [(box.rejects()[0][0], "ct-probe", "checksum mismatch",
+                              b"$TMP,01,-1x.3,OK*3A")]
+    assert box.stats().rejects == 1
