@@ -15,7 +15,7 @@ class Backoff:
     """
 
     def __init__(self, min_s: float, max_s: float) -> None:
-        self._wait = wait_exponential_jitter(initial=min_s, max=max_s, jitter=min_s / 2)
+        self._wait = wait_exponential_jitter(multiplier=min_s, max=max_s, jitter=min_s / 2)
         self.failures = 0
         self.retry_at = 0.0
 

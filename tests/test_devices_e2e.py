@@ -1,0 +1,342 @@
+"""The gateway's bus drivers against real simulated devices: pymodbus servers over TCP
+and over RTU on a socat pty pair, an ASCII probe and a GPS receiver on pty pairs."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldchain.sim.devices import LineWriter, ModbusServer, ModbusUnit, PtyPair, ascii_probe_line
+from coldchain.sim.route import Position, _checksum, nmea_sentences
+from coldchain.wire import Event, Quality, Reading
+from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
+from gateway.health import Health
+from gateway.modbus_bus import ModbusBus
+from gateway.outbox import AsyncOutbox, Outbox
+from gateway.profiles import ModbusProfile, load_profile
+from gateway.serial_bus import AsciiDevice, GpsDevice
+from gateway.sink import Sink
+from tests.harness import free_port
+
+pytestmark = pytest.mark.e2e
+
+VALUES: dict[str, dict[str, float | bool]] = {
+    "th_transmitter_int16": {"rh": 86.4, "temp": -18.7, "door": True},
+    "th_transmitter_float32": {"temp": 3.25, "rh": 91.5, "core": 2.875},
+    "reefer_controller": {"setpoint": -20.0, "air": -19.3, "evap": -27.1, "run": 15324.7,
+                          "compressor": True, "defrost": False, "door": False},
+}
+
+
+class Rig:
+    """A sink on a real outbox file, and the events the health tracker emitted."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.outbox = AsyncOutbox(Outbox(tmp / "outbox.sqlite", gateway="gw", site="s",
+                                         max_rows=100_000, max_age_h=24))
+        self.sink = Sink(self.outbox, lambda: None)
+        self.events: list[Event] = []
+        self.health = Health(self.events.append)
+
+    def events_of(self, source: str) -> list[tuple[str, str]]:
+        return [(e.kind, e.state) for e in self.events if e.source == source]
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]], timeout_s: float = 60) -> Any:
+    async def main() -> Any:
+        return await asyncio.wait_for(coro_fn(), timeout_s)
+    return asyncio.run(main())
+
+
+def assert_matches_profile(readings: list[Reading], device: str, profile_name: str) -> None:
+    profile = load_profile(profile_name)
+    assert isinstance(profile, ModbusProfile)
+    got = {r.sensor: r for r in readings if r.sensor.startswith(device + ".")}
+    assert set(got) == {f"{device}.{p.name}" for p in profile.points}
+    for p in profile.points:
+        reading = got[f"{device}.{p.name}"]
+        assert reading.q is Quality.OK, reading
+        assert reading.measurand() == p.quantity
+        expected = VALUES[profile_name][p.name]
+        if isinstance(expected, bool):
+            assert reading.value() is expected
+        else:
+            assert math.isclose(float(reading.value()), expected,  # type: ignore[arg-type]
+                                abs_tol=abs(p.scale) / 2 + 1e-4)
+
+
+def unit(n: int, profile: str) -> ModbusUnit:
+    return ModbusUnit(n, profile, lambda: VALUES[profile])
+
+
+@pytest.mark.parametrize("profile", sorted(VALUES))
+def test_every_modbus_profile_is_read_and_decoded_over_tcp(tmp_path: Path, profile: str) -> None:
+    rig = Rig(tmp_path)
+
+    async def scenario() -> list[Reading]:
+        port = free_port()
+        server = ModbusServer([unit(1, profile)], tcp_port=port)
+        await server.start()
+        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
+                                     devices=[DeviceConfig(id="dev", profile=profile)]),
+                        rig.sink, rig.health)
+        try:
+            readings = await bus.poll_once()
+            assert rig.sink.counters.modbus_requests == bus.requests_per_cycle
+            return readings
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    readings = run(scenario)
+    rig.close()
+    assert_matches_profile(readings, "dev", profile)
+
+
+def test_three_units_share_one_rs485_line_over_a_pty(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    pty = PtyPair("line", tmp_path)
+    names = sorted(VALUES)
+
+    async def scenario() -> list[Reading]:
+        server = ModbusServer([unit(i + 1, p) for i, p in enumerate(names)], pty=pty)
+        await server.start()
+        bus = ModbusBus(ModbusRtuBus(kind="modbus_rtu", name="line", port=pty.host,
+                                     baudrate=9600, parity="N", timeout_s=1.0,
+                                     devices=[DeviceConfig(id=f"d{i + 1}", profile=p, unit=i + 1)
+                                              for i, p in enumerate(names)]),
+                        rig.sink, rig.health)
+        try:
+            first = await bus.poll_once()
+            second = await bus.poll_once()
+            assert len(second) == len(first)
+            return first
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    try:
+        readings = run(scenario)
+    finally:
+        pty.close()
+        rig.close()
+    for i, profile in enumerate(names):
+        assert_matches_profile(readings, f"d{i + 1}", profile)
+
+
+def test_reefer_coalesces_its_registers_into_one_request_per_table(tmp_path: Path) -> None:
+    profile = load_profile("reefer_controller")
+    assert isinstance(profile, ModbusProfile)
+    rig = Rig(tmp_path)
+
+    async def make() -> ModbusBus:
+        return ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=1,
+                                      devices=[DeviceConfig(id="r", profile="reefer_controller")]),
+                         rig.sink, rig.health)
+
+    bus = run(make)
+    rig.close()
+    tables = {p.table for p in profile.points}
+    assert len(profile.points) == 7
+    assert bus.requests_per_cycle == len(tables) == 4
+
+
+def test_silent_device_is_reported_once_and_backs_off_while_its_neighbour_keeps_polling(
+        tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    pty = PtyPair("line", tmp_path)
+
+    async def scenario() -> tuple[list[list[Reading]], int]:
+        bad = unit(1, "th_transmitter_int16")
+        good = unit(2, "th_transmitter_int16")
+        server = ModbusServer([bad, good], pty=pty)
+        await server.start()
+        cfg = ModbusRtuBus(kind="modbus_rtu", name="line", port=pty.host, timeout_s=0.3,
+                           backoff_min_s=30, backoff_max_s=60,
+                           devices=[DeviceConfig(id="bad", profile="th_transmitter_int16", unit=1),
+                                    DeviceConfig(id="good", profile="th_transmitter_int16",
+                                                 unit=2)])
+        bus = ModbusBus(cfg, rig.sink, rig.health)
+        cycles = []
+        try:
+            cycles.append(await bus.poll_once())
+            bad.mode = "silent"
+            before = rig.sink.counters.modbus_requests
+            for _ in range(5):
+                cycles.append(await bus.poll_once())
+            requests = rig.sink.counters.modbus_requests - before
+            bad.mode = "ok"
+            bus.devices[0].backoff.retry_at = 0  # the backoff has elapsed
+            cycles.append(await bus.poll_once())
+            return cycles, requests
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    try:
+        cycles, requests = run(scenario)
+    finally:
+        pty.close()
+        rig.close()
+    # device-level transitions, each once: ok -> no_response -> ok
+    assert [s for k, s in rig.events_of("bad") if k == "device"] == ["ok", "no_response", "ok"]
+    assert rig.events_of("good") == [("device", "ok")]
+    for cycle in cycles[1:6]:
+        bad_readings = [r for r in cycle if r.sensor.startswith("bad.")]
+        good_readings = [r for r in cycle if r.sensor.startswith("good.")]
+        assert {r.q for r in bad_readings} == {Quality.FAULT}
+        assert {r.fault for r in bad_readings} == {"no_response"}
+        assert {r.q for r in good_readings} == {Quality.OK}
+    # one timed-out request to the silent unit, then backoff: 5 cycles × 2 requests for the
+    # good unit (input registers, discrete input) + 1 for the bad one
+    assert requests == 5 * 2 + 1
+    assert rig.sink.counters.modbus_no_response >= 1
+    assert {r.q for r in cycles[-1]} == {Quality.OK}
+
+
+def test_exception_response_is_kept_apart_from_no_response(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+
+    async def scenario() -> list[list[Reading]]:
+        port = free_port()
+        dev = unit(1, "reefer_controller")
+        server = ModbusServer([dev], tcp_port=port)
+        await server.start()
+        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
+                                     devices=[DeviceConfig(id="r", profile="reefer_controller")]),
+                        rig.sink, rig.health)
+        try:
+            dev.mode = "exception"
+            cycles = [await bus.poll_once() for _ in range(3)]
+            await server.stop()  # now nobody answers at all
+            cycles += [await bus.poll_once() for _ in range(2)]
+            return cycles
+        finally:
+            bus.client.close()
+
+    cycles = run(scenario)
+    rig.close()
+    assert {r.fault for r in cycles[0]} == {"exception_4"}
+    assert {r.fault for r in cycles[-1]} == {"no_response"}
+    device_events = [e for e in rig.events if e.kind == "device"]
+    assert [e.state for e in device_events] == ["exception", "no_response"]
+    assert "exception 4 (device failure)" in (device_events[0].detail or "")
+    assert rig.sink.counters.modbus_exceptions == 3
+
+
+def test_probe_sentinel_becomes_a_fault_reading_and_one_sensor_event(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+
+    async def scenario() -> list[list[Reading]]:
+        port = free_port()
+        dev = unit(1, "th_transmitter_int16")
+        server = ModbusServer([dev], tcp_port=port)
+        await server.start()
+        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
+                                     devices=[DeviceConfig(id="t", profile="th_transmitter_int16")]),
+                        rig.sink, rig.health)
+        try:
+            cycles = [await bus.poll_once()]
+            dev.mode = "sentinel"
+            await server.refresh()
+            cycles += [await bus.poll_once() for _ in range(3)]
+            return cycles
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    cycles = run(scenario)
+    rig.close()
+    temp = [next(r for r in c if r.sensor == "t.temp") for c in cycles]
+    assert temp[0].q is Quality.OK
+    assert all(r.q is Quality.FAULT and r.fault == "sentinel" for r in temp[1:])
+    assert rig.events_of("t.temp") == [("sensor", "fault")]
+
+
+async def _drain(rig: Rig) -> list[Reading]:
+    from coldchain import wire
+    from coldchain.wire import Stream
+
+    out: list[Reading] = []
+    while (msg := await rig.outbox.call(rig.outbox.sync.seal, Stream.READINGS, limit=5000)):
+        batch = wire.decode(Stream.READINGS, msg.payload)
+        assert isinstance(batch, wire.ReadingsBatch)
+        out += batch.readings
+    return out
+
+
+def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    pty = PtyPair("probe", tmp_path)
+    temps = iter([-18.3, -18.4, -18.2, -18.1, -18.0, -17.9, -17.8, -17.7] * 10)
+
+    async def scenario() -> list[Reading]:
+        writer = LineWriter(pty, 0.05, lambda: [ascii_probe_line(next(temps))])
+        device = AsciiDevice(SerialAsciiBus(kind="serial_ascii", name="p", port=pty.host,
+                                            devices=[DeviceConfig(id="probe",
+                                                                  profile="ascii_temp_probe")]),
+                             rig.sink, rig.health)
+        tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
+        await asyncio.sleep(0.6)
+        writer.mode = "garbled"
+        await asyncio.sleep(0.6)
+        writer.mode = "ok"
+        await asyncio.sleep(0.6)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return await _drain(rig)
+
+    try:
+        readings = run(scenario)
+        rejects = rig.outbox.sync.rejects()
+    finally:
+        pty.close()
+        rig.close()
+    assert len(readings) >= 10
+    assert all(r.q is Quality.OK and r.temp_c is not None and -18.5 < r.temp_c < -17.5
+               for r in readings)
+    assert [s for k, s in rig.events_of("probe") if k == "device"] == ["ok", "garbled", "ok"]
+    assert rejects and all(reason in ("checksum mismatch", "does not match the line format")
+                           for _, _, reason, _ in rejects)
+    assert rig.sink.counters.lines_garbled == len(rejects)
+
+
+def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    pty = PtyPair("gps", tmp_path)
+    where = Position(35.7521, 103.0118, 36.0, 215.5, None)
+
+    async def scenario() -> list[Reading]:
+        writer = LineWriter(pty, 0.05, lambda: [b"$GPGSV,3,1,11*" + _checksum("GPGSV,3,1,11").encode() + b"\r\n", *nmea_sentences(where)])
+        device = GpsDevice(NmeaGpsBus(kind="nmea_gps", name="g", port=pty.host,
+                                      devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")]),
+                           rig.sink, rig.health)
+        tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
+        await asyncio.sleep(0.5)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return await _drain(rig)
+
+    try:
+        readings = run(scenario)
+    finally:
+        pty.close()
+        rig.close()
+    assert len(readings) == 1  # at most one position per interval_s
+    pos = readings[0]
+    assert pos.sensor == "truck-gps.pos"
+    assert pos.lat_deg is not None and pos.lon_deg is not None
+    assert math.isclose(pos.lat_deg, 35.7521, abs_tol=1e-5)
+    assert math.isclose(pos.lon_deg, 103.0118, abs_tol=1e-5)
+    assert pos.speed_kmh is not None and math.isclose(pos.speed_kmh, 36.0, abs_tol=0.2)
+    assert sorted(rig.events_of("truck-gps")) == [("device", "ok"), ("gps", "fix")]
