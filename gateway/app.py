@@ -59,7 +59,10 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.health.report("gateway", gw.id, "stopping", now_ms())
             await self.sink.flush()
-            self.publisher.notify()
+            if not await self.publisher.drain(self.config.outbox.drain_on_stop_s):
+                stats = await self.outbox.call(self.outbox.sync.stats)
+                log.warning("stopping with %d rows still buffered in the outbox; they go "
+                            "first at the next start", stats.pending + stats.sealed_rows)
             await self.publisher.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(publisher, 5)

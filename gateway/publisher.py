@@ -197,6 +197,17 @@ class Publisher:
         finally:
             self._client.loop_stop()
 
+    async def drain(self, timeout_s: float) -> bool:
+        """On a planned stop: send what is buffered while the broker is there (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while self._connected and time.monotonic() < deadline:
+            stats = await self.outbox.call(self.outbox.sync.stats)
+            if stats.pending == 0 and stats.sealed_messages == 0:
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        return False
+
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Publish offline status, wait briefly for in-flight PUBACKs, disconnect."""
         if self._connected:

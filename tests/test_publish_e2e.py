@@ -1,0 +1,198 @@
+"""Gateway process -> real Mosquitto -> subscriber, counted by sequence number.
+
+The gateway runs as ``coldchain gateway run`` in a subprocess (so it can be killed with
+SIGKILL), reading real pymodbus servers; the broker is our own Mosquitto, stopped and
+restarted mid-stream. "Taken" is the outbox's own count of readings committed at the
+edge, read from its SQLite file after the gateway has stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coldchain import wire
+from coldchain.sim.devices import ModbusServer, ModbusUnit
+from coldchain.wire import Stream
+from tests.harness import Broker, GatewayProcess, LoopThread, Recorder, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL_S = 0.2
+READINGS_PER_CYCLE = 7 + 3  # reefer controller + T/H transmitter
+
+
+@dataclass
+class Setup:
+    gateway: GatewayProcess
+    recorder: Recorder
+    outbox: Path
+    site: str
+    gw: str
+
+
+def outbox_counts(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        pending = db.execute("SELECT COUNT(*) FROM pending WHERE stream = 'readings'").fetchone()
+        sealed = db.execute("SELECT COALESCE(SUM(n), 0), COUNT(*) FROM sealed "
+                            "WHERE stream = 'readings'").fetchone()
+    finally:
+        db.close()
+    return {"taken": int(meta.get("taken.readings", 0)), "pending": int(pending[0]),
+            "sealed_rows": int(sealed[0]), "sealed_messages": int(sealed[1])}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, running_broker: Broker, loop_thread: LoopThread,
+          unique: str) -> Iterator[Setup]:
+    port = free_port()
+    values = {"setpoint": -20.0, "air": -19.5, "evap": -26.0, "run": 10.0,
+              "compressor": True, "defrost": False, "door": False,
+              "temp": -19.0, "rh": 80.0}
+
+    async def start_server() -> ModbusServer:
+        server = ModbusServer([ModbusUnit(1, "reefer_controller", lambda: values),
+                               ModbusUnit(2, "th_transmitter_int16", lambda: values)],
+                              tcp_port=port)
+        await server.start()
+        return server
+
+    server = loop_thread.run(start_server())
+    gw = f"gw-{unique}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f"""
+[gateway]
+id = "{gw}"
+site = "test-site"
+
+[mqtt]
+host = "127.0.0.1"
+port = {running_broker.port}
+keepalive_s = 5
+reconnect_min_s = 1
+reconnect_max_s = 1
+
+[outbox]
+path = "outbox.sqlite"
+backlog_chunk = 25
+backlog_rate_per_s = 150
+linger_ms = 20
+
+[[buses]]
+kind = "modbus_tcp"
+name = "room"
+host = "127.0.0.1"
+port = {port}
+interval_s = {INTERVAL_S}
+timeout_s = 0.5
+[[buses.devices]]
+id = "cr1-ctrl"
+profile = "reefer_controller"
+unit = 1
+[[buses.devices]]
+id = "cr1-th"
+profile = "th_transmitter_int16"
+unit = 2
+""")
+    recorder = Recorder(running_broker.port, f"coldchain/v1/test-site/{gw}/#", f"rec-{unique}")
+    gateway = GatewayProcess(config, tmp_path / "gateway.log")
+    try:
+        yield Setup(gateway, recorder, tmp_path / "outbox.sqlite", "test-site", gw)
+    finally:
+        gateway.stop()
+        recorder.close()
+        loop_thread.run(server.stop())
+        if not running_broker.proc or running_broker.proc.poll() is not None:
+            running_broker.start()
+
+
+def readings_messages(rec: Recorder) -> list[wire.ReadingsBatch]:
+    return rec.batches()
+
+
+def check_exactly_once(setup: Setup) -> tuple[int, int]:
+    """Every seq 1..N arrived, first arrivals in order; taken == received identities."""
+    batches = readings_messages(setup.recorder)
+    seqs = [b.seq for b in batches]
+    first_arrivals = list(dict.fromkeys(seqs))
+    assert first_arrivals == list(range(1, len(first_arrivals) + 1)), first_arrivals
+    duplicates = len(seqs) - len(first_arrivals)
+    unique_batches = {b.seq: b for b in batches}.values()
+    identities = [(r.sensor, r.ts_ms) for b in unique_batches for r in b.readings]
+    assert len(identities) == len(set(identities)), "a reading arrived in two messages"
+    counts = outbox_counts(setup.outbox)
+    assert counts["pending"] == 0 and counts["sealed_rows"] == 0, counts
+    assert counts["taken"] == len(identities), (counts, len(identities))
+    assert len({b.epoch for b in batches}) == 1
+    return len(identities), duplicates
+
+
+def wait_for_messages(rec: Recorder, n: int, timeout_s: float = 30) -> None:
+    start = len(readings_messages(rec))
+    wait_for(lambda: len(readings_messages(rec)) >= start + n, timeout_s,
+             f"{n} more readings messages")
+
+
+def test_published_messages_follow_the_contract(setup: Setup) -> None:
+    setup.gateway.start()
+    wait_for_messages(setup.recorder, 5)
+    setup.gateway.stop()
+    seen = {wire.parse_topic(m.topic).stream for m in setup.recorder.snapshot()}
+    assert seen == {Stream.READINGS, Stream.EVENTS, Stream.STATUS}
+    for m in setup.recorder.snapshot():
+        parts = wire.parse_topic(m.topic)
+        msg = wire.decode(parts.stream, m.payload)  # raises on any breach of the contract
+        assert (msg.gateway, msg.site) == (setup.gw, setup.site)
+    batch = readings_messages(setup.recorder)[2]
+    assert {r.sensor for r in batch.readings} >= {"cr1-ctrl.air", "cr1-th.temp", "cr1-th.door"}
+    statuses = [wire.decode(Stream.STATUS, m.payload) for m in setup.recorder.snapshot()
+                if m.topic.endswith("/status")]
+    assert [s.state for s in statuses] == ["online", "offline"]  # type: ignore[union-attr]
+    assert statuses[-1].reason == "shutdown"  # type: ignore[union-attr]
+    check_exactly_once(setup)
+
+
+def test_every_seq_arrives_once_in_order_across_a_broker_restart(setup: Setup,
+                                                                  running_broker: Broker) -> None:
+    setup.gateway.start()
+    wait_for_messages(setup.recorder, 10)
+    running_broker.stop()
+    time.sleep(2.0)  # polls go on into the outbox meanwhile
+    buffered = outbox_counts(setup.outbox)["pending"]
+    running_broker.start()
+    wait_for_messages(setup.recorder, 20, timeout_s=60)
+    setup.gateway.stop()  # a planned stop drains what is buffered
+    received, _dups = check_exactly_once(setup)
+    assert buffered >= 5 * READINGS_PER_CYCLE
+    assert received > buffered
+
+
+def test_kill_9_in_the_middle_of_a_backlog_loses_nothing(setup: Setup,
+                                                         running_broker: Broker) -> None:
+    setup.gateway.start()
+    wait_for_messages(setup.recorder, 5)
+    running_broker.stop()
+    time.sleep(4.0)  # ~20 poll cycles buffered while the broker is away
+    backlog_before = outbox_counts(setup.outbox)["pending"]
+    assert backlog_before >= 10 * READINGS_PER_CYCLE
+    running_broker.start()
+    wait_for_messages(setup.recorder, 3, timeout_s=30)
+    setup.gateway.kill9()  # power cut while the backlog drains
+    left = outbox_counts(setup.outbox)
+    assert left["pending"] + left["sealed_rows"] > 0, "the backlog had already drained"
+    wait_for(lambda: any(m.topic.endswith("/status") and b'"lwt"' in m.payload
+                         for m in setup.recorder.snapshot()), 15, "the last will")
+    setup.gateway.start()
+    wait_for(lambda: (lambda c: c["pending"] < 3 * READINGS_PER_CYCLE and
+                      c["sealed_messages"] == 0)(outbox_counts(setup.outbox)), 60,
+             "the backlog to drain after the restart")
+    setup.gateway.stop()
+    received, _dups = check_exactly_once(setup)
+    assert received > backlog_before
