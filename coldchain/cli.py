@@ -15,8 +15,12 @@ from coldchain import __version__, logs
 
 @click.group()
 @click.version_option(__version__)
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+)
 def main(log_level: str) -> None:
     """Open, self-hostable cold-chain monitoring."""
     logs.setup(log_level)
@@ -28,8 +32,13 @@ def gateway() -> None:
 
 
 @gateway.command("run")
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="gateway config file (TOML)")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="gateway config file (TOML)",
+)
 def gateway_run(config_path: Path) -> None:
     """Run a gateway until SIGINT/SIGTERM."""
     from gateway.app import run_gateway
@@ -61,25 +70,98 @@ def gateway_check(config_path: Path) -> None:
 
 
 @main.command()
+@click.option(
+    "--mqtt-url",
+    default=None,
+    help="use this broker (mqtt://host:port) instead of starting a Mosquitto of its own",
+)
+@click.option(
+    "--workdir",
+    default=Path("var/demo"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="broker data, outboxes, pty links",
+)
+@click.option("--duration-s", type=float, default=None, help="stop after N seconds")
+@click.option(
+    "--accel",
+    default=60.0,
+    show_default=True,
+    help="time acceleration: simulated seconds per real second",
+)
+@click.option("--interval-s", default=5.0, show_default=True, help="gateway poll interval")
+@click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events")
+def demo(
+    mqtt_url: str | None,
+    workdir: Path,
+    duration_s: float | None,
+    accel: float,
+    interval_s: float,
+    no_events: bool,
+) -> None:
+    """Run broker, simulated county and gateways on embedded defaults, with a live summary."""
+    from coldchain.demo import run_demo
+
+    workdir_abs = workdir.resolve()
+    asyncio.run(
+        run_demo(
+            mqtt_url=mqtt_url,
+            workdir=workdir_abs,
+            duration_s=duration_s,
+            accel=accel,
+            interval_s=interval_s,
+            scripted=not no_events,
+        )
+    )
+
+
+@main.command()
 @click.option("--mqtt-host", default="127.0.0.1", show_default=True)
 @click.option("--mqtt-port", default=1883, show_default=True, type=int)
-@click.option("--workdir", default=Path("var/sim"), show_default=True,
-              type=click.Path(path_type=Path), help="where pty links and gateway configs go")
-@click.option("--accel", default=60.0, show_default=True,
-              help="time acceleration: simulated seconds per real second")
-@click.option("--interval-s", default=5.0, show_default=True,
-              help="poll interval written into the gateway configs")
+@click.option(
+    "--workdir",
+    default=Path("var/sim"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="where pty links and gateway configs go",
+)
+@click.option(
+    "--accel",
+    default=60.0,
+    show_default=True,
+    help="time acceleration: simulated seconds per real second",
+)
+@click.option(
+    "--interval-s",
+    default=5.0,
+    show_default=True,
+    help="poll interval written into the gateway configs",
+)
 @click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events")
 @click.option("--duration-s", type=float, default=None, help="stop after N seconds")
-def simulate(mqtt_host: str, mqtt_port: int, workdir: Path, accel: float, interval_s: float,
-             no_events: bool, duration_s: float | None) -> None:
+def simulate(
+    mqtt_host: str,
+    mqtt_port: int,
+    workdir: Path,
+    accel: float,
+    interval_s: float,
+    no_events: bool,
+    duration_s: float | None,
+) -> None:
     """Run the simulated county cold chain (real Modbus servers and serial ptys)."""
     from coldchain.sim.county import County
 
+    workdir_abs = workdir.resolve()
+
     async def run() -> None:
-        county = County(mqtt_host=mqtt_host, mqtt_port=mqtt_port, accel=accel,
-                        workdir=workdir.resolve(), interval_s=interval_s,
-                        scripted=not no_events)
+        county = County(
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            accel=accel,
+            workdir=workdir_abs,
+            interval_s=interval_s,
+            scripted=not no_events,
+        )
         configs = await county.start()
         click.echo("simulated devices (read them with any Modbus client, e.g. mbpoll):")
         for line in county.describe():

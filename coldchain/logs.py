@@ -7,8 +7,9 @@ import time
 
 
 def setup(level: str = "INFO") -> None:
-    formatter = logging.Formatter("%(asctime)sZ %(levelname)-7s %(name)s: %(message)s",
-                                  "%Y-%m-%dT%H:%M:%S")
+    formatter = logging.Formatter(
+        "%(asctime)sZ %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
     formatter.converter = time.gmtime
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -207,7 +207,7 @@ class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 Message = ReadingsBatch | EventsBatch | Status
 
 _encoder: Final = msgspec.json.Encoder()
-_decoders: Final = {
+_decoders: Final[dict[Stream, msgspec.json.Decoder[Any]]] = {
     Stream.READINGS: msgspec.json.Decoder(ReadingsBatch),
     Stream.EVENTS: msgspec.json.Decoder(EventsBatch),
     Stream.STATUS: msgspec.json.Decoder(Status),
@@ -223,7 +223,7 @@ def encode(obj: Message | Reading | Event) -> bytes:
 def decode(stream: Stream, payload: bytes) -> Message:
     """Decode and validate a payload of a stream; raises WireError with the reason."""
     try:
-        msg = _decoders[stream].decode(payload)
+        msg: Message = _decoders[stream].decode(payload)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise WireError(str(exc)) from None
     if msg.v != SCHEMA_VERSION:
@@ -242,12 +242,14 @@ def decode_event(body: bytes) -> Event:
     return _event_decoder.decode(body)
 
 
-def assemble(stream: Stream, *, gateway: str, site: str, epoch: int, seq: int,
-             bodies: list[bytes]) -> bytes:
+def assemble(
+    stream: Stream, *, gateway: str, site: str, epoch: int, seq: int, bodies: list[bytes]
+) -> bytes:
     """Build a batch payload from already-encoded readings or events (no re-encoding)."""
     if stream is Stream.STATUS:
         raise WireError("status is not a batch")
     items = "readings" if stream is Stream.READINGS else "events"
-    head = _encoder.encode({"v": SCHEMA_VERSION, "gateway": gateway,
-                            "site": site, "epoch": epoch, "seq": seq})
+    head = _encoder.encode(
+        {"v": SCHEMA_VERSION, "gateway": gateway, "site": site, "epoch": epoch, "seq": seq}
+    )
     return b"".join((head[:-1], b',"', items.encode(), b'":[', b",".join(bodies), b"]}"))

@@ -25,9 +25,15 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         box = config.outbox
-        self.outbox = AsyncOutbox(Outbox(box.path, gateway=config.gateway.id,
-                                         site=config.gateway.site, max_rows=box.max_rows,
-                                         max_age_h=box.max_age_h))
+        self.outbox = AsyncOutbox(
+            Outbox(
+                box.path,
+                gateway=config.gateway.id,
+                site=config.gateway.site,
+                max_rows=box.max_rows,
+                max_age_h=box.max_age_h,
+            )
+        )
         self.publisher = Publisher(config, self.outbox, __version__)
         self.sink = Sink(self.outbox, self.publisher.notify)
         self.health = Health(self.sink.add_event)
@@ -46,8 +52,13 @@ class Gateway:
 
     async def run(self) -> None:
         gw = self.config.gateway
-        log.info("gateway %s (site %s) starting: %d buses, outbox %s", gw.id, gw.site,
-                 len(self.buses), self.config.outbox.path)
+        log.info(
+            "gateway %s (site %s) starting: %d buses, outbox %s",
+            gw.id,
+            gw.site,
+            len(self.buses),
+            self.config.outbox.path,
+        )
         self.health.report("gateway", gw.id, "started", now_ms(), f"version {__version__}")
         tasks: list[asyncio.Task[Any]] = [self._spawn(bus.run()) for bus in self.buses]
         publisher = self._spawn(self.publisher.run())
@@ -61,8 +72,11 @@ class Gateway:
             await self.sink.flush()
             if not await self.publisher.drain(self.config.outbox.drain_on_stop_s):
                 stats = await self.outbox.call(self.outbox.sync.stats)
-                log.warning("stopping with %d rows still buffered in the outbox; they go "
-                            "first at the next start", stats.pending + stats.sealed_rows)
+                log.warning(
+                    "stopping with %d rows still buffered in the outbox; they go "
+                    "first at the next start",
+                    stats.pending + stats.sealed_rows,
+                )
             await self.publisher.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(publisher, 5)

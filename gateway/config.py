@@ -54,8 +54,10 @@ class MqttConfig(Strict):
             return None
         value = os.environ.get(self.password_env)
         if not value:
-            raise ConfigError("environment", [f"mqtt.password_env: variable "
-                                              f"{self.password_env} is empty or not set"])
+            raise ConfigError(
+                "environment",
+                [f"mqtt.password_env: variable {self.password_env} is empty or not set"],
+            )
         return value
 
 
@@ -121,11 +123,22 @@ class NmeaGpsBus(BusBase, SerialLine):
     devices: Annotated[list[DeviceConfig], Field(min_length=1, max_length=1)]
 
 
-Bus = Annotated[ModbusTcpBus | ModbusRtuBus | SerialAsciiBus | NmeaGpsBus,
-                Field(discriminator="kind")]
+Bus = Annotated[
+    ModbusTcpBus | ModbusRtuBus | SerialAsciiBus | NmeaGpsBus, Field(discriminator="kind")
+]
 
-_PROTOCOL_OF_BUS = {"modbus_tcp": ModbusProfile, "modbus_rtu": ModbusProfile,
-                    "serial_ascii": AsciiProfile, "nmea_gps": NmeaProfile}
+_PROTOCOL_NAME = {
+    "modbus_tcp": "modbus",
+    "modbus_rtu": "modbus",
+    "serial_ascii": "ascii",
+    "nmea_gps": "nmea",
+}
+_PROTOCOL_OF_BUS = {
+    "modbus_tcp": ModbusProfile,
+    "modbus_rtu": ModbusProfile,
+    "serial_ascii": AsciiProfile,
+    "nmea_gps": NmeaProfile,
+}
 
 
 class GatewayConfig(Strict):
@@ -146,8 +159,9 @@ class GatewayConfig(Strict):
                 seen.add(dev.id)
                 if bus.kind in ("modbus_tcp", "modbus_rtu"):
                     if dev.unit in units:
-                        raise ValueError(f"{where}.unit: unit {dev.unit} is used twice on "
-                                         f"bus {bus.name!r}")
+                        raise ValueError(
+                            f"{where}.unit: unit {dev.unit} is used twice on bus {bus.name!r}"
+                        )
                     units.add(dev.unit)
                 try:
                     profile = load_profile(dev.profile)
@@ -155,9 +169,11 @@ class GatewayConfig(Strict):
                     raise ValueError(f"{where}.profile: {exc.problems[0]}") from None
                 wanted = _PROTOCOL_OF_BUS[bus.kind]
                 if not isinstance(profile, wanted):
-                    raise ValueError(f"{where}.profile: {dev.profile!r} is a "
-                                     f"{profile.protocol} profile; bus kind {bus.kind} needs "
-                                     f"a {wanted.model_fields['protocol'].annotation} profile")
+                    raise ValueError(
+                        f"{where}.profile: {dev.profile!r} is a "
+                        f"{profile.protocol} profile; bus kind {bus.kind} needs "
+                        f"a {_PROTOCOL_NAME[bus.kind]} profile"
+                    )
         return self
 
 

@@ -28,8 +28,9 @@ def _swap16(reg: int) -> int:
     return ((reg & 0xFF) << 8) | (reg >> 8)
 
 
-def decode_registers(regs: list[int], dtype: DataType, byte_order: Order = "big",
-                     word_order: Order = "big") -> int | float:
+def decode_registers(
+    regs: list[int], dtype: DataType, byte_order: Order = "big", word_order: Order = "big"
+) -> int | float:
     """The raw (unscaled) value held by ``regs``, as the device meant it."""
     if len(regs) != dtype.registers:
         raise ValueError(f"{dtype} needs {dtype.registers} registers, got {len(regs)}")
@@ -43,11 +44,12 @@ def decode_registers(regs: list[int], dtype: DataType, byte_order: Order = "big"
     return value
 
 
-def encode_registers(value: int | float, dtype: DataType, byte_order: Order = "big",
-                     word_order: Order = "big") -> list[int]:
+def encode_registers(
+    value: int | float, dtype: DataType, byte_order: Order = "big", word_order: Order = "big"
+) -> list[int]:
     """The inverse of :func:`decode_registers` (used by the simulators and the tests)."""
     raw = struct.pack(f">{_STRUCT[dtype]}", value)
-    words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
     if word_order == "little":
         words.reverse()
     if byte_order == "little":
@@ -72,8 +74,7 @@ def decode_point(point: RegisterPoint, regs: list[int] | list[bool]) -> Decoded:
     """Turn the registers (or the bit) of one point into a value and its quality."""
     if point.table.is_bit:
         return Decoded(bool(regs[0]) != point.invert, Quality.OK)
-    raw = decode_registers([int(r) for r in regs], point.type, point.byte_order,
-                           point.word_order)
+    raw = decode_registers([int(r) for r in regs], point.type, point.byte_order, point.word_order)
     if isinstance(raw, float) and not math.isfinite(raw):
         return Decoded(None, Quality.FAULT, "sentinel")
     if isinstance(raw, int) and raw in point.fault_values:
@@ -103,13 +104,16 @@ class ReadBlock:
     def end(self) -> int:
         return self.address + self.count
 
-    def slice_for(self, point: RegisterPoint, values: list[int] | list[bool]) -> list[int] | list[bool]:
+    def slice_for(
+        self, point: RegisterPoint, values: list[int] | list[bool]
+    ) -> list[int] | list[bool]:
         start = point.address - self.address
-        return values[start:start + point.register_count]
+        return values[start : start + point.register_count]
 
 
-def plan_reads(points: list[RegisterPoint], max_registers: int = 125, max_bits: int = 2000,
-               max_gap: int = 0) -> list[ReadBlock]:
+def plan_reads(
+    points: list[RegisterPoint], max_registers: int = 125, max_bits: int = 2000, max_gap: int = 0
+) -> list[ReadBlock]:
     """Group points into as few requests as the limits allow.
 
     Points of one table are merged when the merged request stays within the limit and

@@ -28,8 +28,9 @@ class Health:
     states: dict[tuple[str, str], str] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
 
-    def report(self, kind: EventKind, source: str, state: str, ts_ms: int,
-               detail: str | None = None) -> bool:
+    def report(
+        self, kind: EventKind, source: str, state: str, ts_ms: int, detail: str | None = None
+    ) -> bool:
         """Record the state; returns True (and emits) only when it changed."""
         self.counts[f"{kind}/{state}"] += 1
         key = (kind, source)
@@ -39,9 +40,20 @@ class Health:
         self.states[key] = state
         if previous is None and kind in ("sensor", "door") and state in ("ok", "closed"):
             return False  # the normal first state of a sensor is not news
-        level = logging.INFO if state in ("ok", "closed", "fix", "started") else logging.WARNING
-        log.log(level, "%s %s: %s -> %s%s", kind, source, previous or "unknown", state,
-                f" ({detail})" if detail else "")
+        level = (
+            logging.INFO
+            if state in ("ok", "closed", "fix", "started", "stopping")
+            else logging.WARNING
+        )
+        log.log(
+            level,
+            "%s %s: %s -> %s%s",
+            kind,
+            source,
+            previous or "unknown",
+            state,
+            f" ({detail})" if detail else "",
+        )
         self.emit(Event(ts_ms=ts_ms, kind=kind, source=source, state=state, detail=detail))
         return True
 

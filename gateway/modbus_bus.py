@@ -34,9 +34,15 @@ log = logging.getLogger("coldchain.gateway.modbus")
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log state changes ourselves
 
 MODBUS_EXCEPTION_NAMES = {
-    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-    4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
-    10: "gateway path unavailable", 11: "gateway target failed to respond",
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
 }
 
 
@@ -53,15 +59,27 @@ class ModbusDevice:
         self.id = config.id
         self.unit = config.unit
         self.profile = profile
-        self.blocks = plan_reads(profile.points, profile.max_registers_per_read,
-                                 profile.max_bits_per_read, profile.max_gap)
+        self.blocks = plan_reads(
+            profile.points,
+            profile.max_registers_per_read,
+            profile.max_bits_per_read,
+            profile.max_gap,
+        )
         self.sensor = {p.name: f"{config.id}.{p.name}" for p in profile.points}
         self.backoff = Backoff(*bus_backoff)
         self.last_door: dict[str, bool] = {}
 
     def fault_readings(self, ts_ms: int, fault: str) -> list[Reading]:
-        return [Reading(sensor=self.sensor[p.name], ts_ms=ts_ms, q=Quality.FAULT, fault=fault,
-                        quantity=p.quantity) for p in self.profile.points]
+        return [
+            Reading(
+                sensor=self.sensor[p.name],
+                ts_ms=ts_ms,
+                q=Quality.FAULT,
+                fault=fault,
+                quantity=p.quantity,
+            )
+            for p in self.profile.points
+        ]
 
 
 Reader = Callable[[int, int, int], Awaitable[object]]
@@ -72,8 +90,9 @@ class ModbusBus:
         self.config = config
         self.sink = sink
         self.health = health
-        self.devices = [ModbusDevice(d, (config.backoff_min_s, config.backoff_max_s))
-                        for d in config.devices]
+        self.devices = [
+            ModbusDevice(d, (config.backoff_min_s, config.backoff_max_s)) for d in config.devices
+        ]
         self.client = self._make_client()
         self._link_backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
         self.requests_per_cycle = sum(len(d.blocks) for d in self.devices)
@@ -82,12 +101,25 @@ class ModbusBus:
         cfg = self.config
         # reconnect_delay=0: pymodbus does not reconnect on its own; we do, with backoff
         if isinstance(cfg, ModbusTcpBus):
-            return AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout_s,
-                                        retries=0, reconnect_delay=0, name=cfg.name)
-        return AsyncModbusSerialClient(cfg.port, baudrate=cfg.baudrate, parity=cfg.parity,
-                                       stopbits=cfg.stopbits, bytesize=cfg.bytesize,
-                                       timeout=cfg.timeout_s, retries=0, reconnect_delay=0,
-                                       name=cfg.name)
+            return AsyncModbusTcpClient(
+                cfg.host,
+                port=cfg.port,
+                timeout=cfg.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                name=cfg.name,
+            )
+        return AsyncModbusSerialClient(
+            cfg.port,
+            baudrate=cfg.baudrate,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            bytesize=cfg.bytesize,
+            timeout=cfg.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            name=cfg.name,
+        )
 
     @property
     def where(self) -> str:
@@ -134,8 +166,9 @@ class ModbusBus:
     async def _poll_device(self, device: ModbusDevice, link_ok: bool) -> list[Reading]:
         ts = now_ms()
         if not link_ok:
-            self._mark_failed(device, NoResponse(device.id, f"cannot connect to {self.where}"),
-                              ts, backoff=False)
+            self._mark_failed(
+                device, NoResponse(device.id, f"cannot connect to {self.where}"), ts, backoff=False
+            )
             return device.fault_readings(ts, "no_response")
         if device.backoff.waiting():
             return device.fault_readings(ts, "no_response")
@@ -150,11 +183,13 @@ class ModbusBus:
         ts = now_ms()
         device.backoff.succeeded()
         self.health.report("device", device.id, "ok", ts)
-        return [self._reading(device, point, block, vals, ts)
-                for block, vals in values for point in block.points]
+        return [
+            self._reading(device, point, block, vals, ts)
+            for block, vals in values
+            for point in block.points
+        ]
 
-    def _mark_failed(self, device: ModbusDevice, exc: DeviceError, ts: int,
-                     backoff: bool) -> None:
+    def _mark_failed(self, device: ModbusDevice, exc: DeviceError, ts: int, backoff: bool) -> None:
         if isinstance(exc, ExceptionResponse):
             self.sink.counters.modbus_exceptions += 1
         else:
@@ -165,8 +200,14 @@ class ModbusBus:
             detail = f"{detail}; next attempt in {delay:.0f} s"
         self.health.report("device", device.id, exc.state, ts, detail)
 
-    def _reading(self, device: ModbusDevice, point: RegisterPoint, block: ReadBlock,
-                 values: list[int] | list[bool], ts: int) -> Reading:
+    def _reading(
+        self,
+        device: ModbusDevice,
+        point: RegisterPoint,
+        block: ReadBlock,
+        values: list[int] | list[bool],
+        ts: int,
+    ) -> Reading:
         decoded = decode_point(point, block.slice_for(point, values))
         sensor = device.sensor[point.name]
         if point.quantity is Quantity.DOOR_OPEN:
@@ -194,23 +235,28 @@ class ModbusBus:
         self.sink.counters.modbus_requests += 1
         name = self.config.name
         self.sink.counters.per_bus_requests[name] = (
-            self.sink.counters.per_bus_requests.get(name, 0) + 1)
+            self.sink.counters.per_bus_requests.get(name, 0) + 1
+        )
         try:
             response = await fn(block.address, count=block.count, device_id=device.unit)
-        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
-            raise NoResponse(device.id, f"no answer from unit {device.unit} at "
-                                        f"{self.where}: {type(exc).__name__}") from None
+        except (TimeoutError, ModbusException, OSError) as exc:
+            raise NoResponse(
+                device.id,
+                f"no answer from unit {device.unit} at {self.where}: {type(exc).__name__}",
+            ) from None
         if isinstance(response, PduExceptionResponse):
             code = int(response.exception_code)
             raise ExceptionResponse(
-                device.id, code,
+                device.id,
+                code,
                 f"unit {device.unit} answered exception {code} "
                 f"({MODBUS_EXCEPTION_NAMES.get(code, 'unknown')}) to {block.table} "
-                f"{block.address}+{block.count}")
+                f"{block.address}+{block.count}",
+            )
         if response.isError():
             raise NoResponse(device.id, f"bad response from unit {device.unit}: {response}")
         if block.table.is_bit:
-            return list(response.bits[:block.count])
+            return list(response.bits[: block.count])
         return list(response.registers)
 
 

@@ -90,8 +90,16 @@ class OutboxStats:
 
 
 class Outbox:
-    def __init__(self, path: Path, *, gateway: str, site: str, max_rows: int,
-                 max_age_h: float, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        gateway: str,
+        site: str,
+        max_rows: int,
+        max_age_h: float,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self.path = path
         self.gateway = gateway
         self.site = site
@@ -125,12 +133,18 @@ class Outbox:
         return None if row is None else int(row[0])
 
     def _set_meta(self, key: str, value: int) -> None:
-        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                         "DO UPDATE SET value = excluded.value", (key, value))
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def _add_meta(self, key: str, delta: int) -> None:
-        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                         "DO UPDATE SET value = value + excluded.value", (key, delta))
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = value + excluded.value",
+            (key, delta),
+        )
 
     # ------------------------------------------------------------------ writing
     def add(self, stream: Stream, items: list[tuple[int, bytes]]) -> int:
@@ -140,7 +154,8 @@ class Outbox:
         with self._tx():
             cur = self._db.executemany(
                 "INSERT INTO pending (stream, ts_ms, body) VALUES (?, ?, ?)",
-                [(stream.value, ts, body) for ts, body in items])
+                [(stream.value, ts, body) for ts, body in items],
+            )
             del cur
             self._add_meta(f"taken.{stream.value}", len(items))
             self._pending += len(items)
@@ -150,10 +165,13 @@ class Outbox:
     def reject(self, source: str, reason: str, raw: bytes) -> None:
         """Keep bad input aside with its reason (bounded: oldest rejects go first)."""
         with self._tx():
-            self._db.execute("INSERT INTO rejects (ts_ms, source, reason, raw) "
-                             "VALUES (?, ?, ?, ?)", (self._clock(), source, reason, raw))
-            self._db.execute("DELETE FROM rejects WHERE id <= "
-                             "(SELECT MAX(id) FROM rejects) - ?", (MAX_REJECTS,))
+            self._db.execute(
+                "INSERT INTO rejects (ts_ms, source, reason, raw) VALUES (?, ?, ?, ?)",
+                (self._clock(), source, reason, raw),
+            )
+            self._db.execute(
+                "DELETE FROM rejects WHERE id <= (SELECT MAX(id) FROM rejects) - ?", (MAX_REJECTS,)
+            )
 
     def _enforce_bounds(self) -> None:
         dropped = 0
@@ -162,30 +180,40 @@ class Outbox:
         if excess > 0:
             row = self._db.execute(
                 "SELECT MAX(id), MIN(ts_ms) FROM (SELECT id, ts_ms FROM pending "
-                "ORDER BY id LIMIT ?)", (excess,)).fetchone()
+                "ORDER BY id LIMIT ?)",
+                (excess,),
+            ).fetchone()
             if row[0] is not None:
-                dropped += self._db.execute("DELETE FROM pending WHERE id <= ?",
-                                            (row[0],)).rowcount
+                dropped += self._db.execute("DELETE FROM pending WHERE id <= ?", (row[0],)).rowcount
                 oldest = row[1]
         now = self._clock()
         if now - self._last_age_check_ms > 60_000:
             self._last_age_check_ms = now
             cutoff = now - self.max_age_ms
-            row = self._db.execute("SELECT MIN(ts_ms) FROM pending WHERE ts_ms < ?",
-                                   (cutoff,)).fetchone()
+            row = self._db.execute(
+                "SELECT MIN(ts_ms) FROM pending WHERE ts_ms < ?", (cutoff,)
+            ).fetchone()
             if row[0] is not None:
                 oldest = row[0] if oldest is None else min(oldest, row[0])
-                dropped += self._db.execute("DELETE FROM pending WHERE ts_ms < ?",
-                                            (cutoff,)).rowcount
+                dropped += self._db.execute(
+                    "DELETE FROM pending WHERE ts_ms < ?", (cutoff,)
+                ).rowcount
         if dropped:
             self._pending -= dropped
             self._add_meta("dropped", dropped)
-            event = Event(ts_ms=now, kind="outbox", source=self.gateway, state="overflow",
-                          count=dropped,
-                          detail=f"outbox bound reached: dropped the {dropped} oldest "
-                                 f"buffered rows (oldest from ts_ms {oldest})")
-            self._db.execute("INSERT INTO pending (stream, ts_ms, body) VALUES (?, ?, ?)",
-                             (Stream.EVENTS.value, now, wire.encode(event)))
+            event = Event(
+                ts_ms=now,
+                kind="outbox",
+                source=self.gateway,
+                state="overflow",
+                count=dropped,
+                detail=f"outbox bound reached: dropped the {dropped} oldest "
+                f"buffered rows (oldest from ts_ms {oldest})",
+            )
+            self._db.execute(
+                "INSERT INTO pending (stream, ts_ms, body) VALUES (?, ?, ?)",
+                (Stream.EVENTS.value, now, wire.encode(event)),
+            )
             self._pending += 1
 
     # ------------------------------------------------------------------ sealing
@@ -193,41 +221,56 @@ class Outbox:
         row = self._db.execute("SELECT MAX(id) FROM pending").fetchone()
         return int(row[0] or 0)
 
-    def seal(self, stream: Stream, *, after_id: int = 0, up_to_id: int | None = None,
-             limit: int = 500) -> SealedMessage | None:
+    def seal(
+        self, stream: Stream, *, after_id: int = 0, up_to_id: int | None = None, limit: int = 500
+    ) -> SealedMessage | None:
         """Move up to ``limit`` oldest pending rows of ``stream`` with
         ``after_id < id <= up_to_id`` into one message; None if there are none."""
         with self._tx():
             rows = self._db.execute(
                 "SELECT id, body FROM pending WHERE stream = ? AND id > ? AND id <= ? "
                 "ORDER BY id LIMIT ?",
-                (stream.value, after_id, up_to_id if up_to_id is not None else 2**62,
-                 limit)).fetchall()
+                (stream.value, after_id, up_to_id if up_to_id is not None else 2**62, limit),
+            ).fetchall()
             if not rows:
                 return None
             seq_key = f"next_seq.{stream.value}"
             seq = self._meta(seq_key) or 1
             self._set_meta(seq_key, seq + 1)
-            payload = wire.assemble(stream, gateway=self.gateway, site=self.site,
-                                    epoch=self.epoch, seq=seq, bodies=[r[1] for r in rows])
-            self._db.execute("DELETE FROM pending WHERE stream = ? AND id >= ? AND id <= ?",
-                             (stream.value, rows[0][0], rows[-1][0]))
-            self._db.execute("INSERT INTO sealed (stream, seq, n, created_ms, payload) "
-                             "VALUES (?, ?, ?, ?, ?)",
-                             (stream.value, seq, len(rows), self._clock(), payload))
+            payload = wire.assemble(
+                stream,
+                gateway=self.gateway,
+                site=self.site,
+                epoch=self.epoch,
+                seq=seq,
+                bodies=[r[1] for r in rows],
+            )
+            self._db.execute(
+                "DELETE FROM pending WHERE stream = ? AND id >= ? AND id <= ?",
+                (stream.value, rows[0][0], rows[-1][0]),
+            )
+            self._db.execute(
+                "INSERT INTO sealed (stream, seq, n, created_ms, payload) VALUES (?, ?, ?, ?, ?)",
+                (stream.value, seq, len(rows), self._clock(), payload),
+            )
             self._pending -= len(rows)
             self._sealed_rows += len(rows)
             return SealedMessage(stream, seq, len(rows), payload)
 
     def unacked(self) -> list[SealedMessage]:
         """Sealed messages not yet acknowledged, oldest first (to republish at start)."""
-        return [SealedMessage(Stream(s), seq, n, bytes(p)) for s, seq, n, p in self._db.execute(
-            "SELECT stream, seq, n, payload FROM sealed ORDER BY created_ms, stream, seq")]
+        return [
+            SealedMessage(Stream(s), seq, n, bytes(p))
+            for s, seq, n, p in self._db.execute(
+                "SELECT stream, seq, n, payload FROM sealed ORDER BY created_ms, stream, seq"
+            )
+        ]
 
     def ack(self, stream: Stream, seq: int) -> None:
         with self._tx():
-            row = self._db.execute("DELETE FROM sealed WHERE stream = ? AND seq = ? "
-                                   "RETURNING n", (stream.value, seq)).fetchone()
+            row = self._db.execute(
+                "DELETE FROM sealed WHERE stream = ? AND seq = ? RETURNING n", (stream.value, seq)
+            ).fetchone()
             if row is not None:
                 self._sealed_rows -= int(row[0])
                 self._add_meta(f"acked.{stream.value}", int(row[0]))
@@ -243,9 +286,12 @@ class Outbox:
         )
 
     def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:
-        return [(int(t), s, r, bytes(raw)) for t, s, r, raw in self._db.execute(
-            "SELECT ts_ms, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?",
-            (limit,))]
+        return [
+            (int(t), s, r, bytes(raw))
+            for t, s, r, raw in self._db.execute(
+                "SELECT ts_ms, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        ]
 
     def close(self) -> None:
         self._db.close()
@@ -275,6 +321,7 @@ class AsyncOutbox:
 
     def __init__(self, outbox: Outbox) -> None:
         self.sync = outbox
+        self.closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -284,3 +331,4 @@ class AsyncOutbox:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.sync.close()
+        self.closed = True

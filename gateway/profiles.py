@@ -76,8 +76,10 @@ class RegisterPoint(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> RegisterPoint:
         if self.table.is_bit != (self.type is DataType.BOOL):
-            raise ValueError(f"table {self.table} needs type "
-                             f"{'bool' if self.table.is_bit else 'a register type'}")
+            raise ValueError(
+                f"table {self.table} needs type "
+                f"{'bool' if self.table.is_bit else 'a register type'}"
+            )
         if (self.quantity in BOOLEAN_QUANTITIES) != (self.type is DataType.BOOL):
             raise ValueError(f"quantity {self.quantity} does not fit type {self.type}")
         if self.quantity is Quantity.POSITION:

@@ -22,6 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -40,7 +41,7 @@ class PublisherCounters:
     published_messages: int = 0
     published_rows: int = 0
     acked_messages: int = 0
-    acked_rows: int = 0
+    acked_readings: int = 0
     backlog_messages: int = 0
     rejected_acks: int = 0
     connects: int = 0
@@ -73,19 +74,27 @@ class Publisher:
     # ------------------------------------------------------------------ paho setup
     def _make_client(self) -> mqtt.Client:
         cfg = self.config.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=cfg.client_id or self._gw.id,
-                             protocol=MQTTProtocolVersion.MQTTv5)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or self._gw.id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password())
         if cfg.tls:
-            context = ssl.create_default_context(
-                cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
             client.tls_set_context(context)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.max_inflight_messages_set(self._opts.window)
-        will = Status(v=wire.SCHEMA_VERSION, gateway=self._gw.id, site=self._gw.site,
-                      state="offline", ts_ms=now_ms(), reason="lwt", version=self.version)
+        will = Status(
+            v=wire.SCHEMA_VERSION,
+            gateway=self._gw.id,
+            site=self._gw.site,
+            state="offline",
+            ts_ms=now_ms(),
+            reason="lwt",
+            version=self.version,
+        )
         client.will_set(self.topic(Stream.STATUS), wire.encode(will), qos=1, retain=True)
         client.on_connect = self._on_connect_thread
         client.on_disconnect = self._on_disconnect_thread
@@ -99,16 +108,19 @@ class Publisher:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_connect_thread(self, _c: mqtt.Client, _u: object, _f: object,
-                           reason: ReasonCode, _p: Properties | None) -> None:
+    def _on_connect_thread(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
         self._soon(self._on_connect, reason)
 
-    def _on_disconnect_thread(self, _c: mqtt.Client, _u: object, _f: object,
-                              reason: ReasonCode, _p: Properties | None) -> None:
+    def _on_disconnect_thread(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
         self._soon(self._on_disconnect, reason)
 
-    def _on_publish_thread(self, _c: mqtt.Client, _u: object, mid: int,
-                           reason: ReasonCode, _p: Properties | None) -> None:
+    def _on_publish_thread(
+        self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties | None
+    ) -> None:
         self._soon(self._on_publish, mid, reason)
 
     # ------------------------------------------------------------------ events (loop)
@@ -123,9 +135,13 @@ class Publisher:
     async def _after_connect(self) -> None:
         self._boundary = await self.outbox.call(self.outbox.sync.last_pending_id)
         stats = await self.outbox.call(self.outbox.sync.stats)
-        log.info("broker connected %s:%s (backlog: %d rows, %d sealed messages)",
-                 self.config.mqtt.host, self.config.mqtt.port, stats.pending,
-                 stats.sealed_messages)
+        log.info(
+            "broker connected %s:%s (backlog: %d rows, %d sealed messages)",
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            stats.pending,
+            stats.sealed_messages,
+        )
         self.publish_status("online")
         refused, self._refused = self._refused, []
         for msg in refused:
@@ -133,7 +149,7 @@ class Publisher:
         self._wake.set()
 
     def _on_disconnect(self, reason: ReasonCode) -> None:
-        if self._connected:
+        if self._connected and not self._stopping:
             log.warning("broker connection lost: %s; buffering in the outbox", reason)
             self.counters.disconnects += 1
         self._connected = False
@@ -150,12 +166,14 @@ class Publisher:
             key = str(reason)
             self.counters.by_reason[key] = self.counters.by_reason.get(key, 0) + 1
             if self.counters.by_reason[key] == 1:
-                log.error("broker refused %s seq %d: %s (kept in the outbox)", msg.stream,
-                          msg.seq, reason)
+                log.error(
+                    "broker refused %s seq %d: %s (kept in the outbox)", msg.stream, msg.seq, reason
+                )
             self._refused.append(msg)
             return
         self.counters.acked_messages += 1
-        self.counters.acked_rows += msg.n
+        if msg.stream is Stream.READINGS:
+            self.counters.acked_readings += msg.n
         task = asyncio.ensure_future(self._ack(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -174,19 +192,25 @@ class Publisher:
         return self._connected
 
     def publish_status(self, state: str, reason: str | None = None) -> None:
-        status = Status(v=wire.SCHEMA_VERSION, gateway=self._gw.id, site=self._gw.site,
-                        state="online" if state == "online" else "offline", ts_ms=now_ms(),
-                        reason=reason, version=self.version)
-        self._client.publish(self.topic(Stream.STATUS), wire.encode(status), qos=1,
-                             retain=True)
+        status = Status(
+            v=wire.SCHEMA_VERSION,
+            gateway=self._gw.id,
+            site=self._gw.site,
+            state="online" if state == "online" else "offline",
+            ts_ms=now_ms(),
+            reason=reason,
+            version=self.version,
+        )
+        self._client.publish(self.topic(Stream.STATUS), wire.encode(status), qos=1, retain=True)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         cfg = self.config.mqtt
-        props = Properties(mqtt.PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0
-        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s,
-                                   clean_start=True, properties=props)
+        self._client.connect_async(
+            cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=True, properties=props
+        )
         self._client.loop_start()
         try:
             while not self._stopping:
@@ -213,11 +237,11 @@ class Publisher:
         if self._connected:
             self.publish_status("offline", reason="shutdown")
             deadline = time.monotonic() + timeout_s
-            while self._inflight and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.1)
+            while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # PUBACKs arrive on paho's thread
         self._stopping = True
         self._client.disconnect()
+        log.info("disconnected from the broker")
         self._wake.set()
 
     # ------------------------------------------------------------------ pumping
@@ -241,8 +265,7 @@ class Publisher:
             self._send(msg, backlog=True)
         self._republish_done = True
         if leftovers:
-            log.info("republished %d sealed messages from before the restart",
-                     len(leftovers))
+            log.info("republished %d sealed messages from before the restart", len(leftovers))
 
     async def _wait_for_room(self) -> None:
         self._wake.clear()
@@ -259,8 +282,9 @@ class Publisher:
             await asyncio.sleep(self._opts.linger_ms / 1000)
         for stream in (Stream.EVENTS, Stream.READINGS):
             while self._room() > 0 and self._connected:
-                msg = await self.outbox.call(self.outbox.sync.seal, stream, after_id=boundary,
-                                             limit=self._opts.backlog_chunk)
+                msg = await self.outbox.call(
+                    self.outbox.sync.seal, stream, after_id=boundary, limit=self._opts.backlog_chunk
+                )
                 if msg is None:
                     break
                 self._send(msg, backlog=False)
@@ -278,8 +302,9 @@ class Publisher:
             limit = max(1, min(self._opts.backlog_chunk, int(self._tokens)))
             msg = None
             for stream in (Stream.EVENTS, Stream.READINGS):
-                msg = await self.outbox.call(self.outbox.sync.seal, stream,
-                                             up_to_id=self._boundary, limit=limit)
+                msg = await self.outbox.call(
+                    self.outbox.sync.seal, stream, up_to_id=self._boundary, limit=limit
+                )
                 if msg is not None:
                     break
             if msg is None:
@@ -289,8 +314,10 @@ class Publisher:
 
     def _refill_tokens(self) -> None:
         now = time.monotonic()
-        self._tokens = min(float(self._opts.backlog_chunk),
-                           self._tokens + (now - self._tokens_at) * self._opts.backlog_rate_per_s)
+        self._tokens = min(
+            float(self._opts.backlog_chunk),
+            self._tokens + (now - self._tokens_at) * self._opts.backlog_rate_per_s,
+        )
         self._tokens_at = now
 
     def _send(self, msg: SealedMessage, *, backlog: bool) -> None:

@@ -10,6 +10,7 @@ state. Silence longer than ``stale_after`` intervals makes fault readings (``sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -70,17 +71,21 @@ class LineDevice:
     # ------------------------------------------------------------------ port handling
     def _open(self) -> None:
         cfg = self.config
-        port = serial.Serial(cfg.port, baudrate=cfg.baudrate, parity=cfg.parity,
-                             stopbits=cfg.stopbits, bytesize=cfg.bytesize, timeout=0)
+        port = serial.Serial(
+            cfg.port,
+            baudrate=cfg.baudrate,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            bytesize=cfg.bytesize,
+            timeout=0,
+        )
         self._port = port
         asyncio.get_running_loop().add_reader(port.fileno(), self._readable)
 
     def _close(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._port.fileno())
-            except (ValueError, OSError):
-                pass
             self._port.close()
             self._port = None
 
@@ -99,7 +104,7 @@ class LineDevice:
             if end < 0:
                 break
             line = bytes(self._buffer[:end]).rstrip(b"\r")
-            del self._buffer[:end + 1]
+            del self._buffer[: end + 1]
             if line:
                 self._lines.put_nowait(line)
         if len(self._buffer) > MAX_LINE_BYTES:
@@ -127,8 +132,13 @@ class LineDevice:
             self._open()
         except (serial.SerialException, OSError) as exc:
             delay = self._backoff.failed()
-            self.health.report("device", self.device_id, "no_response", now_ms(),
-                               f"cannot open {self.config.port}: {exc}; retry in {delay:.0f} s")
+            self.health.report(
+                "device",
+                self.device_id,
+                "no_response",
+                now_ms(),
+                f"cannot open {self.config.port}: {exc}; retry in {delay:.0f} s",
+            )
             return False
         self._backoff.succeeded()
         return True
@@ -172,14 +182,23 @@ class AsciiDevice(LineDevice):
             raise GarbledLine(self.device_id, "does not match the line format", line)
         if self.profile.checksum == "nmea_xor" and not check_nmea_checksum(line):
             raise GarbledLine(self.device_id, "checksum mismatch", line)
-        fault = (self.profile.status_group is not None
-                 and match.group(self.profile.status_group) in self.profile.fault_status)
+        fault = (
+            self.profile.status_group is not None
+            and match.group(self.profile.status_group) in self.profile.fault_status
+        )
         readings = []
         for point in self.profile.points:
             sensor = f"{self.device_id}.{point.name}"
             if fault:
-                readings.append(Reading(sensor=sensor, ts_ms=ts_ms, q=Quality.FAULT,
-                                        fault="sensor_status", quantity=point.quantity))
+                readings.append(
+                    Reading(
+                        sensor=sensor,
+                        ts_ms=ts_ms,
+                        q=Quality.FAULT,
+                        fault="sensor_status",
+                        quantity=point.quantity,
+                    )
+                )
                 self.health.report("sensor", sensor, "fault", ts_ms, "probe reports ER")
                 continue
             value = round(float(match.group(point.group)) * point.scale + point.offset, 6)
@@ -197,11 +216,21 @@ class AsciiDevice(LineDevice):
             if time.monotonic() - self.last_good_monotonic <= limit:
                 continue
             ts = now_ms()
-            self.health.report("device", self.device_id, "stale", ts,
-                               f"no valid line for more than {limit:.0f} s")
-            await self.sink.add_readings([
-                Reading(sensor=f"{self.device_id}.{p.name}", ts_ms=ts, q=Quality.FAULT,
-                        fault="stale", quantity=p.quantity) for p in self.profile.points])
+            self.health.report(
+                "device", self.device_id, "stale", ts, f"no valid line for more than {limit:.0f} s"
+            )
+            await self.sink.add_readings(
+                [
+                    Reading(
+                        sensor=f"{self.device_id}.{p.name}",
+                        ts_ms=ts,
+                        q=Quality.FAULT,
+                        fault="stale",
+                        quantity=p.quantity,
+                    )
+                    for p in self.profile.points
+                ]
+            )
 
 
 @dataclass(slots=True)
@@ -236,7 +265,7 @@ class GpsDevice(LineDevice):
         if not check_nmea_checksum(line):
             raise GarbledLine(self.device_id, "NMEA checksum mismatch or no checksum", line)
         try:
-            fields = line[1:line.rindex(b"*")].decode("ascii").split(",")
+            fields = line[1 : line.rindex(b"*")].decode("ascii").split(",")
         except UnicodeDecodeError:
             raise GarbledLine(self.device_id, "not ASCII", line) from None
         kind = fields[0][2:]
@@ -253,9 +282,17 @@ class GpsDevice(LineDevice):
         if fix.monotonic - self._last_published < self.profile.interval_s:
             return []
         self._last_published = fix.monotonic
-        return [Reading(sensor=self.sensor, ts_ms=ts_ms, q=Quality.OK, lat_deg=fix.lat_deg,
-                        lon_deg=fix.lon_deg, speed_kmh=fix.speed_kmh,
-                        course_deg=fix.course_deg)]
+        return [
+            Reading(
+                sensor=self.sensor,
+                ts_ms=ts_ms,
+                q=Quality.OK,
+                lat_deg=fix.lat_deg,
+                lon_deg=fix.lon_deg,
+                speed_kmh=fix.speed_kmh,
+                course_deg=fix.course_deg,
+            )
+        ]
 
     def _fix_from(self, kind: str, f: list[str]) -> Fix | None:
         now = time.monotonic()
@@ -264,15 +301,24 @@ class GpsDevice(LineDevice):
                 return None
             speed = round(float(f[7]) * 1.852, 2) if f[7] else None
             course = float(f[8]) if f[8] else None
-            return Fix(round(_nmea_coord(f[3], f[4], 2), 6), round(_nmea_coord(f[5], f[6], 3), 6),
-                       speed, course, now)
+            return Fix(
+                round(_nmea_coord(f[3], f[4], 2), 6),
+                round(_nmea_coord(f[5], f[6], 3), 6),
+                speed,
+                course,
+                now,
+            )
         if kind == "GGA":
             if f[6] in ("", "0"):
                 return None
             previous = self.fix
-            return Fix(round(_nmea_coord(f[2], f[3], 2), 6), round(_nmea_coord(f[4], f[5], 3), 6),
-                       previous.speed_kmh if previous else None,
-                       previous.course_deg if previous else None, now)
+            return Fix(
+                round(_nmea_coord(f[2], f[3], 2), 6),
+                round(_nmea_coord(f[4], f[5], 3), 6),
+                previous.speed_kmh if previous else None,
+                previous.course_deg if previous else None,
+                now,
+            )
         return None
 
     async def _watchdog(self) -> None:
@@ -281,8 +327,21 @@ class GpsDevice(LineDevice):
             fix = self.fix
             if fix is None or time.monotonic() - fix.monotonic > self.profile.fix_timeout_s:
                 ts = now_ms()
-                if self.health.report("gps", self.device_id, "no_fix", ts,
-                                      f"no valid fix for {self.profile.fix_timeout_s:.0f} s"):
-                    await self.sink.add_readings([Reading(
-                        sensor=self.sensor, ts_ms=ts, q=Quality.FAULT, fault="no_fix",
-                        quantity=Quantity.POSITION)])
+                if self.health.report(
+                    "gps",
+                    self.device_id,
+                    "no_fix",
+                    ts,
+                    f"no valid fix for {self.profile.fix_timeout_s:.0f} s",
+                ):
+                    await self.sink.add_readings(
+                        [
+                            Reading(
+                                sensor=self.sensor,
+                                ts_ms=ts,
+                                q=Quality.FAULT,
+                                fault="no_fix",
+                                quantity=Quantity.POSITION,
+                            )
+                        ]
+                    )

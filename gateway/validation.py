@@ -15,11 +15,17 @@ def problems_of(exc: ValidationError, drop_prefix: int = 0) -> list[str]:
     for err in exc.errors(include_url=False):
         loc = [str(part) for part in err["loc"][drop_prefix:]]
         # a discriminated union adds the tag value as a path element; it is noise
-        if loc and loc[0] in {"modbus", "ascii", "nmea", "modbus_tcp", "modbus_rtu",
-                               "serial_ascii", "nmea_gps"}:
+        if loc and loc[0] in {
+            "modbus",
+            "ascii",
+            "nmea",
+            "modbus_tcp",
+            "modbus_rtu",
+            "serial_ascii",
+            "nmea_gps",
+        }:
             loc = loc[1:]
-        loc = [p for p in loc if p not in {"modbus_tcp", "modbus_rtu", "serial_ascii",
-                                            "nmea_gps"}]
+        loc = [p for p in loc if p not in {"modbus_tcp", "modbus_rtu", "serial_ascii", "nmea_gps"}]
         field = ".".join(loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

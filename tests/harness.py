@@ -9,10 +9,7 @@ stopped by name, so the machine's own Mosquitto keeps running. All traffic is on
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,23 +21,19 @@ from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from coldchain import wire
+from coldchain.broker import LocalBroker, free_port
 
 T = TypeVar("T")
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+__all__ = ["Broker", "GatewayProcess", "LoopThread", "Recorder", "free_port", "wait_for"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
-             poll_s: float = 0.05) -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -48,8 +41,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
         time.sleep(poll_s)
 
 
-def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
-                 timeout_s: float = 10) -> None:
+def stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout_s: float = 10
+) -> None:
     if proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -60,51 +54,8 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
         proc.wait(timeout_s)
 
 
-class Broker:
-    """A Mosquitto of our own on a free port, with persistence, restartable."""
-
-    def __init__(self, workdir: Path) -> None:
-        if not os.path.exists(MOSQUITTO):
-            raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto')")
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "data").mkdir(exist_ok=True)
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {workdir / 'data'}/",
-            "autosave_interval 1",
-            "max_queued_messages 1000000",
-            "max_inflight_messages 100",
-            f"log_dest file {workdir / 'mosquitto.log'}",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        self.config = workdir / "mosquitto.conf"
-        self.config.write_text("\n".join(lines) + "\n")
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._accepts, 10, f"mosquitto on port {self.port}")
-
-    def _accepts(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            log = (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, sig)
+class Broker(LocalBroker):
+    """The demo's broker class, with a restart for the tests."""
 
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()
@@ -153,22 +104,23 @@ class Recorder:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
         self.client.reconnect_delay_set(1, 2)
         self.topic_filter = topic_filter
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, keepalive=10, clean_start=False,
-                            properties=props)
+        self.client.connect("127.0.0.1", port, keepalive=10, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise AssertionError("recorder did not subscribe")
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any,
-                    _p: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object
+    ) -> None:
         if not reason.is_failure:
             client.subscribe(self.topic_filter, qos=1)
             self._subscribed.set()
@@ -206,8 +158,10 @@ class GatewayProcess:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coldchain.cli", "gateway", "run", "--config",
-             str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "coldchain.cli", "gateway", "run", "--config", str(self.config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         out.close()
 
     def kill9(self) -> None:

@@ -28,8 +28,15 @@ pytestmark = pytest.mark.e2e
 VALUES: dict[str, dict[str, float | bool]] = {
     "th_transmitter_int16": {"rh": 86.4, "temp": -18.7, "door": True},
     "th_transmitter_float32": {"temp": 3.25, "rh": 91.5, "core": 2.875},
-    "reefer_controller": {"setpoint": -20.0, "air": -19.3, "evap": -27.1, "run": 15324.7,
-                          "compressor": True, "defrost": False, "door": False},
+    "reefer_controller": {
+        "setpoint": -20.0,
+        "air": -19.3,
+        "evap": -27.1,
+        "run": 15324.7,
+        "compressor": True,
+        "defrost": False,
+        "door": False,
+    },
 }
 
 
@@ -37,8 +44,9 @@ class Rig:
     """A sink on a real outbox file, and the events the health tracker emitted."""
 
     def __init__(self, tmp: Path) -> None:
-        self.outbox = AsyncOutbox(Outbox(tmp / "outbox.sqlite", gateway="gw", site="s",
-                                         max_rows=100_000, max_age_h=24))
+        self.outbox = AsyncOutbox(
+            Outbox(tmp / "outbox.sqlite", gateway="gw", site="s", max_rows=100_000, max_age_h=24)
+        )
         self.sink = Sink(self.outbox, lambda: None)
         self.events: list[Event] = []
         self.health = Health(self.events.append)
@@ -53,6 +61,7 @@ class Rig:
 def run(coro_fn: Callable[[], Awaitable[Any]], timeout_s: float = 60) -> Any:
     async def main() -> Any:
         return await asyncio.wait_for(coro_fn(), timeout_s)
+
     return asyncio.run(main())
 
 
@@ -69,8 +78,11 @@ def assert_matches_profile(readings: list[Reading], device: str, profile_name: s
         if isinstance(expected, bool):
             assert reading.value() is expected
         else:
-            assert math.isclose(float(reading.value()), expected,  # type: ignore[arg-type]
-                                abs_tol=abs(p.scale) / 2 + 1e-4)
+            assert math.isclose(
+                float(reading.value()),
+                expected,  # type: ignore[arg-type]
+                abs_tol=abs(p.scale) / 2 + 1e-4,
+            )
 
 
 def unit(n: int, profile: str) -> ModbusUnit:
@@ -85,9 +97,17 @@ def test_every_modbus_profile_is_read_and_decoded_over_tcp(tmp_path: Path, profi
         port = free_port()
         server = ModbusServer([unit(1, profile)], tcp_port=port)
         await server.start()
-        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
-                                     devices=[DeviceConfig(id="dev", profile=profile)]),
-                        rig.sink, rig.health)
+        bus = ModbusBus(
+            ModbusTcpBus(
+                kind="modbus_tcp",
+                name="b",
+                host="127.0.0.1",
+                port=port,
+                devices=[DeviceConfig(id="dev", profile=profile)],
+            ),
+            rig.sink,
+            rig.health,
+        )
         try:
             readings = await bus.poll_once()
             assert rig.sink.counters.modbus_requests == bus.requests_per_cycle
@@ -109,11 +129,21 @@ def test_three_units_share_one_rs485_line_over_a_pty(tmp_path: Path) -> None:
     async def scenario() -> list[Reading]:
         server = ModbusServer([unit(i + 1, p) for i, p in enumerate(names)], pty=pty)
         await server.start()
-        bus = ModbusBus(ModbusRtuBus(kind="modbus_rtu", name="line", port=pty.host,
-                                     baudrate=9600, parity="N", timeout_s=1.0,
-                                     devices=[DeviceConfig(id=f"d{i + 1}", profile=p, unit=i + 1)
-                                              for i, p in enumerate(names)]),
-                        rig.sink, rig.health)
+        bus = ModbusBus(
+            ModbusRtuBus(
+                kind="modbus_rtu",
+                name="line",
+                port=pty.host,
+                baudrate=9600,
+                parity="N",
+                timeout_s=1.0,
+                devices=[
+                    DeviceConfig(id=f"d{i + 1}", profile=p, unit=i + 1) for i, p in enumerate(names)
+                ],
+            ),
+            rig.sink,
+            rig.health,
+        )
         try:
             first = await bus.poll_once()
             second = await bus.poll_once()
@@ -138,9 +168,17 @@ def test_reefer_coalesces_its_registers_into_one_request_per_table(tmp_path: Pat
     rig = Rig(tmp_path)
 
     async def make() -> ModbusBus:
-        return ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=1,
-                                      devices=[DeviceConfig(id="r", profile="reefer_controller")]),
-                         rig.sink, rig.health)
+        return ModbusBus(
+            ModbusTcpBus(
+                kind="modbus_tcp",
+                name="b",
+                host="127.0.0.1",
+                port=1,
+                devices=[DeviceConfig(id="r", profile="reefer_controller")],
+            ),
+            rig.sink,
+            rig.health,
+        )
 
     bus = run(make)
     rig.close()
@@ -150,7 +188,8 @@ def test_reefer_coalesces_its_registers_into_one_request_per_table(tmp_path: Pat
 
 
 def test_silent_device_is_reported_once_and_backs_off_while_its_neighbour_keeps_polling(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     rig = Rig(tmp_path)
     pty = PtyPair("line", tmp_path)
 
@@ -159,11 +198,18 @@ def test_silent_device_is_reported_once_and_backs_off_while_its_neighbour_keeps_
         good = unit(2, "th_transmitter_int16")
         server = ModbusServer([bad, good], pty=pty)
         await server.start()
-        cfg = ModbusRtuBus(kind="modbus_rtu", name="line", port=pty.host, timeout_s=0.3,
-                           backoff_min_s=30, backoff_max_s=60,
-                           devices=[DeviceConfig(id="bad", profile="th_transmitter_int16", unit=1),
-                                    DeviceConfig(id="good", profile="th_transmitter_int16",
-                                                 unit=2)])
+        cfg = ModbusRtuBus(
+            kind="modbus_rtu",
+            name="line",
+            port=pty.host,
+            timeout_s=0.3,
+            backoff_min_s=30,
+            backoff_max_s=60,
+            devices=[
+                DeviceConfig(id="bad", profile="th_transmitter_int16", unit=1),
+                DeviceConfig(id="good", profile="th_transmitter_int16", unit=2),
+            ],
+        )
         bus = ModbusBus(cfg, rig.sink, rig.health)
         cycles = []
         try:
@@ -210,9 +256,17 @@ def test_exception_response_is_kept_apart_from_no_response(tmp_path: Path) -> No
         dev = unit(1, "reefer_controller")
         server = ModbusServer([dev], tcp_port=port)
         await server.start()
-        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
-                                     devices=[DeviceConfig(id="r", profile="reefer_controller")]),
-                        rig.sink, rig.health)
+        bus = ModbusBus(
+            ModbusTcpBus(
+                kind="modbus_tcp",
+                name="b",
+                host="127.0.0.1",
+                port=port,
+                devices=[DeviceConfig(id="r", profile="reefer_controller")],
+            ),
+            rig.sink,
+            rig.health,
+        )
         try:
             dev.mode = "exception"
             cycles = [await bus.poll_once() for _ in range(3)]
@@ -240,9 +294,17 @@ def test_probe_sentinel_becomes_a_fault_reading_and_one_sensor_event(tmp_path: P
         dev = unit(1, "th_transmitter_int16")
         server = ModbusServer([dev], tcp_port=port)
         await server.start()
-        bus = ModbusBus(ModbusTcpBus(kind="modbus_tcp", name="b", host="127.0.0.1", port=port,
-                                     devices=[DeviceConfig(id="t", profile="th_transmitter_int16")]),
-                        rig.sink, rig.health)
+        bus = ModbusBus(
+            ModbusTcpBus(
+                kind="modbus_tcp",
+                name="b",
+                host="127.0.0.1",
+                port=port,
+                devices=[DeviceConfig(id="t", profile="th_transmitter_int16")],
+            ),
+            rig.sink,
+            rig.health,
+        )
         try:
             cycles = [await bus.poll_once()]
             dev.mode = "sentinel"
@@ -266,7 +328,7 @@ async def _drain(rig: Rig) -> list[Reading]:
     from coldchain.wire import Stream
 
     out: list[Reading] = []
-    while (msg := await rig.outbox.call(rig.outbox.sync.seal, Stream.READINGS, limit=5000)):
+    while msg := await rig.outbox.call(rig.outbox.sync.seal, Stream.READINGS, limit=5000):
         batch = wire.decode(Stream.READINGS, msg.payload)
         assert isinstance(batch, wire.ReadingsBatch)
         out += batch.readings
@@ -280,10 +342,16 @@ def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path)
 
     async def scenario() -> list[Reading]:
         writer = LineWriter(pty, 0.05, lambda: [ascii_probe_line(next(temps))])
-        device = AsciiDevice(SerialAsciiBus(kind="serial_ascii", name="p", port=pty.host,
-                                            devices=[DeviceConfig(id="probe",
-                                                                  profile="ascii_temp_probe")]),
-                             rig.sink, rig.health)
+        device = AsciiDevice(
+            SerialAsciiBus(
+                kind="serial_ascii",
+                name="p",
+                port=pty.host,
+                devices=[DeviceConfig(id="probe", profile="ascii_temp_probe")],
+            ),
+            rig.sink,
+            rig.health,
+        )
         tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
         await asyncio.sleep(0.6)
         writer.mode = "garbled"
@@ -302,11 +370,14 @@ def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path)
         pty.close()
         rig.close()
     assert len(readings) >= 10
-    assert all(r.q is Quality.OK and r.temp_c is not None and -18.5 < r.temp_c < -17.5
-               for r in readings)
+    assert all(
+        r.q is Quality.OK and r.temp_c is not None and -18.5 < r.temp_c < -17.5 for r in readings
+    )
     assert [s for k, s in rig.events_of("probe") if k == "device"] == ["ok", "garbled", "ok"]
-    assert rejects and all(reason in ("checksum mismatch", "does not match the line format")
-                           for _, _, reason, _ in rejects)
+    assert rejects and all(
+        reason in ("checksum mismatch", "does not match the line format")
+        for _, _, reason, _ in rejects
+    )
     assert rig.sink.counters.lines_garbled == len(rejects)
 
 
@@ -316,10 +387,18 @@ def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
     where = Position(35.7521, 103.0118, 36.0, 215.5, None)
 
     async def scenario() -> list[Reading]:
-        writer = LineWriter(pty, 0.05, lambda: [b"$GPGSV,3,1,11*" + _checksum("GPGSV,3,1,11").encode() + b"\r\n", *nmea_sentences(where)])
-        device = GpsDevice(NmeaGpsBus(kind="nmea_gps", name="g", port=pty.host,
-                                      devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")]),
-                           rig.sink, rig.health)
+        gsv = f"$GPGSV,3,1,11*{_checksum('GPGSV,3,1,11')}\r\n".encode()
+        writer = LineWriter(pty, 0.05, lambda: [gsv, *nmea_sentences(where)])
+        device = GpsDevice(
+            NmeaGpsBus(
+                kind="nmea_gps",
+                name="g",
+                port=pty.host,
+                devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")],
+            ),
+            rig.sink,
+            rig.health,
+        )
         tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
         await asyncio.sleep(0.5)
         for t in tasks:

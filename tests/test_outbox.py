@@ -19,9 +19,15 @@ NOW = now_ms()
 
 
 def rows(n: int, start_ts: int = NOW) -> list[tuple[int, bytes]]:
-    return [(start_ts + i, wire.encode(Reading(sensor="a.temp", ts_ms=start_ts + i,
-                                               q=Quality.OK, temp_c=float(i))))
-            for i in range(n)]
+    return [
+        (
+            start_ts + i,
+            wire.encode(
+                Reading(sensor="a.temp", ts_ms=start_ts + i, q=Quality.OK, temp_c=float(i))
+            ),
+        )
+        for i in range(n)
+    ]
 
 
 def test_seq_increments_by_one_per_message_and_survives_reopening(tmp_path: Path) -> None:
@@ -106,6 +112,7 @@ def test_readings_older_than_max_age_are_dropped_and_counted(tmp_path: Path) -> 
 def test_rejected_input_is_kept_with_its_reason(tmp_path: Path) -> None:
     box = make(tmp_path / "o.sqlite")
     box.reject("ct-probe", "checksum mismatch", b"$TMP,01,-1x.3,OK*3A")
-    assert box.rejects() == [(box.rejects()[0][0], "ct-probe", "checksum mismatch",
-                              b"$TMP,01,-1x.3,OK*3A")]
+    assert box.rejects() == [
+        (box.rejects()[0][0], "ct-probe", "checksum mismatch", b"$TMP,01,-1x.3,OK*3A")
+    ]
     assert box.stats().rejects == 1

@@ -41,26 +41,44 @@ def outbox_counts(path: Path) -> dict[str, int]:
     try:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         pending = db.execute("SELECT COUNT(*) FROM pending WHERE stream = 'readings'").fetchone()
-        sealed = db.execute("SELECT COALESCE(SUM(n), 0), COUNT(*) FROM sealed "
-                            "WHERE stream = 'readings'").fetchone()
+        sealed = db.execute(
+            "SELECT COALESCE(SUM(n), 0), COUNT(*) FROM sealed WHERE stream = 'readings'"
+        ).fetchone()
     finally:
         db.close()
-    return {"taken": int(meta.get("taken.readings", 0)), "pending": int(pending[0]),
-            "sealed_rows": int(sealed[0]), "sealed_messages": int(sealed[1])}
+    return {
+        "taken": int(meta.get("taken.readings", 0)),
+        "pending": int(pending[0]),
+        "sealed_rows": int(sealed[0]),
+        "sealed_messages": int(sealed[1]),
+    }
 
 
 @pytest.fixture
-def setup(tmp_path: Path, running_broker: Broker, loop_thread: LoopThread,
-          unique: str) -> Iterator[Setup]:
+def setup(
+    tmp_path: Path, running_broker: Broker, loop_thread: LoopThread, unique: str
+) -> Iterator[Setup]:
     port = free_port()
-    values = {"setpoint": -20.0, "air": -19.5, "evap": -26.0, "run": 10.0,
-              "compressor": True, "defrost": False, "door": False,
-              "temp": -19.0, "rh": 80.0}
+    values = {
+        "setpoint": -20.0,
+        "air": -19.5,
+        "evap": -26.0,
+        "run": 10.0,
+        "compressor": True,
+        "defrost": False,
+        "door": False,
+        "temp": -19.0,
+        "rh": 80.0,
+    }
 
     async def start_server() -> ModbusServer:
-        server = ModbusServer([ModbusUnit(1, "reefer_controller", lambda: values),
-                               ModbusUnit(2, "th_transmitter_int16", lambda: values)],
-                              tcp_port=port)
+        server = ModbusServer(
+            [
+                ModbusUnit(1, "reefer_controller", lambda: values),
+                ModbusUnit(2, "th_transmitter_int16", lambda: values),
+            ],
+            tcp_port=port,
+        )
         await server.start()
         return server
 
@@ -136,8 +154,9 @@ def check_exactly_once(setup: Setup) -> tuple[int, int]:
 
 def wait_for_messages(rec: Recorder, n: int, timeout_s: float = 30) -> None:
     start = len(readings_messages(rec))
-    wait_for(lambda: len(readings_messages(rec)) >= start + n, timeout_s,
-             f"{n} more readings messages")
+    wait_for(
+        lambda: len(readings_messages(rec)) >= start + n, timeout_s, f"{n} more readings messages"
+    )
 
 
 def test_published_messages_follow_the_contract(setup: Setup) -> None:
@@ -152,15 +171,19 @@ def test_published_messages_follow_the_contract(setup: Setup) -> None:
         assert (msg.gateway, msg.site) == (setup.gw, setup.site)
     batch = readings_messages(setup.recorder)[2]
     assert {r.sensor for r in batch.readings} >= {"cr1-ctrl.air", "cr1-th.temp", "cr1-th.door"}
-    statuses = [wire.decode(Stream.STATUS, m.payload) for m in setup.recorder.snapshot()
-                if m.topic.endswith("/status")]
+    statuses = [
+        wire.decode(Stream.STATUS, m.payload)
+        for m in setup.recorder.snapshot()
+        if m.topic.endswith("/status")
+    ]
     assert [s.state for s in statuses] == ["online", "offline"]  # type: ignore[union-attr]
     assert statuses[-1].reason == "shutdown"  # type: ignore[union-attr]
     check_exactly_once(setup)
 
 
-def test_every_seq_arrives_once_in_order_across_a_broker_restart(setup: Setup,
-                                                                  running_broker: Broker) -> None:
+def test_every_seq_arrives_once_in_order_across_a_broker_restart(
+    setup: Setup, running_broker: Broker
+) -> None:
     setup.gateway.start()
     wait_for_messages(setup.recorder, 10)
     running_broker.stop()
@@ -174,8 +197,9 @@ def test_every_seq_arrives_once_in_order_across_a_broker_restart(setup: Setup,
     assert received > buffered
 
 
-def test_kill_9_in_the_middle_of_a_backlog_loses_nothing(setup: Setup,
-                                                         running_broker: Broker) -> None:
+def test_kill_9_in_the_middle_of_a_backlog_loses_nothing(
+    setup: Setup, running_broker: Broker
+) -> None:
     setup.gateway.start()
     wait_for_messages(setup.recorder, 5)
     running_broker.stop()
@@ -187,12 +211,21 @@ def test_kill_9_in_the_middle_of_a_backlog_loses_nothing(setup: Setup,
     setup.gateway.kill9()  # power cut while the backlog drains
     left = outbox_counts(setup.outbox)
     assert left["pending"] + left["sealed_rows"] > 0, "the backlog had already drained"
-    wait_for(lambda: any(m.topic.endswith("/status") and b'"lwt"' in m.payload
-                         for m in setup.recorder.snapshot()), 15, "the last will")
+    wait_for(
+        lambda: any(
+            m.topic.endswith("/status") and b'"lwt"' in m.payload for m in setup.recorder.snapshot()
+        ),
+        15,
+        "the last will",
+    )
     setup.gateway.start()
-    wait_for(lambda: (lambda c: c["pending"] < 3 * READINGS_PER_CYCLE and
-                      c["sealed_messages"] == 0)(outbox_counts(setup.outbox)), 60,
-             "the backlog to drain after the restart")
+    wait_for(
+        lambda: (lambda c: c["pending"] < 3 * READINGS_PER_CYCLE and c["sealed_messages"] == 0)(
+            outbox_counts(setup.outbox)
+        ),
+        60,
+        "the backlog to drain after the restart",
+    )
     setup.gateway.stop()
     received, _dups = check_exactly_once(setup)
     assert received > backlog_before

@@ -13,13 +13,16 @@ from coldchain.wire import Quality, Quantity, Reading, Stream
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize(("name", "stream"), [
-    ("readings_store_poll.json", Stream.READINGS),
-    ("readings_truck_backlog.json", Stream.READINGS),
-    ("events.json", Stream.EVENTS),
-    ("status_online.json", Stream.STATUS),
-    ("status_lwt.json", Stream.STATUS),
-])
+@pytest.mark.parametrize(
+    ("name", "stream"),
+    [
+        ("readings_store_poll.json", Stream.READINGS),
+        ("readings_truck_backlog.json", Stream.READINGS),
+        ("events.json", Stream.EVENTS),
+        ("status_online.json", Stream.STATUS),
+        ("status_lwt.json", Stream.STATUS),
+    ],
+)
 def test_golden_payload_decodes_and_reencodes_to_the_same_json(name: str, stream: Stream) -> None:
     raw = (GOLDEN / name).read_bytes()
     msg = wire.decode(stream, raw)
@@ -39,12 +42,21 @@ def test_golden_readings_carry_one_measurand_each() -> None:
 
 
 def test_assembled_batch_equals_encoded_struct() -> None:
-    readings = [Reading(sensor="a.temp", ts_ms=1, q=Quality.OK, temp_c=-18.5),
-                Reading(sensor="a.door", ts_ms=1, q=Quality.OK, door_open=True)]
-    assembled = wire.assemble(Stream.READINGS, gateway="gw", site="s", epoch=9, seq=3,
-                              bodies=[wire.encode(r) for r in readings])
-    direct = wire.encode(wire.ReadingsBatch(v=1, gateway="gw", site="s", epoch=9, seq=3,
-                                            readings=readings))
+    readings = [
+        Reading(sensor="a.temp", ts_ms=1, q=Quality.OK, temp_c=-18.5),
+        Reading(sensor="a.door", ts_ms=1, q=Quality.OK, door_open=True),
+    ]
+    assembled = wire.assemble(
+        Stream.READINGS,
+        gateway="gw",
+        site="s",
+        epoch=9,
+        seq=3,
+        bodies=[wire.encode(r) for r in readings],
+    )
+    direct = wire.encode(
+        wire.ReadingsBatch(v=1, gateway="gw", site="s", epoch=9, seq=3, readings=readings)
+    )
     assert assembled == direct
 
 
@@ -55,10 +67,15 @@ def test_topics_round_trip() -> None:
     assert wire.subscription(Stream.EVENTS) == "coldchain/v1/+/+/events"
 
 
-@pytest.mark.parametrize("bad_topic", [
-    "coldchain/v2/s/g/readings", "coldchain/v1/s/g/other", "coldchain/v1/s/readings",
-    "coldchain/v1/S P/g/readings",
-])
+@pytest.mark.parametrize(
+    "bad_topic",
+    [
+        "coldchain/v2/s/g/readings",
+        "coldchain/v1/s/g/other",
+        "coldchain/v1/s/readings",
+        "coldchain/v1/S P/g/readings",
+    ],
+)
 def test_malformed_topic_is_refused(bad_topic: str) -> None:
     with pytest.raises(wire.WireError):
         wire.parse_topic(bad_topic)
@@ -67,30 +84,75 @@ def test_malformed_topic_is_refused(bad_topic: str) -> None:
 BASE = {"v": 1, "gateway": "gw", "site": "s", "epoch": 1, "seq": 1}
 
 
-@pytest.mark.parametrize(("why", "payload"), [
-    ("not json", b"{nope"),
-    ("wrong schema version", json.dumps({**BASE, "v": 2, "readings": []}).encode()),
-    ("missing seq", json.dumps({k: v for k, v in BASE.items() if k != "seq"}
-                               | {"readings": []}).encode()),
-    ("seq zero", json.dumps({**BASE, "seq": 0, "readings": []}).encode()),
-    ("unknown field", json.dumps({**BASE, "readings": [], "extra": 1}).encode()),
-    ("two measurands", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "ok", "temp_c": 1.0, "rh_pct": 2.0}]}).encode()),
-    ("no value and not a fault", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "ok"}]}).encode()),
-    ("half a position", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "ok", "lat_deg": 35.0}]}).encode()),
-    ("latitude out of range", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "ok", "lat_deg": 135.0, "lon_deg": 1.0}]}).encode()),
-    ("bad quality", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "great", "temp_c": 1.0}]}).encode()),
-    ("bad sensor id", json.dumps({**BASE, "readings": [
-        {"sensor": "A B", "ts_ms": 1, "q": "ok", "temp_c": 1.0}]}).encode()),
-    ("negative timestamp", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": -5, "q": "ok", "temp_c": 1.0}]}).encode()),
-    ("string temperature", json.dumps({**BASE, "readings": [
-        {"sensor": "a", "ts_ms": 1, "q": "ok", "temp_c": "cold"}]}).encode()),
-])
+@pytest.mark.parametrize(
+    ("why", "payload"),
+    [
+        ("not json", b"{nope"),
+        ("wrong schema version", json.dumps({**BASE, "v": 2, "readings": []}).encode()),
+        (
+            "missing seq",
+            json.dumps({k: v for k, v in BASE.items() if k != "seq"} | {"readings": []}).encode(),
+        ),
+        ("seq zero", json.dumps({**BASE, "seq": 0, "readings": []}).encode()),
+        ("unknown field", json.dumps({**BASE, "readings": [], "extra": 1}).encode()),
+        (
+            "two measurands",
+            json.dumps(
+                {
+                    **BASE,
+                    "readings": [
+                        {"sensor": "a", "ts_ms": 1, "q": "ok", "temp_c": 1.0, "rh_pct": 2.0}
+                    ],
+                }
+            ).encode(),
+        ),
+        (
+            "no value and not a fault",
+            json.dumps({**BASE, "readings": [{"sensor": "a", "ts_ms": 1, "q": "ok"}]}).encode(),
+        ),
+        (
+            "half a position",
+            json.dumps(
+                {**BASE, "readings": [{"sensor": "a", "ts_ms": 1, "q": "ok", "lat_deg": 35.0}]}
+            ).encode(),
+        ),
+        (
+            "latitude out of range",
+            json.dumps(
+                {
+                    **BASE,
+                    "readings": [
+                        {"sensor": "a", "ts_ms": 1, "q": "ok", "lat_deg": 135.0, "lon_deg": 1.0}
+                    ],
+                }
+            ).encode(),
+        ),
+        (
+            "bad quality",
+            json.dumps(
+                {**BASE, "readings": [{"sensor": "a", "ts_ms": 1, "q": "great", "temp_c": 1.0}]}
+            ).encode(),
+        ),
+        (
+            "bad sensor id",
+            json.dumps(
+                {**BASE, "readings": [{"sensor": "A B", "ts_ms": 1, "q": "ok", "temp_c": 1.0}]}
+            ).encode(),
+        ),
+        (
+            "negative timestamp",
+            json.dumps(
+                {**BASE, "readings": [{"sensor": "a", "ts_ms": -5, "q": "ok", "temp_c": 1.0}]}
+            ).encode(),
+        ),
+        (
+            "string temperature",
+            json.dumps(
+                {**BASE, "readings": [{"sensor": "a", "ts_ms": 1, "q": "ok", "temp_c": "cold"}]}
+            ).encode(),
+        ),
+    ],
+)
 def test_consumer_rejects_payload_with_a_reason(why: str, payload: bytes) -> None:
     with pytest.raises(wire.WireError) as info:
         wire.decode(Stream.READINGS, payload)

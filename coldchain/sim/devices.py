@@ -51,9 +51,10 @@ class PtyPair:
         self.device = str(base / f"{name}.dev")
         self.host = str(base / f"{name}.tty")
         self.process = subprocess.Popen(
-            ["socat", f"pty,raw,echo=0,link={self.device}",
-             f"pty,raw,echo=0,link={self.host}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["socat", f"pty,raw,echo=0,link={self.device}", f"pty,raw,echo=0,link={self.host}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while not (os.path.exists(self.device) and os.path.exists(self.host)):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -99,11 +100,19 @@ class ModbusUnit:
                 blocks.append([SimData(0, count=count, values=False, datatype=DataType.BITS)])
             else:
                 blocks.append([SimData(0, count=count, values=0, datatype=DataType.REGISTERS)])
-        return SimDevice(id=self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
-                         action=self._action)
+        return SimDevice(
+            id=self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]), action=self._action
+        )
 
-    async def _action(self, _fc: int, _start: int, _address: int, _count: int,
-                      _regs: list[int], _set: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def _action(
+        self,
+        _fc: int,
+        _start: int,
+        _address: int,
+        _count: int,
+        _regs: list[int],
+        _set: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
         return ExcCodes.DEVICE_FAILURE if self.mode == "exception" else None
 
     def register_writes(self) -> list[tuple[int, int, list[int] | list[bool]]]:
@@ -124,28 +133,41 @@ class ModbusUnit:
                 raw = float("nan")
             else:
                 raw = raw_for_value(p, float(value))
-            writes.append((fc, p.address,
-                           encode_registers(raw, p.type, p.byte_order, p.word_order)))
+            writes.append(
+                (fc, p.address, encode_registers(raw, p.type, p.byte_order, p.word_order))
+            )
         return writes
 
 
 class ModbusServer:
     """A pymodbus server (TCP port, or RTU on the device end of a pty pair)."""
 
-    def __init__(self, units: list[ModbusUnit], *, tcp_port: int | None = None,
-                 pty: PtyPair | None = None, baudrate: int = 9600) -> None:
+    def __init__(
+        self,
+        units: list[ModbusUnit],
+        *,
+        tcp_port: int | None = None,
+        pty: PtyPair | None = None,
+        baudrate: int = 9600,
+    ) -> None:
         self.units = {u.unit: u for u in units}
         self.tcp_port = tcp_port
         self.pty = pty
         self.server: ModbusTcpServer | ModbusSerialServer
         devices = [u.sim_device() for u in units]
         if tcp_port is not None:
-            self.server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port),
-                                          trace_packet=self._trace_tcp)
+            self.server = ModbusTcpServer(
+                devices, address=("127.0.0.1", tcp_port), trace_packet=self._trace_tcp
+            )
         else:
             assert pty is not None
-            self.server = ModbusSerialServer(devices, framer=FramerType.RTU, port=pty.device,
-                                             baudrate=baudrate, trace_packet=self._trace_rtu)
+            self.server = ModbusSerialServer(
+                devices,
+                framer=FramerType.RTU,
+                port=pty.device,
+                baudrate=baudrate,
+                trace_packet=self._trace_rtu,
+            )
 
     @property
     def address(self) -> str:
@@ -178,14 +200,13 @@ class ModbusServer:
                 await self.server.context.async_setValues(unit.unit, fc, address, values)
 
     async def stop(self) -> None:
-        await self.server.shutdown()
+        await self.server.shutdown()  # type: ignore[no-untyped-call]
 
 
 class LineWriter:
     """A serial device that prints lines: writes to the device end of a pty pair."""
 
-    def __init__(self, pty: PtyPair, interval_s: float,
-                 lines: Callable[[], list[bytes]]) -> None:
+    def __init__(self, pty: PtyPair, interval_s: float, lines: Callable[[], list[bytes]]) -> None:
         self.pty = pty
         self.interval_s = interval_s
         self.lines = lines

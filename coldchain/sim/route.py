@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,8 +12,10 @@ EARTH_RADIUS_KM = 6371.0
 
 def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
@@ -45,7 +48,7 @@ class Route:
     @property
     def length_km(self) -> float:
         pts = [(lat, lon) for _, lat, lon in self.stops]
-        return sum(haversine_km(a, b) for a, b in zip(pts, pts[1:], strict=False))
+        return sum(haversine_km(a, b) for a, b in itertools.pairwise(pts))
 
     @property
     def period_min(self) -> float:
@@ -53,17 +56,20 @@ class Route:
 
     def at(self, minute: float) -> Position:
         t = minute % self.period_min
-        for (name_a, lat_a, lon_a), (_, lat_b, lon_b) in zip(self.stops, self.stops[1:],
-                                                              strict=False):
+        for (name_a, lat_a, lon_a), (_, lat_b, lon_b) in itertools.pairwise(self.stops):
             if t < self.stop_min:
                 return Position(lat_a, lon_a, 0.0, 0.0, name_a)
             t -= self.stop_min
             leg_min = haversine_km((lat_a, lon_a), (lat_b, lon_b)) / self.speed_kmh * 60
             if t < leg_min:
                 f = t / leg_min
-                return Position(lat_a + (lat_b - lat_a) * f, lon_a + (lon_b - lon_a) * f,
-                                self.speed_kmh, bearing_deg((lat_a, lon_a), (lat_b, lon_b)),
-                                None)
+                return Position(
+                    lat_a + (lat_b - lat_a) * f,
+                    lon_a + (lon_b - lon_a) * f,
+                    self.speed_kmh,
+                    bearing_deg((lat_a, lon_a), (lat_b, lon_b)),
+                    None,
+                )
             t -= leg_min
         name, lat, lon = self.stops[-1]
         return Position(lat, lon, 0.0, 0.0, name)
@@ -92,7 +98,9 @@ def nmea_sentences(pos: Position, when: datetime | None = None) -> list[bytes]:
     lat, ns = _lat(pos.lat_deg)
     lon, ew = _lon(pos.lon_deg)
     knots = pos.speed_kmh / 1.852
-    rmc = (f"GPRMC,{hms},A,{lat},{ns},{lon},{ew},{knots:.1f},{pos.course_deg:.1f},"
-           f"{when.strftime('%d%m%y')},,,A")
+    rmc = (
+        f"GPRMC,{hms},A,{lat},{ns},{lon},{ew},{knots:.1f},{pos.course_deg:.1f},"
+        f"{when.strftime('%d%m%y')},,,A"
+    )
     gga = f"GPGGA,{hms},{lat},{ns},{lon},{ew},1,09,0.9,1850.0,M,-30.0,M,,"
     return [f"${s}*{_checksum(s)}\r\n".encode("ascii") for s in (rmc, gga)]
