@@ -59,7 +59,7 @@ class Watcher:
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
             parts = wire.parse_topic(msg.topic)
-            decoded = wire.decode(parts.stream, msg.payload)
+            decoded = wire.decode(parts.stream, bytes(msg.payload))
         except wire.WireError:
             with self._lock:
                 self.rejected += 1
