@@ -1,0 +1,231 @@
+"""The simulated county: thermal model, routes, NMEA, and the commands that run it."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coldchain.sim.county import County
+from coldchain.sim.route import Position, haversine_km, nmea_sentences
+from coldchain.sim.thermal import Space
+from gateway.serial_bus import check_nmea_checksum
+from tests.harness import Broker, Recorder, wait_for
+
+
+def run_for(space: Space, minutes: float) -> list[tuple[float, bool]]:
+    trace = []
+    for _ in range(int(minutes * 4)):
+        space.step(0.25)
+        trace.append((space.temp_c, space.compressor_on))
+    return trace
+
+
+def test_thermostat_cycles_the_compressor_around_the_setpoint() -> None:
+    room = Space("frozen", setpoint_c=-20.0, temp_c=-20.0, defrost_every_min=10_000)
+    trace = run_for(room, 240)[120:]  # after the first half hour
+    temps = [t for t, _ in trace]
+    starts = sum(1 for (_, a), (_, b) in itertools.pairwise(trace) if b and not a)
+    assert min(temps) > -21.5 and max(temps) < -18.5
+    assert starts >= 3
+
+
+def test_open_door_warms_the_room_and_a_failed_compressor_lets_it_drift_to_ambient() -> None:
+    room = Space("chilled", setpoint_c=2.0, temp_c=2.0, cooling_c_per_min=0.5)
+    run_for(room, 60)
+    room.door_open = True
+    run_for(room, 20)
+    assert room.temp_c > 4.0
+    room.door_open = False
+    room.compressor_failed = True
+    run_for(room, 600)
+    assert room.temp_c > 15.0
+    assert not room.compressor_on
+
+
+def test_defrost_stops_the_compressor_on_schedule() -> None:
+    room = Space("frozen", setpoint_c=-20.0, temp_c=-20.0, defrost_every_min=60, defrost_for_min=10)
+    seen_defrost = False
+    for _ in range(4 * 130):
+        room.step(0.25)
+        if room.defrost_on:
+            seen_defrost = True
+            assert not room.compressor_on
+    assert seen_defrost
+
+
+def test_truck_routes_are_village_loops_of_85_to_140_km() -> None:
+    county = County(workdir=Path("/nonexistent"))
+    for route in county.routes.values():
+        assert 85 <= route.length_km <= 140, (route.name, route.length_km)
+        assert route.stops[0] == route.stops[-1]
+        assert 200 <= route.period_min <= 360
+        start, end = route.at(0), route.at(route.period_min - 0.01)
+        assert haversine_km((start.lat_deg, start.lon_deg), (end.lat_deg, end.lon_deg)) < 1
+
+
+@given(
+    lat=st.floats(-89.9, 89.9),
+    lon=st.floats(-179.9, 179.9),
+    speed=st.floats(0, 120),
+    course=st.floats(0, 359.9),
+)
+def test_generated_nmea_sentences_carry_valid_checksums(lat, lon, speed, course) -> None:
+    for sentence in nmea_sentences(Position(lat, lon, speed, course, None)):
+        assert sentence.endswith(b"\r\n")
+        assert check_nmea_checksum(sentence.rstrip(b"\r\n"))
+
+
+def test_simulate_command_prints_every_device_address_and_writes_gateway_configs(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coldchain.cli",
+            "simulate",
+            "--workdir",
+            str(tmp_path),
+            "--duration-s",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not any("ts-gw.toml" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "simulate ended early: " + "".join(lines)
+            lines.append(line)
+        out = "".join(lines)
+        assert len(re.findall(r"modbus tcp 127\.0\.0\.1:\d+", out)) == 5
+        assert len(re.findall(r"modbus rtu \S+\.tty", out)) == 3
+        assert len(re.findall(r"serial \S+\.tty", out)) == 4
+        assert "uplink truck-01" in out and "uplink truck-02" in out
+        configs = sorted(p.name for p in (tmp_path / "gateways").iterdir())
+        assert configs == ["store-gw.toml", "truck-01.toml", "truck-02.toml", "ts-gw.toml"]
+        check = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coldchain.cli",
+                "gateway",
+                "check",
+                str(tmp_path / "gateways" / "store-gw.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stderr
+        # an outside Modbus client reads a simulated device
+        port = int(re.search(r"modbus tcp 127\.0\.0\.1:(\d+)", out).group(1))  # type: ignore[union-attr]
+        from pymodbus.client import ModbusTcpClient
+
+        client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+        assert client.connect()
+        rr = client.read_holding_registers(0, count=1, device_id=1)
+        client.close()
+        assert not rr.isError()
+        assert rr.registers[0] == (-200) & 0xFFFF  # cold room 1 setpoint -20.0 °C
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+
+
+@pytest.mark.e2e
+def test_demo_shows_readings_flowing_from_every_gateway(
+    tmp_path: Path, running_broker: Broker, unique: str
+) -> None:
+    """The run command, pointed at our broker, publishes for all four gateways."""
+    recorder = Recorder(running_broker.port, "coldchain/v1/#", f"demo-{unique}")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coldchain.cli",
+            "demo",
+            "--workdir",
+            str(tmp_path),
+            "--mqtt-url",
+            f"mqtt://127.0.0.1:{running_broker.port}",
+            "--interval-s",
+            "1",
+            "--duration-s",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def gateways_seen() -> set[str]:
+            return {b.gateway for b in recorder.batches()}
+
+        def sensors_seen() -> set[str]:
+            return {r.sensor for b in recorder.batches() for r in b.readings}
+
+        wait_for(
+            lambda: gateways_seen() == {"store-gw", "truck-01", "truck-02", "ts-gw"},
+            45,
+            "readings from all four gateways",
+        )
+        # one sensor of each kind of bus: Modbus TCP, RTU, ASCII probes, GPS
+        wanted = {
+            "cr1-ctrl.air",
+            "cr1-th.temp",
+            "ct-probe.temp",
+            "truck-01-gps.pos",
+            "truck-02-rear.door",
+            "ts-probe.temp",
+        }
+        wait_for(lambda: wanted <= sensors_seen(), 30, f"readings of {wanted}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        recorder.close()
+    assert proc.returncode == 0, out
+    assert "final: readings taken" in out
+    final = re.search(r"final: readings taken (\d+)\s+published (\d+)\s+seen at broker (\d+)", out)
+    assert final is not None
+    taken, published, seen = map(int, final.groups())
+    assert taken > 0
+    assert taken == published == seen, out[-2000:]
+
+
+def test_truck_uplink_relay_drops_and_restores_the_connection(
+    loop_thread, running_broker: Broker
+) -> None:
+    from coldchain.sim.link import Uplink
+
+    async def start() -> Uplink:
+        link = Uplink("t", "127.0.0.1", running_broker.port)
+        await link.start()
+        return link
+
+    link = loop_thread.run(start())
+    import socket
+
+    with socket.create_connection(("127.0.0.1", link.listen_port), 2) as s:
+        s.sendall(bytes([0xC0, 0x00]))  # MQTT PINGREQ without CONNECT: the broker closes
+        time.sleep(0.2)
+    loop_thread.loop.call_soon_threadsafe(link.down)
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", link.listen_port), 2) as s:
+        s.settimeout(2)
+        assert s.recv(10) == b""  # no signal: closed at once
+    loop_thread.loop.call_soon_threadsafe(link.up)
+    loop_thread.run(link.stop())
