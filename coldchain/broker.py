@@ -41,7 +41,9 @@ def find_mosquitto() -> str:
 
 
 class LocalBroker:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_lines: list[str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -57,6 +59,7 @@ class LocalBroker:
             "max_inflight_messages 100",
             f"log_dest file {workdir / 'mosquitto.log'}",
         ]
+        lines += extra_lines or []
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto' and cannot write
         self.config = workdir / "mosquitto.conf"

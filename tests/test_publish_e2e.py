@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ class Setup:
 
 
 def outbox_counts(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {"taken": 0, "pending": 0, "sealed_rows": 0, "sealed_messages": 0}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -55,44 +57,68 @@ def outbox_counts(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def setup(
-    tmp_path: Path, running_broker: Broker, loop_thread: LoopThread, unique: str
-) -> Iterator[Setup]:
-    port = free_port()
-    values = {
-        "setpoint": -20.0,
-        "air": -19.5,
-        "evap": -26.0,
-        "run": 10.0,
-        "compressor": True,
-        "defrost": False,
-        "door": False,
-        "temp": -19.0,
-        "rh": 80.0,
-    }
+def make_setup(
+    tmp_path: Path, loop_thread: LoopThread, unique: str
+) -> Iterator[Callable[[Broker], Setup]]:
+    """Simulated devices, a gateway config pointing at ``broker``, a recorder."""
+    cleanups: list[Callable[[], None]] = []
 
-    async def start_server() -> ModbusServer:
-        server = ModbusServer(
-            [
-                ModbusUnit(1, "reefer_controller", lambda: values),
-                ModbusUnit(2, "th_transmitter_int16", lambda: values),
-            ],
-            tcp_port=port,
+    def make(broker: Broker) -> Setup:
+        port = free_port()
+        values: dict[str, float | bool] = {
+            "setpoint": -20.0,
+            "air": -19.5,
+            "evap": -26.0,
+            "run": 10.0,
+            "compressor": True,
+            "defrost": False,
+            "door": False,
+            "temp": -19.0,
+            "rh": 80.0,
+        }
+
+        async def start_server() -> ModbusServer:
+            server = ModbusServer(
+                [
+                    ModbusUnit(1, "reefer_controller", lambda: values),
+                    ModbusUnit(2, "th_transmitter_int16", lambda: values),
+                ],
+                tcp_port=port,
+            )
+            await server.start()
+            return server
+
+        server = loop_thread.run(start_server())
+        cleanups.append(lambda: loop_thread.run(server.stop()))
+        gw = f"gw-{unique}"
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            GATEWAY_CONFIG.format(gw=gw, broker_port=broker.port, port=port, interval_s=INTERVAL_S)
         )
-        await server.start()
-        return server
+        recorder = Recorder(broker.port, f"coldchain/v1/test-site/{gw}/#", f"rec-{unique}")
+        cleanups.append(recorder.close)
+        gateway = GatewayProcess(config, tmp_path / "gateway.log")
+        cleanups.append(gateway.stop)
+        return Setup(gateway, recorder, tmp_path / "outbox.sqlite", "test-site", gw)
 
-    server = loop_thread.run(start_server())
-    gw = f"gw-{unique}"
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
+    yield make
+    for cleanup in reversed(cleanups):
+        cleanup()
+
+
+@pytest.fixture
+def setup(make_setup: Callable[[Broker], Setup], running_broker: Broker) -> Setup:
+    return make_setup(running_broker)
+
+
+GATEWAY_CONFIG = """
 [gateway]
 id = "{gw}"
 site = "test-site"
 
 [mqtt]
 host = "127.0.0.1"
-port = {running_broker.port}
+port = {broker_port}
 keepalive_s = 5
 reconnect_min_s = 1
 reconnect_max_s = 1
@@ -108,7 +134,7 @@ kind = "modbus_tcp"
 name = "room"
 host = "127.0.0.1"
 port = {port}
-interval_s = {INTERVAL_S}
+interval_s = {interval_s}
 timeout_s = 0.5
 [[buses.devices]]
 id = "cr1-ctrl"
@@ -118,17 +144,7 @@ unit = 1
 id = "cr1-th"
 profile = "th_transmitter_int16"
 unit = 2
-""")
-    recorder = Recorder(running_broker.port, f"coldchain/v1/test-site/{gw}/#", f"rec-{unique}")
-    gateway = GatewayProcess(config, tmp_path / "gateway.log")
-    try:
-        yield Setup(gateway, recorder, tmp_path / "outbox.sqlite", "test-site", gw)
-    finally:
-        gateway.stop()
-        recorder.close()
-        loop_thread.run(server.stop())
-        if not running_broker.proc or running_broker.proc.poll() is not None:
-            running_broker.start()
+"""
 
 
 def readings_messages(rec: Recorder) -> list[wire.ReadingsBatch]:
@@ -229,3 +245,38 @@ def test_kill_9_in_the_middle_of_a_backlog_loses_nothing(
     setup.gateway.stop()
     received, _dups = check_exactly_once(setup)
     assert received > backlog_before
+
+
+def test_publish_refused_by_the_broker_stays_in_the_outbox_until_it_is_allowed(
+    tmp_path: Path, make_setup: Callable[[Broker], Setup]
+) -> None:
+    """MQTT 5 PUBACK reason 135 (not authorised) must not delete anything."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read coldchain/#\n")  # anonymous clients may only read
+    broker = Broker(tmp_path / "acl-broker", extra_lines=[f"acl_file {acl}"])
+    broker.start()
+    try:
+        setup = make_setup(broker)
+        setup.gateway.start()
+        wait_for(
+            lambda: outbox_counts(setup.outbox)["sealed_messages"] >= 3,
+            30,
+            "messages published and refused",
+        )
+        time.sleep(1.0)
+        refused = outbox_counts(setup.outbox)
+        assert readings_messages(setup.recorder) == []
+        assert refused["sealed_messages"] >= 3  # kept, not deleted, while refused
+        log = (tmp_path / "gateway.log").read_text()
+        assert log.count("broker refused") == 1  # logged once, not once per message
+        acl.write_text("topic readwrite coldchain/#\n")
+        broker.restart()
+        wait_for(
+            lambda: len(readings_messages(setup.recorder)) >= refused["sealed_messages"] + 3,
+            30,
+            "the refused messages after the ACL was fixed",
+        )
+        setup.gateway.stop()
+        check_exactly_once(setup)
+    finally:
+        broker.stop()

@@ -229,3 +229,41 @@ def test_truck_uplink_relay_drops_and_restores_the_connection(
         assert s.recv(10) == b""  # no signal: closed at once
     loop_thread.loop.call_soon_threadsafe(link.up)
     loop_thread.run(link.stop())
+
+
+def test_scripted_events_break_the_chain_and_end(loop_thread) -> None:
+    from coldchain.sim.county import DEFAULT_SCRIPT
+    from coldchain.sim.link import Uplink
+
+    county = County(workdir=Path("/nonexistent"))
+    county.uplinks["truck-02"] = Uplink("truck-02", "127.0.0.1", 1)
+    by_what = {e.what: e for e in DEFAULT_SCRIPT}
+    assert set(by_what) == {"door_open", "compressor_failure", "signal_loss"}
+
+    def at(minute: float) -> None:
+        county.sim_min = minute
+        county._apply_script()
+
+    door, comp, signal_loss = (
+        by_what["door_open"],
+        by_what["compressor_failure"],
+        by_what["signal_loss"],
+    )
+    at(door.at_min + 1)
+    assert county.spaces[door.target].door_open
+    at(comp.at_min + 1)
+    assert county.spaces[comp.target].compressor_failed
+    assert not county.spaces[door.target].door_open  # the door event has ended by then
+    at(signal_loss.at_min + 1)
+    assert not county.uplinks["truck-02"].is_up
+    at(max(e.at_min + e.for_min for e in DEFAULT_SCRIPT) + 1)
+    assert county.uplinks["truck-02"].is_up
+    assert not county.spaces[comp.target].compressor_failed
+
+
+def test_failed_compressor_in_the_frozen_room_warms_it_past_the_frozen_limit() -> None:
+    county = County(workdir=Path("/nonexistent"))
+    room = county.spaces["cr1"]
+    room.compressor_failed = True
+    room.step(120)  # two simulated hours
+    assert room.temp_c > -15.0  # DOMAIN.md: critical for frozen meat
