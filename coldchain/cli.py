@@ -7,10 +7,14 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from coldchain import __version__, logs
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 
 @click.group()
@@ -24,6 +28,18 @@ from coldchain import __version__, logs
 def main(log_level: str) -> None:
     """Open, self-hostable cold-chain monitoring."""
     logs.setup(log_level)
+
+
+def _load_gateway_config(path: Path) -> GatewayConfig:
+    """The config, or exit 2 with the file, the field and what was expected."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
 
 
 @main.group()
@@ -42,29 +58,15 @@ def gateway() -> None:
 def gateway_run(config_path: Path) -> None:
     """Run a gateway until SIGINT/SIGTERM."""
     from gateway.app import run_gateway
-    from gateway.config import load_config
-    from gateway.errors import ConfigError
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    run_gateway(config)
+    run_gateway(_load_gateway_config(config_path))
 
 
 @gateway.command("check")
 @click.argument("config_path", type=click.Path(path_type=Path))
 def gateway_check(config_path: Path) -> None:
     """Validate a gateway config file and the profiles it names."""
-    from gateway.config import load_config
-    from gateway.errors import ConfigError
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    config = _load_gateway_config(config_path)
     devices = sum(len(b.devices) for b in config.buses)
     click.echo(f"{config_path}: ok ({len(config.buses)} buses, {devices} devices)")
 

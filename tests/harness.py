@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from coldchain import wire
-from coldchain.broker import LocalBroker, free_port
+from coldchain.broker import LocalBroker, free_port, stop_process
 
 T = TypeVar("T")
 __all__ = ["Broker", "GatewayProcess", "LoopThread", "Recorder", "free_port", "wait_for"]
@@ -39,19 +39,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
-
-
-def stop_process(
-    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout_s: float = 10
-) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout_s)
 
 
 class Broker(LocalBroker):

@@ -85,6 +85,17 @@ def assert_matches_profile(readings: list[Reading], device: str, profile_name: s
             )
 
 
+def tcp_bus(rig: Rig, port: int, device: str, profile: str) -> ModbusBus:
+    config = ModbusTcpBus(
+        kind="modbus_tcp",
+        name="b",
+        host="127.0.0.1",
+        port=port,
+        devices=[DeviceConfig(id=device, profile=profile)],
+    )
+    return ModbusBus(config, rig.sink, rig.health)
+
+
 def unit(n: int, profile: str) -> ModbusUnit:
     return ModbusUnit(n, profile, lambda: VALUES[profile])
 
@@ -97,17 +108,7 @@ def test_every_modbus_profile_is_read_and_decoded_over_tcp(tmp_path: Path, profi
         port = free_port()
         server = ModbusServer([unit(1, profile)], tcp_port=port)
         await server.start()
-        bus = ModbusBus(
-            ModbusTcpBus(
-                kind="modbus_tcp",
-                name="b",
-                host="127.0.0.1",
-                port=port,
-                devices=[DeviceConfig(id="dev", profile=profile)],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        bus = tcp_bus(rig, port, "dev", profile)
         try:
             readings = await bus.poll_once()
             assert rig.sink.counters.modbus_requests == bus.requests_per_cycle
@@ -168,17 +169,7 @@ def test_reefer_coalesces_its_registers_into_one_request_per_table(tmp_path: Pat
     rig = Rig(tmp_path)
 
     async def make() -> ModbusBus:
-        return ModbusBus(
-            ModbusTcpBus(
-                kind="modbus_tcp",
-                name="b",
-                host="127.0.0.1",
-                port=1,
-                devices=[DeviceConfig(id="r", profile="reefer_controller")],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        return tcp_bus(rig, 1, "r", "reefer_controller")
 
     bus = run(make)
     rig.close()
@@ -256,17 +247,7 @@ def test_exception_response_is_kept_apart_from_no_response(tmp_path: Path) -> No
         dev = unit(1, "reefer_controller")
         server = ModbusServer([dev], tcp_port=port)
         await server.start()
-        bus = ModbusBus(
-            ModbusTcpBus(
-                kind="modbus_tcp",
-                name="b",
-                host="127.0.0.1",
-                port=port,
-                devices=[DeviceConfig(id="r", profile="reefer_controller")],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        bus = tcp_bus(rig, port, "r", "reefer_controller")
         try:
             dev.mode = "exception"
             cycles = [await bus.poll_once() for _ in range(3)]
@@ -294,17 +275,7 @@ def test_probe_sentinel_becomes_a_fault_reading_and_one_sensor_event(tmp_path: P
         dev = unit(1, "th_transmitter_int16")
         server = ModbusServer([dev], tcp_port=port)
         await server.start()
-        bus = ModbusBus(
-            ModbusTcpBus(
-                kind="modbus_tcp",
-                name="b",
-                host="127.0.0.1",
-                port=port,
-                devices=[DeviceConfig(id="t", profile="th_transmitter_int16")],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        bus = tcp_bus(rig, port, "t", "th_transmitter_int16")
         try:
             cycles = [await bus.poll_once()]
             dev.mode = "sentinel"

@@ -25,6 +25,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from coldchain.broker import stop_process
 from coldchain.sim.route import _checksum
 from gateway.decode import encode_registers, raw_for_value
 from gateway.profiles import DataType as PointType
@@ -63,13 +64,7 @@ class PtyPair:
             time.sleep(0.01)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, timeout_s=5)
         if self._tmp is not None:
             self._tmp.cleanup()
 
