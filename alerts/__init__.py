@@ -1,0 +1,2 @@
+"""Alert service: cold-chain breaches per product batch, alarm lifecycle, MKT, audit.
+Built in a later issue."""

@@ -202,6 +202,8 @@ class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ts_ms: TimestampMs
     reason: str | None = None
     version: str | None = None
+    #: counters of the gateway since it started (heartbeat), e.g. readings_taken, backlog
+    stats: dict[str, int] | None = None
 
 
 Message = ReadingsBatch | EventsBatch | Status

@@ -62,6 +62,7 @@ class Gateway:
         self.health.report("gateway", gw.id, "started", now_ms(), f"version {__version__}")
         tasks: list[asyncio.Task[Any]] = [self._spawn(bus.run()) for bus in self.buses]
         publisher = self._spawn(self.publisher.run())
+        tasks.append(self._spawn(self._heartbeat()))
         try:
             await self._stop.wait()
         finally:
@@ -82,6 +83,29 @@ class Gateway:
                 await asyncio.wait_for(publisher, 5)
             self.outbox.close()
             log.info("gateway %s stopped", gw.id)
+
+    async def _heartbeat(self) -> None:
+        """Retained status with counters, so a monitoring screen sees backlog and faults."""
+        while True:
+            await asyncio.sleep(self.config.gateway.status_interval_s)
+            if self.publisher.connected:
+                self.publisher.publish_status("online", stats=await self.stats())
+
+    async def stats(self) -> dict[str, int]:
+        box = await self.outbox.call(self.outbox.sync.stats)
+        c = self.sink.counters
+        return {
+            "readings_taken": c.readings_taken,
+            "readings_acked": self.publisher.counters.acked_readings,
+            "backlog": box.pending + box.sealed_rows,
+            "dropped": box.dropped,
+            "rejects": box.rejects,
+            "modbus_requests": c.modbus_requests,
+            "modbus_no_response": c.modbus_no_response,
+            "modbus_exceptions": c.modbus_exceptions,
+            "lines_garbled": c.lines_garbled,
+            "overruns": c.overruns,
+        }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

@@ -191,7 +191,9 @@ class Publisher:
     def connected(self) -> bool:
         return self._connected
 
-    def publish_status(self, state: str, reason: str | None = None) -> None:
+    def publish_status(
+        self, state: str, reason: str | None = None, stats: dict[str, int] | None = None
+    ) -> None:
         status = Status(
             v=wire.SCHEMA_VERSION,
             gateway=self._gw.id,
@@ -200,6 +202,7 @@ class Publisher:
             ts_ms=now_ms(),
             reason=reason,
             version=self.version,
+            stats=stats,
         )
         self._client.publish(self.topic(Stream.STATUS), wire.encode(status), qos=1, retain=True)
 

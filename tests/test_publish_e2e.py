@@ -115,6 +115,7 @@ GATEWAY_CONFIG = """
 [gateway]
 id = "{gw}"
 site = "test-site"
+status_interval_s = 0.5
 
 [mqtt]
 host = "127.0.0.1"
@@ -178,6 +179,14 @@ def wait_for_messages(rec: Recorder, n: int, timeout_s: float = 30) -> None:
 def test_published_messages_follow_the_contract(setup: Setup) -> None:
     setup.gateway.start()
     wait_for_messages(setup.recorder, 5)
+    wait_for(
+        lambda: any(
+            m.topic.endswith("/status") and b'"stats"' in m.payload
+            for m in setup.recorder.snapshot()
+        ),
+        15,
+        "a status heartbeat",
+    )
     setup.gateway.stop()
     seen = {wire.parse_topic(m.topic).stream for m in setup.recorder.snapshot()}
     assert seen == {Stream.READINGS, Stream.EVENTS, Stream.STATUS}
@@ -192,8 +201,13 @@ def test_published_messages_follow_the_contract(setup: Setup) -> None:
         for m in setup.recorder.snapshot()
         if m.topic.endswith("/status")
     ]
-    assert [s.state for s in statuses] == ["online", "offline"]  # type: ignore[union-attr]
+    assert statuses[0].state == "online"  # type: ignore[union-attr]
+    assert statuses[-1].state == "offline"  # type: ignore[union-attr]
     assert statuses[-1].reason == "shutdown"  # type: ignore[union-attr]
+    heartbeats = [s.stats for s in statuses if s.stats]  # type: ignore[union-attr]
+    assert heartbeats, "no status heartbeat with counters"
+    assert heartbeats[-1]["readings_taken"] > 0
+    assert heartbeats[-1]["modbus_no_response"] == 0
     check_exactly_once(setup)
 
 
