@@ -65,6 +65,7 @@ class Publisher:
         self._boundary: int | None = None
         self._inflight: dict[int, SealedMessage] = {}
         self._refused: list[SealedMessage] = []
+        self._refused_connect: str | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
@@ -126,8 +127,11 @@ class Publisher:
     # ------------------------------------------------------------------ events (loop)
     def _on_connect(self, reason: ReasonCode) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            if str(reason) != self._refused_connect:  # once per change, not per retry
+                log.error("broker refused the connection: %s (retrying)", reason)
+            self._refused_connect = str(reason)
             return
+        self._refused_connect = None
         self._connected = True
         self.counters.connects += 1
         self._tasks.add(asyncio.ensure_future(self._after_connect()))

@@ -301,3 +301,21 @@ def test_publish_refused_by_the_broker_stays_in_the_outbox_until_it_is_allowed(
         check_exactly_once(setup)
     finally:
         broker.stop()
+
+
+def test_gateway_started_without_a_broker_delivers_everything_once_one_is_there(
+    setup: Setup, running_broker: Broker
+) -> None:
+    """A truck switched on in a valley with no signal."""
+    running_broker.stop()
+    setup.gateway.start()
+    wait_for(
+        lambda: outbox_counts(setup.outbox)["pending"] >= 5 * READINGS_PER_CYCLE,
+        30,
+        "readings buffered with no broker",
+    )
+    running_broker.start()
+    wait_for_messages(setup.recorder, 5, timeout_s=30)
+    setup.gateway.stop()
+    received, _ = check_exactly_once(setup)
+    assert received >= 5 * READINGS_PER_CYCLE

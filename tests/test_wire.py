@@ -21,6 +21,7 @@ GOLDEN = Path(__file__).parent / "golden"
         ("events.json", Stream.EVENTS),
         ("status_online.json", Stream.STATUS),
         ("status_lwt.json", Stream.STATUS),
+        ("status_heartbeat.json", Stream.STATUS),
     ],
 )
 def test_golden_payload_decodes_and_reencodes_to_the_same_json(name: str, stream: Stream) -> None:
