@@ -9,23 +9,16 @@ naming the file, the field path and what was expected, e.g.::
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from coldchain.settings import ConfigError, MqttConfig, Strict, load_toml
 from coldchain.wire import ID_PATTERN
-from gateway.errors import ConfigError
 from gateway.profiles import AsciiProfile, ModbusProfile, NmeaProfile, load_profile
-from gateway.validation import problems_of
 
 DeviceId = Annotated[str, Field(pattern=ID_PATTERN)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GatewayIdentity(Strict):
@@ -33,32 +26,6 @@ class GatewayIdentity(Strict):
     site: DeviceId
     #: wall-clock interval of the retained status heartbeat with counters
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0
-
-
-class MqttConfig(Strict):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    #: MQTT client id; defaults to the gateway id
-    client_id: str | None = None
-    username: str | None = None
-    #: name of the environment variable that holds the password (never the password)
-    password_env: str | None = None
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
-    tls: bool = False
-    ca_file: Path | None = None
-    reconnect_min_s: Annotated[int, Field(ge=1)] = 1
-    reconnect_max_s: Annotated[int, Field(ge=1)] = 60
-
-    def password(self) -> str | None:
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if not value:
-            raise ConfigError(
-                "environment",
-                [f"mqtt.password_env: variable {self.password_env} is empty or not set"],
-            )
-        return value
 
 
 class OutboxConfig(Strict):
@@ -179,18 +146,7 @@ class GatewayConfig(Strict):
 
 def load_config(path: Path | str) -> GatewayConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    try:
-        config = GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(path, problems_of(exc)) from None
+    config = load_toml(path, GatewayConfig)
     if not config.outbox.path.is_absolute():
         outbox = config.outbox.model_copy(update={"path": path.parent / config.outbox.path})
         config = config.model_copy(update={"outbox": outbox})

@@ -19,19 +19,13 @@ nothing above the drivers sees a library exception.
 
 from __future__ import annotations
 
-from pathlib import Path
+from coldchain.settings import ConfigError
+
+__all__ = ["ConfigError", "DeviceError", "ExceptionResponse", "GarbledLine", "NoResponse"]
 
 
 class GatewayError(Exception):
     """Base of every error this package raises on purpose."""
-
-
-class ConfigError(GatewayError):
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = str(path)
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid config {self.path}:\n{lines}")
 
 
 class DeviceError(GatewayError):

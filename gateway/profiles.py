@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coldchain.settings import problems_of
 from coldchain.wire import BOOLEAN_QUANTITIES, Quantity
 from gateway.errors import ConfigError
-from gateway.validation import problems_of
 
 
 class Strict(BaseModel):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +79,7 @@ class Publisher:
             client_id=cfg.client_id or self._gw.id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls:
-            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-            client.tls_set_context(context)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        cfg.apply(client)
         client.max_inflight_messages_set(self._opts.window)
         will = Status(
             v=wire.SCHEMA_VERSION,

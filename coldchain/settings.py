@@ -1,0 +1,114 @@
+"""Settings shared by every coldchain program: strict TOML models, MQTT connection,
+and errors that name the file, the field and what was expected."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import paho.mqtt.client as mqtt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A config or profile file is invalid; raised at start-up only."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid config {self.path}:\n{lines}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    #: MQTT client id; defaults to the program's own id
+    client_id: str | None = None
+    username: str | None = None
+    #: name of the environment variable that holds the password (never the password)
+    password_env: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    tls: bool = False
+    ca_file: Path | None = None
+    reconnect_min_s: Annotated[int, Field(ge=1)] = 1
+    reconnect_max_s: Annotated[int, Field(ge=1)] = 60
+
+    def password(self) -> str | None:
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise ConfigError(
+                "environment",
+                [f"mqtt.password_env: variable {self.password_env} is empty or not set"],
+            )
+        return value
+
+    def apply(self, client: mqtt.Client) -> None:
+        """Credentials, TLS and reconnect backoff on a paho client."""
+        if self.username:
+            client.username_pw_set(self.username, self.password())
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            client.tls_set_context(context)
+        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)
+
+
+def load_toml(path: Path | str, model: type[M]) -> M:
+    """Read and validate a TOML file; ConfigError names file, field and expectation."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, problems_of(exc)) from None
+
+
+def problems_of(exc: ValidationError, drop_prefix: int = 0) -> list[str]:
+    """One line per problem: ``field.path: what was wrong (got X)``.
+
+    ``drop_prefix`` removes wrapper levels (and discriminator tags) that are ours, not
+    the user's.
+    """
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"][drop_prefix:]]
+        # a discriminated union adds the tag value as a path element; it is noise
+        if loc and loc[0] in {
+            "modbus",
+            "ascii",
+            "nmea",
+            "modbus_tcp",
+            "modbus_rtu",
+            "serial_ascii",
+            "nmea_gps",
+        }:
+            loc = loc[1:]
+        loc = [p for p in loc if p not in {"modbus_tcp", "modbus_rtu", "serial_ascii", "nmea_gps"}]
+        field = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not expected here)"
+        elif err["type"] == "missing":
+            msg = "missing (required)"
+        got = err.get("input")
+        suffix = "" if err["type"] in {"missing"} or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{field}: {msg}{suffix}")
+    return lines

@@ -1,0 +1,220 @@
+"""The production store: InfluxDB 2 through influxdb-client.
+
+Data model (documented in the README):
+
+- measurement: the quantity (``temp_c``, ``rh_pct``, ``setpoint_c``, ``door_open``,
+  ``compressor_on``, ``defrost_on``, ``run_h``, ``position``), and ``event`` for events;
+- tags: ``site``, ``gateway``, ``sensor`` (events: ``site``, ``gateway``, ``kind``,
+  ``source``);
+- fields: ``value`` (float, or boolean for door/compressor/defrost; absent for a fault),
+  ``q`` (string), ``q_code`` (0 ok, 1 fault, 2 out_of_range), ``fault`` (string);
+  position: ``lat_deg``, ``lon_deg``, ``speed_kmh``;
+- time: the edge timestamp, millisecond precision.
+
+InfluxDB keeps one point per measurement, tag set and time, so writing the same reading
+twice leaves one point: redelivery is harmless by construction. The quarantine lives in
+a small SQLite file next to the collector (raw payloads are not time series).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write.point import Point
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError
+
+from coldchain.wire import BOOLEAN_QUANTITIES, Quality, Quantity, ReadingsBatch
+from collector.errors import StoreUnavailable
+from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
+
+Q_CODE = {Quality.OK: 0, Quality.FAULT: 1, Quality.OUT_OF_RANGE: 2}
+
+
+def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
+    """Influx points for a batch; returns (points, readings, events)."""
+    points: list[Point] = []
+    readings = events = 0
+    for item in batch:
+        msg = item.message
+        if isinstance(msg, ReadingsBatch):
+            for r in msg.readings:
+                quantity = r.measurand()
+                p = (
+                    Point(quantity.value)
+                    .tag("site", msg.site)
+                    .tag("gateway", msg.gateway)
+                    .tag("sensor", r.sensor)
+                    .field("q", r.q.value)
+                    .field("q_code", Q_CODE[r.q])
+                    .time(r.ts_ms, WritePrecision.MS)
+                )
+                if quantity is Quantity.POSITION:
+                    p = p.field("lat_deg", r.lat_deg).field("lon_deg", r.lon_deg)
+                    if r.speed_kmh is not None:
+                        p = p.field("speed_kmh", r.speed_kmh)
+                elif (value := r.value()) is not None:
+                    p = p.field("value", value if isinstance(value, bool) else float(value))
+                if r.fault:
+                    p = p.field("fault", r.fault)
+                points.append(p)
+                readings += 1
+        else:
+            for e in msg.events:
+                p = (
+                    Point("event")
+                    .tag("site", msg.site)
+                    .tag("gateway", msg.gateway)
+                    .tag("kind", e.kind)
+                    .tag("source", e.source)
+                    .field("state", e.state)
+                    .time(e.ts_ms, WritePrecision.MS)
+                )
+                if e.detail:
+                    p = p.field("detail", e.detail)
+                if e.count is not None:
+                    p = p.field("count", e.count)
+                points.append(p)
+                events += 1
+    return points, readings, events
+
+
+def flux_readings(
+    bucket: str,
+    start_ms: int,
+    end_ms: int,
+    sensor: str | None,
+    site: str | None,
+    gateway: str | None,
+) -> str:
+    """The Flux query behind :meth:`InfluxStore.readings` (pivoted: one row per reading)."""
+    filters = ['r._measurement != "event"']
+    for tag, value in (("sensor", sensor), ("site", site), ("gateway", gateway)):
+        if value is not None:
+            filters.append(f'r.{tag} == "{_flux_string(value)}"')
+    return (
+        f'from(bucket: "{_flux_string(bucket)}")\n'
+        f"  |> range(start: time(v: {start_ms * 1_000_000}), "
+        f"stop: time(v: {end_ms * 1_000_000}))\n"
+        f"  |> filter(fn: (r) => {' and '.join(filters)})\n"
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        '  |> group()\n  |> sort(columns: ["_time"])'
+    )
+
+
+def _flux_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class InfluxStore:
+    def __init__(
+        self,
+        *,
+        url: str,
+        org: str,
+        bucket: str,
+        token: str,
+        quarantine_path: Path,
+        timeout_ms: int = 10_000,
+    ) -> None:
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self._client = InfluxDBClient(
+            url=url, token=token, org=org, timeout=timeout_ms, retries=False
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+        self._side = sqlite3.connect(quarantine_path, isolation_level=None, check_same_thread=False)
+        self._side.execute("PRAGMA journal_mode=WAL")
+        self._side.execute("PRAGMA synchronous=FULL")
+        self._side.execute(
+            "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY "
+            "AUTOINCREMENT, received_ms INTEGER NOT NULL, topic TEXT NOT NULL, "
+            "payload BLOB NOT NULL, reason TEXT NOT NULL)"
+        )
+
+    def write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
+        points, readings, events = points_of(batch)
+        if points:
+            try:
+                self._write_api.write(
+                    bucket=self.bucket,
+                    org=self.org,
+                    record=points,
+                    write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                )
+            except (ApiException, HTTPError, OSError) as exc:
+                raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
+        if quarantine:
+            try:
+                with self._side:
+                    self._side.executemany(
+                        "INSERT INTO quarantine (received_ms, topic, payload, reason) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
+                    )
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"quarantine file: {exc}") from None
+        # InfluxDB does not say whether a point replaced an identical one
+        return WriteResult(readings, 0, 0, events, len(quarantine))
+
+    def readings(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        sensor: str | None = None,
+        site: str | None = None,
+        gateway: str | None = None,
+    ) -> Iterator[StoredReading]:
+        query = flux_readings(self.bucket, start_ms, end_ms, sensor, site, gateway)
+        try:
+            records = self._client.query_api().query_stream(query, org=self.org)
+            for rec in records:
+                values = rec.values
+                quantity = Quantity(rec.get_measurement())
+                value = values.get("value")
+                if value is not None and quantity in BOOLEAN_QUANTITIES:
+                    value = bool(value)
+                yield StoredReading(
+                    values["site"],
+                    values["gateway"],
+                    values["sensor"],
+                    int(rec.get_time().timestamp() * 1000),
+                    quantity,
+                    value,
+                    Quality(values.get("q", "ok")),
+                    values.get("fault"),
+                    values.get("lat_deg"),
+                    values.get("lon_deg"),
+                    values.get("speed_kmh"),
+                )
+        except (ApiException, HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
+
+    def quarantined(self) -> list[tuple[str, bytes, str]]:
+        return [
+            (t, bytes(p), r)
+            for t, p, r in self._side.execute(
+                "SELECT topic, payload, reason FROM quarantine ORDER BY id"
+            )
+        ]
+
+    def ping(self) -> bool:
+        return bool(self._client.ping())
+
+    def close(self) -> None:
+        self._client.close()
+        self._side.close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"

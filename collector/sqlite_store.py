@@ -1,0 +1,320 @@
+"""The embedded default store: one SQLite file, no server.
+
+WAL mode with ``synchronous=FULL`` (a committed batch survives a power cut); the schema
+is created and migrated by ``PRAGMA user_version``. Several collector processes may
+write the same file (SQLite serialises writers; ``busy_timeout`` absorbs short waits).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from coldchain.wire import BOOLEAN_QUANTITIES, EventsBatch, Quality, Quantity, ReadingsBatch
+from collector.errors import StoreUnavailable
+from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
+
+MIGRATIONS: list[str] = [
+    # 1: readings, events, sequence watermark, quarantine
+    """
+    CREATE TABLE readings (
+        gateway     TEXT    NOT NULL,
+        sensor      TEXT    NOT NULL,
+        ts_ms       INTEGER NOT NULL,
+        site        TEXT    NOT NULL,
+        quantity    TEXT    NOT NULL,
+        value       REAL,
+        q           TEXT    NOT NULL,
+        fault       TEXT,
+        lat_deg     REAL,
+        lon_deg     REAL,
+        speed_kmh   REAL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (gateway, sensor, ts_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX readings_sensor_ts ON readings (sensor, ts_ms);
+    CREATE INDEX readings_site_ts ON readings (site, ts_ms);
+    CREATE TABLE events (
+        gateway     TEXT    NOT NULL,
+        epoch       INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        idx         INTEGER NOT NULL,
+        site        TEXT    NOT NULL,
+        ts_ms       INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        source      TEXT    NOT NULL,
+        state       TEXT    NOT NULL,
+        detail      TEXT,
+        count       INTEGER,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (gateway, epoch, seq, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_site_ts ON events (site, ts_ms);
+    CREATE TABLE seq_watermark (
+        gateway TEXT    NOT NULL,
+        stream  TEXT    NOT NULL,
+        epoch   INTEGER NOT NULL,
+        upto    INTEGER NOT NULL,
+        PRIMARY KEY (gateway, stream, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE seq_seen (
+        gateway TEXT    NOT NULL,
+        stream  TEXT    NOT NULL,
+        epoch   INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (gateway, stream, epoch, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE quarantine (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_ms INTEGER NOT NULL,
+        topic       TEXT    NOT NULL,
+        payload     BLOB    NOT NULL,
+        reason      TEXT    NOT NULL
+    );
+    """,
+]
+
+#: errors that mean "not now" rather than "bug"
+_UNAVAILABLE = (
+    "locked",
+    "busy",
+    "disk i/o",
+    "unable to open",
+    "database or disk is full",
+    "readonly",
+)
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        word in str(exc).lower() for word in _UNAVAILABLE
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: Path, busy_timeout_ms: int = 2000) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"sqlite {path}: {exc}") from None
+            raise
+
+    def _migrate(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ writing
+    def write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
+            raise
+        try:
+            result = self._write(batch, quarantine)
+            self._db.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            if _unavailable(exc):
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
+            raise
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
+        stored = duplicate_readings = duplicate_messages = events = 0
+        for item in batch:
+            msg = item.message
+            stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
+            if self._seen(msg.gateway, stream, msg.epoch, msg.seq):
+                duplicate_messages += 1
+            if isinstance(msg, ReadingsBatch):
+                # always insert-or-ignore: correctness rests on the reading's identity
+                rows = [
+                    (
+                        msg.gateway,
+                        r.sensor,
+                        r.ts_ms,
+                        msg.site,
+                        q.value,
+                        _number(r.value()),
+                        r.q.value,
+                        r.fault,
+                        r.lat_deg,
+                        r.lon_deg,
+                        r.speed_kmh,
+                        item.received_ms,
+                    )
+                    for r in msg.readings
+                    for q in (r.measurand(),)
+                ]
+                cur = self._db.executemany(
+                    "INSERT OR IGNORE INTO readings (gateway, sensor, ts_ms, site, quantity, "
+                    "value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                stored += cur.rowcount
+                duplicate_readings += len(rows) - cur.rowcount
+            else:
+                events += self._write_events(msg, item.received_ms)
+        if quarantine:
+            self._db.executemany(
+                "INSERT INTO quarantine (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
+                [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
+            )
+        return WriteResult(stored, duplicate_readings, duplicate_messages, events, len(quarantine))
+
+    def _write_events(self, msg: EventsBatch, received_ms: int) -> int:
+        cur = self._db.executemany(
+            "INSERT OR IGNORE INTO events (gateway, epoch, seq, idx, site, ts_ms, kind, "
+            "source, state, detail, count, received_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    msg.gateway,
+                    msg.epoch,
+                    msg.seq,
+                    i,
+                    msg.site,
+                    e.ts_ms,
+                    e.kind,
+                    e.source,
+                    e.state,
+                    e.detail,
+                    e.count,
+                    received_ms,
+                )
+                for i, e in enumerate(msg.events)
+            ],
+        )
+        return int(cur.rowcount)
+
+    def _seen(self, gateway: str, stream: str, epoch: int, seq: int) -> bool:
+        """Record (gateway, stream, epoch, seq); True if it was already recorded."""
+        key = (gateway, stream, epoch)
+        row = self._db.execute(
+            "SELECT upto FROM seq_watermark WHERE gateway = ? AND stream = ? AND epoch = ?", key
+        ).fetchone()
+        if row is None:
+            # first message of this gateway outbox seen by this store
+            self._db.execute("INSERT INTO seq_watermark VALUES (?, ?, ?, ?)", (*key, seq - 1))
+            upto = seq - 1
+        else:
+            upto = int(row[0])
+        if seq <= upto:
+            return True
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO seq_seen VALUES (?, ?, ?, ?)", (*key, seq)
+        ).rowcount
+        if not inserted:
+            return True
+        if seq == upto + 1:
+            self._advance(key, upto)
+        return False
+
+    def _advance(self, key: tuple[str, str, int], upto: int) -> None:
+        """Move the watermark over every contiguous seq recorded above it."""
+        rows = self._db.execute(
+            "SELECT seq FROM seq_seen WHERE gateway = ? AND stream = ? AND epoch = ? "
+            "AND seq > ? ORDER BY seq LIMIT 10000",
+            (*key, upto),
+        ).fetchall()
+        for (seq,) in rows:
+            if seq != upto + 1:
+                break
+            upto = seq
+        self._db.execute(
+            "DELETE FROM seq_seen WHERE gateway = ? AND stream = ? AND epoch = ? AND seq <= ?",
+            (*key, upto),
+        )
+        self._db.execute(
+            "UPDATE seq_watermark SET upto = ? WHERE gateway = ? AND stream = ? AND epoch = ?",
+            (upto, *key),
+        )
+
+    # ------------------------------------------------------------------ reading
+    def readings(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        sensor: str | None = None,
+        site: str | None = None,
+        gateway: str | None = None,
+    ) -> Iterator[StoredReading]:
+        where = ["ts_ms >= ?", "ts_ms < ?"]
+        args: list[object] = [start_ms, end_ms]
+        for column, value in (("sensor", sensor), ("site", site), ("gateway", gateway)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        cur = self._db.execute(
+            "SELECT site, gateway, sensor, ts_ms, quantity, value, q, fault, lat_deg, lon_deg, "
+            f"speed_kmh FROM readings WHERE {' AND '.join(where)} ORDER BY ts_ms, gateway, sensor",
+            args,
+        )
+        for site_, gw, sen, ts, quantity, value, q, fault, lat, lon, speed in cur:
+            qty = Quantity(quantity)
+            val: float | bool | None = value
+            if value is not None and qty in BOOLEAN_QUANTITIES:
+                val = bool(value)
+            yield StoredReading(site_, gw, sen, ts, qty, val, Quality(q), fault, lat, lon, speed)
+
+    def count_readings(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+
+    def identities(self) -> set[tuple[str, str, int]]:
+        return {
+            (g, s, t) for g, s, t in self._db.execute("SELECT gateway, sensor, ts_ms FROM readings")
+        }
+
+    def quarantined(self) -> list[tuple[str, bytes, str]]:
+        return [
+            (t, bytes(p), r)
+            for t, p, r in self._db.execute(
+                "SELECT topic, payload, reason FROM quarantine ORDER BY id"
+            )
+        ]
+
+    def events(self, site: str | None = None) -> list[tuple[str, str, str, str]]:
+        sql = "SELECT gateway, kind, source, state FROM events"
+        args: tuple[str, ...] = ()
+        if site is not None:
+            sql += " WHERE site = ?"
+            args = (site,)
+        return list(self._db.execute(sql + " ORDER BY ts_ms", args))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _number(value: float | bool | None) -> float | None:
+    if value is None:
+        return None
+    return float(value)
