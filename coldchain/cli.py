@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from coldchain import __version__, logs
+from coldchain.settings import ConfigError
 
 if TYPE_CHECKING:
+    from collector.config import CollectorConfig
     from gateway.config import GatewayConfig
 
 
@@ -69,6 +73,121 @@ def gateway_check(config_path: Path) -> None:
     config = _load_gateway_config(config_path)
     devices = sum(len(b.devices) for b in config.buses)
     click.echo(f"{config_path}: ok ({len(config.buses)} buses, {devices} devices)")
+
+
+@main.group()
+def collector() -> None:
+    """Collector: store every reading exactly once."""
+
+
+@collector.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="collector config (TOML); without it: SQLite in var/, broker on 127.0.0.1",
+)
+def collector_run(config_path: Path | None) -> None:
+    """Run a collector until SIGINT/SIGTERM."""
+    from collector.app import Collector, open_store
+    from collector.errors import StoreUnavailable
+
+    config = _load_collector_config(config_path)
+    try:
+        store = open_store(config)
+    except StoreUnavailable as exc:
+        click.echo(f"store unavailable at start: {exc}", err=True)
+        sys.exit(3)
+    service = Collector(config, store)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        store.close()
+
+
+def _load_collector_config(path: Path | None) -> CollectorConfig:
+    from collector.config import CollectorConfig, load_collector_config
+
+    if path is None:
+        return CollectorConfig()
+    try:
+        return load_collector_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="collector config naming the store (default: SQLite var/coldchain.sqlite)",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="an SQLite store file (instead of --config)",
+)
+@click.option("--sensor", default=None, help="one sensor, e.g. cr1-ctrl.air")
+@click.option("--site", default=None, help="every sensor of a site")
+@click.option("--gateway", "gateway_id", default=None, help="every sensor of a gateway")
+@click.option(
+    "--from",
+    "start",
+    default="0",
+    show_default=True,
+    help="ISO 8601 time (UTC unless it says) or epoch ms",
+)
+@click.option("--to", "end", default=None, help="ISO 8601 time or epoch ms (default: now)")
+@click.option("--out", type=click.File("w"), default="-", help="CSV file (default: stdout)")
+def export(
+    config_path: Path | None,
+    db: Path | None,
+    sensor: str | None,
+    site: str | None,
+    gateway_id: str | None,
+    start: str,
+    end: str | None,
+    out: TextIO,
+) -> None:
+    """Write stored readings of a sensor, gateway or site over a time range as CSV."""
+    from collector.app import open_store
+    from collector.config import CollectorConfig, SqliteStoreConfig
+    from collector.export import export_csv, parse_time
+
+    if db is not None:
+        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=db))
+    else:
+        config = _load_collector_config(config_path)
+    try:
+        start_ms = parse_time(start)
+        end_ms = parse_time(end) if end else time.time_ns() // 1_000_000 + 1
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    store = open_store(config)
+    try:
+        rows = export_csv(
+            store,
+            out,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            sensor=sensor,
+            site=site,
+            gateway=gateway_id,
+        )
+    finally:
+        store.close()
+    click.echo(f"{rows} readings exported", err=True)
 
 
 @main.command()

@@ -1,8 +1,8 @@
 """``coldchain demo``: the whole edge on embedded defaults, in one command.
 
 It starts a Mosquitto of its own (or uses ``--mqtt-url``), the simulated county, one
-gateway per site and per truck (in this process), and a watcher that subscribes to
-everything the gateways publish and prints a one-line summary.
+gateway per site and per truck and the collector into SQLite (all in this process),
+and prints a one-line summary: taken, published, stored, backlog, quarantined.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,23 +22,23 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from coldchain import wire
 from coldchain.broker import LocalBroker
+from coldchain.settings import MqttConfig
 from coldchain.sim.county import County
+from coldchain.wire import Stream
+from collector.app import Collector
+from collector.config import CollectorConfig, CollectorSection, SqliteStoreConfig
+from collector.sqlite_store import SqliteStore
 from gateway.app import Gateway
 from gateway.config import load_config
 
 
 @dataclass
 class Watcher:
-    """Counts what reaches the broker: readings (unique by gateway/epoch/seq), events."""
+    """Follows the gateways' retained status (online/offline) at the broker."""
 
     host: str
     port: int
-    readings: int = 0
-    messages: set[tuple[str, int, int]] = field(default_factory=set)
-    events: int = 0
     online: dict[str, str] = field(default_factory=dict)
-    rejected: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         self.client = mqtt.Client(
@@ -47,7 +46,7 @@ class Watcher:
             client_id="coldchain-demo-watch",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        self.client.on_connect = lambda c, *_: c.subscribe("coldchain/v1/#", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(wire.subscription(Stream.STATUS), qos=1)
         self.client.on_message = self._on_message
         self.client.connect_async(self.host, self.port)
         self.client.loop_start()
@@ -58,22 +57,19 @@ class Watcher:
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            parts = wire.parse_topic(msg.topic)
-            decoded = wire.decode(parts.stream, bytes(msg.payload))
+            status = wire.decode(Stream.STATUS, bytes(msg.payload))
         except wire.WireError:
-            with self._lock:
-                self.rejected += 1
             return
-        with self._lock:
-            if isinstance(decoded, wire.ReadingsBatch):
-                key = (decoded.gateway, decoded.epoch, decoded.seq)
-                if key not in self.messages:
-                    self.messages.add(key)
-                    self.readings += len(decoded.readings)
-            elif isinstance(decoded, wire.EventsBatch):
-                self.events += len(decoded.events)
-            elif isinstance(decoded, wire.Status):
-                self.online[decoded.gateway] = decoded.state
+        if isinstance(status, wire.Status):
+            self.online[status.gateway] = status.state
+
+
+@dataclass
+class System:
+    gateways: list[Gateway]
+    collector: Collector
+    store: SqliteStore
+    watcher: Watcher
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -107,47 +103,72 @@ async def run_demo(
         interval_s=interval_s,
         scripted=scripted,
     )
-    gateways: list[Gateway] = []
+    store = SqliteStore(workdir / "coldchain.sqlite")
+    collector = Collector(
+        CollectorConfig(
+            collector=CollectorSection(id="demo-collector", linger_ms=200),
+            mqtt=MqttConfig(host=host, port=port),
+            store=SqliteStoreConfig(kind="sqlite", path=store.path),
+        ),
+        store,
+    )
+    system = System([], collector, store, Watcher(host, port))
     tasks: list[asyncio.Task[None]] = []
-    watcher = Watcher(host, port)
     try:
         configs = await county.start()
-        watcher.start()
+        system.watcher.start()
+        collector.start()
         for path in configs:
             gateway = Gateway(load_config(path))
-            gateways.append(gateway)
+            system.gateways.append(gateway)
             tasks.append(asyncio.ensure_future(gateway.run()))
-        _print_banner(broker, host, port, county, gateways)
-        await _summarise(watcher, gateways, duration_s)
+        _print_banner(broker, host, port, county, system)
+        await _summarise(system, duration_s)
     finally:
-        for gateway in gateways:
+        for gateway in system.gateways:
             gateway.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-        click.echo("\nfinal: " + _summary(watcher, gateways))
-        watcher.stop()
+        await _wait_stored(system, timeout_s=10)
+        collector.stop()
+        click.echo("\nfinal: " + _summary(system))
+        system.watcher.stop()
+        store.close()
         await county.stop()
         if broker is not None:
             broker.stop()
 
 
+async def _wait_stored(system: System, timeout_s: float) -> None:
+    """Give the collector a moment to store what the gateways sent before they stopped."""
+    deadline = time.monotonic() + timeout_s
+    acked = sum(g.publisher.counters.acked_readings for g in system.gateways)
+    while system.collector.counters.readings_stored < acked and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
 def _print_banner(
-    broker: LocalBroker | None, host: str, port: int, county: County, gateways: list[Gateway]
+    broker: LocalBroker | None, host: str, port: int, county: County, system: System
 ) -> None:
     echo = click.echo
     echo("coldchain demo: a simulated county cold chain on embedded defaults")
     where = "started by the demo" if broker else "external"
-    echo(f"  broker    mqtt://{host}:{port} ({where})")
-    echo(f"  watch it  mosquitto_sub -h {host} -p {port} -t 'coldchain/v1/#' -v")
+    echo(f"  broker     mqtt://{host}:{port} ({where})")
+    echo(f"  watch it   mosquitto_sub -h {host} -p {port} -t 'coldchain/v1/#' -v")
     echo("  devices (any Modbus client can read them, e.g. mbpoll):")
     for line in county.describe():
         echo("  " + line)
     echo("  gateways:")
-    for gw in gateways:
+    for gw in system.gateways:
         cfg = gw.config
         echo(
             f"    {cfg.gateway.id:<9} site {cfg.gateway.site:<16} "
             f"{len(cfg.buses)} buses, outbox {cfg.outbox.path}"
         )
+    echo(
+        f"  collector  shared subscription '{system.collector.config.collector.group}', "
+        f"SQLite store {system.store.path}"
+    )
+    echo(f"  export     coldchain export --db {system.store.path} --site county-store")
     echo(
         "  scripted events: cold room 2 door left open (sim min 30-55), truck-02 loses "
         "signal (40-85), cold room 1 compressor fails (90-210)"
@@ -155,19 +176,21 @@ def _print_banner(
     echo("Ctrl-C stops everything.")
 
 
-def _summary(watcher: Watcher, gateways: list[Gateway]) -> str:
+def _summary(system: System) -> str:
+    gateways = system.gateways
     taken = sum(g.sink.counters.readings_taken for g in gateways)
     acked = sum(g.publisher.counters.acked_readings for g in gateways)
     backlog = sum(g.outbox.sync.stats().pending for g in gateways if not g.outbox.closed)
-    online = sum(1 for s in watcher.online.values() if s == "online")
+    c = system.collector.counters
+    online = sum(1 for s in system.watcher.online.values() if s == "online")
     return (
-        f"readings taken {taken}  published {acked}  seen at broker {watcher.readings}  "
-        f"backlog {backlog}  events {watcher.events}  quarantined {watcher.rejected}  "
+        f"readings taken {taken}  published {acked}  stored {c.readings_stored}  "
+        f"backlog {backlog}  quarantined {c.quarantined}  "
         f"gateways online {online}/{len(gateways)}"
     )
 
 
-async def _summarise(watcher: Watcher, gateways: list[Gateway], duration_s: float | None) -> None:
+async def _summarise(system: System, duration_s: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -180,7 +203,7 @@ async def _summarise(watcher: Watcher, gateways: list[Gateway], duration_s: floa
             break
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        line = time.strftime("%H:%M:%S ") + _summary(watcher, gateways)
+        line = time.strftime("%H:%M:%S ") + _summary(system)
         if tty:
             click.echo("\r" + line + "  ", nl=False)
         else:

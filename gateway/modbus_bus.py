@@ -21,8 +21,8 @@ from pymodbus import ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.pdu import ExceptionResponse as PduExceptionResponse
 
+from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
-from gateway.backoff import Backoff
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
 from gateway.decode import ReadBlock, decode_point, plan_reads
 from gateway.errors import DeviceError, ExceptionResponse, NoResponse

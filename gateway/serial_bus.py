@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import serial
 
+from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
-from gateway.backoff import Backoff
 from gateway.config import NmeaGpsBus, SerialAsciiBus
 from gateway.decode import quality_of
 from gateway.errors import GarbledLine
