@@ -226,8 +226,10 @@ def decode(stream: Stream, payload: bytes) -> Message:
     """Decode and validate a payload of a stream; raises WireError with the reason."""
     try:
         msg: Message = _decoders[stream].decode(payload)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass
-        raise WireError(str(exc)) from None
+    except msgspec.ValidationError as exc:
+        raise WireError(f"does not follow the {stream} schema: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"not valid JSON: {exc}") from None
     if msg.v != SCHEMA_VERSION:
         raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}")
     if isinstance(msg, ReadingsBatch):

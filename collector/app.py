@@ -73,8 +73,12 @@ def open_store(config: CollectorConfig) -> Store:
     )
 
 
-def subscriptions(group: str) -> list[str]:
-    topics = [wire.subscription(Stream.READINGS), wire.subscription(Stream.EVENTS)]
+def subscriptions(group: str, sites: tuple[str, ...]) -> list[str]:
+    topics = [
+        wire.subscription(stream, site=site)
+        for site in sites
+        for stream in (Stream.READINGS, Stream.EVENTS)
+    ]
     return [f"$share/{group}/{t}" for t in topics] if group else topics
 
 
@@ -120,7 +124,7 @@ class Collector:
             return
         self._generation += 1
         self._connected = True
-        topics = subscriptions(self.config.collector.group)
+        topics = subscriptions(self.config.collector.group, self.config.collector.sites)
         client.subscribe([(t, 1) for t in topics])
         log.info(
             "broker connected %s:%s (session %s), subscribed to %s",

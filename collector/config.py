@@ -17,6 +17,11 @@ class CollectorSection(Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN)] = "collector-1"
     #: shared subscription group; collectors in one group split the messages
     group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]*$")] = "collectors"
+    #: sites to collect (topic level), "+" for every site
+    sites: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^(\+|" + ID_PATTERN[1:-1] + r")$")], ...],
+        Field(min_length=1),
+    ] = ("+",)
     #: how long the broker keeps the session (and queues messages) while we are away
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
     #: messages the broker may send before we acknowledge (MQTT 5 Receive Maximum)

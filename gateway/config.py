@@ -42,6 +42,9 @@ class OutboxConfig(Strict):
     window: Annotated[int, Field(ge=4, le=1000)] = 20
     #: wait this long after a poll so that one tick of all buses goes in one message
     linger_ms: Annotated[int, Field(ge=0, le=5000)] = 100
+    #: a PUBACK saying "no matching subscribers" means nobody stored the message (no
+    #: collector session exists yet): keep it and send it again later
+    require_subscriber: bool = True
     #: on a planned stop, keep sending buffered rows for at most this long
     drain_on_stop_s: Annotated[float, Field(ge=0)] = 10.0
 

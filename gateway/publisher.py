@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from coldchain import wire
+from coldchain.backoff import Backoff
 from coldchain.wire import Status, Stream
 from gateway.config import GatewayConfig
 from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
@@ -33,6 +34,7 @@ from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
 log = logging.getLogger("coldchain.gateway.mqtt")
 
 LIVE_RESERVE = 2  # window slots the backlog lane never takes
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason: accepted, but delivered to nobody
 
 
 @dataclass
@@ -65,6 +67,9 @@ class Publisher:
         self._inflight: dict[int, SealedMessage] = {}
         self._refused: list[SealedMessage] = []
         self._refused_connect: str | None = None
+        self._refusal: str | None = None
+        self._retry_backoff = Backoff(1.0, 60.0)
+        self._retry_task: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
@@ -157,24 +162,46 @@ class Publisher:
         msg = self._inflight.pop(mid, None)
         if msg is None:  # status messages are not tracked
             return
-        if reason.is_failure:
-            # keep the message (it stays sealed in the outbox); it goes again after the
-            # next reconnect, when the broker's ACL may have been fixed
+        no_subscriber = reason.value == NO_MATCHING_SUBSCRIBERS and self._opts.require_subscriber
+        if reason.is_failure or no_subscriber:
+            # keep the message (it stays sealed in the outbox) and send it again later:
+            # an ACL may be fixed, a collector may create its session
             self.counters.rejected_acks += 1
             key = str(reason)
             self.counters.by_reason[key] = self.counters.by_reason.get(key, 0) + 1
-            if self.counters.by_reason[key] == 1:
+            if self._refusal != key:
                 log.error(
-                    "broker refused %s seq %d: %s (kept in the outbox)", msg.stream, msg.seq, reason
+                    "broker did not take %s seq %d: %s; kept in the outbox, retrying",
+                    msg.stream,
+                    msg.seq,
+                    reason,
                 )
+                self._refusal = key
             self._refused.append(msg)
+            self._schedule_retry()
             return
+        if self._refusal is not None:
+            log.info("broker takes messages again (after %s)", self._refusal)
+            self._refusal = None
+            self._retry_backoff.succeeded()
         self.counters.acked_messages += 1
         if msg.stream is Stream.READINGS:
             self.counters.acked_readings += msg.n
         task = asyncio.ensure_future(self._ack(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _schedule_retry(self) -> None:
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.ensure_future(self._retry_refused())
+
+    async def _retry_refused(self) -> None:
+        await asyncio.sleep(self._retry_backoff.failed())
+        if not self._connected:
+            return  # _after_connect resends them
+        refused, self._refused = self._refused, []
+        for msg in refused:
+            self._send(msg, backlog=True)
 
     async def _ack(self, msg: SealedMessage) -> None:
         await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness import Broker, LoopThread
+from tests.scenario import make_setup, setup  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,16 @@ from coldchain import wire
 from coldchain.broker import LocalBroker, free_port, stop_process
 
 T = TypeVar("T")
-__all__ = ["Broker", "GatewayProcess", "LoopThread", "Recorder", "free_port", "wait_for"]
+__all__ = [
+    "Broker",
+    "CliProcess",
+    "CollectorProcess",
+    "GatewayProcess",
+    "LoopThread",
+    "Recorder",
+    "free_port",
+    "wait_for",
+]
 
 
 def wait_for(
@@ -134,18 +143,18 @@ class Recorder:
         self.client.loop_stop()
 
 
-class GatewayProcess:
-    """``coldchain gateway run`` in a subprocess, so that a test can kill -9 it."""
+class CliProcess:
+    """A ``coldchain`` command in a subprocess, so that a test can kill -9 it."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args = args
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coldchain.cli", "gateway", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "coldchain.cli", *self.args],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -157,8 +166,20 @@ class GatewayProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, timeout_s=15)
+            stop_process(self.proc, signal.SIGTERM, timeout_s=20)
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+class GatewayProcess(CliProcess):
+    def __init__(self, config: Path, log: Path) -> None:
+        super().__init__(["gateway", "run", "--config", str(config)], log)
+        self.config = config
+
+
+class CollectorProcess(CliProcess):
+    def __init__(self, config: Path, log: Path) -> None:
+        super().__init__(["collector", "run", "--config", str(config)], log)
+        self.config = config

@@ -1,0 +1,188 @@
+"""Validation and the SQLite store, on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from coldchain import wire
+from coldchain.wire import Quality, Quantity, Reading, ReadingsBatch
+from collector.errors import Rejected, StoreUnavailable
+from collector.sqlite_store import SqliteStore
+from collector.store import Incoming, QuarantineItem
+from collector.validate import Limits, validate
+
+NOW = time.time_ns() // 1_000_000
+TOPIC = "coldchain/v1/county-store/store-gw/readings"
+
+
+def batch(seq: int, readings: list[Reading], gateway: str = "store-gw", epoch: int = 1) -> Incoming:
+    return Incoming(
+        ReadingsBatch(
+            v=1, gateway=gateway, site="county-store", epoch=epoch, seq=seq, readings=readings
+        ),
+        NOW,
+    )
+
+
+def temp(ts: int, value: float = -18.0, sensor: str = "cr1-th.temp") -> Reading:
+    return Reading(sensor=sensor, ts_ms=ts, q=Quality.OK, temp_c=value)
+
+
+def test_schema_is_created_and_migrated_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    assert store.schema_version == 1
+    store.close()
+    again = SqliteStore(tmp_path / "s.sqlite")
+    assert again.schema_version == 1
+    plans = [
+        row[3]
+        for row in again._db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM readings WHERE sensor = 'x' AND ts_ms BETWEEN 1 AND 2"
+        )
+    ]
+    assert any("readings_sensor_ts" in p for p in plans)
+    plans = [
+        row[3]
+        for row in again._db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM readings WHERE site = 'x' AND ts_ms BETWEEN 1 AND 2"
+        )
+    ]
+    assert any("readings_site_ts" in p for p in plans)
+    again.close()
+
+
+def test_redelivered_message_and_replayed_reading_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    first = store.write([batch(1, [temp(NOW), temp(NOW + 1000)])], [])
+    redelivered = store.write([batch(1, [temp(NOW), temp(NOW + 1000)])], [])
+    # a gateway that lost power republishes the same reading inside a new message
+    replayed = store.write([batch(2, [temp(NOW + 1000), temp(NOW + 2000)])], [])
+    assert (first.readings_stored, first.messages_duplicate) == (2, 0)
+    assert (redelivered.readings_stored, redelivered.messages_duplicate) == (0, 1)
+    assert (replayed.readings_stored, replayed.readings_duplicate) == (1, 1)
+    assert len(list(store.readings(start_ms=0, end_ms=NOW + 10_000))) == 3
+    store.close()
+
+
+def test_watermark_advances_over_out_of_order_seqs(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    for seq in (1, 3, 4, 2, 5):
+        store.write([batch(seq, [temp(NOW + seq)])], [])
+    upto = store._db.execute("SELECT upto FROM seq_watermark").fetchone()[0]
+    left = store._db.execute("SELECT COUNT(*) FROM seq_seen").fetchone()[0]
+    assert (upto, left) == (5, 0)
+    assert store.write([batch(3, [temp(NOW + 3)])], []).messages_duplicate == 1
+    store.close()
+
+
+def test_history_by_sensor_site_and_time_range_in_time_order(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    door = Reading(sensor="cr1-th.door", ts_ms=NOW + 5, q=Quality.OK, door_open=True)
+    fault = Reading(
+        sensor="cr1-th.temp",
+        ts_ms=NOW + 20,
+        q=Quality.FAULT,
+        fault="sentinel",
+        quantity=Quantity.TEMP_C,
+    )
+    store.write([batch(1, [temp(NOW + 10), door, fault, temp(NOW, sensor="cr2-th.temp")])], [])
+    got = list(store.readings(start_ms=NOW, end_ms=NOW + 20, sensor="cr1-th.temp"))
+    assert [(r.ts_ms, r.value) for r in got] == [(NOW + 10, -18.0)]  # end is exclusive
+    site = list(store.readings(start_ms=NOW, end_ms=NOW + 100, site="county-store"))
+    assert [r.sensor for r in site] == ["cr2-th.temp", "cr1-th.door", "cr1-th.temp", "cr1-th.temp"]
+    assert site[1].value is True and site[1].quantity is Quantity.DOOR_OPEN
+    assert site[3].value is None and site[3].q is Quality.FAULT
+    store.close()
+
+
+def test_locked_database_is_unavailable_not_an_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite", busy_timeout_ms=100)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreUnavailable, match="locked"):
+        store.write([batch(1, [temp(NOW)])], [])
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.write([batch(1, [temp(NOW)])], []).readings_stored == 1
+    store.close()
+
+
+def test_quarantine_keeps_topic_raw_bytes_and_reason(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write([], [QuarantineItem(TOPIC, b"\xff{", "not JSON", NOW)])
+    assert store.quarantined() == [(TOPIC, b"\xff{", "not JSON")]
+    store.close()
+
+
+GOOD = {
+    "v": 1,
+    "gateway": "store-gw",
+    "site": "county-store",
+    "epoch": 1,
+    "seq": 1,
+    "readings": [{"sensor": "cr1-th.temp", "ts_ms": NOW, "q": "ok", "temp_c": -18.0}],
+}
+
+
+def mutate(**changes: object) -> bytes:
+    msg = json.loads(json.dumps(GOOD))
+    reading = changes.pop("reading", None)
+    if reading is not None:
+        msg["readings"][0].update(reading)
+    for key, value in changes.items():
+        if value is None:
+            msg.pop(key)
+        else:
+            msg[key] = value
+    return json.dumps(msg).encode()
+
+
+MALFORMED = [
+    ("bad JSON", TOPIC, b'{"v": 1, "gateway": ', "not valid JSON"),
+    ("not UTF-8", TOPIC, b"\xff\xfe\x00", "not valid JSON"),
+    ("wrong schema version", TOPIC, mutate(v=2), "schema version 2"),
+    ("missing field", TOPIC, mutate(seq=None), "missing required field `seq`"),
+    ("absurd value", TOPIC, mutate(reading={"temp_c": 900.0}), "outside -100..150"),
+    ("absurd humidity", TOPIC, mutate(reading={"temp_c": None, "rh_pct": -20.0}), "outside 0..110"),
+    ("far future", TOPIC, mutate(reading={"ts_ms": NOW + 86_400_000}), "in the future"),
+    ("dead clock", TOPIC, mutate(reading={"ts_ms": 86_400_000}), "before 2020"),
+    (
+        "topic says another gateway",
+        "coldchain/v1/county-store/other-gw/readings",
+        mutate(),
+        "topic says",
+    ),
+    ("unknown topic", "coldchain/v1/county-store/store-gw/junk", mutate(), "unknown stream"),
+    ("empty batch", TOPIC, mutate(readings=[]), "empty batch"),
+    ("two values", TOPIC, mutate(reading={"rh_pct": 50.0}), "one measurand only"),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "topic", "payload", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED]
+)
+def test_validation_rejects_with_a_reason(
+    why: str, topic: str, payload: bytes, reason: str
+) -> None:
+    with pytest.raises(Rejected) as info:
+        validate(topic, payload, Limits(), now_ms=NOW)
+    assert reason in info.value.reason, (why, info.value.reason)
+
+
+def test_validation_accepts_the_golden_payloads() -> None:
+    golden = Path(__file__).parent / "golden"
+    for name, topic in (
+        ("readings_store_poll.json", TOPIC),
+        ("events.json", "coldchain/v1/county-store/store-gw/events"),
+    ):
+        payload = (golden / name).read_bytes()
+        msg = wire.decode(wire.parse_topic(topic).stream, payload)
+        latest = max(
+            r.ts_ms for r in (msg.readings if isinstance(msg, ReadingsBatch) else msg.events)
+        )  # type: ignore[union-attr]
+        assert validate(topic, payload, Limits(), now_ms=latest) is not None
