@@ -69,7 +69,6 @@ class Quantity(enum.StrEnum):
 BOOLEAN_QUANTITIES: Final = frozenset(
     {Quantity.DOOR_OPEN, Quantity.COMPRESSOR_ON, Quantity.DEFROST_ON}
 )
-_SCALAR_FIELDS: Final = tuple(q.value for q in Quantity if q is not Quantity.POSITION)
 
 
 class WireError(ValueError):
@@ -137,25 +136,45 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     def measurand(self) -> Quantity:
         """The quantity carried; raises WireError unless exactly one is present."""
-        present = [f for f in _SCALAR_FIELDS if getattr(self, f) is not None]
-        if self.lat_deg is not None or self.lon_deg is not None:
-            if self.lat_deg is None or self.lon_deg is None:
-                raise WireError(f"reading of {self.sensor}: position needs lat_deg and lon_deg")
-            present.append(Quantity.POSITION.value)
-        if len(present) > 1:
-            raise WireError(f"reading of {self.sensor} carries {present}; one measurand only")
-        if present:
-            if self.quantity is not None and self.quantity != present[0]:
-                raise WireError(f"reading of {self.sensor}: quantity contradicts its value")
-            return Quantity(present[0])
-        if self.q is Quality.FAULT and self.quantity is not None:
-            return self.quantity
-        raise WireError(f"reading of {self.sensor} has no value and is not a fault")
+        return self.measure()[0]
 
     def value(self) -> float | bool | None:
         """The scalar value (None for a fault or a position)."""
-        q = self.measurand()
-        return None if q is Quantity.POSITION else getattr(self, q.value)
+        return self.measure()[1]
+
+    def measure(self) -> tuple[Quantity, float | bool | None]:
+        """(quantity, scalar value) in one pass; raises WireError unless exactly one
+        measurand is present. Written out field by field: the collector calls it for
+        every reading it stores."""
+        found: list[tuple[Quantity, float | bool | None]] = []
+        if self.temp_c is not None:
+            found.append((Quantity.TEMP_C, self.temp_c))
+        if self.rh_pct is not None:
+            found.append((Quantity.RH_PCT, self.rh_pct))
+        if self.setpoint_c is not None:
+            found.append((Quantity.SETPOINT_C, self.setpoint_c))
+        if self.door_open is not None:
+            found.append((Quantity.DOOR_OPEN, self.door_open))
+        if self.compressor_on is not None:
+            found.append((Quantity.COMPRESSOR_ON, self.compressor_on))
+        if self.defrost_on is not None:
+            found.append((Quantity.DEFROST_ON, self.defrost_on))
+        if self.run_h is not None:
+            found.append((Quantity.RUN_H, self.run_h))
+        if self.lat_deg is not None or self.lon_deg is not None:
+            if self.lat_deg is None or self.lon_deg is None:
+                raise WireError(f"reading of {self.sensor}: position needs lat_deg and lon_deg")
+            found.append((Quantity.POSITION, None))
+        if len(found) == 1:
+            if self.quantity is not None and self.quantity is not found[0][0]:
+                raise WireError(f"reading of {self.sensor}: quantity contradicts its value")
+            return found[0]
+        if found:
+            names = [q.value for q, _ in found]
+            raise WireError(f"reading of {self.sensor} carries {names}; one measurand only")
+        if self.q is Quality.FAULT and self.quantity is not None:
+            return self.quantity, None
+        raise WireError(f"reading of {self.sensor} has no value and is not a fault")
 
 
 class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True):

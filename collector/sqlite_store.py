@@ -7,6 +7,7 @@ write the same file (SQLite serialises writers; ``busy_timeout`` absorbs short w
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,20 @@ MIGRATIONS: list[str] = [
         received_ms INTEGER NOT NULL,
         PRIMARY KEY (gateway, sensor, ts_ms)
     ) WITHOUT ROWID;
-    CREATE INDEX readings_sensor_ts ON readings (sensor, ts_ms);
-    CREATE INDEX readings_site_ts ON readings (site, ts_ms);
+    -- the catalogue of series: one row per sensor, with the time span it covers (a
+    -- sensor over a time range is a primary-key range scan of readings, a site over a
+    -- time range the same scan for each of its sensors, merged in time order)
+    CREATE TABLE sensors (
+        gateway     TEXT    NOT NULL,
+        sensor      TEXT    NOT NULL,
+        site        TEXT    NOT NULL,
+        quantity    TEXT    NOT NULL,
+        first_ts_ms INTEGER NOT NULL,
+        last_ts_ms  INTEGER NOT NULL,
+        PRIMARY KEY (gateway, sensor)
+    ) WITHOUT ROWID;
+    CREATE INDEX sensors_site ON sensors (site);
+    CREATE INDEX sensors_sensor ON sensors (sensor);
     CREATE TABLE events (
         gateway     TEXT    NOT NULL,
         epoch       INTEGER NOT NULL,
@@ -162,7 +175,7 @@ class SqliteStore:
                         r.ts_ms,
                         msg.site,
                         q.value,
-                        _number(r.value()),
+                        _number(v),
                         r.q.value,
                         r.fault,
                         r.lat_deg,
@@ -171,7 +184,7 @@ class SqliteStore:
                         item.received_ms,
                     )
                     for r in msg.readings
-                    for q in (r.measurand(),)
+                    for q, v in (r.measure(),)
                 ]
                 cur = self._db.executemany(
                     "INSERT OR IGNORE INTO readings (gateway, sensor, ts_ms, site, quantity, "
@@ -183,12 +196,35 @@ class SqliteStore:
                 duplicate_readings += len(rows) - cur.rowcount
             else:
                 events += self._write_events(msg, item.received_ms)
+        self._update_catalogue(batch)
         if quarantine:
             self._db.executemany(
                 "INSERT INTO quarantine (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
                 [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
             )
         return WriteResult(stored, duplicate_readings, duplicate_messages, events, len(quarantine))
+
+    def _update_catalogue(self, batch: list[Incoming]) -> None:
+        """Extend each sensor's time span in the series catalogue (once per batch)."""
+        spans: dict[tuple[str, str], tuple[str, str, int, int]] = {}
+        for item in batch:
+            msg = item.message
+            if not isinstance(msg, ReadingsBatch):
+                continue
+            for r in msg.readings:
+                key = (msg.gateway, r.sensor)
+                span = spans.get(key)
+                if span is None:
+                    spans[key] = (msg.site, r.measurand().value, r.ts_ms, r.ts_ms)
+                else:
+                    spans[key] = (span[0], span[1], min(span[2], r.ts_ms), max(span[3], r.ts_ms))
+        self._db.executemany(
+            "INSERT INTO sensors (gateway, sensor, site, quantity, first_ts_ms, last_ts_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, sensor) DO UPDATE SET "
+            "first_ts_ms = min(first_ts_ms, excluded.first_ts_ms), "
+            "last_ts_ms = max(last_ts_ms, excluded.last_ts_ms)",
+            [(g, s, *span) for (g, s), span in spans.items()],
+        )
 
     def _write_events(self, msg: EventsBatch, received_ms: int) -> int:
         cur = self._db.executemany(
@@ -268,16 +304,46 @@ class SqliteStore:
         site: str | None = None,
         gateway: str | None = None,
     ) -> Iterator[StoredReading]:
-        where = ["ts_ms >= ?", "ts_ms < ?"]
-        args: list[object] = [start_ms, end_ms]
+        series = self.series(
+            start_ms=start_ms, end_ms=end_ms, sensor=sensor, site=site, gateway=gateway
+        )
+        scans = [self._scan(g, s, start_ms, end_ms) for g, s in series]
+        yield from heapq.merge(*scans, key=lambda r: (r.ts_ms, r.gateway, r.sensor))
+
+    def series(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        sensor: str | None = None,
+        site: str | None = None,
+        gateway: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """(gateway, sensor) pairs with readings in the range, from the catalogue."""
+        where = ["first_ts_ms < ?", "last_ts_ms >= ?"]
+        args: list[object] = [end_ms, start_ms]
         for column, value in (("sensor", sensor), ("site", site), ("gateway", gateway)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        cur = self._db.execute(
+        return [
+            (g, s)
+            for g, s in self._db.execute(
+                f"SELECT gateway, sensor FROM sensors WHERE {' AND '.join(where)} "
+                "ORDER BY gateway, sensor",
+                args,
+            )
+        ]
+
+    def _scan(
+        self, gateway: str, sensor: str, start_ms: int, end_ms: int
+    ) -> Iterator[StoredReading]:
+        # its own cursor: the scans of a site are interleaved by the merge
+        cur = self._db.cursor().execute(
             "SELECT site, gateway, sensor, ts_ms, quantity, value, q, fault, lat_deg, lon_deg, "
-            f"speed_kmh FROM readings WHERE {' AND '.join(where)} ORDER BY ts_ms, gateway, sensor",
-            args,
+            "speed_kmh FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
+            "AND ts_ms < ? ORDER BY ts_ms",
+            (gateway, sensor, start_ms, end_ms),
         )
         for site_, gw, sen, ts, quantity, value, q, fault, lat, lon, speed in cur:
             qty = Quantity(quantity)

@@ -55,8 +55,7 @@ def validate(
             raise Rejected(f"timestamp {item.ts_ms} is before 2020")
     if isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
-            quantity = reading.measurand()
-            value = reading.value()
+            quantity, value = reading.measure()
             bounds = BOUNDS.get(quantity)
             if (
                 bounds

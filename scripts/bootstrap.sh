@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install what coldchain needs on a fresh Debian/Ubuntu machine: Mosquitto and socat
-# from the distribution, Python packages into .venv. Safe to run again.
+# from the distribution (plus any Debian packages named as arguments), Python packages
+# into .venv. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
+for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "installing ${missing[*]} (apt-get)" >&2

@@ -3,7 +3,8 @@
 # components (Mosquitto, pymodbus servers, socat pty pairs, SQLite files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+# victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it
+bash scripts/bootstrap.sh victoria-metrics
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy

@@ -39,20 +39,17 @@ def test_schema_is_created_and_migrated_once(tmp_path: Path) -> None:
     store.close()
     again = SqliteStore(tmp_path / "s.sqlite")
     assert again.schema_version == 1
-    plans = [
-        row[3]
-        for row in again._db.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM readings WHERE sensor = 'x' AND ts_ms BETWEEN 1 AND 2"
-        )
-    ]
-    assert any("readings_sensor_ts" in p for p in plans)
-    plans = [
-        row[3]
-        for row in again._db.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM readings WHERE site = 'x' AND ts_ms BETWEEN 1 AND 2"
-        )
-    ]
-    assert any("readings_site_ts" in p for p in plans)
+
+    def plan(sql: str) -> str:
+        return " ".join(row[3] for row in again._db.execute("EXPLAIN QUERY PLAN " + sql))
+
+    # one sensor over a time range: a primary-key range scan, never a table scan
+    assert "USING PRIMARY KEY (gateway=? AND sensor=? AND ts_ms>? AND ts_ms<?)" in plan(
+        "SELECT * FROM readings WHERE gateway = 'g' AND sensor = 's' AND ts_ms > 1 AND ts_ms < 2"
+    )
+    # a site's (or a bare sensor id's) series come from the indexed catalogue
+    assert "USING INDEX sensors_site" in plan("SELECT * FROM sensors WHERE site = 'x'")
+    assert "USING INDEX sensors_sensor" in plan("SELECT * FROM sensors WHERE sensor = 'x'")
     again.close()
 
 

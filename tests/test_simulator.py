@@ -199,11 +199,32 @@ def test_demo_shows_readings_flowing_from_every_gateway(
         recorder.close()
     assert proc.returncode == 0, out
     assert "final: readings taken" in out
-    final = re.search(r"final: readings taken (\d+)\s+published (\d+)\s+seen at broker (\d+)", out)
+    final = re.search(r"final: readings taken (\d+)\s+published (\d+)\s+stored (\d+)", out)
     assert final is not None
-    taken, published, seen = map(int, final.groups())
+    taken, published, stored = map(int, final.groups())
     assert taken > 0
-    assert taken == published == seen, out[-2000:]
+    assert taken == published == stored, out[-2000:]
+    export = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coldchain.cli",
+            "export",
+            "--db",
+            str(tmp_path / "coldchain.sqlite"),
+            "--site",
+            "county-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert export.returncode == 0, export.stderr
+    rows = export.stdout.splitlines()
+    assert rows[0].startswith("time_utc,ts_ms,site,gateway,sensor,quantity,value,q")
+    assert len(rows) > 20
+    assert all(",county-store,store-gw," in row for row in rows[1:])
+    assert f"{len(rows) - 1} readings exported" in export.stderr
 
 
 def test_truck_uplink_relay_drops_and_restores_the_connection(
