@@ -106,7 +106,9 @@ async def run_demo(
     store = SqliteStore(workdir / "coldchain.sqlite")
     collector = Collector(
         CollectorConfig(
-            collector=CollectorSection(id="demo-collector", linger_ms=200),
+            collector=CollectorSection(
+                id="demo-collector", linger_ms=200, sites=tuple(County.SITES)
+            ),
             mqtt=MqttConfig(host=host, port=port),
             store=SqliteStoreConfig(kind="sqlite", path=store.path),
         ),

@@ -76,6 +76,8 @@ class GatewayPlan:
 
 
 class County:
+    SITES = ("county-store", "county-fleet", "transfer-station")
+
     def __init__(
         self,
         *,
@@ -220,7 +222,7 @@ class County:
         )
 
     def build(self) -> None:
-        store = GatewayPlan("store-gw", "county-store")
+        store = GatewayPlan("store-gw", self.SITES[0])
         store.buses += [
             self._tcp_bus(
                 "cr1-ctrl",
@@ -253,7 +255,7 @@ class County:
         ]
         self.gateways.append(store)
         for truck in ("truck-01", "truck-02"):
-            plan = GatewayPlan(truck, "county-fleet")
+            plan = GatewayPlan(truck, self.SITES[1])
             plan.buses += [
                 self._rtu_bus(
                     f"{truck}-485",
@@ -276,7 +278,7 @@ class County:
             plan.uplink = Uplink(truck, *self.mqtt)
             self.uplinks[truck] = plan.uplink
             self.gateways.append(plan)
-        station = GatewayPlan("ts-gw", "transfer-station")
+        station = GatewayPlan("ts-gw", self.SITES[2])
         station.buses += [
             self._tcp_bus(
                 "ts-th",
