@@ -462,3 +462,48 @@ def test_influxdb_writer_stores_each_reading_once_across_a_server_outage(
         assert log.count("store unavailable") == 1 and "store back" in log
     finally:
         collector.stop()
+
+
+def test_influxdb_writer_writing_the_same_batch_twice_keeps_one_point_per_reading(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    from coldchain.wire import Quality, Reading, ReadingsBatch
+    from collector.influx_store import InfluxStore
+    from collector.store import Incoming
+
+    now = time.time_ns() // 1_000_000
+    batch = [
+        Incoming(
+            ReadingsBatch(
+                v=1,
+                gateway="dup-gw",
+                site="s",
+                epoch=1,
+                seq=1,
+                readings=[
+                    Reading(
+                        sensor=f"p{i}.temp", ts_ms=now - 1000 * i, q=Quality.OK, temp_c=-18.0 - i
+                    )
+                    for i in range(20)
+                ],
+            ),
+            now,
+        )
+    ]
+    store = InfluxStore(
+        url=victoria.url,
+        org="county",
+        bucket="coldchain",
+        token="t",
+        quarantine_path=tmp_path / "q.sqlite",
+    )
+    try:
+        store.write(batch, [])
+        store.write(batch, [])  # QoS 1 redelivery of the same message
+    finally:
+        store.close()
+    match = '{__name__="temp_c_value", gateway="dup-gw"}'
+    # the newest sample shows in victoria-metrics' export a moment after the write
+    wait_for(lambda: victoria.count(match) >= 20, 15, "the 20 readings")
+    time.sleep(1.0)
+    assert victoria.count(match) == 20
