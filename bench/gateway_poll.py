@@ -97,14 +97,18 @@ path = "outbox.sqlite"
     messages = [0]
     lock = threading.Lock()
 
-    def on_message(*_: object) -> None:
-        with lock:
-            messages[0] += 1
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/readings"):
+            with lock:
+                messages[0] += 1
 
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
     sub.on_message = on_message
     sub.connect("127.0.0.1", broker.port)
-    sub.subscribe("coldchain/v1/bench/bench-gw/readings", qos=1)
+    # readings and events, as a collector would (the gateway keeps what nobody takes)
+    sub.subscribe(
+        [("coldchain/v1/bench/bench-gw/readings", 1), ("coldchain/v1/bench/bench-gw/events", 1)]
+    )
     sub.loop_start()
 
     gw = subprocess.Popen(

@@ -67,9 +67,10 @@ class Publisher:
         self._inflight: dict[int, SealedMessage] = {}
         self._refused: list[SealedMessage] = []
         self._refused_connect: str | None = None
-        self._refusal: str | None = None
-        self._retry_backoff = Backoff(1.0, 60.0)
-        self._retry_task: asyncio.Future[None] | None = None
+        # per stream: why the broker last refused it, and when to try again
+        self._refusal: dict[Stream, str] = {}
+        self._retry_backoff = {s: Backoff(1.0, 60.0) for s in (Stream.READINGS, Stream.EVENTS)}
+        self._retry_tasks: dict[Stream, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
@@ -169,21 +170,20 @@ class Publisher:
             self.counters.rejected_acks += 1
             key = str(reason)
             self.counters.by_reason[key] = self.counters.by_reason.get(key, 0) + 1
-            if self._refusal != key:
+            if self._refusal.get(msg.stream) != key:  # once per change of state
                 log.error(
                     "broker did not take %s seq %d: %s; kept in the outbox, retrying",
                     msg.stream,
                     msg.seq,
                     reason,
                 )
-                self._refusal = key
+                self._refusal[msg.stream] = key
             self._refused.append(msg)
-            self._schedule_retry()
+            self._schedule_retry(msg.stream)
             return
-        if self._refusal is not None:
-            log.info("broker takes messages again (after %s)", self._refusal)
-            self._refusal = None
-            self._retry_backoff.succeeded()
+        if msg.stream in self._refusal:
+            log.info("broker takes %s again (after %s)", msg.stream, self._refusal.pop(msg.stream))
+            self._retry_backoff[msg.stream].succeeded()
         self.counters.acked_messages += 1
         if msg.stream is Stream.READINGS:
             self.counters.acked_readings += msg.n
@@ -191,16 +191,18 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _schedule_retry(self) -> None:
-        if self._retry_task is None or self._retry_task.done():
-            self._retry_task = asyncio.ensure_future(self._retry_refused())
+    def _schedule_retry(self, stream: Stream) -> None:
+        task = self._retry_tasks.get(stream)
+        if task is None or task.done():
+            self._retry_tasks[stream] = asyncio.ensure_future(self._retry_refused(stream))
 
-    async def _retry_refused(self) -> None:
-        await asyncio.sleep(self._retry_backoff.failed())
+    async def _retry_refused(self, stream: Stream) -> None:
+        await asyncio.sleep(self._retry_backoff[stream].failed())
         if not self._connected:
             return  # _after_connect resends them
-        refused, self._refused = self._refused, []
-        for msg in refused:
+        again = [m for m in self._refused if m.stream is stream]
+        self._refused = [m for m in self._refused if m.stream is not stream]
+        for msg in again:
             self._send(msg, backlog=True)
 
     async def _ack(self, msg: SealedMessage) -> None:
