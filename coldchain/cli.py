@@ -301,5 +301,40 @@ def simulate(
     asyncio.run(run())
 
 
+@main.command()
+@click.argument("csv_path", type=click.Path(path_type=Path))
+@click.option(
+    "--dh-r-k",
+    default=10_000.0,
+    show_default=True,
+    help="activation energy over the gas constant, ΔH/R, in kelvin",
+)
+@click.option(
+    "--max-gap-min",
+    type=float,
+    default=None,
+    help="a reading stands for at most this long (gaps count for nothing more)",
+)
+def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None) -> None:
+    """Mean kinetic temperature of a CSV with columns timestamp (ISO 8601) and temp_c."""
+    from alerts.mkt import MktError, mkt_of_series, read_csv
+
+    try:
+        series = read_csv(csv_path)
+        value = mkt_of_series(
+            series,
+            dh_r_k=dh_r_k,
+            max_gap_ms=None if max_gap_min is None else int(max_gap_min * 60_000),
+        )
+    except (MktError, OSError) as exc:
+        click.echo(f"cannot compute MKT: {exc}", err=True)
+        sys.exit(2)
+    mean = sum(t for _, t in series) / len(series)
+    click.echo(
+        f"MKT {value:.2f} °C over {len(series)} readings "
+        f"(ΔH/R {dh_r_k:g} K; arithmetic mean {mean:.2f} °C)"
+    )
+
+
 if __name__ == "__main__":
     main()

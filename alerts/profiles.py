@@ -1,0 +1,87 @@
+"""Product profiles: the limits a batch is judged by, per level.
+
+Defaults for the seed products live in ``alerts/profiles.toml`` (from DOMAIN.md); they
+are engineering defaults the quality team changes, never constants in code.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from coldchain.settings import Strict, load_toml
+
+
+class LevelLimits(Strict):
+    """One alarm level (warning or critical) of one product."""
+
+    high_c: float | None = None
+    low_c: float | None = None
+    #: out of range this long (continuously) before it alarms
+    delay_min: Annotated[float, Field(ge=0)] = 15.0
+    #: back inside by this much before the alarm may clear (hysteresis)
+    deadband_c: Annotated[float, Field(ge=0)] = 0.5
+    #: and stay back inside this long
+    clear_delay_min: Annotated[float, Field(ge=0)] = 5.0
+    #: total time out of range allowed per window (cumulative breach), if any
+    cumulative_min: Annotated[float, Field(gt=0)] | None = None
+    window_h: Annotated[float, Field(gt=0)] = 24.0
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> LevelLimits:
+        if self.high_c is None and self.low_c is None:
+            raise ValueError("a level needs high_c, low_c or both")
+        if self.high_c is not None and self.low_c is not None and self.low_c >= self.high_c:
+            raise ValueError("low_c must be below high_c")
+        return self
+
+
+class HumidityLimits(Strict):
+    high_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    low_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    delay_min: Annotated[float, Field(ge=0)] = 60.0
+    deadband_pct: Annotated[float, Field(ge=0)] = 2.0
+    clear_delay_min: Annotated[float, Field(ge=0)] = 10.0
+
+
+class ProductProfile(Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: str
+    name_zh: str = ""
+    products: tuple[str, ...] = ()
+    #: the range to keep the product in (display and verdicts)
+    keep_low_c: float | None = None
+    keep_high_c: float | None = None
+    warning: LevelLimits
+    critical: LevelLimits
+    humidity: HumidityLimits | None = None
+    #: chilled food: apply the 2 h / 4 h rule to time between 5 and 60 °C
+    two_hour_rule: bool = False
+
+
+class ProfileFile(Strict):
+    profile: list[ProductProfile]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ProfileFile:
+        ids = [p.id for p in self.profile]
+        if len(ids) != len(set(ids)):
+            raise ValueError("profile ids must be unique")
+        return self
+
+
+def load_profiles(path: Path | None = None) -> dict[str, ProductProfile]:
+    """Profiles from a TOML file (default: the shipped defaults), by id."""
+    if path is None:
+        return dict(_default_profiles())
+    return {p.id: p for p in load_toml(path, ProfileFile).profile}
+
+
+@cache
+def _default_profiles() -> dict[str, ProductProfile]:
+    path = Path(str(resources.files("alerts") / "profiles.toml"))
+    return {p.id: p for p in load_toml(path, ProfileFile).profile}
