@@ -336,5 +336,45 @@ def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None) -> None:
     )
 
 
+@main.group()
+def audit() -> None:
+    """The audit trail: append-only and hash-chained."""
+
+
+@audit.command("verify")
+@click.option(
+    "--db-url",
+    envvar="COLDCHAIN_DB_URL",
+    default="sqlite:///var/alerts.sqlite",
+    show_default=True,
+    help="SQLAlchemy URL of the alert service's database",
+)
+def audit_verify(db_url: str) -> None:
+    """Check that no audit row was changed, removed or reordered; exit 1 if one was."""
+    from alerts.audit import head, verify
+    from alerts.db import make_engine
+
+    engine = make_engine(db_url)
+    problems = verify(engine)
+    last_id, last_hash = head(engine)
+    if problems:
+        for problem in problems:
+            click.echo(f"TAMPERED {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"audit trail intact: {last_id} rows, head {last_hash}")
+
+
+@audit.command("init")
+@click.option(
+    "--db-url", envvar="COLDCHAIN_DB_URL", default="sqlite:///var/alerts.sqlite", show_default=True
+)
+def audit_init(db_url: str) -> None:
+    """Create or migrate the alert service's schema (Alembic)."""
+    from alerts.db import upgrade
+
+    upgrade(db_url)
+    click.echo("schema at head")
+
+
 if __name__ == "__main__":
     main()

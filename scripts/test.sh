@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The test command: lint, format check, type check, then every test against real
-# components (Mosquitto, pymodbus servers, socat pty pairs, SQLite files).
+# components (Mosquitto, pymodbus servers, socat pty pairs, SQLite files, PostgreSQL,
+# victoria-metrics for the InfluxDB writer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it
 bash scripts/bootstrap.sh victoria-metrics
+# the alert service's store is tested against a real PostgreSQL as well as SQLite
+bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
