@@ -9,8 +9,7 @@ and how a restart mid-breach keeps one breach. See docs/design-alerts.md.
 from __future__ import annotations
 
 import enum
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -89,24 +88,87 @@ def evaluate(
     levels: dict[Level, LevelLimits],
     settings: SeriesSettings = SeriesSettings(),
 ) -> list[Breach]:
-    """All breaches of one sensor's readings (sorted by edge time)."""
-    valid = [p for p in readings if p.value is not None]
-    breaches: list[Breach] = []
-    for level, limits in levels.items():
-        for direction in ("high", "low"):
-            limit = limits.high_c if direction == "high" else limits.low_c
-            if limit is None:
-                continue
-            continuous = _continuous(sensor, valid, level, direction, limit, limits, settings)
-            breaches += continuous
-            if limits.cumulative_min is not None:
-                breaches += _cumulative(
-                    sensor, valid, level, direction, limit, limits, settings, already=continuous
+    """All breaches of one sensor's readings (sorted by edge time): the reference use of
+    :class:`SensorEvaluator`, fed the whole history at once."""
+    evaluator = SensorEvaluator(sensor, levels, settings)
+    for point in readings:
+        evaluator.feed(point)
+    return evaluator.breaches()
+
+
+class SensorEvaluator:
+    """Streaming evaluation of one sensor: feed readings in edge-time order; each call
+    returns the breaches it created or changed. Readings that arrive out of order are
+    the caller's to handle: rebuild an evaluator from a checkpoint and feed the sorted
+    history again (breaches keep their identities, so upserting them is idempotent)."""
+
+    def __init__(
+        self,
+        sensor: str,
+        levels: dict[Level, LevelLimits],
+        settings: SeriesSettings = SeriesSettings(),
+    ) -> None:
+        self.sensor = sensor
+        self.settings = settings
+        self.last_ts_ms: int | None = None
+        self._pairs: list[tuple[_Continuous, _Cumulative | None]] = []
+        for level, limits in levels.items():
+            for direction in ("high", "low"):
+                limit = limits.high_c if direction == "high" else limits.low_c
+                if limit is None:
+                    continue
+                continuous = _Continuous(sensor, level, direction, limit, limits, settings)
+                cumulative = (
+                    _Cumulative(sensor, level, direction, limit, limits, settings)
+                    if limits.cumulative_min is not None
+                    else None
                 )
-    breaches += _faults(sensor, readings, settings)
-    breaches += _no_data(sensor, readings, settings)
-    breaches.sort(key=lambda b: (b.start_ts_ms, b.raised_ts_ms, b.kind.value, b.level.value))
-    return breaches
+                self._pairs.append((continuous, cumulative))
+        self._faults = _Faults(sensor, settings)
+        self._no_data = _NoData(sensor, settings)
+
+    def feed(self, point: Point) -> list[Breach]:
+        if self.last_ts_ms is not None and point.ts_ms <= self.last_ts_ms:
+            raise ValueError(
+                f"{self.sensor}: reading at {point.ts_ms} is not after "
+                f"{self.last_ts_ms}; re-evaluate from a checkpoint"
+            )
+        self.last_ts_ms = point.ts_ms
+        changed: list[Breach] = []
+        if point.value is not None:
+            for continuous, cumulative in self._pairs:
+                changed += continuous.feed(point)
+                if cumulative is not None:
+                    changed += cumulative.feed(point, covered=continuous.active is not None)
+        changed += self._faults.feed(point)
+        changed += self._no_data.feed(point)
+        return changed
+
+    def breaches(self) -> list[Breach]:
+        found: list[Breach] = []
+        for continuous, cumulative in self._pairs:
+            found += continuous.found
+            if cumulative is not None:
+                found += cumulative.found
+        found += self._faults.found + self._no_data.found
+        found.sort(key=lambda b: (b.start_ts_ms, b.raised_ts_ms, b.kind.value, b.level.value))
+        return found
+
+    def open_no_data(self, now_ms: int) -> Breach | None:
+        """For the live watchdog (wall clock): an ongoing no-data breach if nothing has
+        arrived for too long. It has the identity the closed one will have once data comes
+        back, so it is upserted, never duplicated."""
+        last = self.last_ts_ms
+        if last is None or now_ms - last <= self.settings.no_data_ms:
+            return None
+        return Breach(
+            self.sensor,
+            Kind.NO_DATA,
+            Level.WARNING,
+            last,
+            last + self.settings.no_data_ms,
+            settings={"no_data_min": self.settings.no_data_ms / MINUTE_MS},
+        )
 
 
 def _is_out(value: float, limit: float, direction: Direction) -> bool:
@@ -117,199 +179,219 @@ def _is_back(value: float, limit: float, deadband: float, direction: Direction) 
     return value <= limit - deadband if direction == "high" else value >= limit + deadband
 
 
-def _continuous(
-    sensor: str,
-    points: Sequence[Point],
-    level: Level,
-    direction: Direction,
-    limit: float,
-    limits: LevelLimits,
-    settings: SeriesSettings,
-) -> list[Breach]:
-    kind = Kind.HIGH if direction == "high" else Kind.LOW
-    delay = int(limits.delay_min * MINUTE_MS)
-    clear_delay = int(limits.clear_delay_min * MINUTE_MS)
-    snapshot: dict[str, object] = {
-        "limit_c": limit,
-        "delay_min": limits.delay_min,
-        "deadband_c": limits.deadband_c,
-        "clear_delay_min": limits.clear_delay_min,
-    }
-    out: list[Breach] = []
-    run_start: int | None = None  # first out reading of a run not yet raised
-    run_values: list[float] = []
-    active: Breach | None = None
-    back_since: int | None = None
-    previous: Point | None = None
+class _Continuous:
+    """High or low for longer than the delay; ends back inside by the deadband for the
+    clear delay; a gap ends it (no_data)."""
 
-    def close(breach: Breach, end: int, reason: str) -> None:
-        breach.end_ts_ms = end
-        breach.end_reason = reason
+    def __init__(
+        self,
+        sensor: str,
+        level: Level,
+        direction: Direction,
+        limit: float,
+        limits: LevelLimits,
+        settings: SeriesSettings,
+    ) -> None:
+        self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
+        self.kind = Kind.HIGH if direction == "high" else Kind.LOW
+        self.delay = int(limits.delay_min * MINUTE_MS)
+        self.clear_delay = int(limits.clear_delay_min * MINUTE_MS)
+        self.deadband = limits.deadband_c
+        self.max_gap = settings.max_gap_ms
+        self.snapshot: dict[str, object] = {
+            "limit_c": limit,
+            "delay_min": limits.delay_min,
+            "deadband_c": limits.deadband_c,
+            "clear_delay_min": limits.clear_delay_min,
+        }
+        self.found: list[Breach] = []
+        self.active: Breach | None = None
+        self.run_start: int | None = None
+        self.run_values: list[float] = []
+        self.back_since: int | None = None
+        self.previous_ts: int | None = None
 
-    for p in points:
+    def feed(self, p: Point) -> list[Breach]:
         assert p.value is not None
-        if previous is not None and p.ts_ms - previous.ts_ms > settings.max_gap_ms:
-            # a gap: nothing continues across it
-            if active is not None:
-                close(active, previous.ts_ms, "no_data")
-                active = None
-            run_start, run_values, back_since = None, [], None
-        previous = p
+        changed: list[Breach] = []
+        if self.previous_ts is not None and p.ts_ms - self.previous_ts > self.max_gap:
+            if self.active is not None:  # nothing continues across a gap
+                self.active.end_ts_ms, self.active.end_reason = self.previous_ts, "no_data"
+                changed.append(self.active)
+                self.active = None
+            self.run_start, self.run_values, self.back_since = None, [], None
+        self.previous_ts = p.ts_ms
         v = p.value
-        if active is None:
-            if _is_out(v, limit, direction):
-                if run_start is None:
-                    run_start, run_values = p.ts_ms, []
-                run_values.append(v)
-                if p.ts_ms - run_start >= delay:
-                    active = Breach(
-                        sensor,
-                        kind,
-                        level,
-                        run_start,
+        if self.active is None:
+            if _is_out(v, self.limit, self.direction):
+                if self.run_start is None:
+                    self.run_start, self.run_values = p.ts_ms, []
+                self.run_values.append(v)
+                if p.ts_ms - self.run_start >= self.delay:
+                    self.active = Breach(
+                        self.sensor,
+                        self.kind,
+                        self.level,
+                        self.run_start,
                         p.ts_ms,
-                        min_value=min(run_values),
-                        max_value=max(run_values),
-                        settings=dict(snapshot),
+                        min_value=min(self.run_values),
+                        max_value=max(self.run_values),
+                        settings=dict(self.snapshot),
                     )
-                    out.append(active)
+                    self.found.append(self.active)
+                    changed.append(self.active)
             else:
-                run_start, run_values = None, []
-            continue
-        if _is_back(v, limit, limits.deadband_c, direction):
-            if back_since is None:
-                back_since = p.ts_ms
-            if p.ts_ms - back_since >= clear_delay:
-                close(active, back_since, "back_in_range")
-                active, back_since, run_start, run_values = None, None, None, []
-            continue
-        back_since = None
-        active.min_value = v if active.min_value is None else min(active.min_value, v)
-        active.max_value = v if active.max_value is None else max(active.max_value, v)
-    return out
+                self.run_start, self.run_values = None, []
+            return changed
+        if _is_back(v, self.limit, self.deadband, self.direction):
+            if self.back_since is None:
+                self.back_since = p.ts_ms
+            if p.ts_ms - self.back_since >= self.clear_delay:
+                self.active.end_ts_ms, self.active.end_reason = self.back_since, "back_in_range"
+                changed.append(self.active)
+                self.active, self.back_since, self.run_start, self.run_values = None, None, None, []
+            return changed
+        self.back_since = None
+        a = self.active
+        a.min_value = v if a.min_value is None else min(a.min_value, v)
+        a.max_value = v if a.max_value is None else max(a.max_value, v)
+        changed.append(a)
+        return changed
 
 
-def _durations(points: Sequence[Point], max_gap_ms: int) -> Iterator[tuple[Point, int]]:
-    """Each reading with the time it stands for (to the next one, capped at the gap)."""
-    for p, nxt in itertools.pairwise(points):
-        yield p, min(nxt.ts_ms - p.ts_ms, max_gap_ms)
+class _Cumulative:
+    """Short excursions adding up: time out of range, outside any raised continuous
+    breach of the same level, against the allowance of its window (tumbling windows of
+    ``window_h`` aligned to the epoch). A reading stands for the time to the next one,
+    so each is counted when its successor arrives."""
 
+    def __init__(
+        self,
+        sensor: str,
+        level: Level,
+        direction: Direction,
+        limit: float,
+        limits: LevelLimits,
+        settings: SeriesSettings,
+    ) -> None:
+        assert limits.cumulative_min is not None
+        self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
+        self.kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
+        self.window = int(limits.window_h * 3_600_000)
+        self.allowance = int(limits.cumulative_min * MINUTE_MS)
+        self.max_gap = settings.max_gap_ms
+        self.snapshot: dict[str, object] = {
+            "limit_c": limit,
+            "allowance_min": limits.cumulative_min,
+            "window_h": limits.window_h,
+        }
+        self.found: list[Breach] = []
+        self.current_window = -1
+        self.total = 0
+        self.breach: Breach | None = None
+        self.pending: tuple[Point, bool] | None = None  # previous reading, covered then
 
-def _cumulative(
-    sensor: str,
-    points: Sequence[Point],
-    level: Level,
-    direction: Direction,
-    limit: float,
-    limits: LevelLimits,
-    settings: SeriesSettings,
-    already: Sequence[Breach] = (),
-) -> list[Breach]:
-    """Short excursions adding up: time out of range that is not already part of a
-    continuous breach of the same level counts against the window's allowance (one
-    long excursion is a continuous breach, not also a cumulative one)."""
-    assert limits.cumulative_min is not None
+    def feed(self, p: Point, covered: bool) -> list[Breach]:
+        changed: list[Breach] = []
+        if self.breach is not None and self.breach.end_ts_ms is None:
+            window_end = (self.current_window + 1) * self.window
+            if p.ts_ms >= window_end:
+                self.breach.end_ts_ms, self.breach.end_reason = window_end, "window_end"
+                changed.append(self.breach)
+        if self.pending is not None:
+            prev, prev_covered = self.pending
+            changed += self._count(prev, min(p.ts_ms - prev.ts_ms, self.max_gap), prev_covered)
+        self.pending = (p, covered)
+        return changed
 
-    def covered(ts: int) -> bool:
-        return any(
-            b.start_ts_ms <= ts and (b.end_ts_ms is None or ts < b.end_ts_ms) for b in already
-        )
-
-    kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
-    window = int(limits.window_h * 3_600_000)
-    allowance = int(limits.cumulative_min * MINUTE_MS)
-    snapshot: dict[str, object] = {
-        "limit_c": limit,
-        "allowance_min": limits.cumulative_min,
-        "window_h": limits.window_h,
-    }
-    out: list[Breach] = []
-    current_window = -1
-    total = 0
-    breach: Breach | None = None
-    for p, duration in _durations(points, settings.max_gap_ms):
+    def _count(self, p: Point, duration: int, covered: bool) -> list[Breach]:
         assert p.value is not None
-        w = p.ts_ms // window
-        if w != current_window:
-            current_window, total, breach = w, 0, None
-        if not _is_out(p.value, limit, direction) or covered(p.ts_ms):
-            continue
-        if breach is not None:
-            breach.min_value = (
-                p.value if breach.min_value is None else min(breach.min_value, p.value)
-            )
-            breach.max_value = (
-                p.value if breach.max_value is None else max(breach.max_value, p.value)
-            )
-            continue
-        if total + duration > allowance:
-            crossed = p.ts_ms + (allowance - total)
-            window_end = (w + 1) * window
-            breach = Breach(
-                sensor,
-                kind,
-                level,
-                crossed,
-                crossed,
-                end_ts_ms=window_end,
-                end_reason="window_end",
-                min_value=p.value,
-                max_value=p.value,
-                settings={**snapshot, "window_start_ts_ms": w * window},
-            )
-            out.append(breach)
-        total += duration
-    last = points[-1].ts_ms if points else None
-    for b in out:
-        if last is not None and b.end_ts_ms is not None and b.end_ts_ms > last:
-            b.end_ts_ms, b.end_reason = None, None  # the window is not over yet
-    return out
+        w = p.ts_ms // self.window
+        if w != self.current_window:
+            self.current_window, self.total, self.breach = w, 0, None
+        if not _is_out(p.value, self.limit, self.direction) or covered:
+            return []
+        b = self.breach
+        if b is not None:
+            b.min_value = p.value if b.min_value is None else min(b.min_value, p.value)
+            b.max_value = p.value if b.max_value is None else max(b.max_value, p.value)
+            return [b]
+        crossed = None
+        if self.total + duration > self.allowance:
+            crossed = p.ts_ms + (self.allowance - self.total)
+        self.total += duration
+        if crossed is None:
+            return []
+        self.breach = Breach(
+            self.sensor,
+            self.kind,
+            self.level,
+            crossed,
+            crossed,
+            min_value=p.value,
+            max_value=p.value,
+            settings={**self.snapshot, "window_start_ts_ms": w * self.window},
+        )
+        self.found.append(self.breach)
+        return [self.breach]
 
 
-def _faults(sensor: str, readings: Sequence[Point], settings: SeriesSettings) -> list[Breach]:
-    out: list[Breach] = []
-    start: int | None = None
-    breach: Breach | None = None
-    for p in readings:
+class _Faults:
+    def __init__(self, sensor: str, settings: SeriesSettings) -> None:
+        self.sensor, self.fault_ms = sensor, settings.fault_ms
+        self.found: list[Breach] = []
+        self.start: int | None = None
+        self.breach: Breach | None = None
+
+    def feed(self, p: Point) -> list[Breach]:
         if p.value is None:
-            if start is None:
-                start = p.ts_ms
-            if breach is None and p.ts_ms - start >= settings.fault_ms:
-                breach = Breach(
-                    sensor,
+            if self.start is None:
+                self.start = p.ts_ms
+            if self.breach is None and p.ts_ms - self.start >= self.fault_ms:
+                self.breach = Breach(
+                    self.sensor,
                     Kind.FAULT,
                     Level.CRITICAL,
-                    start,
+                    self.start,
                     p.ts_ms,
-                    settings={"fault_min": settings.fault_ms / MINUTE_MS},
+                    settings={"fault_min": self.fault_ms / MINUTE_MS},
                 )
-                out.append(breach)
-            continue
-        if breach is not None:
-            breach.end_ts_ms, breach.end_reason = p.ts_ms, "back_in_range"
-        start, breach = None, None
-    return out
+                self.found.append(self.breach)
+                return [self.breach]
+            return []
+        changed = []
+        if self.breach is not None:
+            self.breach.end_ts_ms, self.breach.end_reason = p.ts_ms, "back_in_range"
+            changed.append(self.breach)
+        self.start, self.breach = None, None
+        return changed
 
 
-def _no_data(sensor: str, readings: Sequence[Point], settings: SeriesSettings) -> list[Breach]:
-    """Gaps in the edge timestamps longer than ``no_data_ms`` (closed gaps only: an open
-    one, data still missing now, is for the live watchdog, which knows the wall clock)."""
-    out = []
-    for p, nxt in itertools.pairwise(readings):
-        if nxt.ts_ms - p.ts_ms > settings.no_data_ms:
-            out.append(
-                Breach(
-                    sensor,
-                    Kind.NO_DATA,
-                    Level.WARNING,
-                    p.ts_ms,
-                    p.ts_ms + settings.no_data_ms,
-                    end_ts_ms=nxt.ts_ms,
-                    end_reason="data_back",
-                    settings={"no_data_min": settings.no_data_ms / MINUTE_MS},
-                )
-            )
-    return out
+class _NoData:
+    """Gaps in the edge timestamps longer than ``no_data_ms``, closed when data comes
+    back (the open one, data still missing now, is :meth:`SensorEvaluator.open_no_data`)."""
+
+    def __init__(self, sensor: str, settings: SeriesSettings) -> None:
+        self.sensor, self.no_data_ms = sensor, settings.no_data_ms
+        self.found: list[Breach] = []
+        self.previous_ts: int | None = None
+
+    def feed(self, p: Point) -> list[Breach]:
+        previous, self.previous_ts = self.previous_ts, p.ts_ms
+        if previous is None or p.ts_ms - previous <= self.no_data_ms:
+            return []
+        breach = Breach(
+            self.sensor,
+            Kind.NO_DATA,
+            Level.WARNING,
+            previous,
+            previous + self.no_data_ms,
+            end_ts_ms=p.ts_ms,
+            end_reason="data_back",
+            settings={"no_data_min": self.no_data_ms / MINUTE_MS},
+        )
+        self.found.append(breach)
+        return [breach]
 
 
 def door_open(

@@ -330,3 +330,47 @@ def test_evaluation_is_deterministic_and_order_independent_of_arrival(temps, cut
         assert breach.end_ts_ms is None or breach.end_ts_ms >= breach.start_ts_ms
         if breach.kind in (Kind.HIGH, Kind.LOW):
             assert breach.max_value is not None and math.isfinite(breach.max_value)
+
+
+@given(
+    temps=st.lists(st.one_of(st.none(), st.floats(-25, 0)), min_size=1, max_size=150),
+    gaps=st.lists(st.integers(1, 120), min_size=150, max_size=150),
+)
+def test_streaming_changes_are_the_breaches_the_history_has(temps, gaps) -> None:
+    from alerts.rules import SensorEvaluator
+
+    readings, t = [], T0
+    for temp, gap in zip(temps, gaps, strict=False):
+        readings.append(Point(t, temp))
+        t += gap * MIN
+    evaluator = SensorEvaluator("s", FROZEN_LEVELS)
+    seen = set()
+    for p in readings:
+        seen |= {b.identity for b in evaluator.feed(p)}
+    final = {b.identity for b in evaluate("s", readings, FROZEN_LEVELS)}
+    assert seen == final
+
+
+def test_live_watchdog_opens_a_no_data_breach_that_the_data_later_closes() -> None:
+    from alerts.rules import SensorEvaluator
+
+    evaluator = SensorEvaluator("truck-02-rear.temp", FROZEN_LEVELS)
+    for p in series((60, -20.0)):
+        evaluator.feed(p)
+    last = evaluator.last_ts_ms
+    assert last is not None
+    assert evaluator.open_no_data(last + 30 * MIN) is None
+    opened = evaluator.open_no_data(last + 90 * MIN)
+    assert opened is not None and opened.ongoing
+    closed = evaluator.feed(Point(last + 120 * MIN, -20.0))
+    assert [b.identity for b in closed] == [opened.identity]  # upserted, not duplicated
+    assert closed[0].end_ts_ms == last + 120 * MIN
+
+
+def test_out_of_order_reading_is_refused_by_the_streaming_evaluator() -> None:
+    from alerts.rules import SensorEvaluator
+
+    evaluator = SensorEvaluator("s", FROZEN_LEVELS)
+    evaluator.feed(Point(T0 + MIN, -20.0))
+    with pytest.raises(ValueError, match="re-evaluate from a checkpoint"):
+        evaluator.feed(Point(T0, -20.0))
