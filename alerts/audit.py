@@ -64,35 +64,61 @@ def append(
     reason: str | None = None,
     ts_ms: int | None = None,
 ) -> AuditRow:
-    """Add one entry at the end of the chain (serialised: one writer at a time)."""
-    if not actor.strip():
-        raise ValueError("an audit entry needs the actor who did it")
+    """Add one entry at the end of the chain, in a transaction of its own."""
     with Session(engine) as session, session.begin():
-        if engine.dialect.name == "postgresql":
-            # one appender at a time: the chain has one end
-            session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
-        else:
-            session.execute(text("SELECT 1"))  # the sqlite write lock comes with the insert
-        last = session.execute(
-            select(AuditRow).order_by(AuditRow.id.desc()).limit(1)
-        ).scalar_one_or_none()
-        row = AuditRow(
-            id=1 if last is None else last.id + 1,
-            ts_ms=now_ms() if ts_ms is None else ts_ms,
+        row = record(
+            session,
             actor=actor,
             action=action,
             entity=entity,
             entity_id=entity_id,
-            old_value=_json(old),
-            new_value=_json(new),
+            old=old,
+            new=new,
             reason=reason,
-            prev_hash=GENESIS if last is None else last.hash,
-            hash="",
+            ts_ms=ts_ms,
         )
-        row.hash = row_hash(row)
-        session.add(row)
         session.flush()
         session.expunge(row)
+    return row
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str,
+    old: object = None,
+    new: object = None,
+    reason: str | None = None,
+    ts_ms: int | None = None,
+) -> AuditRow:
+    """Add an entry inside the caller's transaction, so that a change and its audit row
+    commit together or not at all. One writer at a time: the chain has one end."""
+    if not actor.strip():
+        raise ValueError("an audit entry needs the actor who did it")
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+    last = session.execute(
+        select(AuditRow).order_by(AuditRow.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    row = AuditRow(
+        id=1 if last is None else last.id + 1,
+        ts_ms=now_ms() if ts_ms is None else ts_ms,
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        old_value=_json(old),
+        new_value=_json(new),
+        reason=reason,
+        prev_hash=GENESIS if last is None else last.hash,
+        hash="",
+    )
+    row.hash = row_hash(row)
+    session.add(row)
+    session.flush()
     return row
 
 

@@ -1,0 +1,141 @@
+"""What the alert service keeps: the places, the sensors in them, the product batches and
+where they were when, calibrations, breaches and alarms.
+
+Times are UTC milliseconds (``*_ms``), like everywhere else in coldchain. A stay or an
+assignment with ``until_ms`` NULL is the current one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from alerts.db import Base
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # cold_store, fleet, station
+    county: Mapped[str | None] = mapped_column(String(100))
+
+
+class Location(Base):
+    """A cold room, pre-cooling room, truck compartment or transfer-station store."""
+
+    __tablename__ = "locations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: the door contact sensor of this location, if any
+    door_sensor: Mapped[str | None] = mapped_column(String(128))
+    door_open_max_min: Mapped[float] = mapped_column(Float, nullable=False, default=10.0)
+
+
+class SensorAssignment(Base):
+    """Which sensor measures which location, and since when."""
+
+    __tablename__ = "sensor_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(64), nullable=False)
+    sensor: Mapped[str] = mapped_column(String(128), nullable=False)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id"), nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False, default="air")
+    from_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("sensor_assignments_sensor", "gateway", "sensor"),)
+
+
+class ProfileRow(Base):
+    """A product profile as configured now (its history is in the audit trail)."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # ProductProfile as JSON
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id"), nullable=False)
+    product: Mapped[str] = mapped_column(String(200), nullable=False)
+    quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    unit: Mapped[str] = mapped_column(String(16), nullable=False)
+    origin_producer: Mapped[str] = mapped_column(String(200), nullable=False)
+    origin_village: Mapped[str | None] = mapped_column(String(100))
+    origin_county: Mapped[str | None] = mapped_column(String(100))
+    #: the public code printed as a QR on the label (unguessable, not the internal id)
+    trace_code: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Stay(Base):
+    """A batch in a location from one handover to the next (custody)."""
+
+    __tablename__ = "stays"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), nullable=False)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id"), nullable=False)
+    from_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    handed_over_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    temp_at_handover_c: Mapped[float | None] = mapped_column(Float)
+    event: Mapped[str] = mapped_column(String(32), nullable=False)  # into_store, loaded, …
+
+    __table_args__ = (
+        Index("stays_location_time", "location_id", "from_ms"),
+        Index("stays_batch", "batch_id", "from_ms"),
+    )
+
+
+class Calibration(Base):
+    """GB 31605: monitors are calibrated periodically and the calibration is recorded."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(64), nullable=False)
+    sensor: Mapped[str] = mapped_column(String(128), nullable=False)
+    calibrated_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reference_instrument: Mapped[str] = mapped_column(String(200), nullable=False)
+    correction_c: Mapped[float] = mapped_column(Float, nullable=False)
+    certificate: Mapped[str | None] = mapped_column(String(300))
+    next_due_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("calibrations_sensor", "gateway", "sensor", "calibrated_ms"),)
+
+
+class BreachRow(Base):
+    """A breach, keyed by its identity so that re-evaluation upserts it."""
+
+    __tablename__ = "breaches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(64), nullable=False)
+    sensor: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    level: Mapped[str] = mapped_column(String(16), nullable=False)
+    start_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    raised_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    min_value: Mapped[float | None] = mapped_column(Float)
+    max_value: Mapped[float | None] = mapped_column(Float)
+    location_id: Mapped[str | None] = mapped_column(ForeignKey("locations.id"))
+    settings: Mapped[str] = mapped_column(Text, nullable=False)  # snapshot, JSON
+    batches: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # batch ids, JSON
+
+    __table_args__ = (
+        UniqueConstraint(
+            "gateway", "sensor", "kind", "level", "start_ms", name="breaches_identity"
+        ),
+    )
