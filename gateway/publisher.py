@@ -310,7 +310,7 @@ class Publisher:
             return
         if self._opts.linger_ms:
             await asyncio.sleep(self._opts.linger_ms / 1000)
-        for stream in (Stream.EVENTS, Stream.READINGS):
+        for stream in self._sendable_streams():
             while self._room() > 0 and self._connected:
                 msg = await self.outbox.call(
                     self.outbox.sync.seal, stream, after_id=boundary, limit=self._opts.backlog_chunk
@@ -331,7 +331,7 @@ class Publisher:
                 return
             limit = max(1, min(self._opts.backlog_chunk, int(self._tokens)))
             msg = None
-            for stream in (Stream.EVENTS, Stream.READINGS):
+            for stream in self._sendable_streams():
                 msg = await self.outbox.call(
                     self.outbox.sync.seal, stream, up_to_id=self._boundary, limit=limit
                 )
@@ -341,6 +341,13 @@ class Publisher:
                 return
             self._tokens -= msg.n
             self._send(msg, backlog=True)
+
+    def _sendable_streams(self) -> list[Stream]:
+        """Streams the broker currently takes. While it refuses one (not authorised, or
+        nobody subscribed), nothing new of that stream is sent: the refused messages are
+        retried first, so order is kept and the broker is not flooded; the rest waits in
+        the outbox."""
+        return [s for s in (Stream.EVENTS, Stream.READINGS) if s not in self._refusal]
 
     def _refill_tokens(self) -> None:
         now = time.monotonic()
