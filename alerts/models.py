@@ -139,3 +139,20 @@ class BreachRow(Base):
             "gateway", "sensor", "kind", "level", "start_ms", name="breaches_identity"
         ),
     )
+
+
+class AlarmRow(Base):
+    """The alarm raised for a breach: its lifecycle (see alerts.lifecycle)."""
+
+    __tablename__ = "alarms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    breach_id: Mapped[int] = mapped_column(ForeignKey("breaches.id"), nullable=False, unique=True)
+    level: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    raised_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    acknowledged_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
+    closed_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.audit import now_ms, record
+from alerts.lifecycle import Alarm, State, acknowledge, clear
 from alerts.models import (
+    AlarmRow,
     Batch,
     BreachRow,
     Calibration,
@@ -22,7 +24,7 @@ from alerts.models import (
     Stay,
 )
 from alerts.profiles import ProductProfile
-from alerts.rules import Breach
+from alerts.rules import Breach, Level
 
 TRACE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 
@@ -368,3 +370,80 @@ def calibrations_due(
         for (g, sen), c in latest.items()
         if c.next_due_ms <= current + within_ms
     )
+
+
+def _alarm_of(row: AlarmRow) -> Alarm:
+    return Alarm(
+        id=str(row.id),
+        level=Level(row.level),
+        raised_ms=row.raised_ms,
+        state=State(row.state),
+        acknowledged_by=row.acknowledged_by,
+        ack_comment=row.ack_comment,
+        acknowledged_ms=row.acknowledged_ms,
+        cleared_ms=row.cleared_ms,
+        closed_ms=row.closed_ms,
+    )
+
+
+def _store_alarm(row: AlarmRow, alarm: Alarm) -> None:
+    row.state, row.acknowledged_by, row.ack_comment = (
+        alarm.state.value,
+        alarm.acknowledged_by,
+        alarm.ack_comment,
+    )
+    row.acknowledged_ms, row.cleared_ms, row.closed_ms = (
+        alarm.acknowledged_ms,
+        alarm.cleared_ms,
+        alarm.closed_ms,
+    )
+
+
+def sync_alarm(engine: Engine, breach: BreachRow, now: int | None = None) -> AlarmRow:
+    """The alarm of a stored breach: raised once, cleared when the breach has ended."""
+    current = now_ms() if now is None else now
+    with Session(engine) as s, s.begin():
+        row = s.execute(
+            select(AlarmRow).where(AlarmRow.breach_id == breach.id)
+        ).scalar_one_or_none()
+        if row is None:
+            row = AlarmRow(
+                breach_id=breach.id,
+                level=breach.level,
+                state=State.ACTIVE.value,
+                raised_ms=breach.raised_ms,
+            )
+            s.add(row)
+        if breach.end_ms is not None:
+            alarm = clear(_alarm_of(row), current)
+            _store_alarm(row, alarm)
+        s.flush()
+        s.expunge(row)
+        return row
+
+
+def acknowledge_alarm(
+    engine: Engine, alarm_id: int, *, user: str, comment: str, now: int | None = None
+) -> AlarmRow:
+    """A named user acknowledges with a comment (refused without one); audited."""
+    current = now_ms() if now is None else now
+    with Session(engine) as s, s.begin():
+        row = s.get(AlarmRow, alarm_id)
+        if row is None:
+            raise RepoError(f"no alarm {alarm_id}")
+        before = row.state
+        alarm = acknowledge(_alarm_of(row), user, comment, current)
+        _store_alarm(row, alarm)
+        record(
+            s,
+            actor=user,
+            action="alarm.acknowledge",
+            entity="alarm",
+            entity_id=str(alarm_id),
+            old={"state": before},
+            new={"state": alarm.state.value, "comment": comment},
+            ts_ms=current,
+        )
+        s.flush()
+        s.expunge(row)
+        return row

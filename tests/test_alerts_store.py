@@ -245,3 +245,40 @@ def test_every_change_is_in_an_intact_audit_trail(engine) -> None:  # type: igno
     assert reason == "buyer contract 2027 asks 20 min"
     assert actions[:4] == ["profile.save", "site.add", "site.add", "sensor.assign"]
     assert verify(engine) == []
+
+
+def test_alarm_is_raised_once_acknowledged_with_a_comment_and_closed_when_cleared(
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    from alerts.lifecycle import LifecycleError
+    from alerts.repo import acknowledge_alarm, sync_alarm
+
+    profile = load_profile(engine, "frozen-meat")
+    levels = {Level.WARNING: profile.warning, Level.CRITICAL: profile.critical}
+    warm = [Point(T0 + i * 5 * MIN, -12.0) for i in range(8)]
+    critical = next(b for b in evaluate("cr1-th.temp", warm, levels) if b.level is Level.CRITICAL)
+    alarm = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 40 * MIN)
+    again = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 41 * MIN)
+    assert again.id == alarm.id and alarm.state == "active"
+    with pytest.raises(LifecycleError, match="needs a comment"):
+        acknowledge_alarm(engine, alarm.id, user="li.wei", comment="", now=T0 + 45 * MIN)
+    acked = acknowledge_alarm(
+        engine,
+        alarm.id,
+        user="li.wei",
+        comment="compressor restarted, product checked at -16 °C",
+        now=T0 + 45 * MIN,
+    )
+    assert acked.state == "acknowledged"
+    cooled = warm + [Point(T0 + (8 + i) * 5 * MIN, -20.0) for i in range(4)]
+    critical = next(b for b in evaluate("cr1-th.temp", cooled, levels) if b.level is Level.CRITICAL)
+    closed = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 60 * MIN)
+    assert closed.state == "closed" and closed.acknowledged_by == "li.wei"
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        comment = conn.execute(
+            text("SELECT new_value FROM audit_log WHERE action = 'alarm.acknowledge'")
+        ).scalar_one()
+    assert "compressor restarted" in json.loads(comment)["comment"]
+    assert verify(engine) == []
