@@ -43,8 +43,14 @@ class Sink:
         if not readings:
             return
         items = [(r.ts_ms, wire.encode(r)) for r in readings]
-        await self.outbox.call(self.outbox.sync.add, Stream.READINGS, items)
-        self.counters.readings_taken += len(readings)
+
+        def commit_and_count() -> None:
+            # counted on the outbox thread right after the commit: a poll cancelled while
+            # its rows were being written (a stop) is still counted if they were written
+            self.outbox.sync.add(Stream.READINGS, items)
+            self.counters.readings_taken += len(items)
+
+        await self.outbox.call(commit_and_count)
         self.notify()
 
     def add_event(self, event: Event) -> None:
