@@ -34,6 +34,9 @@ class Location(Base):
     #: the door contact sensor of this location, if any
     door_sensor: Mapped[str | None] = mapped_column(String(128))
     door_open_max_min: Mapped[float] = mapped_column(Float, nullable=False, default=10.0)
+    #: the product profile the room or compartment is run for (its limits apply to its
+    #: sensors; each breach names the batches present)
+    profile_id: Mapped[str | None] = mapped_column(ForeignKey("profiles.id"))
 
 
 class SensorAssignment(Base):

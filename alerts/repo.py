@@ -399,13 +399,15 @@ def _store_alarm(row: AlarmRow, alarm: Alarm) -> None:
     )
 
 
-def sync_alarm(engine: Engine, breach: BreachRow, now: int | None = None) -> AlarmRow:
-    """The alarm of a stored breach: raised once, cleared when the breach has ended."""
+def sync_alarm(engine: Engine, breach: BreachRow, now: int | None = None) -> tuple[AlarmRow, bool]:
+    """The alarm of a stored breach: raised once (returns True the first time), cleared
+    when the breach has ended."""
     current = now_ms() if now is None else now
     with Session(engine) as s, s.begin():
         row = s.execute(
             select(AlarmRow).where(AlarmRow.breach_id == breach.id)
         ).scalar_one_or_none()
+        created = row is None
         if row is None:
             row = AlarmRow(
                 breach_id=breach.id,
@@ -419,7 +421,7 @@ def sync_alarm(engine: Engine, breach: BreachRow, now: int | None = None) -> Ala
             _store_alarm(row, alarm)
         s.flush()
         s.expunge(row)
-        return row
+        return row, created
 
 
 def acknowledge_alarm(

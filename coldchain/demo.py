@@ -20,6 +20,9 @@ import click
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from alerts.db import make_engine, upgrade
+from alerts.seed import seed_county
+from alerts.service import AlertService
 from coldchain import wire
 from coldchain.broker import LocalBroker
 from coldchain.settings import MqttConfig
@@ -70,6 +73,7 @@ class System:
     collector: Collector
     store: SqliteStore
     watcher: Watcher
+    alerts: AlertService
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -114,12 +118,25 @@ async def run_demo(
         ),
         store,
     )
-    system = System([], collector, store, Watcher(host, port))
+    alerts_url = f"sqlite:///{workdir / 'alerts.sqlite'}"
+    upgrade(alerts_url)
+    alerts_engine = make_engine(alerts_url)
+    seed_county(alerts_engine, at_ms=time.time_ns() // 1_000_000)
+    alert_service = AlertService(
+        alerts_engine,
+        MqttConfig(host=host, port=port),
+        client_id="demo-alerts",
+        sites=tuple(County.SITES),
+        time_scale=accel,
+        on_alarm=lambda line: click.echo(time.strftime("%H:%M:%S ") + line),
+    )
+    system = System([], collector, store, Watcher(host, port), alert_service)
     tasks: list[asyncio.Task[None]] = []
     try:
         configs = await county.start()
         system.watcher.start()
         collector.start()
+        alert_service.start()
         for path in configs:
             gateway = Gateway(load_config(path))
             system.gateways.append(gateway)
@@ -132,6 +149,8 @@ async def run_demo(
         await asyncio.gather(*tasks, return_exceptions=True)
         await _wait_stored(system, timeout_s=10)
         collector.stop()
+        alert_service.stop()
+        alerts_engine.dispose()
         click.echo("\nfinal: " + _summary(system))
         system.watcher.stop()
         store.close()
@@ -188,7 +207,7 @@ def _summary(system: System) -> str:
     return (
         f"readings taken {taken}  published {acked}  stored {c.readings_stored}  "
         f"backlog {backlog}  quarantined {c.quarantined}  "
-        f"gateways online {online}/{len(gateways)}"
+        f"gateways online {online}/{len(gateways)}  alarms {system.alerts.counters.alarms_raised}"
     )
 
 

@@ -257,8 +257,13 @@ def test_alarm_is_raised_once_acknowledged_with_a_comment_and_closed_when_cleare
     levels = {Level.WARNING: profile.warning, Level.CRITICAL: profile.critical}
     warm = [Point(T0 + i * 5 * MIN, -12.0) for i in range(8)]
     critical = next(b for b in evaluate("cr1-th.temp", warm, levels) if b.level is Level.CRITICAL)
-    alarm = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 40 * MIN)
-    again = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 41 * MIN)
+    alarm, created = sync_alarm(
+        engine, upsert_breach(engine, "store-gw", critical), now=T0 + 40 * MIN
+    )
+    again, created_again = sync_alarm(
+        engine, upsert_breach(engine, "store-gw", critical), now=T0 + 41 * MIN
+    )
+    assert created and not created_again
     assert again.id == alarm.id and alarm.state == "active"
     with pytest.raises(LifecycleError, match="needs a comment"):
         acknowledge_alarm(engine, alarm.id, user="li.wei", comment="", now=T0 + 45 * MIN)
@@ -272,7 +277,7 @@ def test_alarm_is_raised_once_acknowledged_with_a_comment_and_closed_when_cleare
     assert acked.state == "acknowledged"
     cooled = warm + [Point(T0 + (8 + i) * 5 * MIN, -20.0) for i in range(4)]
     critical = next(b for b in evaluate("cr1-th.temp", cooled, levels) if b.level is Level.CRITICAL)
-    closed = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 60 * MIN)
+    closed, _ = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 60 * MIN)
     assert closed.state == "closed" and closed.acknowledged_by == "li.wei"
     from sqlalchemy import text
 

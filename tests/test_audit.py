@@ -115,4 +115,4 @@ def test_migrations_are_repeatable(db_url: str) -> None:
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     engine.dispose()
-    assert version == "0004"
+    assert version == "0005"

@@ -108,11 +108,11 @@ class County:
                 cooling_c_per_min=0.3,
                 differential_c=3.0,
             ),
-            "truck-01.front": Space("truck 01 front (frozen)", -18.0, -18.0, ambient_c=12.0),
+            "truck-01.front": Space("truck 01 front (frozen)", -20.0, -20.0, ambient_c=12.0),
             "truck-01.rear": Space(
                 "truck 01 rear (chilled)", 2.0, 2.0, ambient_c=12.0, cooling_c_per_min=0.5
             ),
-            "truck-02.front": Space("truck 02 front (frozen)", -18.0, -18.0, ambient_c=12.0),
+            "truck-02.front": Space("truck 02 front (frozen)", -20.0, -20.0, ambient_c=12.0),
             "truck-02.rear": Space(
                 "truck 02 rear (chilled)", 3.0, 3.0, ambient_c=12.0, cooling_c_per_min=0.5
             ),

@@ -1,0 +1,232 @@
+"""The simulated county as the alert service sees it: sites, rooms and compartments run
+for product profiles, which sensor measures which, and batches of the seed programmes'
+products from named cooperatives (demo data, created through the audited operations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from alerts.models import Location, Site
+from alerts.profiles import load_profiles
+from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, save_profile
+
+ACTOR = "demo.setup"
+
+#: location id: (site, name, kind, profile, [(gateway, sensor), …])
+LOCATIONS: dict[str, tuple[str, str, str, str, list[tuple[str, str]]]] = {
+    "cr1": (
+        "county-store",
+        "Cold room 1 (frozen)",
+        "cold_room",
+        "frozen-meat",
+        [("store-gw", "cr1-ctrl.air"), ("store-gw", "cr1-th.temp")],
+    ),
+    "cr2": (
+        "county-store",
+        "Cold room 2 (chilled)",
+        "cold_room",
+        "chilled-meat",
+        [("store-gw", "cr2-ctrl.air"), ("store-gw", "cr2-th.temp")],
+    ),
+    "pc": (
+        "county-store",
+        "Pre-cooling room (fruit)",
+        "pre_cooling",
+        "apples",
+        [("store-gw", "pc-ctrl.air"), ("store-gw", "pc-th.temp")],
+    ),
+    "ct": (
+        "county-store",
+        "Constant-temperature room",
+        "constant_temp",
+        "honey-dried-meat",
+        [("store-gw", "ct-th.temp"), ("store-gw", "ct-probe.temp")],
+    ),
+    "truck-01.front": (
+        "county-fleet",
+        "Truck 01 front (frozen)",
+        "truck_compartment",
+        "frozen-meat",
+        [("truck-01", "truck-01-reefer.air")],
+    ),
+    "truck-01.rear": (
+        "county-fleet",
+        "Truck 01 rear (chilled)",
+        "truck_compartment",
+        "chilled-meat",
+        [("truck-01", "truck-01-rear.temp")],
+    ),
+    "truck-02.front": (
+        "county-fleet",
+        "Truck 02 front (frozen)",
+        "truck_compartment",
+        "frozen-meat",
+        [("truck-02", "truck-02-reefer.air")],
+    ),
+    "truck-02.rear": (
+        "county-fleet",
+        "Truck 02 rear (chilled)",
+        "truck_compartment",
+        "chilled-meat",
+        [("truck-02", "truck-02-rear.temp")],
+    ),
+    "ts.chilled": (
+        "transfer-station",
+        "Transfer station chilled store",
+        "station_store",
+        "chilled-meat",
+        [("ts-gw", "ts-th.temp")],
+    ),
+    "ts.frozen": (
+        "transfer-station",
+        "Transfer station frozen store",
+        "station_store",
+        "frozen-meat",
+        [("ts-gw", "ts-probe.temp")],
+    ),
+}
+
+SITES = {
+    "county-store": ("County public cold store", "cold_store"),
+    "county-fleet": ("County delivery fleet", "fleet"),
+    "transfer-station": ("Ramen-ingredient transfer station", "station"),
+}
+
+#: (batch id, profile, product, kg, producer, village, county, location)
+BATCHES = [
+    (
+        "B-YAK-0412",
+        "frozen-meat",
+        "frozen yak meat",
+        1800,
+        "Gahai yak cooperative",
+        "Gahai",
+        "Luqu",
+        "cr1",
+    ),
+    (
+        "B-MUT-0413",
+        "frozen-meat",
+        "frozen mutton",
+        950,
+        "Dongxiang mutton cooperative",
+        "Tangwang",
+        "Dongxiang",
+        "cr1",
+    ),
+    (
+        "B-BEEF-0414",
+        "chilled-meat",
+        "chilled beef",
+        620,
+        "Linxia halal beef cooperative",
+        "Hanjiaji",
+        "Linxia",
+        "cr2",
+    ),
+    (
+        "B-CHK-0415",
+        "chilled-meat",
+        "local chicken",
+        300,
+        "Ma family farm",
+        "Majiazhuang",
+        "Linxia",
+        "cr2",
+    ),
+    (
+        "B-APL-0416",
+        "apples",
+        "apples",
+        4000,
+        "Jishishan orchard cooperative",
+        "Dahejia",
+        "Jishishan",
+        "pc",
+    ),
+    (
+        "B-HNY-0417",
+        "honey-dried-meat",
+        "honey",
+        240,
+        "Kangle beekeepers' cooperative",
+        "Hutan",
+        "Kangle",
+        "ct",
+    ),
+    (
+        "B-YAK-0418",
+        "frozen-meat",
+        "frozen yak meat",
+        700,
+        "Gahai yak cooperative",
+        "Gahai",
+        "Luqu",
+        "truck-01.front",
+    ),
+    (
+        "B-SLM-0419",
+        "chilled-meat",
+        "chilled mutton",
+        260,
+        "Dongxiang mutton cooperative",
+        "Tangwang",
+        "Dongxiang",
+        "truck-02.rear",
+    ),
+]
+
+
+def seed_county(engine: Engine, at_ms: int) -> None:
+    """Create the county once (a second call changes nothing)."""
+    with Session(engine) as s:
+        if s.execute(select(Site).limit(1)).first() is not None:
+            return
+    for product_profile in load_profiles().values():
+        save_profile(engine, product_profile, actor=ACTOR,
+                     reason="seed profiles (DOMAIN.md defaults)")
+    for site_id, (name, kind) in SITES.items():
+        locations = [
+            Location(
+                id=loc,
+                site_id=site_id,
+                name=loc_name,
+                kind=loc_kind,
+                profile_id=profile,
+                door_open_max_min=10.0,
+            )
+            for loc, (site, loc_name, loc_kind, profile, _s) in LOCATIONS.items()
+            if site == site_id
+        ]
+        add_site(
+            engine, Site(id=site_id, name=name, kind=kind, county="Linxia"), locations, actor=ACTOR
+        )
+    for loc, (_site, _name, _kind, _profile, sensors) in LOCATIONS.items():
+        for gateway, sensor in sensors:
+            assign_sensor(
+                engine,
+                gateway=gateway,
+                sensor=sensor,
+                location_id=loc,
+                from_ms=at_ms - 86_400_000,
+                actor=ACTOR,
+            )
+    for batch_id, profile, product, kg, producer, village, county, loc in BATCHES:
+        create_batch(
+            engine,
+            NewBatch(
+                id=batch_id,
+                profile_id=profile,
+                product=product,
+                quantity=kg,
+                unit="kg",
+                origin_producer=producer,
+                origin_village=village,
+                origin_county=county,
+            ),
+            into_location=loc,
+            at_ms=at_ms - 3_600_000,
+            by="warehouse.li",
+            temp_c=None,
+        )
