@@ -184,8 +184,9 @@ def seed_county(engine: Engine, at_ms: int) -> None:
         if s.execute(select(Site).limit(1)).first() is not None:
             return
     for product_profile in load_profiles().values():
-        save_profile(engine, product_profile, actor=ACTOR,
-                     reason="seed profiles (DOMAIN.md defaults)")
+        save_profile(
+            engine, product_profile, actor=ACTOR, reason="seed profiles (DOMAIN.md defaults)"
+        )
     for site_id, (name, kind) in SITES.items():
         locations = [
             Location(
