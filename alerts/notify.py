@@ -27,6 +27,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -147,6 +148,17 @@ class AppriseChannel:
                 raise DeliveryError(f"apprise does not understand {url.split('://')[0]}://")
         if not service.notify(title=message.subject, body=message.body):
             raise DeliveryError("apprise: at least one service did not take the message")
+
+
+@dataclass
+class Printed:
+    """A channel that hands the message to a function (the demo prints it)."""
+
+    show: Callable[[str], None]
+    name: str = "printed"
+
+    def send(self, message: Message, recipients: tuple[str, ...]) -> None:
+        self.show(f"NOTIFY {', '.join(recipients)}: {message.subject}")
 
 
 class NotificationRow(Base):

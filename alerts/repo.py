@@ -372,7 +372,7 @@ def calibrations_due(
     )
 
 
-def _alarm_of(row: AlarmRow) -> Alarm:
+def alarm_of(row: AlarmRow) -> Alarm:
     return Alarm(
         id=str(row.id),
         level=Level(row.level),
@@ -417,7 +417,7 @@ def sync_alarm(engine: Engine, breach: BreachRow, now: int | None = None) -> tup
             )
             s.add(row)
         if breach.end_ms is not None:
-            alarm = clear(_alarm_of(row), current)
+            alarm = clear(alarm_of(row), current)
             _store_alarm(row, alarm)
         s.flush()
         s.expunge(row)
@@ -434,7 +434,7 @@ def acknowledge_alarm(
         if row is None:
             raise RepoError(f"no alarm {alarm_id}")
         before = row.state
-        alarm = acknowledge(_alarm_of(row), user, comment, current)
+        alarm = acknowledge(alarm_of(row), user, comment, current)
         _store_alarm(row, alarm)
         record(
             s,

@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from alerts.escalation import Route, escalate
+from alerts.lifecycle import Policy
 from alerts.models import Location, ProfileRow, SensorAssignment
+from alerts.notify import Channel, deliver_due
 from alerts.profiles import LevelLimits, ProductProfile
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.rules import MINUTE_MS, Breach, Level, Point, SensorEvaluator, SeriesSettings
@@ -63,6 +67,16 @@ class Series:
 
 
 @dataclass
+class Escalation:
+    """Who is told what, when: the policy, recipient routes and configured channels."""
+
+    policy: Policy
+    routes: dict[str, tuple[Route, ...]]
+    channels: dict[str, Channel]
+    tick_s: float = 1.0
+
+
+@dataclass
 class Received:
     payload: bytes
     topic: str
@@ -89,6 +103,7 @@ class AlertService:
         sites: tuple[str, ...] = ("+",),
         time_scale: float = 1.0,
         on_alarm: Callable[[str], None] | None = None,
+        escalation: Escalation | None = None,
     ) -> None:
         self.engine = engine
         self.mqtt_config = mqtt_config
@@ -98,6 +113,8 @@ class AlertService:
         self.time_scale = time_scale
         self.on_alarm = on_alarm or (lambda line: log.warning("%s", line))
         self.counters = AlertCounters()
+        self.escalation = escalation
+        self._next_tick = 0.0
         self.settings = SeriesSettings(
             max_gap_ms=int(30 * MINUTE_MS / time_scale),
             no_data_ms=int(66 * MINUTE_MS / time_scale),
@@ -174,6 +191,7 @@ class AlertService:
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            self._escalate()
             try:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -186,6 +204,14 @@ class AlertService:
                 self.process(batch)
             if item.generation == self._generation:
                 self._client.ack(item.mid, 1)
+
+    def _escalate(self) -> None:
+        if self.escalation is None or time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.escalation.tick_s
+        now = time.time_ns() // 1_000_000
+        escalate(self.engine, self.escalation.policy, self.escalation.routes, now)
+        deliver_due(self.engine, self.escalation.channels, now)
 
     # ------------------------------------------------------------------ evaluation
     def process(self, batch: wire.ReadingsBatch) -> list[Breach]:

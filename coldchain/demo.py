@@ -21,8 +21,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.db import make_engine, upgrade
+from alerts.escalation import Route
+from alerts.lifecycle import Policy, Step
+from alerts.notify import Printed
 from alerts.seed import seed_county
-from alerts.service import AlertService
+from alerts.service import AlertService, Escalation
 from coldchain import wire
 from coldchain.broker import LocalBroker
 from coldchain.settings import MqttConfig
@@ -128,7 +131,19 @@ async def run_demo(
         client_id="demo-alerts",
         sites=tuple(County.SITES),
         time_scale=accel,
-        on_alarm=lambda line: click.echo(time.strftime("%H:%M:%S ") + line),
+        on_alarm=_show,
+        escalation=Escalation(
+            # the policy's minutes run at the county's pace, like the profiles' delays
+            policy=Policy(
+                steps=(Step(0, ("duty-operator",)), Step(15 / accel, ("shift-lead",))),
+                repeat_min=30 / accel,
+            ),
+            routes={
+                "duty-operator": (Route("printed", "duty operator"),),
+                "shift-lead": (Route("printed", "shift lead"),),
+            },
+            channels={"printed": Printed(_show)},
+        ),
     )
     system = System([], collector, store, Watcher(host, port), alert_service)
     tasks: list[asyncio.Task[None]] = []
@@ -157,6 +172,10 @@ async def run_demo(
         await county.stop()
         if broker is not None:
             broker.stop()
+
+
+def _show(line: str) -> None:
+    click.echo(time.strftime("%H:%M:%S ") + line)
 
 
 async def _wait_stored(system: System, timeout_s: float) -> None:

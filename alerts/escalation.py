@@ -1,0 +1,73 @@
+"""The escalation loop: open alarms + policy + clock -> notifications in the outbox.
+
+:func:`escalate` is run on a tick by the alert service. For every alarm that is still
+active and unacknowledged it asks :func:`alerts.lifecycle.due_notifications` what is due
+now, and enqueues one outbox row per recipient route. The outbox key is the notification
+key plus the route, so a tick repeated after a restart enqueues nothing twice, and
+:func:`alerts.notify.deliver_due` sends each row once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from alerts.lifecycle import Policy, due_notifications
+from alerts.models import AlarmRow, BreachRow, Location
+from alerts.notify import Message, NotificationRow, enqueue
+from alerts.repo import alarm_of
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a recipient named in a policy step is reached."""
+
+    channel: str  # a configured channel name: webhook, email, apprise
+    address: str  # e-mail address, chat room, phone …
+
+
+def escalate(
+    engine: Engine, policy: Policy, routes: dict[str, tuple[Route, ...]], now_ms: int
+) -> int:
+    """Enqueue what is due now; returns the number of outbox rows added."""
+    added = 0
+    with Session(engine) as s:
+        open_alarms = list(
+            s.execute(
+                select(AlarmRow, BreachRow, Location)
+                .join(BreachRow, AlarmRow.breach_id == BreachRow.id)
+                .outerjoin(Location, BreachRow.location_id == Location.id)
+                .where(AlarmRow.state == "active")
+            ).all()
+        )
+        queued = {key.split("|", 1)[0] for key in s.execute(select(NotificationRow.key)).scalars()}
+    for alarm_row, breach, location in open_alarms:
+        alarm = alarm_of(alarm_row)
+        place = location.name if location is not None else breach.sensor
+        message = Message(
+            subject=f"{breach.level.upper()} {breach.kind} {place}",
+            body=(
+                f"{place}: {breach.kind} ({breach.level}) since edge time {breach.start_ms}"
+                f"; sensor {breach.gateway}/{breach.sensor}; min {breach.min_value}, max "
+                f"{breach.max_value}; batches {', '.join(json.loads(breach.batches)) or '-'}"
+                f". Acknowledge with a comment to stop the escalation."
+            ),
+            severity=breach.level,
+            alarm_id=alarm.id,
+        )
+        for note in due_notifications(alarm, policy, now_ms, queued):
+            for recipient in note.recipients:
+                for route in routes.get(recipient, ()):
+                    added += enqueue(
+                        engine,
+                        key=f"{note.key}|{recipient}|{route.address}",
+                        channel=route.channel,
+                        recipients=(route.address,),
+                        message=message,
+                        due_ms=note.due_ms,
+                    )
+            queued.add(note.key)
+    return added
