@@ -306,6 +306,21 @@ async def _drain(rig: Rig) -> list[Reading]:
     return out
 
 
+async def run_line_device(
+    rig: Rig, device: AsciiDevice | GpsDevice, writer: LineWriter, modes: list[str], each_s: float
+) -> list[Reading]:
+    """Run a serial device against a line writer through modes (ok, garbled …), then
+    stop both and return the readings that reached the outbox."""
+    tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
+    for mode in modes:
+        writer.mode = mode  # type: ignore[assignment]
+        await asyncio.sleep(each_s)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return await _drain(rig)
+
+
 def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     pty = PtyPair("probe", tmp_path)
@@ -323,16 +338,7 @@ def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path)
             rig.sink,
             rig.health,
         )
-        tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
-        await asyncio.sleep(0.6)
-        writer.mode = "garbled"
-        await asyncio.sleep(0.6)
-        writer.mode = "ok"
-        await asyncio.sleep(0.6)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        return await _drain(rig)
+        return await run_line_device(rig, device, writer, ["ok", "garbled", "ok"], 0.6)
 
     try:
         readings = run(scenario)
@@ -370,12 +376,7 @@ def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
             rig.sink,
             rig.health,
         )
-        tasks = [asyncio.ensure_future(device.run()), asyncio.ensure_future(writer.run())]
-        await asyncio.sleep(0.5)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        return await _drain(rig)
+        return await run_line_device(rig, device, writer, ["ok"], 0.5)
 
     try:
         readings = run(scenario)
