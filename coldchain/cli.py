@@ -337,6 +337,59 @@ def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None) -> None:
 
 
 @main.group()
+def alerts() -> None:
+    """Alert service: breaches for product batches, alarms, escalation."""
+
+
+@alerts.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="alert service config (TOML)",
+)
+def alerts_run(config_path: Path) -> None:
+    """Run the alert service until SIGINT/SIGTERM (database URL from the environment)."""
+    from alerts.config import AlertsConfig
+    from alerts.db import make_engine, upgrade
+    from alerts.service import AlertService, Escalation
+    from coldchain.settings import load_toml
+
+    try:
+        config = load_toml(config_path, AlertsConfig)
+        url = config.alerts.db_url()
+        escalation = None
+        if config.escalation is not None:
+            escalation = Escalation(
+                config.escalation.policy(), config.route_map(), config.channel_map()
+            )
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    upgrade(url)
+    engine = make_engine(url)
+    service = AlertService(
+        engine,
+        config.mqtt,
+        client_id=config.alerts.id,
+        group=config.alerts.group,
+        sites=config.alerts.sites,
+        escalation=escalation,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        engine.dispose()
+
+
+@main.group()
 def audit() -> None:
     """The audit trail: append-only and hash-chained."""
 

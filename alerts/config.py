@@ -1,0 +1,162 @@
+"""The alert service's configuration file (TOML): strict, secrets from the environment.
+
+```toml
+[alerts]
+id = "alerts-1"                 # MQTT client id = persistent session
+group = "alerts"                # shared subscription group
+sites = ["+"]
+db_url_env = "COLDCHAIN_DB_URL" # e.g. postgresql+psycopg://coldchain:…@db/coldchain
+
+[mqtt]                          # as for the gateway and the collector
+host = "broker"
+
+[escalation]
+repeat_min = 30
+quiet_start = "22:00"           # warnings wait; critical alarms never do
+quiet_end = "06:00"
+[[escalation.steps]]
+after_min = 0
+notify = ["duty-operator"]
+[[escalation.steps]]
+after_min = 15
+notify = ["shift-lead"]
+
+[[routes]]
+recipient = "duty-operator"
+channel = "email"
+address = "duty@county.example"
+
+[channels.email]
+kind = "email"
+host = "smtp.county.example"
+port = 587
+sender = "coldchain@county.example"
+starttls = true
+username = "coldchain"
+password_env = "COLDCHAIN_SMTP_PASSWORD"
+```
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from alerts.escalation import Route
+from alerts.lifecycle import Policy, Step
+from alerts.notify import AppriseChannel, Channel, Email, Webhook
+from coldchain.settings import ConfigError, MqttConfig, Strict
+from coldchain.wire import ID_PATTERN
+
+
+class AlertsSection(Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)] = "alerts-1"
+    group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")] = "alerts"
+    sites: tuple[str, ...] = ("+",)
+    db_url_env: str = "COLDCHAIN_DB_URL"
+
+    def db_url(self) -> str:
+        value = os.environ.get(self.db_url_env, "")
+        if not value:
+            raise ConfigError(
+                "environment",
+                [f"alerts.db_url_env: variable {self.db_url_env} is empty or not set"],
+            )
+        return value
+
+
+class StepConfig(Strict):
+    after_min: Annotated[float, Field(ge=0)]
+    notify: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
+class EscalationConfig(Strict):
+    steps: Annotated[tuple[StepConfig, ...], Field(min_length=1)]
+    repeat_min: Annotated[float, Field(gt=0)] | None = 30.0
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    utc_offset_h: float = 8.0
+
+    def policy(self) -> Policy:
+        return Policy(
+            steps=tuple(Step(s.after_min, s.notify) for s in self.steps),
+            repeat_min=self.repeat_min,
+            quiet_start=self.quiet_start,
+            quiet_end=self.quiet_end,
+            utc_offset_h=self.utc_offset_h,
+        )
+
+
+class RouteConfig(Strict):
+    recipient: str
+    channel: str
+    address: str
+
+
+class WebhookConfig(Strict):
+    kind: Literal["webhook"]
+    url: str
+    secret_env: str
+
+
+class EmailConfig(Strict):
+    kind: Literal["email"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    sender: str
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+
+
+class AppriseConfig(Strict):
+    kind: Literal["apprise"]
+    #: the environment variable holding the Apprise URLs (they carry tokens), space-separated
+    urls_env: str
+
+
+ChannelConfig = Annotated[WebhookConfig | EmailConfig | AppriseConfig, Field(discriminator="kind")]
+
+
+class AlertsConfig(Strict):
+    alerts: AlertsSection = AlertsSection()
+    mqtt: MqttConfig = MqttConfig()
+    escalation: EscalationConfig | None = None
+    routes: tuple[RouteConfig, ...] = ()
+    channels: Annotated[dict[str, ChannelConfig], Field(default_factory=dict)]
+
+    def route_map(self) -> dict[str, tuple[Route, ...]]:
+        routes: dict[str, list[Route]] = {}
+        for r in self.routes:
+            if r.channel not in self.channels:
+                raise ConfigError(
+                    "config",
+                    [
+                        f"routes: channel {r.channel!r} of recipient "
+                        f"{r.recipient!r} is not under [channels]"
+                    ],
+                )
+            routes.setdefault(r.recipient, []).append(Route(r.channel, r.address))
+        return {k: tuple(v) for k, v in routes.items()}
+
+    def channel_map(self) -> dict[str, Channel]:
+        out: dict[str, Channel] = {}
+        for name, c in self.channels.items():
+            if isinstance(c, WebhookConfig):
+                out[name] = Webhook(c.url, c.secret_env, name=name)
+            elif isinstance(c, EmailConfig):
+                out[name] = Email(
+                    c.host, c.port, c.sender, c.starttls, c.username, c.password_env, name=name
+                )
+            else:
+                urls = tuple(os.environ.get(c.urls_env, "").split())
+                if not urls:
+                    raise ConfigError(
+                        "environment",
+                        [f"channels.{name}.urls_env: variable {c.urls_env} is empty or not set"],
+                    )
+                out[name] = AppriseChannel(urls, name=name)
+        return out
