@@ -43,7 +43,12 @@ def escalate(
                 .where(AlarmRow.state == "active")
             ).all()
         )
-        queued = {key.split("|", 1)[0] for key in s.execute(select(NotificationRow.key)).scalars()}
+        # only the open alarms' notifications: the table keeps every one ever sent
+        open_ids = [str(alarm.id) for alarm, _breach, _location in open_alarms]
+        keys = s.execute(
+            select(NotificationRow.key).where(NotificationRow.alarm_id.in_(open_ids))
+        ).scalars()
+        queued = {key.split("|", 1)[0] for key in keys}
     for alarm_row, breach, location in open_alarms:
         alarm = alarm_of(alarm_row)
         place = location.name if location is not None else breach.sensor

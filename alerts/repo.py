@@ -128,14 +128,18 @@ def assign_sensor(
 
 def location_of(engine: Engine, gateway: str, sensor: str, at_ms: int) -> str | None:
     with Session(engine) as s:
-        return s.execute(
-            select(SensorAssignment.location_id).where(
-                SensorAssignment.gateway == gateway,
-                SensorAssignment.sensor == sensor,
-                SensorAssignment.from_ms <= at_ms,
-                or_(SensorAssignment.until_ms.is_(None), SensorAssignment.until_ms > at_ms),
-            )
-        ).scalar_one_or_none()
+        return _location_of(s, gateway, sensor, at_ms)
+
+
+def _location_of(s: Session, gateway: str, sensor: str, at_ms: int) -> str | None:
+    return s.execute(
+        select(SensorAssignment.location_id).where(
+            SensorAssignment.gateway == gateway,
+            SensorAssignment.sensor == sensor,
+            SensorAssignment.from_ms <= at_ms,
+            or_(SensorAssignment.until_ms.is_(None), SensorAssignment.until_ms > at_ms),
+        )
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -253,12 +257,16 @@ def handover(
 def batches_in(engine: Engine, location_id: str, start_ms: int, end_ms: int | None) -> list[str]:
     """Batches that were in the location at any moment of [start, end)."""
     with Session(engine) as s:
-        query = select(Stay.batch_id).where(
-            Stay.location_id == location_id, or_(Stay.until_ms.is_(None), Stay.until_ms > start_ms)
-        )
-        if end_ms is not None:
-            query = query.where(Stay.from_ms < end_ms)
-        return sorted(set(s.execute(query).scalars()))
+        return _batches_in(s, location_id, start_ms, end_ms)
+
+
+def _batches_in(s: Session, location_id: str, start_ms: int, end_ms: int | None) -> list[str]:
+    query = select(Stay.batch_id).where(
+        Stay.location_id == location_id, or_(Stay.until_ms.is_(None), Stay.until_ms > start_ms)
+    )
+    if end_ms is not None:
+        query = query.where(Stay.from_ms < end_ms)
+    return sorted(set(s.execute(query).scalars()))
 
 
 def journey(engine: Engine, batch_id: str) -> list[Stay]:
@@ -276,13 +284,13 @@ def journey(engine: Engine, batch_id: str) -> list[Stay]:
 def upsert_breach(engine: Engine, gateway: str, breach: Breach) -> BreachRow:
     """Store a breach by its identity (a late re-evaluation updates, never duplicates),
     naming its location and the batches that were there during it."""
-    location = location_of(engine, gateway, breach.sensor, breach.start_ts_ms)
-    batches = (
-        []
-        if location is None
-        else batches_in(engine, location, breach.start_ts_ms, breach.end_ts_ms)
-    )
     with Session(engine) as s, s.begin():
+        location = _location_of(s, gateway, breach.sensor, breach.start_ts_ms)
+        batches = (
+            []
+            if location is None
+            else _batches_in(s, location, breach.start_ts_ms, breach.end_ts_ms)
+        )
         row = s.execute(
             select(BreachRow).where(
                 BreachRow.gateway == gateway,

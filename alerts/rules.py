@@ -64,10 +64,6 @@ class Breach:
     def ongoing(self) -> bool:
         return self.end_ts_ms is None
 
-    def duration_ms(self, now_ms: int | None = None) -> int:
-        end = self.end_ts_ms if self.end_ts_ms is not None else now_ms
-        return 0 if end is None else end - self.start_ts_ms
-
 
 @dataclass(frozen=True, slots=True)
 class SeriesSettings:
@@ -171,6 +167,15 @@ class SensorEvaluator:
         )
 
 
+def _widen(breach: Breach, value: float) -> bool:
+    """Take a value into the breach's min and max; True if either moved."""
+    low = value if breach.min_value is None else min(breach.min_value, value)
+    high = value if breach.max_value is None else max(breach.max_value, value)
+    moved = (low, high) != (breach.min_value, breach.max_value)
+    breach.min_value, breach.max_value = low, high
+    return moved
+
+
 def _is_out(value: float, limit: float, direction: Direction) -> bool:
     return value > limit if direction == "high" else value < limit
 
@@ -252,10 +257,8 @@ class _Continuous:
                 self.active, self.back_since, self.run_start, self.run_values = None, None, None, []
             return changed
         self.back_since = None
-        a = self.active
-        a.min_value = v if a.min_value is None else min(a.min_value, v)
-        a.max_value = v if a.max_value is None else max(a.max_value, v)
-        changed.append(a)
+        if _widen(self.active, v):
+            changed.append(self.active)  # reported only when its min or max moved
         return changed
 
 
@@ -311,11 +314,8 @@ class _Cumulative:
             self.current_window, self.total, self.breach = w, 0, None
         if not _is_out(p.value, self.limit, self.direction) or covered:
             return []
-        b = self.breach
-        if b is not None:
-            b.min_value = p.value if b.min_value is None else min(b.min_value, p.value)
-            b.max_value = p.value if b.max_value is None else max(b.max_value, p.value)
-            return [b]
+        if self.breach is not None:
+            return [self.breach] if _widen(self.breach, p.value) else []
         crossed = None
         if self.total + duration > self.allowance:
             crossed = p.ts_ms + (self.allowance - self.total)

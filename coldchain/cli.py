@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -100,16 +101,21 @@ def collector_run(config_path: Path | None) -> None:
         click.echo(f"store unavailable at start: {exc}", err=True)
         sys.exit(3)
     service = Collector(config, store)
+    _run_until_signalled(service.start, service.stop, store.close)
+
+
+def _run_until_signalled(start: Callable[[], None], *stops: Callable[[], None]) -> None:
+    """Start a threaded service, wait for SIGINT/SIGTERM, then run the stops in order."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    service.start()
+    start()
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(1.0):  # a timed wait lets the signal handlers run
             pass
     finally:
-        service.stop()
-        store.close()
+        for step in stops:
+            step()
 
 
 def _load_collector_config(path: Path | None) -> CollectorConfig:
@@ -377,16 +383,7 @@ def alerts_run(config_path: Path) -> None:
         sites=config.alerts.sites,
         escalation=escalation,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    service.start()
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        service.stop()
-        engine.dispose()
+    _run_until_signalled(service.start, service.stop, engine.dispose)
 
 
 @main.group()

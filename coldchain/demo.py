@@ -166,7 +166,7 @@ async def run_demo(
         collector.stop()
         alert_service.stop()
         alerts_engine.dispose()
-        click.echo("\nfinal: " + _summary(system))
+        click.echo("\nfinal: " + await _summary(system))
         system.watcher.stop()
         store.close()
         await county.stop()
@@ -216,11 +216,18 @@ def _print_banner(
     echo("Ctrl-C stops everything.")
 
 
-def _summary(system: System) -> str:
+async def _summary(system: System) -> str:
     gateways = system.gateways
     taken = sum(g.sink.counters.readings_taken for g in gateways)
     acked = sum(g.publisher.counters.acked_readings for g in gateways)
-    backlog = sum(g.outbox.sync.stats().pending for g in gateways if not g.outbox.closed)
+    # through each outbox's own thread: its SQLite connection is not shared
+    backlog = sum(
+        [
+            (await g.outbox.call(g.outbox.sync.stats)).pending
+            for g in gateways
+            if not g.outbox.closed
+        ]
+    )
     c = system.collector.counters
     online = sum(1 for s in system.watcher.online.values() if s == "online")
     return (
@@ -243,7 +250,7 @@ async def _summarise(system: System, duration_s: float | None) -> None:
             break
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        line = time.strftime("%H:%M:%S ") + _summary(system)
+        line = time.strftime("%H:%M:%S ") + await _summary(system)
         if tty:
             click.echo("\r" + line + "  ", nl=False)
         else:

@@ -174,14 +174,6 @@ class Collector:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def run_forever(self) -> None:
-        self.start()
-        try:
-            while not self._stop.wait(1.0):
-                pass
-        finally:
-            self.stop()
-
     @property
     def connected(self) -> bool:
         return self._connected

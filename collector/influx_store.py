@@ -29,7 +29,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from coldchain.wire import BOOLEAN_QUANTITIES, Quality, Quantity, ReadingsBatch
+from coldchain.wire import Quality, Quantity, ReadingsBatch
 from collector.errors import StoreUnavailable
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
@@ -178,18 +178,14 @@ class InfluxStore:
             records = self._client.query_api().query_stream(query, org=self.org)
             for rec in records:
                 values = rec.values
-                quantity = Quantity(rec.get_measurement())
-                value = values.get("value")
-                if value is not None and quantity in BOOLEAN_QUANTITIES:
-                    value = bool(value)
-                yield StoredReading(
+                yield StoredReading.restore(
                     values["site"],
                     values["gateway"],
                     values["sensor"],
                     int(rec.get_time().timestamp() * 1000),
-                    quantity,
-                    value,
-                    Quality(values.get("q", "ok")),
+                    rec.get_measurement(),
+                    values.get("value"),
+                    values.get("q", "ok"),
                     values.get("fault"),
                     values.get("lat_deg"),
                     values.get("lon_deg"),

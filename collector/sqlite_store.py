@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from coldchain.wire import BOOLEAN_QUANTITIES, EventsBatch, Quality, Quantity, ReadingsBatch
+from coldchain.wire import EventsBatch, ReadingsBatch
 from collector.errors import StoreUnavailable
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
@@ -161,6 +161,7 @@ class SqliteStore:
 
     def _write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
         stored = duplicate_readings = duplicate_messages = events = 0
+        written: list[tuple[object, ...]] = []
         for item in batch:
             msg = item.message
             stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
@@ -194,9 +195,10 @@ class SqliteStore:
                 )
                 stored += cur.rowcount
                 duplicate_readings += len(rows) - cur.rowcount
+                written += rows
             else:
                 events += self._write_events(msg, item.received_ms)
-        self._update_catalogue(batch)
+        self._update_catalogue(written)
         if quarantine:
             self._db.executemany(
                 "INSERT INTO quarantine (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
@@ -204,20 +206,17 @@ class SqliteStore:
             )
         return WriteResult(stored, duplicate_readings, duplicate_messages, events, len(quarantine))
 
-    def _update_catalogue(self, batch: list[Incoming]) -> None:
-        """Extend each sensor's time span in the series catalogue (once per batch)."""
-        spans: dict[tuple[str, str], tuple[str, str, int, int]] = {}
-        for item in batch:
-            msg = item.message
-            if not isinstance(msg, ReadingsBatch):
-                continue
-            for r in msg.readings:
-                key = (msg.gateway, r.sensor)
-                span = spans.get(key)
-                if span is None:
-                    spans[key] = (msg.site, r.measurand().value, r.ts_ms, r.ts_ms)
-                else:
-                    spans[key] = (span[0], span[1], min(span[2], r.ts_ms), max(span[3], r.ts_ms))
+    def _update_catalogue(self, rows: list[tuple[object, ...]]) -> None:
+        """Extend each sensor's time span in the series catalogue, from the reading rows
+        just written (gateway, sensor, ts_ms, site, quantity, …), once per batch."""
+        spans: dict[tuple[object, object], tuple[object, object, int, int]] = {}
+        for gateway, sensor, ts, site, quantity, *_ in rows:
+            assert isinstance(ts, int)
+            span = spans.get((gateway, sensor))
+            if span is None:
+                spans[(gateway, sensor)] = (site, quantity, ts, ts)
+            else:
+                spans[(gateway, sensor)] = (span[0], span[1], min(span[2], ts), max(span[3], ts))
         self._db.executemany(
             "INSERT INTO sensors (gateway, sensor, site, quantity, first_ts_ms, last_ts_ms) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, sensor) DO UPDATE SET "
@@ -345,20 +344,11 @@ class SqliteStore:
             "AND ts_ms < ? ORDER BY ts_ms",
             (gateway, sensor, start_ms, end_ms),
         )
-        for site_, gw, sen, ts, quantity, value, q, fault, lat, lon, speed in cur:
-            qty = Quantity(quantity)
-            val: float | bool | None = value
-            if value is not None and qty in BOOLEAN_QUANTITIES:
-                val = bool(value)
-            yield StoredReading(site_, gw, sen, ts, qty, val, Quality(q), fault, lat, lon, speed)
+        for row in cur:
+            yield StoredReading.restore(*row)
 
     def count_readings(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
-
-    def identities(self) -> set[tuple[str, str, int]]:
-        return {
-            (g, s, t) for g, s, t in self._db.execute("SELECT gateway, sensor, ts_ms FROM readings")
-        }
 
     def quarantined(self) -> list[tuple[str, bytes, str]]:
         return [

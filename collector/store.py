@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from coldchain.wire import EventsBatch, Quality, Quantity, Reading, ReadingsBatch
+from coldchain.wire import BOOLEAN_QUANTITIES, EventsBatch, Quality, Quantity, ReadingsBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +55,27 @@ class StoredReading:
     speed_kmh: float | None = None
 
     @classmethod
-    def of(cls, site: str, gateway: str, reading: Reading) -> StoredReading:
-        quantity = reading.measurand()
+    def restore(
+        cls,
+        site: str,
+        gateway: str,
+        sensor: str,
+        ts_ms: int,
+        quantity: str,
+        value: float | bool | None,
+        q: str,
+        fault: str | None = None,
+        lat_deg: float | None = None,
+        lon_deg: float | None = None,
+        speed_kmh: float | None = None,
+    ) -> StoredReading:
+        """From what a store keeps (names, numbers) back to typed values: door, compressor
+        and defrost states come back as booleans."""
+        qty = Quantity(quantity)
+        if value is not None and qty in BOOLEAN_QUANTITIES:
+            value = bool(value)
         return cls(
-            site,
-            gateway,
-            reading.sensor,
-            reading.ts_ms,
-            quantity,
-            reading.value(),
-            reading.q,
-            reading.fault,
-            reading.lat_deg,
-            reading.lon_deg,
-            reading.speed_kmh,
+            site, gateway, sensor, ts_ms, qty, value, Quality(q), fault, lat_deg, lon_deg, speed_kmh
         )
 
 

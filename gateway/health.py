@@ -56,6 +56,3 @@ class Health:
         )
         self.emit(Event(ts_ms=ts_ms, kind=kind, source=source, state=state, detail=detail))
         return True
-
-    def state_of(self, kind: EventKind, source: str) -> str | None:
-        return self.states.get((kind, source))

@@ -233,10 +233,6 @@ class ModbusBus:
             Table.INPUT: client.read_input_registers,
         }[block.table]
         self.sink.counters.modbus_requests += 1
-        name = self.config.name
-        self.sink.counters.per_bus_requests[name] = (
-            self.sink.counters.per_bus_requests.get(name, 0) + 1
-        )
         try:
             response = await fn(block.address, count=block.count, device_id=device.unit)
         except (TimeoutError, ModbusException, OSError) as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -43,11 +43,9 @@ class PublisherCounters:
     published_rows: int = 0
     acked_messages: int = 0
     acked_readings: int = 0
-    backlog_messages: int = 0
     rejected_acks: int = 0
     connects: int = 0
     disconnects: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class Publisher:
@@ -149,7 +147,7 @@ class Publisher:
         self.publish_status("online")
         refused, self._refused = self._refused, []
         for msg in refused:
-            self._send(msg, backlog=True)
+            self._send(msg)
         self._wake.set()
 
     def _on_disconnect(self, reason: ReasonCode) -> None:
@@ -169,7 +167,6 @@ class Publisher:
             # an ACL may be fixed, a collector may create its session
             self.counters.rejected_acks += 1
             key = str(reason)
-            self.counters.by_reason[key] = self.counters.by_reason.get(key, 0) + 1
             if self._refusal.get(msg.stream) != key:  # once per change of state
                 log.error(
                     "broker did not take %s seq %d: %s; kept in the outbox, retrying",
@@ -203,7 +200,7 @@ class Publisher:
         again = [m for m in self._refused if m.stream is stream]
         self._refused = [m for m in self._refused if m.stream is not stream]
         for msg in again:
-            self._send(msg, backlog=True)
+            self._send(msg)
 
     async def _ack(self, msg: SealedMessage) -> None:
         await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
@@ -292,7 +289,7 @@ class Publisher:
                 await self._wait_for_room()
             if not self._connected:
                 return  # paho resends what it already took; the rest waits for reconnect
-            self._send(msg, backlog=True)
+            self._send(msg)
         self._republish_done = True
         if leftovers:
             log.info("republished %d sealed messages from before the restart", len(leftovers))
@@ -317,7 +314,7 @@ class Publisher:
                 )
                 if msg is None:
                     break
-                self._send(msg, backlog=False)
+                self._send(msg)
 
     async def _pump_backlog(self) -> None:
         while self._connected and self._boundary is not None:
@@ -340,7 +337,7 @@ class Publisher:
             if msg is None:
                 return
             self._tokens -= msg.n
-            self._send(msg, backlog=True)
+            self._send(msg)
 
     def _sendable_streams(self) -> list[Stream]:
         """Streams the broker currently takes. While it refuses one (not authorised, or
@@ -357,10 +354,8 @@ class Publisher:
         )
         self._tokens_at = now
 
-    def _send(self, msg: SealedMessage, *, backlog: bool) -> None:
+    def _send(self, msg: SealedMessage) -> None:
         info = self._client.publish(self.topic(msg.stream), msg.payload, qos=1)
         self._inflight[info.mid] = msg
-        if backlog:
-            self.counters.backlog_messages += 1
         self.counters.published_messages += 1
         self.counters.published_rows += msg.n

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from coldchain import wire
 from coldchain.wire import Event, Reading, Stream
@@ -28,7 +27,6 @@ class Counters:
     overruns: int = 0
     lines_ok: int = 0
     lines_garbled: int = 0
-    per_bus_requests: dict[str, int] = field(default_factory=dict)
 
 
 class Sink:
@@ -74,6 +72,3 @@ class Sink:
 
     async def reject(self, source: str, reason: str, raw: bytes) -> None:
         await self.outbox.call(self.outbox.sync.reject, source, reason, raw)
-
-    def snapshot(self) -> dict[str, object]:
-        return dataclasses.asdict(self.counters)
