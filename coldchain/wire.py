@@ -241,8 +241,11 @@ def encode(obj: Message | Reading | Event) -> bytes:
     return _encoder.encode(obj)
 
 
-def decode(stream: Stream, payload: bytes) -> Message:
-    """Decode and validate a payload of a stream; raises WireError with the reason."""
+def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> Message:
+    """Decode and validate a payload of a stream; raises WireError with the reason.
+
+    ``check_measurands=False`` leaves the one-measurand-per-reading check to a caller that
+    measures every reading anyway (the collector), so that it is done once."""
     try:
         msg: Message = _decoders[stream].decode(payload)
     except msgspec.ValidationError as exc:
@@ -251,7 +254,7 @@ def decode(stream: Stream, payload: bytes) -> Message:
         raise WireError(f"not valid JSON: {exc}") from None
     if msg.v != SCHEMA_VERSION:
         raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}")
-    if isinstance(msg, ReadingsBatch):
+    if check_measurands and isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
             reading.measurand()
     return msg

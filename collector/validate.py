@@ -34,7 +34,7 @@ def validate(
         parts = wire.parse_topic(topic)
         if parts.stream is Stream.STATUS:
             raise Rejected("status messages are not collected")
-        msg = wire.decode(parts.stream, payload)
+        msg = wire.decode(parts.stream, payload, check_measurands=False)  # measured below
     except WireError as exc:
         raise Rejected(str(exc)) from None
     assert isinstance(msg, ReadingsBatch | EventsBatch)
@@ -55,7 +55,10 @@ def validate(
             raise Rejected(f"timestamp {item.ts_ms} is before 2020")
     if isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
-            quantity, value = reading.measure()
+            try:
+                quantity, value = reading.measure()
+            except WireError as exc:
+                raise Rejected(str(exc)) from None
             bounds = BOUNDS.get(quantity)
             if (
                 bounds
