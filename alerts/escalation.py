@@ -10,15 +10,17 @@ key plus the route, so a tick repeated after a restart enqueues nothing twice, a
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from alerts.lifecycle import Policy, due_notifications
-from alerts.models import AlarmRow, BreachRow, Location
+from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment
 from alerts.notify import Message, NotificationRow, enqueue
-from alerts.repo import alarm_of
+from alerts.repo import alarm_of, calibrations_due
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,15 @@ class Route:
 
 
 def escalate(
-    engine: Engine, policy: Policy, routes: dict[str, tuple[Route, ...]], now_ms: int
+    engine: Engine,
+    policy: Policy,
+    routes: dict[str, tuple[Route, ...]],
+    now_ms: int,
+    site_policies: Mapping[str, Policy] | None = None,
 ) -> int:
-    """Enqueue what is due now; returns the number of outbox rows added."""
+    """Enqueue what is due now; returns the number of outbox rows added. An alarm follows
+    its site's policy when ``site_policies`` has one, else ``policy``."""
+    by_site = site_policies or {}
     added = 0
     with Session(engine) as s:
         open_alarms = list(
@@ -51,7 +59,9 @@ def escalate(
         queued = {key.split("|", 1)[0] for key in keys}
     for alarm_row, breach, location in open_alarms:
         alarm = alarm_of(alarm_row)
-        place = location.name if location is not None else breach.sensor
+        place = (
+            location.name if location is not None else breach.sensor or f"gateway {breach.gateway}"
+        )
         message = Message(
             subject=f"{breach.level.upper()} {breach.kind} {place}",
             body=(
@@ -63,7 +73,8 @@ def escalate(
             severity=breach.level,
             alarm_id=alarm.id,
         )
-        for note in due_notifications(alarm, policy, now_ms, queued):
+        site_policy = by_site.get(breach.site_id or "", policy)
+        for note in due_notifications(alarm, site_policy, now_ms, queued):
             for recipient in note.recipients:
                 for route in routes.get(recipient, ()):
                     added += enqueue(
@@ -75,4 +86,52 @@ def escalate(
                         due_ms=note.due_ms,
                     )
             queued.add(note.key)
+    return added
+
+
+def remind_calibrations(
+    engine: Engine,
+    policy: Policy,
+    routes: dict[str, tuple[Route, ...]],
+    now_ms: int,
+    site_policies: Mapping[str, Policy] | None = None,
+    within_ms: int = 14 * 86_400_000,
+) -> int:
+    """GB 31605: a calibration coming due (or overdue) is a reminder to the first step of
+    the sensor's site policy, once per due date (the key carries it)."""
+    by_site = site_policies or {}
+    with Session(engine) as s:
+        sites = {
+            (a.gateway, a.sensor): site
+            for a, site in s.execute(
+                select(SensorAssignment, Location.site_id)
+                .join(Location, SensorAssignment.location_id == Location.id)
+                .where(SensorAssignment.until_ms.is_(None))
+            ).all()
+        }
+    added = 0
+    for gateway, sensor, due_ms in calibrations_due(engine, now_ms, within_ms):
+        site = sites.get((gateway, sensor), "")
+        day = datetime.fromtimestamp(due_ms / 1000, UTC).date().isoformat()
+        state = "is overdue since" if due_ms <= now_ms else "is due on"
+        message = Message(
+            subject=f"CALIBRATION {gateway}/{sensor} {state} {day}",
+            body=(
+                f"Sensor {gateway}/{sensor} ({site or 'unassigned'}) {state} {day} (UTC). "
+                f"Calibrate it against a reference instrument and record the certificate; "
+                f"reports flag its data while it is overdue."
+            ),
+            severity="warning",
+            alarm_id=f"calibration:{gateway}/{sensor}",
+        )
+        for recipient in by_site.get(site, policy).steps[0].notify:
+            for route in routes.get(recipient, ()):
+                added += enqueue(
+                    engine,
+                    key=f"calibration|{gateway}/{sensor}|{due_ms}|{recipient}|{route.address}",
+                    channel=route.channel,
+                    recipients=(route.address,),
+                    message=message,
+                    due_ms=now_ms,
+                )
     return added

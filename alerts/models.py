@@ -31,8 +31,7 @@ class Location(Base):
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
-    #: the door contact sensor of this location, if any
-    door_sensor: Mapped[str | None] = mapped_column(String(128))
+    #: a door open longer than this is a breach (door contacts are assigned sensors)
     door_open_max_min: Mapped[float] = mapped_column(Float, nullable=False, default=10.0)
     #: the product profile the room or compartment is run for (its limits apply to its
     #: sensors; each breach names the batches present)
@@ -134,6 +133,8 @@ class BreachRow(Base):
     min_value: Mapped[float | None] = mapped_column(Float)
     max_value: Mapped[float | None] = mapped_column(Float)
     location_id: Mapped[str | None] = mapped_column(ForeignKey("locations.id"))
+    #: the site (its escalation policy applies); set for gateway-wide breaches too
+    site_id: Mapped[str | None] = mapped_column(String(64))
     settings: Mapped[str] = mapped_column(Text, nullable=False)  # snapshot, JSON
     batches: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # batch ids, JSON
 
@@ -159,3 +160,5 @@ class AlarmRow(Base):
     acknowledged_ms: Mapped[int | None] = mapped_column(BigInteger)
     cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
     closed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("alarms_state", "state", "raised_ms"),)

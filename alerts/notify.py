@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy import BigInteger, Engine, Integer, String, Text, select
+from sqlalchemy import BigInteger, Engine, Index, Integer, String, Text, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -177,6 +177,8 @@ class NotificationRow(Base):
     next_attempt_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("notifications_due", "state", "next_attempt_ms"),)
 
 
 def enqueue(

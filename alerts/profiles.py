@@ -47,6 +47,25 @@ class HumidityLimits(Strict):
     deadband_pct: Annotated[float, Field(ge=0)] = 2.0
     clear_delay_min: Annotated[float, Field(ge=0)] = 10.0
 
+    @model_validator(mode="after")
+    def _some_limit(self) -> HumidityLimits:
+        if self.high_pct is None and self.low_pct is None:
+            raise ValueError("humidity needs high_pct, low_pct or both")
+        if self.high_pct is not None and self.low_pct is not None and self.low_pct >= self.high_pct:
+            raise ValueError("low_pct must be below high_pct")
+        return self
+
+    def as_level(self) -> LevelLimits:
+        """The same rule machinery judges humidity: limits in % where a level has °C
+        (the breach snapshot names the unit)."""
+        return LevelLimits(
+            high_c=self.high_pct,
+            low_c=self.low_pct,
+            delay_min=self.delay_min,
+            deadband_c=self.deadband_pct,
+            clear_delay_min=self.clear_delay_min,
+        )
+
 
 class ProductProfile(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]

@@ -3,8 +3,10 @@ with its audit row (same transaction): who, when, old value, new value, reason."
 
 from __future__ import annotations
 
+import bisect
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, or_, select
@@ -24,7 +26,10 @@ from alerts.models import (
     Stay,
 )
 from alerts.profiles import ProductProfile
-from alerts.rules import Breach, Level
+from alerts.rules import Breach, Kind, Level
+
+#: the sensor name of a breach of a whole gateway (offline)
+GATEWAY_WIDE = ""
 
 TRACE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 
@@ -281,16 +286,35 @@ def journey(engine: Engine, batch_id: str) -> list[Stay]:
         return stays
 
 
+def _gateway_locations(s: Session, gateway: str, start_ms: int, end_ms: int | None) -> list[str]:
+    """The locations any sensor of the gateway measured during [start, end)."""
+    query = select(SensorAssignment.location_id).where(
+        SensorAssignment.gateway == gateway,
+        or_(SensorAssignment.until_ms.is_(None), SensorAssignment.until_ms > start_ms),
+    )
+    if end_ms is not None:
+        query = query.where(SensorAssignment.from_ms < end_ms)
+    return sorted(set(s.execute(query).scalars()))
+
+
 def upsert_breach(engine: Engine, gateway: str, breach: Breach) -> BreachRow:
     """Store a breach by its identity (a late re-evaluation updates, never duplicates),
-    naming its location and the batches that were there during it."""
+    naming its location, its site and the batches that were there during it. A
+    gateway-wide breach (``sensor`` empty: the gateway went offline) names the batches in
+    every location the gateway's sensors measure."""
     with Session(engine) as s, s.begin():
-        location = _location_of(s, gateway, breach.sensor, breach.start_ts_ms)
-        batches = (
-            []
-            if location is None
-            else _batches_in(s, location, breach.start_ts_ms, breach.end_ts_ms)
+        if breach.sensor == GATEWAY_WIDE:
+            location = None
+            places = _gateway_locations(s, gateway, breach.start_ts_ms, breach.end_ts_ms)
+        else:
+            location = _location_of(s, gateway, breach.sensor, breach.start_ts_ms)
+            places = [] if location is None else [location]
+        batches = sorted(
+            {b for p in places for b in _batches_in(s, p, breach.start_ts_ms, breach.end_ts_ms)}
         )
+        site = None
+        if places:
+            site = s.execute(select(Location.site_id).where(Location.id == places[0])).scalar()
         row = s.execute(
             select(BreachRow).where(
                 BreachRow.gateway == gateway,
@@ -313,9 +337,95 @@ def upsert_breach(engine: Engine, gateway: str, breach: Breach) -> BreachRow:
             s.add(row)
         row.end_ms, row.end_reason = breach.end_ts_ms, breach.end_reason
         row.min_value, row.max_value = breach.min_value, breach.max_value
-        row.location_id, row.batches = location, json.dumps(batches)
+        row.location_id, row.site_id, row.batches = location, site, json.dumps(batches)
         s.flush()
         s.expunge(row)
+        return row
+
+
+def supersede_breach(engine: Engine, gateway: str, breach: Breach, now: int | None = None) -> bool:
+    """Late data showed a stored breach did not happen as judged (a gap that the backlog
+    filled, a run that late readings split): it is kept, ended with reason
+    ``superseded``, and its alarm cleared. Returns True if a stored breach changed."""
+    with Session(engine) as s, s.begin():
+        row = s.execute(
+            select(BreachRow).where(
+                BreachRow.gateway == gateway,
+                BreachRow.sensor == breach.sensor,
+                BreachRow.kind == breach.kind.value,
+                BreachRow.level == breach.level.value,
+                BreachRow.start_ms == breach.start_ts_ms,
+            )
+        ).scalar_one_or_none()
+        if row is None or row.end_reason == "superseded":
+            return False
+        row.end_reason = "superseded"
+        if row.end_ms is None:
+            row.end_ms = row.start_ms
+        alarm = s.execute(select(AlarmRow).where(AlarmRow.breach_id == row.id)).scalar()
+        if alarm is not None and alarm.cleared_ms is None:
+            _store_alarm(alarm, clear(alarm_of(alarm), now_ms() if now is None else now))
+        record(
+            s,
+            actor="alerts.service",
+            action="breach.supersede",
+            entity="breach",
+            entity_id=str(row.id),
+            old={"end_ms": breach.end_ts_ms},
+            new={"end_reason": "superseded"},
+            reason="late readings re-evaluated: the breach is not in the complete record",
+        )
+        return True
+
+
+def breach_of(row: BreachRow) -> Breach:
+    return Breach(
+        row.sensor,
+        Kind(row.kind),
+        Level(row.level),
+        row.start_ms,
+        row.raised_ms,
+        row.end_ms,
+        row.end_reason,
+        row.min_value,
+        row.max_value,
+        json.loads(row.settings),
+    )
+
+
+def stored_breaches(engine: Engine, gateway: str, sensor: str, since_ms: int) -> list[Breach]:
+    """A sensor's stored breaches that started at or after ``since_ms`` (not superseded)."""
+    with Session(engine) as s:
+        rows = s.execute(
+            select(BreachRow).where(
+                BreachRow.gateway == gateway,
+                BreachRow.sensor == sensor,
+                BreachRow.start_ms >= since_ms,
+                or_(BreachRow.end_reason.is_(None), BreachRow.end_reason != "superseded"),
+            )
+        ).scalars()
+        return [breach_of(row) for row in rows]
+
+
+def open_breach(
+    engine: Engine, gateway: str, sensor: str, kind: Kind, level: Level
+) -> BreachRow | None:
+    """The ongoing breach of that kind and level, if any (a restarted service adopts it)."""
+    with Session(engine) as s:
+        row = s.execute(
+            select(BreachRow)
+            .where(
+                BreachRow.gateway == gateway,
+                BreachRow.sensor == sensor,
+                BreachRow.kind == kind.value,
+                BreachRow.level == level.value,
+                BreachRow.end_ms.is_(None),
+            )
+            .order_by(BreachRow.start_ms.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row is not None:
+            s.expunge(row)
         return row
 
 
@@ -343,25 +453,43 @@ class CalibrationInForce:
     correction_c: float
     calibration_id: int | None
     overdue: bool
+    certificate: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.calibration_id,
+            "correction_c": self.correction_c,
+            "certificate": self.certificate,
+            "overdue": self.overdue,
+        }
+
+
+def in_force(calibrations: Sequence[Calibration], at_ms: int) -> CalibrationInForce:
+    """The correction in force at a reading's time among one sensor's calibrations
+    (oldest first), and whether the sensor was overdue then. A sensor never calibrated
+    is overdue and uncorrected."""
+    i = bisect.bisect_right([c.calibrated_ms for c in calibrations], at_ms)
+    if i == 0:
+        return CalibrationInForce(0.0, None, overdue=True)
+    cal = calibrations[i - 1]
+    return CalibrationInForce(
+        cal.correction_c, cal.id, overdue=at_ms > cal.next_due_ms, certificate=cal.certificate
+    )
 
 
 def calibration_at(engine: Engine, gateway: str, sensor: str, at_ms: int) -> CalibrationInForce:
-    """The correction in force at a reading's time (readings stay raw in the store), and
-    whether the sensor was overdue then (reports flag such data)."""
+    """The correction in force at a reading's time (readings stay raw in the store)."""
+    return in_force(calibrations_by_sensor(engine).get((gateway, sensor), []), at_ms)
+
+
+def calibrations_by_sensor(engine: Engine) -> dict[tuple[str, str], list[Calibration]]:
+    """Every calibration, per (gateway, sensor), oldest first (the service's lookup)."""
+    out: dict[tuple[str, str], list[Calibration]] = {}
     with Session(engine) as s:
-        cal = s.execute(
-            select(Calibration)
-            .where(
-                Calibration.gateway == gateway,
-                Calibration.sensor == sensor,
-                Calibration.calibrated_ms <= at_ms,
-            )
-            .order_by(Calibration.calibrated_ms.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if cal is None:
-            return CalibrationInForce(0.0, None, overdue=True)
-        return CalibrationInForce(cal.correction_c, cal.id, overdue=at_ms > cal.next_due_ms)
+        for cal in s.execute(select(Calibration).order_by(Calibration.calibrated_ms)).scalars():
+            s.expunge(cal)
+            out.setdefault((cal.gateway, cal.sensor), []).append(cal)
+    return out
 
 
 def calibrations_due(

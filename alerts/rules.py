@@ -26,6 +26,9 @@ class Kind(enum.StrEnum):
     FAULT = "sensor_fault"
     NO_DATA = "no_data"
     DOOR_OPEN = "door_open"
+    RH_HIGH = "rh_high"
+    RH_LOW = "rh_low"
+    GATEWAY_OFFLINE = "gateway_offline"
 
 
 class Level(enum.StrEnum):
@@ -78,6 +81,22 @@ class SeriesSettings:
 Direction = Literal["high", "low"]
 
 
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """What a series measures: the breach kinds of its limits, the unit of the limits in
+    the snapshot, and whether faults and gaps are judged on it (a transmitter's humidity
+    channel goes silent with its temperature channel: one no-data breach is enough)."""
+
+    high: Kind
+    low: Kind
+    unit: str
+    judge_health: bool
+
+
+TEMPERATURE = Measure(Kind.HIGH, Kind.LOW, "c", judge_health=True)
+HUMIDITY = Measure(Kind.RH_HIGH, Kind.RH_LOW, "pct", judge_health=False)
+
+
 def evaluate(
     sensor: str,
     readings: Sequence[Point],
@@ -103,9 +122,11 @@ class SensorEvaluator:
         sensor: str,
         levels: dict[Level, LevelLimits],
         settings: SeriesSettings = SeriesSettings(),
+        measure: Measure = TEMPERATURE,
     ) -> None:
         self.sensor = sensor
         self.settings = settings
+        self.measure = measure
         self.last_ts_ms: int | None = None
         self._pairs: list[tuple[_Continuous, _Cumulative | None]] = []
         for level, limits in levels.items():
@@ -113,9 +134,9 @@ class SensorEvaluator:
                 limit = limits.high_c if direction == "high" else limits.low_c
                 if limit is None:
                     continue
-                continuous = _Continuous(sensor, level, direction, limit, limits, settings)
+                continuous = _Continuous(sensor, level, direction, limit, limits, settings, measure)
                 cumulative = (
-                    _Cumulative(sensor, level, direction, limit, limits, settings)
+                    _Cumulative(sensor, level, direction, limit, limits, settings, measure)
                     if limits.cumulative_min is not None
                     else None
                 )
@@ -136,8 +157,9 @@ class SensorEvaluator:
                 changed += continuous.feed(point)
                 if cumulative is not None:
                     changed += cumulative.feed(point, covered=continuous.active is not None)
-        changed += self._faults.feed(point)
-        changed += self._no_data.feed(point)
+        if self.measure.judge_health:
+            changed += self._faults.feed(point)
+            changed += self._no_data.feed(point)
         return changed
 
     def breaches(self) -> list[Breach]:
@@ -155,7 +177,11 @@ class SensorEvaluator:
         arrived for too long. It has the identity the closed one will have once data comes
         back, so it is upserted, never duplicated."""
         last = self.last_ts_ms
-        if last is None or now_ms - last <= self.settings.no_data_ms:
+        if (
+            not self.measure.judge_health
+            or last is None
+            or now_ms - last <= self.settings.no_data_ms
+        ):
             return None
         return Breach(
             self.sensor,
@@ -196,17 +222,18 @@ class _Continuous:
         limit: float,
         limits: LevelLimits,
         settings: SeriesSettings,
+        measure: Measure,
     ) -> None:
         self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
-        self.kind = Kind.HIGH if direction == "high" else Kind.LOW
+        self.kind = measure.high if direction == "high" else measure.low
         self.delay = int(limits.delay_min * MINUTE_MS)
         self.clear_delay = int(limits.clear_delay_min * MINUTE_MS)
         self.deadband = limits.deadband_c
         self.max_gap = settings.max_gap_ms
         self.snapshot: dict[str, object] = {
-            "limit_c": limit,
+            f"limit_{measure.unit}": limit,
             "delay_min": limits.delay_min,
-            "deadband_c": limits.deadband_c,
+            f"deadband_{measure.unit}": limits.deadband_c,
             "clear_delay_min": limits.clear_delay_min,
         }
         self.found: list[Breach] = []
@@ -276,15 +303,17 @@ class _Cumulative:
         limit: float,
         limits: LevelLimits,
         settings: SeriesSettings,
+        measure: Measure,
     ) -> None:
         assert limits.cumulative_min is not None
         self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
         self.kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
+        self.unit = measure.unit
         self.window = int(limits.window_h * 3_600_000)
         self.allowance = int(limits.cumulative_min * MINUTE_MS)
         self.max_gap = settings.max_gap_ms
         self.snapshot: dict[str, object] = {
-            "limit_c": limit,
+            f"limit_{measure.unit}": limit,
             "allowance_min": limits.cumulative_min,
             "window_h": limits.window_h,
         }
@@ -394,38 +423,67 @@ class _NoData:
         return [breach]
 
 
+class DoorEvaluator:
+    """A door open longer than allowed (a short opening for loading raises nothing);
+    streaming like :class:`SensorEvaluator`: a point's value is 1 for open, 0 for closed,
+    None for a fault (which neither opens nor closes it)."""
+
+    def __init__(self, sensor: str, max_open_ms: int, max_gap_ms: int = 30 * MINUTE_MS) -> None:
+        self.sensor, self.max_open_ms, self.max_gap_ms = sensor, max_open_ms, max_gap_ms
+        self.last_ts_ms: int | None = None
+        self.found: list[Breach] = []
+        self._opened: int | None = None
+        self._breach: Breach | None = None
+
+    def feed(self, point: Point) -> list[Breach]:
+        previous, ts = self.last_ts_ms, point.ts_ms
+        if previous is not None and ts <= previous:
+            raise ValueError(f"{self.sensor}: reading at {ts} is not after {previous}")
+        self.last_ts_ms = ts
+        changed: list[Breach] = []
+        if previous is not None and ts - previous > self.max_gap_ms:
+            if self._breach is not None:  # nothing continues across a gap
+                self._breach.end_ts_ms, self._breach.end_reason = previous, "no_data"
+                changed.append(self._breach)
+            self._opened, self._breach = None, None
+        if point.value is None:
+            return changed
+        if point.value:
+            if self._opened is None:
+                self._opened = ts
+            if self._breach is None and ts - self._opened >= self.max_open_ms:
+                self._breach = Breach(
+                    self.sensor,
+                    Kind.DOOR_OPEN,
+                    Level.WARNING,
+                    self._opened,
+                    ts,
+                    settings={"max_open_min": self.max_open_ms / MINUTE_MS},
+                )
+                self.found.append(self._breach)
+                changed.append(self._breach)
+        else:
+            if self._breach is not None:
+                self._breach.end_ts_ms, self._breach.end_reason = ts, "closed"
+                changed.append(self._breach)
+            self._opened, self._breach = None, None
+        return changed
+
+    def breaches(self) -> list[Breach]:
+        return list(self.found)
+
+    def open_no_data(self, now_ms: int) -> Breach | None:
+        return None  # the door contact's device is judged by its temperature channel
+
+
 def door_open(
     sensor: str,
     readings: Sequence[tuple[int, bool]],
     max_open_ms: int,
     max_gap_ms: int = 30 * MINUTE_MS,
 ) -> list[Breach]:
-    """A door open longer than allowed (a short opening for loading raises nothing)."""
-    out: list[Breach] = []
-    opened: int | None = None
-    breach: Breach | None = None
-    previous: int | None = None
+    """Door-open breaches of a whole history of (ts_ms, is_open)."""
+    evaluator = DoorEvaluator(sensor, max_open_ms, max_gap_ms)
     for ts, is_open in readings:
-        if previous is not None and ts - previous > max_gap_ms:
-            if breach is not None:
-                breach.end_ts_ms, breach.end_reason = previous, "no_data"
-            opened, breach = None, None
-        previous = ts
-        if is_open:
-            if opened is None:
-                opened = ts
-            if breach is None and ts - opened >= max_open_ms:
-                breach = Breach(
-                    sensor,
-                    Kind.DOOR_OPEN,
-                    Level.WARNING,
-                    opened,
-                    ts,
-                    settings={"max_open_min": max_open_ms / MINUTE_MS},
-                )
-                out.append(breach)
-        else:
-            if breach is not None:
-                breach.end_ts_ms, breach.end_reason = ts, "closed"
-            opened, breach = None, None
-    return out
+        evaluator.feed(Point(ts, 1.0 if is_open else 0.0))
+    return evaluator.breaches()

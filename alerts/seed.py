@@ -7,76 +7,99 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from alerts.models import Location, Site
+from alerts.models import Calibration, Location, Site
 from alerts.profiles import load_profiles
-from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, save_profile
+from alerts.repo import (
+    NewBatch,
+    add_site,
+    assign_sensor,
+    create_batch,
+    record_calibration,
+    save_profile,
+)
 
 ACTOR = "demo.setup"
 
-#: location id: (site, name, kind, profile, [(gateway, sensor), …])
+#: location id: (site, name, kind, profile, [(gateway, sensor), …]); one door contact per
+#: location (a second contact on the same door would double every door alarm)
 LOCATIONS: dict[str, tuple[str, str, str, str, list[tuple[str, str]]]] = {
     "cr1": (
         "county-store",
         "Cold room 1 (frozen)",
         "cold_room",
         "frozen-meat",
-        [("store-gw", "cr1-ctrl.air"), ("store-gw", "cr1-th.temp")],
+        [
+            ("store-gw", "cr1-ctrl.air"),
+            ("store-gw", "cr1-th.temp"),
+            ("store-gw", "cr1-th.rh"),
+            ("store-gw", "cr1-ctrl.door"),
+        ],
     ),
     "cr2": (
         "county-store",
         "Cold room 2 (chilled)",
         "cold_room",
         "chilled-meat",
-        [("store-gw", "cr2-ctrl.air"), ("store-gw", "cr2-th.temp")],
+        [
+            ("store-gw", "cr2-ctrl.air"),
+            ("store-gw", "cr2-th.temp"),
+            ("store-gw", "cr2-th.rh"),
+            ("store-gw", "cr2-ctrl.door"),
+        ],
     ),
     "pc": (
         "county-store",
         "Pre-cooling room (fruit)",
         "pre_cooling",
         "apples",
-        [("store-gw", "pc-ctrl.air"), ("store-gw", "pc-th.temp")],
+        [
+            ("store-gw", "pc-ctrl.air"),
+            ("store-gw", "pc-th.temp"),
+            ("store-gw", "pc-th.rh"),
+            ("store-gw", "pc-ctrl.door"),
+        ],
     ),
     "ct": (
         "county-store",
         "Constant-temperature room",
         "constant_temp",
         "honey-dried-meat",
-        [("store-gw", "ct-th.temp"), ("store-gw", "ct-probe.temp")],
+        [("store-gw", "ct-th.temp"), ("store-gw", "ct-probe.temp"), ("store-gw", "ct-th.rh")],
     ),
     "truck-01.front": (
         "county-fleet",
         "Truck 01 front (frozen)",
         "truck_compartment",
         "frozen-meat",
-        [("truck-01", "truck-01-reefer.air")],
+        [("truck-01", "truck-01-reefer.air"), ("truck-01", "truck-01-reefer.door")],
     ),
     "truck-01.rear": (
         "county-fleet",
         "Truck 01 rear (chilled)",
         "truck_compartment",
         "chilled-meat",
-        [("truck-01", "truck-01-rear.temp")],
+        [("truck-01", "truck-01-rear.temp"), ("truck-01", "truck-01-rear.door")],
     ),
     "truck-02.front": (
         "county-fleet",
         "Truck 02 front (frozen)",
         "truck_compartment",
         "frozen-meat",
-        [("truck-02", "truck-02-reefer.air")],
+        [("truck-02", "truck-02-reefer.air"), ("truck-02", "truck-02-reefer.door")],
     ),
     "truck-02.rear": (
         "county-fleet",
         "Truck 02 rear (chilled)",
         "truck_compartment",
         "chilled-meat",
-        [("truck-02", "truck-02-rear.temp")],
+        [("truck-02", "truck-02-rear.temp"), ("truck-02", "truck-02-rear.door")],
     ),
     "ts.chilled": (
         "transfer-station",
         "Transfer station chilled store",
         "station_store",
         "chilled-meat",
-        [("ts-gw", "ts-th.temp")],
+        [("ts-gw", "ts-th.temp"), ("ts-gw", "ts-th.rh"), ("ts-gw", "ts-th.door")],
     ),
     "ts.frozen": (
         "transfer-station",
@@ -86,6 +109,22 @@ LOCATIONS: dict[str, tuple[str, str, str, str, list[tuple[str, str]]]] = {
         [("ts-gw", "ts-probe.temp")],
     ),
 }
+
+_ROLES = {"rh": "humidity", "door": "door", "probe": "product"}
+
+DAY_MS = 86_400_000
+
+#: (gateway, sensor, days ago, correction °C, days until due from now): one sensor coming
+#: due (a reminder), one overdue (reports flag its data), the rest in order
+CALIBRATIONS = [
+    ("store-gw", "cr1-ctrl.air", 355, -0.3, 10),
+    ("store-gw", "cr1-th.temp", 120, 0.1, 245),
+    ("store-gw", "cr2-ctrl.air", 90, 0.2, 275),
+    ("store-gw", "cr2-th.temp", 90, -0.1, 275),
+    ("truck-01", "truck-01-reefer.air", 60, 0.0, 305),
+    ("truck-02", "truck-02-reefer.air", 60, 0.3, 305),
+    ("ts-gw", "ts-probe.temp", 400, 0.2, -35),
+]
 
 SITES = {
     "county-store": ("County public cold store", "cold_store"),
@@ -195,7 +234,8 @@ def seed_county(engine: Engine, at_ms: int) -> None:
                 name=loc_name,
                 kind=loc_kind,
                 profile_id=profile,
-                door_open_max_min=10.0,
+                # trucks stop 12 minutes at each village to unload
+                door_open_max_min=20.0 if loc_kind == "truck_compartment" else 10.0,
             )
             for loc, (site, loc_name, loc_kind, profile, _s) in LOCATIONS.items()
             if site == site_id
@@ -212,6 +252,7 @@ def seed_county(engine: Engine, at_ms: int) -> None:
                 location_id=loc,
                 from_ms=at_ms - 86_400_000,
                 actor=ACTOR,
+                role=_ROLES.get(sensor.rsplit(".", 1)[1], "air"),
             )
     for batch_id, profile, product, kg, producer, village, county, loc in BATCHES:
         create_batch(
@@ -230,4 +271,18 @@ def seed_county(engine: Engine, at_ms: int) -> None:
             at_ms=at_ms - 3_600_000,
             by="warehouse.li",
             temp_c=None,
+        )
+    for gateway, sensor, ago, correction, due in CALIBRATIONS:
+        record_calibration(
+            engine,
+            Calibration(
+                gateway=gateway,
+                sensor=sensor,
+                calibrated_ms=at_ms - ago * DAY_MS,
+                reference_instrument="county metrology institute reference thermometer",
+                correction_c=correction,
+                certificate=f"CAL-{sensor}-{ago}.pdf",
+                next_due_ms=at_ms + due * DAY_MS,
+            ),
+            actor="quality.wang",
         )

@@ -141,8 +141,16 @@ async def run_demo(
             routes={
                 "duty-operator": (Route("printed", "duty operator"),),
                 "shift-lead": (Route("printed", "shift lead"),),
+                "fleet-dispatcher": (Route("printed", "fleet dispatcher"),),
             },
             channels={"printed": Printed(_show)},
+            # the trucks' alarms go to the fleet dispatcher first
+            site_policies={
+                "county-fleet": Policy(
+                    steps=(Step(0, ("fleet-dispatcher",)), Step(15 / accel, ("shift-lead",))),
+                    repeat_min=30 / accel,
+                )
+            },
         ),
     )
     system = System([], collector, store, Watcher(host, port), alert_service)

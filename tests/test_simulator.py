@@ -334,7 +334,8 @@ def test_failed_compressor_in_the_frozen_room_warms_it_past_the_frozen_limit() -
 @pytest.mark.e2e
 def test_demo_scripted_events_raise_breaches_on_the_right_batches(tmp_path: Path) -> None:
     """Door left open in cold room 2, compressor failure in cold room 1, truck 02 losing
-    signal: the alarms name the rooms and the batches in them, as they happen."""
+    signal: the alarms name the rooms (or the gateway) and the batches in them, as they
+    happen."""
     result = subprocess.run(
         [
             sys.executable,
@@ -367,6 +368,13 @@ def test_demo_scripted_events_raise_breaches_on_the_right_batches(tmp_path: Path
     ).fetchall()
     con.close()
     assert ("cr1", "high", "critical") in {(r[0], r[1], r[2]) for r in rows}
+    # the door left open in cold room 2 is a door breach on the batches in it
+    assert [r[3] for r in rows if r[0] == "cr2" and r[1] == "door_open"] == [
+        '["B-BEEF-0414", "B-CHK-0415"]'
+    ]
+    # truck 02 losing signal: its gateway's last will is an offline breach on its batch
+    offline = [a for a in alarms if "gateway_offline" in a and "truck-02" in a]
+    assert offline and all("B-SLM-0419" in a for a in offline), alarms
     # truck 02's buffered readings came back after its signal loss: judged on edge time,
     # they leave no gap, so no no-data breach
     assert not any(r[1] == "no_data" and r[0].startswith("truck-02") for r in rows)

@@ -107,6 +107,8 @@ class County:
                 15.0,
                 cooling_c_per_min=0.3,
                 differential_c=3.0,
+                rh_pct=55.0,
+                rh_target_pct=55.0,  # dry goods: honey, dried yak meat
             ),
             "truck-01.front": Space("truck 01 front (frozen)", -20.0, -20.0, ambient_c=12.0),
             "truck-01.rear": Space(

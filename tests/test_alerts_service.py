@@ -1,0 +1,417 @@
+"""The alert service's evaluation against a real database (SQLite and PostgreSQL): door,
+humidity and temperature rules wired to locations, calibration corrections, late data,
+gateways going offline, per-site escalation and calibration reminders; and end to end
+with a real gateway process killed under a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from alerts.db import make_engine, upgrade
+from alerts.escalation import Route
+from alerts.lifecycle import Policy, Step
+from alerts.models import AlarmRow, BreachRow, Calibration, Location, Site
+from alerts.notify import Message, NotificationRow
+from alerts.profiles import load_profiles
+from alerts.repo import (
+    NewBatch,
+    add_site,
+    assign_sensor,
+    create_batch,
+    record_calibration,
+    save_profile,
+)
+from alerts.service import AlertService, Escalation
+from coldchain import wire
+from coldchain.settings import MqttConfig
+from coldchain.wire import Quality, Reading, ReadingsBatch, Status
+from tests.harness import Broker, wait_for
+from tests.scenario import Setup
+
+MIN = 60_000
+T0 = 1_795_392_000_000  # 2026-11-21T00:00Z
+GW = "store-gw"
+DAY = 86_400_000
+
+
+def seed(engine: Engine, gateway: str = GW, site: str = "store") -> None:
+    """A frozen room with a temperature sensor and a door contact, a fruit room with a
+    humidity sensor; a batch in each."""
+    profiles = load_profiles()
+    for pid in ("frozen-meat", "apples"):
+        save_profile(engine, profiles[pid], actor="qa", reason="test")
+    add_site(
+        engine,
+        Site(id=site, name="Store", kind="cold_store"),
+        [
+            Location(
+                id=f"{site}.room",
+                site_id=site,
+                name="Frozen room",
+                kind="cold_room",
+                profile_id="frozen-meat",
+                door_open_max_min=10.0,
+            ),
+            Location(
+                id=f"{site}.fruit",
+                site_id=site,
+                name="Fruit room",
+                kind="pre_cooling",
+                profile_id="apples",
+            ),
+        ],
+        actor="qa",
+    )
+    for sensor, loc in (
+        ("cr1-ctrl.air", "room"),
+        ("cr1-th.temp", "room"),
+        ("cr1-ctrl.door", "room"),
+        ("pc-th.rh", "fruit"),
+    ):
+        assign_sensor(
+            engine,
+            gateway=gateway,
+            sensor=sensor,
+            location_id=f"{site}.{loc}",
+            from_ms=T0 - DAY,
+            actor="qa",
+        )
+    for batch_id, profile, loc in (("B-YAK", "frozen-meat", "room"), ("B-APL", "apples", "fruit")):
+        create_batch(
+            engine,
+            NewBatch(batch_id, profile, batch_id, 100, "kg", "Gahai cooperative"),
+            into_location=f"{site}.{loc}",
+            at_ms=T0 - DAY,
+            by="warehouse.li",
+            temp_c=None,
+        )
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    upgrade(db_url)
+    e = make_engine(db_url)
+    seed(e)
+    yield e
+    e.dispose()
+
+
+def service(engine: Engine, **kwargs: object) -> AlertService:
+    """The service, not connected: tests feed it batches and statuses directly."""
+    return AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None, **kwargs)  # type: ignore[arg-type]
+
+
+def batch(readings: list[Reading], gateway: str = GW, seq: int = 1) -> ReadingsBatch:
+    return ReadingsBatch(
+        v=wire.SCHEMA_VERSION, gateway=gateway, site="store", epoch=1, seq=seq, readings=readings
+    )
+
+
+def temps(sensor: str, values: list[float], start: int = T0, step: int = 5 * MIN) -> list[Reading]:
+    return [
+        Reading(sensor=sensor, ts_ms=start + i * step, q=Quality.OK, temp_c=v)
+        for i, v in enumerate(values)
+    ]
+
+
+def breaches(engine: Engine) -> list[BreachRow]:
+    with Session(engine) as s:
+        rows = list(s.execute(select(BreachRow).order_by(BreachRow.id)).scalars())
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def status(state: str, ts_ms: int, gateway: str = GW, **kw: object) -> Status:
+    return Status(
+        v=wire.SCHEMA_VERSION, gateway=gateway, site="store", state=state, ts_ms=ts_ms, **kw
+    )  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- rules per location
+def test_door_left_open_longer_than_allowed_is_one_breach_on_the_batches_in_the_room(
+    engine: Engine,
+) -> None:
+    svc = service(engine)
+    door = [(0, False), (1, True), (2, True), (3, False)]  # 5-minute opening: loading
+    door += [(4, True), (5, True), (6, True), (7, True), (8, False)]  # 20 minutes: left open
+    svc.process(
+        batch(
+            [
+                Reading(sensor="cr1-ctrl.door", ts_ms=T0 + i * 5 * MIN, q=Quality.OK, door_open=o)
+                for i, o in door
+            ]
+        )
+    )
+    rows = breaches(engine)
+    assert [(r.kind, r.start_ms, r.end_ms, r.end_reason) for r in rows] == [
+        ("door_open", T0 + 20 * MIN, T0 + 40 * MIN, "closed")
+    ]
+    assert json.loads(rows[0].batches) == ["B-YAK"]
+    assert json.loads(rows[0].settings)["max_open_min"] == 10.0
+
+
+def test_humidity_below_the_profile_limit_raises_a_humidity_breach(engine: Engine) -> None:
+    svc = service(engine)
+    # apples: RH low 85 %, delay 240 min; 5 hours at 80 %, then back to 90 %
+    values = [90.0] + [80.0] * 61 + [90.0] * 4
+    svc.process(
+        batch(
+            [
+                Reading(sensor="pc-th.rh", ts_ms=T0 + i * 5 * MIN, q=Quality.OK, rh_pct=v)
+                for i, v in enumerate(values)
+            ]
+        )
+    )
+    rows = breaches(engine)
+    assert [(r.kind, r.level, r.location_id, r.min_value) for r in rows] == [
+        ("rh_low", "warning", "store.fruit", 80.0)
+    ]
+    assert json.loads(rows[0].settings)["limit_pct"] == 85
+    assert json.loads(rows[0].batches) == ["B-APL"]
+
+
+@pytest.mark.parametrize(
+    ("raw_c", "correction_c", "breached"),
+    [
+        (-17.8, -0.5, False),  # reads warm, is -18.3 °C: inside
+        (-18.3, +0.5, True),  # reads cold, is -17.8 °C: a warning breach
+    ],
+)
+def test_the_calibration_in_force_corrects_the_reading_and_is_named_in_the_breach(
+    engine: Engine, raw_c: float, correction_c: float, breached: bool
+) -> None:
+    record_calibration(
+        engine,
+        Calibration(
+            gateway=GW,
+            sensor="cr1-th.temp",
+            calibrated_ms=T0 - 30 * DAY,
+            reference_instrument="reference thermometer",
+            correction_c=correction_c,
+            certificate="CAL-7.pdf",
+            next_due_ms=T0 + 300 * DAY,
+        ),
+        actor="quality.wang",
+    )
+    svc = service(engine)
+    svc.process(batch(temps("cr1-th.temp", [raw_c] * 10)))  # 45 minutes
+    rows = breaches(engine)
+    assert bool(rows) is breached
+    if breached:
+        (row,) = rows
+        assert row.max_value == pytest.approx(raw_c + correction_c)
+        calibration = json.loads(row.settings)["calibration"]
+        assert calibration["correction_c"] == correction_c
+        assert calibration["certificate"] == "CAL-7.pdf"
+        assert calibration["overdue"] is False
+
+
+def test_a_profile_change_ends_the_ongoing_breach_and_the_new_limits_apply(
+    engine: Engine,
+) -> None:
+    svc = service(engine)
+    svc.process(batch(temps("cr1-th.temp", [-16.5] * 10)))  # warning (> -18 for 30 min)
+    profile = load_profiles()["frozen-meat"]
+    warmer = profile.model_copy(
+        update={"warning": profile.warning.model_copy(update={"high_c": -16.0})}
+    )
+    save_profile(engine, warmer, actor="quality.wang", reason="supplier's spec allows -16")
+    svc.reload()
+    svc.process(batch(temps("cr1-th.temp", [-16.5] * 10, start=T0 + 50 * MIN), seq=2))
+    (row,) = breaches(engine)
+    assert (row.kind, row.level, row.end_reason) == ("high", "warning", "settings_changed")
+    assert row.end_ms == T0 + 45 * MIN
+
+
+# ---------------------------------------------------------------------- late data and gaps
+def test_a_late_backlog_that_fills_a_gap_supersedes_the_no_data_breach(engine: Engine) -> None:
+    svc = service(engine)
+    live = temps("cr1-th.temp", [-20.0] * 3) + temps(
+        "cr1-th.temp", [-20.0] * 3, start=T0 + 100 * MIN
+    )
+    svc.process(batch(live))
+    (gap,) = breaches(engine)
+    assert (gap.kind, gap.end_reason) == ("no_data", "data_back")
+    backlog = temps("cr1-th.temp", [-20.0] * 17, start=T0 + 15 * MIN)  # 15 … 95 min
+    svc.process(batch(backlog, seq=2))
+    (row,) = breaches(engine)
+    assert row.end_reason == "superseded"  # kept, never deleted
+    with Session(engine) as s:
+        alarm = s.execute(select(AlarmRow).where(AlarmRow.breach_id == row.id)).scalar_one()
+        assert alarm.cleared_ms is not None
+    assert svc.counters.superseded == 1
+
+
+def test_a_gap_while_the_gateway_back_fills_is_judged_only_once_it_has_caught_up(
+    engine: Engine,
+) -> None:
+    svc = service(engine)
+    svc.on_status(status("online", T0, stats={"backlog": 0}), now_ms=T0)
+    svc.process(batch(temps("cr1-th.temp", [-20.0] * 3)))
+    svc.on_status(status("offline", T0, reason="lwt"), now_ms=T0 + 12 * MIN)
+    svc.on_status(status("online", T0 + 100 * MIN), now_ms=T0 + 100 * MIN)
+    # live readings arrive first; the buffered ones follow through the backlog lane
+    svc.process(batch(temps("cr1-th.temp", [-20.0] * 3, start=T0 + 100 * MIN), seq=2))
+    svc.process(batch(temps("cr1-th.temp", [-20.0] * 4, start=T0 + 15 * MIN), seq=3))
+    assert not [r for r in breaches(engine) if r.kind == "no_data"]  # held, not judged
+    svc.on_status(status("online", T0 + 101 * MIN, stats={"backlog": 0}), now_ms=T0 + 101 * MIN)
+    # the backlog ended at 30 min: 30 -> 100 min is a real hole in the record (> 66 min)
+    (gap,) = [r for r in breaches(engine) if r.kind == "no_data"]
+    assert (gap.start_ms, gap.end_ms) == (T0 + 30 * MIN, T0 + 100 * MIN)
+
+
+def test_a_gateway_offline_too_long_is_one_breach_across_a_restart_and_ends_when_back(
+    engine: Engine,
+) -> None:
+    svc = service(engine)
+    svc.on_status(status("online", T0 - MIN, stats={"backlog": 0}), now_ms=T0)
+    svc.process(batch(temps("cr1-th.temp", [-20.0] * 3)))  # last heard at T0 + 10 min
+    svc.on_status(status("offline", T0 - MIN, reason="lwt"), now_ms=T0 + 11 * MIN)
+    svc.watch(T0 + 15 * MIN)
+    assert breaches(engine) == []  # 5 minutes: not yet
+    svc.watch(T0 + 21 * MIN)
+    (row,) = breaches(engine)
+    assert (row.kind, row.level, row.sensor, row.start_ms) == (
+        "gateway_offline",
+        "warning",
+        "",
+        T0 + 10 * MIN,
+    )
+    assert json.loads(row.batches) == ["B-APL", "B-YAK"]  # every room the gateway serves
+    assert row.site_id == "store"
+    restarted = service(engine)  # the retained offline status arrives again
+    restarted.on_status(status("offline", T0 - MIN, reason="lwt"), now_ms=T0 + 40 * MIN)
+    restarted.watch(T0 + 41 * MIN)
+    assert len(breaches(engine)) == 1
+    restarted.on_status(status("online", T0 + 50 * MIN), now_ms=T0 + 50 * MIN)
+    (row,) = breaches(engine)
+    assert (row.end_ms, row.end_reason) == (T0 + 50 * MIN, "back_online")
+
+
+# ---------------------------------------------------------------------- notifications
+class Outbox:
+    name = "test"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[str, ...]]] = []
+
+    def send(self, message: Message, recipients: tuple[str, ...]) -> None:
+        self.sent.append((message.subject, recipients))
+
+
+def test_alarms_follow_their_site_policy_and_calibrations_coming_due_are_reminded_once(
+    engine: Engine,
+) -> None:
+    add_site(
+        engine,
+        Site(id="fleet", name="Fleet", kind="fleet"),
+        [
+            Location(
+                id="fleet.t1",
+                site_id="fleet",
+                name="Truck 1",
+                kind="truck_compartment",
+                profile_id="frozen-meat",
+            )
+        ],
+        actor="qa",
+    )
+    assign_sensor(
+        engine, gateway="truck-1", sensor="t1.air", location_id="fleet.t1", from_ms=0, actor="qa"
+    )
+    record_calibration(
+        engine,
+        Calibration(
+            gateway=GW,
+            sensor="cr1-th.temp",
+            calibrated_ms=T0 - 360 * DAY,
+            reference_instrument="reference thermometer",
+            correction_c=0.0,
+            next_due_ms=T0 + 5 * DAY,
+        ),
+        actor="quality.wang",
+    )
+    outbox = Outbox()
+    routes = {
+        name: (Route("test", name),) for name in ("operator", "dispatcher", "quality", "lead")
+    }
+    svc = service(
+        engine,
+        escalation=Escalation(
+            policy=Policy(steps=(Step(0, ("operator",)),), repeat_min=None),
+            routes=routes,
+            channels={"test": outbox},
+            site_policies={"fleet": Policy(steps=(Step(0, ("dispatcher",)),), repeat_min=None)},
+        ),
+    )
+    svc.process(batch(temps("cr1-th.temp", [-14.0] * 5)))  # critical: > -15 °C for 15 min
+    svc.process(batch(temps("t1.air", [-14.0] * 5), gateway="truck-1"))
+    svc._tick()
+    svc._next_tick = 0.0
+    svc._tick()  # a second tick queues nothing again
+    subjects = sorted(outbox.sent)
+    assert [s for s in subjects if s[0].startswith("CRITICAL")] == [
+        ("CRITICAL high Frozen room", ("operator",)),
+        ("CRITICAL high Truck 1", ("dispatcher",)),
+    ]
+    reminders = [s for s in subjects if s[0].startswith("CALIBRATION")]
+    assert reminders == [(reminders[0][0], ("operator",))]
+    assert "store-gw/cr1-th.temp" in reminders[0][0]
+    with Session(engine) as s:
+        keys = list(s.execute(select(NotificationRow.key)).scalars())
+    assert len([k for k in keys if k.startswith("calibration|")]) == 1
+
+
+# ---------------------------------------------------------------------- end to end
+@pytest.fixture
+def alerts_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'alerts.sqlite'}"
+    upgrade(url)
+    return url
+
+
+@pytest.mark.e2e
+def test_a_gateway_killed_under_a_real_broker_is_one_offline_breach_that_ends_when_it_is_back(
+    make_setup: Callable[[Broker], Setup], running_broker: Broker, alerts_url: str, unique: str
+) -> None:
+    setup = make_setup(running_broker, record=False)
+    engine = make_engine(alerts_url)
+    seed(engine, gateway=setup.gw, site=setup.site)
+    alarms: list[str] = []
+    svc = AlertService(
+        engine,
+        MqttConfig(port=running_broker.port),
+        client_id=f"alerts-{unique}",
+        group=f"alerts-{unique}",
+        sites=(setup.site,),
+        time_scale=60.0,  # the 10-minute offline delay is 10 s here
+        on_alarm=alarms.append,
+    )
+    svc.start()
+    try:
+        setup.gateway.start()
+        wait_for(lambda: svc.counters.readings > 20, 30, "readings evaluated")
+        setup.gateway.kill9()  # the broker sends its will after 1.5 x keepalive (5 s)
+        wait_for(
+            lambda: any(r.kind == "gateway_offline" for r in breaches(engine)),
+            40,
+            "gateway offline breach",
+        )
+        (row,) = [r for r in breaches(engine) if r.kind == "gateway_offline"]
+        assert row.end_ms is None and json.loads(row.batches) == ["B-APL", "B-YAK"]
+        assert any("gateway_offline" in line and "B-YAK" in line for line in alarms)
+        setup.gateway.start()
+        wait_for(lambda: all(r.end_ms is not None for r in breaches(engine)), 40, "breaches ended")
+        offline = [r for r in breaches(engine) if r.kind == "gateway_offline"]
+        assert len(offline) == 1 and offline[0].end_reason == "back_online"
+        assert offline[0].end_ms is not None and offline[0].end_ms > offline[0].start_ms
+    finally:
+        svc.stop()
+        engine.dispose()
