@@ -21,6 +21,12 @@ notify = ["duty-operator"]
 after_min = 15
 notify = ["shift-lead"]
 
+[site_escalation.county-fleet]  # a site's own policy (same fields as [escalation])
+repeat_min = 20
+[[site_escalation.county-fleet.steps]]
+after_min = 0
+notify = ["fleet-dispatcher"]
+
 [[routes]]
 recipient = "duty-operator"
 channel = "email"
@@ -43,7 +49,7 @@ import os
 from datetime import time
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
@@ -125,8 +131,30 @@ class AlertsConfig(Strict):
     alerts: AlertsSection = AlertsSection()
     mqtt: MqttConfig = MqttConfig()
     escalation: EscalationConfig | None = None
+    #: per-site policies by site id; other sites follow [escalation]
+    site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
     routes: tuple[RouteConfig, ...] = ()
     channels: Annotated[dict[str, ChannelConfig], Field(default_factory=dict)]
+
+    @model_validator(mode="after")
+    def _site_policies_need_a_default(self) -> AlertsConfig:
+        if self.site_escalation and self.escalation is None:
+            raise ValueError("site_escalation needs a default [escalation] policy")
+        named = {r.recipient for r in self.routes}
+        policies = ([self.escalation] if self.escalation else []) + list(
+            self.site_escalation.values()
+        )
+        for policy in policies:
+            for step in policy.steps:
+                missing = [n for n in step.notify if n not in named]
+                if missing:
+                    raise ValueError(
+                        f"escalation step notifies {missing}, who have no [[routes]] entry"
+                    )
+        return self
+
+    def site_policies(self) -> dict[str, Policy]:
+        return {site: e.policy() for site, e in self.site_escalation.items()}
 
     def route_map(self) -> dict[str, tuple[Route, ...]]:
         routes: dict[str, list[Route]] = {}

@@ -368,7 +368,10 @@ def alerts_run(config_path: Path) -> None:
         escalation = None
         if config.escalation is not None:
             escalation = Escalation(
-                config.escalation.policy(), config.route_map(), config.channel_map()
+                config.escalation.policy(),
+                config.route_map(),
+                config.channel_map(),
+                site_policies=config.site_policies(),
             )
     except ConfigError as exc:
         click.echo(str(exc), err=True)

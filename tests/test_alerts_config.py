@@ -35,6 +35,12 @@ notify = ["duty-operator"]
 after_min = 15
 notify = ["shift-lead"]
 
+[site_escalation.county-fleet]
+repeat_min = 20
+[[site_escalation.county-fleet.steps]]
+after_min = 0
+notify = ["shift-lead"]
+
 [[routes]]
 recipient = "duty-operator"
 channel = "email"
@@ -65,6 +71,8 @@ def test_config_builds_policy_routes_and_channels(tmp_path: Path) -> None:
     policy = config.escalation.policy()
     assert [s.after_min for s in policy.steps] == [0, 15]
     assert policy.quiet_start is not None and policy.quiet_start.hour == 22
+    fleet = config.site_policies()["county-fleet"]
+    assert [s.notify for s in fleet.steps] == [("shift-lead",)] and fleet.repeat_min == 20
     routes = config.route_map()
     assert routes["shift-lead"][0].channel == "hook"
     channels = config.channel_map()
@@ -85,6 +93,17 @@ def test_bad_config_names_the_field(tmp_path: Path, change: tuple[str, str], fie
     with pytest.raises(ConfigError) as info:
         load_toml(path, AlertsConfig)
     assert field in str(info.value), str(info.value)
+
+
+def test_a_step_naming_someone_without_a_route_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(
+        GOOD.format(port=1883).replace(
+            'notify = ["shift-lead"]\n\n[[routes]]', 'notify = ["nobody"]\n\n[[routes]]'
+        )
+    )
+    with pytest.raises(ConfigError, match="'nobody'"):
+        load_toml(path, AlertsConfig)
 
 
 def test_route_to_an_unknown_channel_is_refused(tmp_path: Path) -> None:
