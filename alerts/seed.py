@@ -110,7 +110,13 @@ LOCATIONS: dict[str, tuple[str, str, str, str, list[tuple[str, str]]]] = {
     ),
 }
 
-_ROLES = {"rh": "humidity", "door": "door", "probe": "product"}
+
+def _role(sensor: str) -> str:
+    device, channel = sensor.rsplit(".", 1)
+    if channel in ("rh", "door"):
+        return {"rh": "humidity", "door": "door"}[channel]
+    return "product" if device.endswith("-probe") else "air"
+
 
 DAY_MS = 86_400_000
 
@@ -252,7 +258,7 @@ def seed_county(engine: Engine, at_ms: int) -> None:
                 location_id=loc,
                 from_ms=at_ms - 86_400_000,
                 actor=ACTOR,
-                role=_ROLES.get(sensor.rsplit(".", 1)[1], "air"),
+                role=_role(sensor),
             )
     for batch_id, profile, product, kg, producer, village, county, loc in BATCHES:
         create_batch(

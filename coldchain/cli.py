@@ -308,6 +308,60 @@ def simulate(
 
 
 @main.command()
+@click.argument("batch_id")
+@click.option(
+    "--db-url",
+    envvar="COLDCHAIN_DB_URL",
+    default="sqlite:///var/alerts.sqlite",
+    show_default=True,
+    help="SQLAlchemy URL of the alert service's database",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="collector config naming the readings store (default: SQLite var/coldchain.sqlite)",
+)
+@click.option(
+    "--db", type=click.Path(path_type=Path), default=None, help="an SQLite readings store file"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def report(
+    batch_id: str, db_url: str, config_path: Path | None, db: Path | None, as_json: bool
+) -> None:
+    """A batch's journey report: stays, sensors and the calibrations applied, breaches and
+    who acknowledged them, the verdict (MKT, time out of range, 2 h / 4 h), flags."""
+    import json
+
+    from alerts.db import make_engine
+    from alerts.repo import RepoError
+    from alerts.report import as_dict, batch_report, render_text
+    from collector.app import open_store
+    from collector.config import CollectorConfig, SqliteStoreConfig
+
+    if db is not None:
+        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=db))
+    else:
+        config = _load_collector_config(config_path)
+    engine = make_engine(db_url)
+    store = open_store(config)
+    try:
+        result = batch_report(engine, store, batch_id, time.time_ns() // 1_000_000)
+    except RepoError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+        engine.dispose()
+    click.echo(
+        json.dumps(as_dict(result), default=str, ensure_ascii=False, indent=1)
+        if as_json
+        else render_text(result)
+    )
+
+
+@main.command()
 @click.argument("csv_path", type=click.Path(path_type=Path))
 @click.option(
     "--dh-r-k",

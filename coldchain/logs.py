@@ -17,3 +17,4 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up is chatter
