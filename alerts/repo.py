@@ -407,6 +407,19 @@ def stored_breaches(engine: Engine, gateway: str, sensor: str, since_ms: int) ->
         return [breach_of(row) for row in rows]
 
 
+def open_breaches(engine: Engine, gateway: str, sensor: str) -> list[Breach]:
+    """A sensor's breaches still in progress (a restarted service takes them over)."""
+    with Session(engine) as s:
+        rows = s.execute(
+            select(BreachRow).where(
+                BreachRow.gateway == gateway,
+                BreachRow.sensor == sensor,
+                BreachRow.end_ms.is_(None),
+            )
+        ).scalars()
+        return [breach_of(row) for row in rows]
+
+
 def open_breach(
     engine: Engine, gateway: str, sensor: str, kind: Kind, level: Level
 ) -> BreachRow | None:

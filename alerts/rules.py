@@ -162,6 +162,25 @@ class SensorEvaluator:
             changed += self._no_data.feed(point)
         return changed
 
+    def resume(self, ongoing: Sequence[Breach]) -> None:
+        """Take over breaches still in progress when the service stopped (read back from
+        the store): new readings continue them, so a restart never splits a breach."""
+        for b in ongoing:
+            for continuous, cumulative in self._pairs:
+                if (b.kind, b.level) == (continuous.kind, continuous.level):
+                    continuous.active, continuous.run_start = b, b.start_ts_ms
+                    continuous.found.append(b)
+                elif cumulative is not None and (b.kind, b.level) == (
+                    cumulative.kind,
+                    cumulative.level,
+                ):
+                    cumulative.breach, cumulative.total = b, cumulative.allowance
+                    cumulative.current_window = b.start_ts_ms // cumulative.window
+                    cumulative.found.append(b)
+            if b.kind is Kind.FAULT:
+                self._faults.breach, self._faults.start = b, b.start_ts_ms
+                self._faults.found.append(b)
+
     def breaches(self) -> list[Breach]:
         found: list[Breach] = []
         for continuous, cumulative in self._pairs:
@@ -468,6 +487,12 @@ class DoorEvaluator:
                 changed.append(self._breach)
             self._opened, self._breach = None, None
         return changed
+
+    def resume(self, ongoing: Sequence[Breach]) -> None:
+        for b in ongoing:
+            if b.kind is Kind.DOOR_OPEN:
+                self._breach, self._opened = b, b.start_ts_ms
+                self.found.append(b)
 
     def breaches(self) -> list[Breach]:
         return list(self.found)

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,6 +39,7 @@ from alerts.repo import (
     calibrations_by_sensor,
     in_force,
     open_breach,
+    open_breaches,
     stored_breaches,
     supersede_breach,
     sync_alarm,
@@ -85,6 +86,8 @@ class Evaluator(Protocol):
 
     def feed(self, point: Point) -> list[Breach]: ...
 
+    def resume(self, ongoing: Sequence[Breach]) -> None: ...
+
     def breaches(self) -> list[Breach]: ...
 
     def open_no_data(self, now_ms: int) -> Breach | None: ...
@@ -105,6 +108,14 @@ class Series:
     history: list[Point] = field(default_factory=list)
     #: the ongoing no-data breach the live watchdog stored, if any
     watchdog: Breach | None = None
+    #: breaches in progress when the service last stopped, taken over from the store
+    resumed: list[Breach] = field(default_factory=list)
+
+    def fresh(self) -> Evaluator:
+        """A new evaluator that continues the resumed breaches."""
+        evaluator = self.make()
+        evaluator.resume([b for b in self.resumed if b.kind is not Kind.NO_DATA])
+        return evaluator
 
 
 @dataclass
@@ -485,6 +496,10 @@ class AlertService:
         make, signature = plan
         location = self._assignments[key]
         series = Series(gateway, sensor, quantity, location, signature, make, make())
+        # a restart mid-breach keeps one breach: take over what was in progress
+        series.resumed = open_breaches(self.engine, gateway, sensor)
+        series.evaluator = series.fresh()
+        series.watchdog = next((b for b in series.resumed if b.kind is Kind.NO_DATA), None)
         self._series[key] = series
         return series
 
@@ -504,7 +519,7 @@ class AlertService:
                 {p.ts_ms: p for p in series.history + late + fresh}.values(),
                 key=lambda p: p.ts_ms,
             )
-            rebuilt = series.make()
+            rebuilt = series.fresh()
             for p in series.history:
                 rebuilt.feed(p)
             series.evaluator, series.watchdog = rebuilt, None
@@ -514,6 +529,10 @@ class AlertService:
                 self._reconcile(series)
             return []
         changed: list[Breach] = []
+        if fresh and series.watchdog is not None and last is None:
+            # a no-data breach stored before a restart: data is back, it ends here
+            series.watchdog.end_ts_ms, series.watchdog.end_reason = fresh[0].ts_ms, "data_back"
+            changed.append(series.watchdog)
         for point in fresh:
             # data is back: a gap closes with the watchdog's identity (see open_no_data)
             series.watchdog = None

@@ -230,6 +230,40 @@ def test_a_profile_change_ends_the_ongoing_breach_and_the_new_limits_apply(
     assert row.end_ms == T0 + 45 * MIN
 
 
+def test_a_restart_mid_breach_keeps_one_breach_that_ends_when_back_in_range(
+    engine: Engine,
+) -> None:
+    before = service(engine)
+    before.process(batch(temps("cr1-th.temp", [-14.0] * 6)))  # critical from 15 min on
+    door = [
+        Reading(sensor="cr1-ctrl.door", ts_ms=T0 + i * 5 * MIN, q=Quality.OK, door_open=True)
+        for i in range(4)
+    ]
+    before.process(batch(door, seq=2))
+    assert {(r.kind, r.level, r.end_ms) for r in breaches(engine)} == {
+        ("high", "critical", None),
+        ("door_open", "warning", None),
+    }
+    after = service(engine)  # the service restarts; its memory is gone
+    after.process(
+        batch(
+            temps("cr1-th.temp", [-13.0, -13.0] + [-20.0] * 4, start=T0 + 30 * MIN)
+            + [
+                Reading(
+                    sensor="cr1-ctrl.door", ts_ms=T0 + 30 * MIN, q=Quality.OK, door_open=False
+                )
+            ],
+            seq=3,
+        )
+    )
+    rows = breaches(engine)
+    high = [r for r in rows if r.kind == "high" and r.level == "critical"]
+    assert len(high) == 1 and high[0].start_ms == T0
+    assert (high[0].max_value, high[0].end_reason) == (-13.0, "back_in_range")
+    (door_row,) = [r for r in rows if r.kind == "door_open"]
+    assert (door_row.end_ms, door_row.end_reason) == (T0 + 30 * MIN, "closed")
+
+
 # ---------------------------------------------------------------------- late data and gaps
 def test_a_late_backlog_that_fills_a_gap_supersedes_the_no_data_breach(engine: Engine) -> None:
     svc = service(engine)
