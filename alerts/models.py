@@ -7,7 +7,17 @@ assignment with ``until_ms`` NULL is the current one.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alerts.db import Base
@@ -160,5 +170,31 @@ class AlarmRow(Base):
     acknowledged_ms: Mapped[int | None] = mapped_column(BigInteger)
     cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
     closed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    #: the user the alarm is assigned to (the alarm board shows it)
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("alarms_state", "state", "raised_ms"),)
+
+
+class User(Base):
+    """A person who signs in to the web pages and the API (passwords: argon2id hashes)."""
+
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SessionRow(Base):
+    """A signed-in session: only the SHA-256 of its random token is kept."""
+
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), nullable=False)
+    created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)

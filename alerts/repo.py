@@ -598,3 +598,28 @@ def acknowledge_alarm(
         s.flush()
         s.expunge(row)
         return row
+
+
+def assign_alarm(
+    engine: Engine, alarm_id: int, *, assignee: str | None, actor: str, now: int | None = None
+) -> AlarmRow:
+    """Give an alarm to someone to deal with (or take it back); audited."""
+    with Session(engine) as s, s.begin():
+        row = s.get(AlarmRow, alarm_id)
+        if row is None:
+            raise RepoError(f"no alarm {alarm_id}")
+        old = row.assigned_to
+        row.assigned_to = assignee
+        record(
+            s,
+            actor=actor,
+            action="alarm.assign",
+            entity="alarm",
+            entity_id=str(alarm_id),
+            old={"assigned_to": old},
+            new={"assigned_to": assignee},
+            ts_ms=now,
+        )
+        s.flush()
+        s.expunge(row)
+        return row

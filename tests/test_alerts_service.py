@@ -247,11 +247,9 @@ def test_a_restart_mid_breach_keeps_one_breach_that_ends_when_back_in_range(
     after = service(engine)  # the service restarts; its memory is gone
     after.process(
         batch(
-            temps("cr1-th.temp", [-13.0, -13.0] + [-20.0] * 4, start=T0 + 30 * MIN)
-            + [
-                Reading(
-                    sensor="cr1-ctrl.door", ts_ms=T0 + 30 * MIN, q=Quality.OK, door_open=False
-                )
+            [
+                *temps("cr1-th.temp", [-13.0, -13.0] + [-20.0] * 4, start=T0 + 30 * MIN),
+                Reading(sensor="cr1-ctrl.door", ts_ms=T0 + 30 * MIN, q=Quality.OK, door_open=False),
             ],
             seq=3,
         )

@@ -1,0 +1,100 @@
+"""The FastAPI application: routers by resource, errors translated once, the live hub
+started and stopped with the app. ``create_app(settings)``; ``coldchain api`` serves it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from alerts.db import make_engine, upgrade
+from alerts.lifecycle import LifecycleError
+from alerts.repo import RepoError
+from api.deps import LoginLimiter, Services
+from api.live import LiveHub
+from api.routes import admin, alarms, auth, batches, live, public, sites
+from api.settings import ApiSettings
+from coldchain.settings import load_toml
+from collector.app import open_store
+from collector.config import CollectorConfig, SqliteStoreConfig
+from collector.store import Store
+
+log = logging.getLogger("coldchain.api")
+
+#: the API's routers, one per resource (the role tests walk them)
+ROUTERS = tuple(m.router for m in (auth, sites, alarms, batches, admin, public, live))
+
+
+def _store_opener(settings: ApiSettings):  # type: ignore[no-untyped-def]
+    if settings.store_config is not None:
+        config = load_toml(settings.store_config, CollectorConfig)
+    else:
+        assert settings.readings_db is not None
+        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=settings.readings_db))
+
+    def opener() -> Store:
+        return open_store(config)
+
+    return opener
+
+
+def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    hub = (
+        LiveHub(engine, settings.mqtt_host, settings.mqtt_port, settings.sites)
+        if live_updates
+        else None
+    )
+    services = Services(settings, engine, _store_opener(settings), LoginLimiter(), hub)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if hub is not None:
+            await hub.start()
+        try:
+            yield
+        finally:
+            if hub is not None:
+                await hub.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="coldchain",
+        version="0.1.0",
+        summary="Cold-chain monitoring: sites, sensors, batches, alarms, reports, audit.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.exception_handler(RepoError)
+    @app.exception_handler(LifecycleError)
+    async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+        message = str(exc)
+        code = (
+            status.HTTP_404_NOT_FOUND
+            if message.startswith("no ")
+            else status.HTTP_409_CONFLICT
+            if "already" in message or "exists" in message or "not in anyone's custody" in message
+            else status.HTTP_400_BAD_REQUEST
+        )
+        return JSONResponse({"detail": message}, status_code=code)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    return app

@@ -1,0 +1,155 @@
+"""Profiles (quality staff change them, with a reason), users (admins), the audit trail."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.audit import head, verify
+from alerts.db import AuditRow
+from alerts.models import ProfileRow
+from alerts.profiles import ProductProfile
+from alerts.repo import save_profile
+from alerts.users import Role, change_user, create_user, list_users
+from api.deps import Admin, Quality, ServicesDep, Viewer
+from api.schemas import AuditCheck, AuditOut, NewUser, ProfileChange, UserChange, UserOut
+
+router = APIRouter(prefix="/api", tags=["profiles, users, audit"])
+
+
+@router.get("/profiles")
+def profiles(_user: Viewer, svc: ServicesDep) -> list[dict[str, object]]:
+    with Session(svc.engine) as s:
+        return [
+            json.loads(p.body)
+            for p in s.execute(select(ProfileRow).order_by(ProfileRow.id)).scalars()
+        ]
+
+
+@router.get("/profiles/{profile_id}", responses={404: {"description": "no such profile"}})
+def profile(profile_id: str, _user: Viewer, svc: ServicesDep) -> dict[str, object]:
+    with Session(svc.engine) as s:
+        row = s.get(ProfileRow, profile_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no profile {profile_id!r}")
+        body: dict[str, object] = json.loads(row.body)
+        return body
+
+
+@router.put("/profiles/{profile_id}", responses={422: {"description": "invalid profile"}})
+def change_profile(
+    profile_id: str, body: ProfileChange, user: Quality, svc: ServicesDep
+) -> dict[str, object]:
+    """Create or change a product profile; old and new values and the reason go into the
+    audit trail. The alert service applies it within a minute; an ongoing breach ends
+    there and the new limits apply from then on."""
+    try:
+        new = ProductProfile.model_validate({**body.profile, "id": profile_id})
+    except ValidationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json(include_url=False))
+        ) from None
+    save_profile(svc.engine, new, actor=user.username, reason=body.reason)
+    saved: dict[str, object] = json.loads(new.model_dump_json())
+    return saved
+
+
+def _user_out(u: object) -> UserOut:
+    return UserOut.model_validate(u, from_attributes=True)
+
+
+@router.get("/users")
+def users(_user: Admin, svc: ServicesDep) -> list[UserOut]:
+    return [
+        UserOut(
+            username=u.username, display_name=u.display_name, role=Role(u.role), active=u.active
+        )
+        for u in list_users(svc.engine)
+    ]
+
+
+@router.post(
+    "/users", status_code=status.HTTP_201_CREATED, responses={409: {"description": "exists"}}
+)
+def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> UserOut:
+    create_user(
+        svc.engine,
+        body.username,
+        body.password,
+        body.role,
+        actor=user.username,
+        display_name=body.display_name,
+    )
+    return UserOut(
+        username=body.username,
+        display_name=body.display_name or body.username,
+        role=body.role,
+        active=True,
+    )
+
+
+@router.patch("/users/{username}", responses={404: {"description": "no such user"}})
+def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> UserOut:
+    if username == user.username and (
+        body.active is False or (body.role not in (None, Role.ADMIN))
+    ):
+        raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot lock themselves out")
+    changed = change_user(
+        svc.engine,
+        username,
+        actor=user.username,
+        role=body.role,
+        active=body.active,
+        reason=body.reason,
+    )
+    return UserOut(
+        username=changed.username,
+        display_name=changed.display_name,
+        role=Role(changed.role),
+        active=changed.active,
+    )
+
+
+@router.get("/audit")
+def audit(
+    _user: Quality,
+    svc: ServicesDep,
+    entity: Annotated[str | None, Query(max_length=64)] = None,
+    entity_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[AuditOut]:
+    """The trail, newest first."""
+    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    if entity is not None:
+        query = query.where(AuditRow.entity == entity)
+    if entity_id is not None:
+        query = query.where(AuditRow.entity_id == entity_id)
+    with Session(svc.engine) as s:
+        return [
+            AuditOut(
+                id=r.id,
+                ts_ms=r.ts_ms,
+                actor=r.actor,
+                action=r.action,
+                entity=r.entity,
+                entity_id=r.entity_id,
+                old_value=json.loads(r.old_value) if r.old_value else None,
+                new_value=json.loads(r.new_value) if r.new_value else None,
+                reason=r.reason,
+            )
+            for r in s.execute(query).scalars()
+        ]
+
+
+@router.get("/audit/verify")
+def audit_verify(_user: Quality, svc: ServicesDep) -> AuditCheck:
+    problems = verify(svc.engine)
+    rows, head_hash = head(svc.engine)
+    return AuditCheck(
+        intact=not problems, rows=rows, head_hash=head_hash, problems=[str(p) for p in problems]
+    )

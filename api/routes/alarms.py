@@ -1,0 +1,128 @@
+"""Alarms: the board's list (unacknowledged first, by severity and age), acknowledge with
+a mandatory comment, assign. Both changes are audited by the store's operations."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import Select, case, select
+from sqlalchemy.orm import Session
+
+from alerts.models import AlarmRow, BreachRow, Location, User
+from alerts.repo import acknowledge_alarm, assign_alarm
+from api.deps import Operator, ServicesDep, Viewer
+from api.schemas import Acknowledge, AlarmOut, Assign
+
+router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+
+AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an INTEGER key
+
+_STATE_ORDER = case(
+    (AlarmRow.state == "active", 0),
+    (AlarmRow.state == "acknowledged", 1),
+    (AlarmRow.state == "cleared", 2),
+    else_=3,
+)
+_LEVEL_ORDER = case((AlarmRow.level == "critical", 0), else_=1)
+
+
+def _out(alarm: AlarmRow, breach: BreachRow, location: Location | None) -> AlarmOut:
+    return AlarmOut(
+        id=alarm.id,
+        state=alarm.state,
+        level=alarm.level,
+        kind=breach.kind,
+        raised_ms=alarm.raised_ms,
+        start_ms=breach.start_ms,
+        end_ms=breach.end_ms,
+        gateway=breach.gateway,
+        sensor=breach.sensor,
+        location_id=breach.location_id,
+        location_name=location.name if location else None,
+        site_id=breach.site_id,
+        batches=json.loads(breach.batches),
+        min_value=breach.min_value,
+        max_value=breach.max_value,
+        acknowledged_by=alarm.acknowledged_by,
+        ack_comment=alarm.ack_comment,
+        acknowledged_ms=alarm.acknowledged_ms,
+        assigned_to=alarm.assigned_to,
+        settings=json.loads(breach.settings),
+    )
+
+
+def _query() -> Select[AlarmRow, BreachRow, Location]:
+    return (
+        select(AlarmRow, BreachRow, Location)
+        .join(BreachRow, AlarmRow.breach_id == BreachRow.id)
+        .outerjoin(Location, BreachRow.location_id == Location.id)
+    )
+
+
+@router.get("")
+def alarms(
+    _user: Viewer,
+    svc: ServicesDep,
+    scope: Literal["open", "all"] = "open",
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    batch: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlarmOut]:
+    """Open alarms are the active and acknowledged ones (not yet cleared). Active first,
+    critical before warning, oldest first."""
+    query = _query()
+    if scope == "open":
+        query = query.where(AlarmRow.state.in_(("active", "acknowledged")))
+    if site is not None:
+        query = query.where(BreachRow.site_id == site)
+    if batch is not None:
+        query = query.where(BreachRow.batches.contains(json.dumps(batch)))
+    query = query.order_by(_STATE_ORDER, _LEVEL_ORDER, AlarmRow.raised_ms).limit(limit)
+    with Session(svc.engine) as s:
+        return [_out(a, b, loc) for a, b, loc in s.execute(query).all()]
+
+
+def _one(svc: ServicesDep, alarm_id: int) -> AlarmOut:
+    with Session(svc.engine) as s:
+        row = s.execute(_query().where(AlarmRow.id == alarm_id)).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id}")
+        return _out(*row)
+
+
+@router.get("/{alarm_id}", responses={404: {"description": "no such alarm"}})
+def alarm(alarm_id: AlarmId, _user: Viewer, svc: ServicesDep) -> AlarmOut:
+    return _one(svc, alarm_id)
+
+
+@router.post(
+    "/{alarm_id}/ack",
+    responses={
+        404: {"description": "no such alarm"},
+        409: {"description": "already acknowledged"},
+        422: {"description": "no comment"},
+    },
+)
+def acknowledge(alarm_id: AlarmId, body: Acknowledge, user: Operator, svc: ServicesDep) -> AlarmOut:
+    """Acknowledge with a comment saying what was done; silences escalation, keeps the
+    record. The acknowledgement and its comment go into the audit trail."""
+    if not body.comment.strip():
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "an acknowledgement needs a comment"
+        )
+    _one(svc, alarm_id)
+    acknowledge_alarm(svc.engine, alarm_id, user=user.username, comment=body.comment.strip())
+    return _one(svc, alarm_id)
+
+
+@router.post("/{alarm_id}/assign", responses={404: {"description": "no such alarm or user"}})
+def assign(alarm_id: AlarmId, body: Assign, user: Operator, svc: ServicesDep) -> AlarmOut:
+    _one(svc, alarm_id)
+    if body.assignee is not None:
+        with Session(svc.engine) as s:
+            if s.get(User, body.assignee) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {body.assignee!r}")
+    assign_alarm(svc.engine, alarm_id, assignee=body.assignee, actor=user.username)
+    return _one(svc, alarm_id)

@@ -1,0 +1,70 @@
+"""Sign in and out. Failed sign-ins are limited per user name and per client address."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from alerts.models import User
+from alerts.users import SESSION_MS, Role, authenticate, close_session, open_session
+from api.deps import COOKIE, ServicesDep, Viewer, token_of
+from api.schemas import Login, Me, SessionOut
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+PUBLIC = {"/api/auth/login", "/api/auth/logout"}
+
+
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "wrong user name or password"},
+        429: {"description": "too many failed sign-ins"},
+    },
+)
+def login(body: Login, request: Request, response: Response, svc: ServicesDep) -> SessionOut:
+    address = request.client.host if request.client else "unknown"
+    wait = svc.limiter.retry_after_s(body.username, address)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed sign-ins: wait and try again",
+            headers={"Retry-After": str(wait)},
+        )
+    user = authenticate(svc.engine, body.username, body.password)
+    if user is None:
+        svc.limiter.failed(body.username, address)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    token, expires_ms = open_session(svc.engine, user.username)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=svc.settings.secure_cookies,
+        max_age=SESSION_MS // 1000,
+        path="/",
+    )
+    return SessionOut(
+        token=token,
+        username=user.username,
+        role=Role(user.role),
+        display_name=user.display_name,
+        expires_ms=expires_ms,
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(request: Request, response: Response, svc: ServicesDep) -> None:
+    token = token_of(request)
+    if token:
+        close_session(svc.engine, token)
+    response.delete_cookie(COOKIE, path="/")
+
+
+@router.get("/me")
+def me(user: Viewer) -> Me:
+    return _me(user)
+
+
+def _me(user: User) -> Me:
+    return Me(username=user.username, role=Role(user.role), display_name=user.display_name)

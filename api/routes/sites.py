@@ -1,0 +1,145 @@
+"""Sites with their rooms and compartments: limits, latest readings, state; sensors'
+latest readings; history through the readings store."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.models import AlarmRow, BreachRow, Location, ProfileRow, SensorAssignment, Site
+from alerts.profiles import ProductProfile
+from api.deps import Operator, ServicesDep, StoreDep, Viewer
+from api.schemas import Latest, LocationOut, ReadingOut, SiteOut
+
+router = APIRouter(prefix="/api", tags=["sites and sensors"])
+
+MAX_HISTORY = 50_000
+
+
+def _latest(svc: ServicesDep, now_s: float) -> dict[tuple[str, str], Latest]:
+    if svc.hub is None:
+        return {}
+    return {
+        key: Latest(
+            gateway=r.gateway,
+            sensor=r.sensor,
+            quantity=r.quantity,
+            value=r.value,
+            q=r.q,
+            ts_ms=r.ts_ms,
+            age_s=round(max(0.0, now_s - r.ts_ms / 1000), 1),
+        )
+        for key, r in list(svc.hub.latest.items())
+    }
+
+
+@router.get("/sites")
+def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
+    now_s = time.time()
+    latest = _latest(svc, now_s)
+    with Session(svc.engine) as s:
+        profiles = {
+            p.id: ProductProfile.model_validate_json(p.body)
+            for p in s.execute(select(ProfileRow)).scalars()
+        }
+        assigned: dict[str, list[tuple[str, str]]] = {}
+        for a in s.execute(
+            select(SensorAssignment).where(SensorAssignment.until_ms.is_(None))
+        ).scalars():
+            assigned.setdefault(a.location_id, []).append((a.gateway, a.sensor))
+        open_alarms = dict(
+            s.execute(
+                select(BreachRow.location_id, func.count(AlarmRow.id))
+                .join(AlarmRow, AlarmRow.breach_id == BreachRow.id)
+                .where(AlarmRow.state.in_(("active", "acknowledged")))
+                .group_by(BreachRow.location_id)
+            ).all()
+        )
+        out = []
+        for site in s.execute(select(Site).order_by(Site.id)).scalars():
+            locations = []
+            gateways: dict[str, str] = {}
+            for loc in s.execute(
+                select(Location).where(Location.site_id == site.id).order_by(Location.id)
+            ).scalars():
+                profile = profiles.get(loc.profile_id or "")
+                readings = [latest[k] for k in assigned.get(loc.id, []) if k in latest]
+                for gateway, _sensor in assigned.get(loc.id, []):
+                    gateways[gateway] = (
+                        svc.hub.gateways.get(gateway, "unknown") if svc.hub else "unknown"
+                    )
+                alarms = int(open_alarms.get(loc.id, 0))
+                state = (
+                    "alarm"
+                    if alarms
+                    else "no_data"
+                    if not readings
+                    else "stale"
+                    if min(r.age_s for r in readings) > svc.settings.stale_after_s
+                    else "ok"
+                )
+                locations.append(
+                    LocationOut(
+                        id=loc.id,
+                        name=loc.name,
+                        kind=loc.kind,
+                        profile_id=loc.profile_id,
+                        keep_low_c=profile.keep_low_c if profile else None,
+                        keep_high_c=profile.keep_high_c if profile else None,
+                        door_open_max_min=loc.door_open_max_min,
+                        readings=readings,
+                        open_alarms=alarms,
+                        state=state,
+                    )
+                )
+            out.append(
+                SiteOut(
+                    id=site.id,
+                    name=site.name,
+                    kind=site.kind,
+                    county=site.county,
+                    locations=locations,
+                    gateways=gateways,
+                )
+            )
+        return out
+
+
+@router.get("/sensors/latest")
+def latest_readings(_user: Viewer, svc: ServicesDep) -> list[Latest]:
+    return sorted(_latest(svc, time.time()).values(), key=lambda r: (r.gateway, r.sensor))
+
+
+@router.get("/history")
+def history(
+    _user: Operator,
+    store: StoreDep,
+    sensor: Annotated[str, Query(min_length=1, max_length=128)],
+    gateway: Annotated[str | None, Query(max_length=64)] = None,
+    from_ms: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    to_ms: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 10_000,
+) -> list[ReadingOut]:
+    """A sensor's stored readings in time order (gaps are gaps: nothing is filled in)."""
+    end = to_ms if to_ms is not None else time.time_ns() // 1_000_000 + 1
+    start = from_ms if from_ms is not None else end - 86_400_000
+    out: list[ReadingOut] = []
+    for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
+        out.append(
+            ReadingOut(
+                gateway=r.gateway,
+                sensor=r.sensor,
+                ts_ms=r.ts_ms,
+                quantity=r.quantity.value,
+                value=r.value,
+                q=r.q.value,
+                fault=r.fault,
+            )
+        )
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,214 @@
+"""What the API answers and accepts (pydantic v2). Times are UTC milliseconds, like
+everywhere in coldchain; temperatures in °C, humidity in %."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.users import USERNAME_PATTERN, Role
+
+Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Login(Model):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SessionOut(Model):
+    token: str
+    username: str
+    role: Role
+    display_name: str
+    expires_ms: int
+
+
+class Me(Model):
+    username: str
+    role: Role
+    display_name: str
+
+
+class Latest(Model):
+    gateway: str
+    sensor: str
+    quantity: str
+    value: float | bool | None
+    q: str
+    ts_ms: int
+    age_s: float
+
+
+class LocationOut(Model):
+    id: str
+    name: str
+    kind: str
+    profile_id: str | None
+    keep_low_c: float | None
+    keep_high_c: float | None
+    door_open_max_min: float
+    #: latest readings of its assigned sensors (from the live hub)
+    readings: list[Latest]
+    open_alarms: int
+    state: Literal["ok", "alarm", "stale", "no_data"]
+
+
+class SiteOut(Model):
+    id: str
+    name: str
+    kind: str
+    county: str | None
+    locations: list[LocationOut]
+    gateways: dict[str, str]  # gateway id: online | offline | back-filling | unknown
+
+
+class ReadingOut(Model):
+    gateway: str
+    sensor: str
+    ts_ms: int
+    quantity: str
+    value: float | bool | None
+    q: str
+    fault: str | None = None
+
+
+class AlarmOut(Model):
+    id: int
+    state: str
+    level: str
+    kind: str
+    raised_ms: int
+    start_ms: int
+    end_ms: int | None
+    gateway: str
+    sensor: str
+    location_id: str | None
+    location_name: str | None
+    site_id: str | None
+    batches: list[str]
+    min_value: float | None
+    max_value: float | None
+    acknowledged_by: str | None
+    ack_comment: str | None
+    acknowledged_ms: int | None
+    assigned_to: str | None
+    settings: dict[str, object]
+
+
+class Acknowledge(Model):
+    comment: Text
+
+
+class Assign(Model):
+    assignee: Username | None
+
+
+class StayOut(Model):
+    location_id: str
+    location_name: str
+    from_ms: int
+    until_ms: int | None
+    event: str
+    handed_over_by: str
+    temp_at_handover_c: float | None
+
+
+class BatchOut(Model):
+    id: str
+    product: str
+    quantity: float
+    unit: str
+    profile_id: str
+    origin_producer: str
+    origin_village: str | None
+    origin_county: str | None
+    trace_code: str
+    created_ms: int
+    location_id: str | None  # where it is now (None: delivered)
+    journey: list[StayOut]
+
+
+class Handover(Model):
+    to_location: Annotated[str, Field(min_length=1, max_length=64)] | None
+    event: Literal["loaded", "unloaded", "transferred", "into_store", "delivered"]
+    temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
+
+
+class ProfileChange(Model):
+    profile: dict[str, object]
+    reason: Text
+
+
+class UserOut(Model):
+    username: str
+    display_name: str
+    role: Role
+    active: bool
+
+
+class NewUser(Model):
+    username: Username
+    password: Annotated[str, Field(min_length=10, max_length=200)]
+    role: Role
+    display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class UserChange(Model):
+    role: Role | None = None
+    active: bool | None = None
+    reason: Text
+
+
+class AuditOut(Model):
+    id: int
+    ts_ms: int
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    old_value: object
+    new_value: object
+    reason: str | None
+
+
+class AuditCheck(Model):
+    intact: bool
+    rows: int
+    head_hash: str
+    problems: list[str]
+
+
+class TraceStay(Model):
+    """A stay as the public sees it: where (kind and place name), from when, to when."""
+
+    place: str
+    kind: str
+    from_ms: int
+    until_ms: int | None
+
+
+class TraceOut(Model):
+    """Public fields only: no user names, no comments, no other batches."""
+
+    trace_code: str
+    product: str
+    origin_producer: str
+    origin_village: str | None
+    origin_county: str | None
+    journey: list[TraceStay]
+    cold_chain_held: bool
+    verdict: Literal["accept", "review", "reject", "in_progress"]
+    mkt_c: float | None
+
+
+class Health(Model):
+    status: Literal["ok"]
+    database: Literal["ok", "unavailable"]
+    broker: Literal["connected", "disconnected", "off"]

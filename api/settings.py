@@ -1,0 +1,48 @@
+"""The API's settings, from ``COLDCHAIN_*`` environment variables (pydantic-settings).
+
+Outside demo mode the database URL must be given: there is no silent default that
+would write a production system's users into a file in the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COLDCHAIN_", extra="ignore")
+
+    #: the alert service's database (users, batches, alarms, audit)
+    db_url: str = ""
+    #: the readings store: an SQLite file, or a collector config naming the store
+    readings_db: Path | None = None
+    store_config: Path | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    #: sites the live hub follows (MQTT topic level, "+" for all)
+    sites: tuple[str, ...] = ("+",)
+    #: demo mode: permissive defaults, never in production
+    demo: bool = False
+    #: send the session cookie only over HTTPS (on behind a TLS proxy in production)
+    secure_cookies: bool = False
+    #: the age after which a reading is shown as stale on the pages
+    stale_after_s: Annotated[float, Field(gt=0)] = 900.0
+
+    @model_validator(mode="after")
+    def _safe_outside_demo(self) -> ApiSettings:
+        if not self.db_url:
+            if not self.demo:
+                raise ValueError(
+                    "COLDCHAIN_DB_URL is not set (e.g. postgresql+psycopg://coldchain:…@db/"
+                    "coldchain); only demo mode has a default"
+                )
+            self.db_url = "sqlite:///var/demo/alerts.sqlite"
+        if self.readings_db is None and self.store_config is None:
+            self.readings_db = Path(
+                "var/demo/coldchain.sqlite" if self.demo else "var/coldchain.sqlite"
+            )
+        return self

@@ -1,0 +1,124 @@
+"""The API served for real: uvicorn on a free port of 127.0.0.1 in a thread, over a real
+database (SQLite or PostgreSQL) seeded with the simulated county, a readings store in
+SQLite, and the live hub on the test broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from alerts.db import make_engine, upgrade
+from alerts.seed import seed_county
+from alerts.users import Role, create_user
+from api.app import create_app
+from api.settings import ApiSettings
+from coldchain import wire
+from coldchain.broker import free_port
+from coldchain.wire import Quality, Reading, ReadingsBatch
+from collector.sqlite_store import SqliteStore
+from collector.store import Incoming
+from tests.harness import Broker
+
+PASSWORD = "correct horse battery"
+MIN = 60_000
+
+
+@dataclass
+class Api:
+    url: str
+    app: FastAPI
+    engine: Engine
+    readings_db: Path
+    broker: Broker
+    t0_ms: int
+
+    def client(self, role: Role | None = None) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=20)
+        if role is not None:
+            client.headers["Authorization"] = f"Bearer {self.token(role)}"
+        return client
+
+    def token(self, role: Role) -> str:
+        reply = httpx.post(
+            f"{self.url}/api/auth/login",
+            json={"username": user_of(role), "password": PASSWORD},
+            timeout=20,
+        )
+        assert reply.status_code == 200, reply.text
+        token: str = reply.json()["token"]
+        return token
+
+
+def user_of(role: Role) -> str:
+    return f"{role.value}.test"
+
+
+def write_readings(path: Path, t0_ms: int) -> None:
+    """Two hours of cold room 2 (chilled) at 2-3 °C, every 5 minutes."""
+    store = SqliteStore(path)
+    readings = [
+        Reading(sensor=sensor, ts_ms=t0_ms + m * MIN, q=Quality.OK, temp_c=2.0 + (m % 3) * 0.5)
+        for m in range(0, 120, 5)
+        for sensor in ("cr2-ctrl.air", "cr2-th.temp")
+    ]
+    store.write(
+        [
+            Incoming(
+                ReadingsBatch(
+                    v=wire.SCHEMA_VERSION,
+                    gateway="store-gw",
+                    site="county-store",
+                    epoch=1,
+                    seq=1,
+                    readings=readings,
+                ),
+                t0_ms,
+            )
+        ],
+        [],
+    )
+    store.close()
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    now = time.time_ns() // 1_000_000
+    seed_county(engine, at_ms=now)
+    for role in Role:
+        create_user(engine, user_of(role), PASSWORD, role, actor="test")
+    readings_db = tmp_path / "readings.sqlite"
+    t0 = now - 2 * 3_600_000
+    write_readings(readings_db, t0)
+    settings = ApiSettings(
+        db_url=db_url,
+        readings_db=readings_db,
+        mqtt_port=running_broker.port,
+        sites=("county-store", "county-fleet", "transfer-station"),
+    )
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.05)
+    try:
+        yield Api(f"http://127.0.0.1:{port}", app, engine, readings_db, running_broker, t0)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        engine.dispose()
