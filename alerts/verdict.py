@@ -12,6 +12,7 @@ import enum
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from alerts.disposition import Disposition, danger_zone_ms, disposition
 from alerts.mkt import DEFAULT_DH_R_K, MktError, mkt_of_series
@@ -47,6 +48,14 @@ def _beyond(value: float, limits: LevelLimits) -> float:
     over = value - limits.high_c if limits.high_c is not None else float("-inf")
     under = limits.low_c - value if limits.low_c is not None else float("-inf")
     return max(over, under)
+
+
+def _utc(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _c(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} °C"
 
 
 def judge(
@@ -94,13 +103,13 @@ def judge(
     for b in breaches:
         if b.kind in (Kind.HIGH, Kind.LOW) and b.level is Level.CRITICAL:
             reject.append(
-                f"critical {b.kind.value} excursion from ts {b.start_ts_ms} "
-                f"(max {b.max_value}, min {b.min_value})"
+                f"critical {b.kind.value} excursion from {_utc(b.start_ts_ms)} "
+                f"(max {_c(b.max_value)}, min {_c(b.min_value)})"
             )
         elif b.kind in (Kind.HIGH, Kind.LOW, Kind.CUMULATIVE_HIGH, Kind.CUMULATIVE_LOW):
-            review.append(f"{b.level.value} {b.kind.value} breach from ts {b.start_ts_ms}")
+            review.append(f"{b.level.value} {b.kind.value} breach from {_utc(b.start_ts_ms)}")
         elif b.kind in (Kind.FAULT, Kind.NO_DATA):
-            review.append(f"{b.kind.value} from ts {b.start_ts_ms}: the record has a hole")
+            review.append(f"{b.kind.value} from {_utc(b.start_ts_ms)}: the record has a hole")
     if verdict.disposition is Disposition.DISCARD:
         reject.append("more than 4 h between 5 and 60 °C: discard")
     elif verdict.disposition is Disposition.USE_NOW:

@@ -6,15 +6,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
 from alerts.db import make_engine, upgrade
 from alerts.lifecycle import LifecycleError
 from alerts.repo import RepoError
+from api import pages
 from api.deps import LoginLimiter, Services
+from api.i18n import language, words
 from api.live import LiveHub
 from api.routes import admin, alarms, auth, batches, live, public, sites
 from api.settings import ApiSettings
@@ -75,6 +80,22 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     app.state.services = services
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.exception_handler(pages.SignInFirst)
+    async def _sign_in(_request: Request, exc: pages.SignInFirst) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(pages.NotForYourRole)
+    async def _not_yours(request: Request, _exc: pages.NotForYourRole) -> HTMLResponse:
+        lang = language(request)
+        return pages.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"lang": lang, "t": words(lang), "user": None, "message": words(lang)["forbidden"]},
+            status_code=403,
+        )
 
     @app.exception_handler(RepoError)
     @app.exception_handler(LifecycleError)

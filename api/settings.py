@@ -29,6 +29,9 @@ class ApiSettings(BaseSettings):
     demo: bool = False
     #: send the session cookie only over HTTPS (on behind a TLS proxy in production)
     secure_cookies: bool = False
+    #: the address printed in QR codes (e.g. https://trace.county.example); default: the
+    #: address the request came to
+    public_url: str | None = None
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
 

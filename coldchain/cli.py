@@ -218,6 +218,12 @@ def export(
 )
 @click.option("--interval-s", default=5.0, show_default=True, help="gateway poll interval")
 @click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events")
+@click.option(
+    "--web-port",
+    default=8080,
+    show_default=True,
+    help="port of the web pages and API on 127.0.0.1 (0: any free port)",
+)
 def demo(
     mqtt_url: str | None,
     workdir: Path,
@@ -225,6 +231,7 @@ def demo(
     accel: float,
     interval_s: float,
     no_events: bool,
+    web_port: int,
 ) -> None:
     """Run broker, simulated county and gateways on embedded defaults, with a live summary."""
     from coldchain.demo import run_demo
@@ -238,6 +245,7 @@ def demo(
             accel=accel,
             interval_s=interval_s,
             scripted=not no_events,
+            web_port=web_port,
         )
     )
 

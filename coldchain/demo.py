@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,9 @@ from urllib.parse import urlparse
 
 import click
 import paho.mqtt.client as mqtt
+import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy import Engine
 
 from alerts.db import make_engine, upgrade
 from alerts.escalation import Route
@@ -27,7 +31,7 @@ from alerts.notify import Printed
 from alerts.seed import seed_county
 from alerts.service import AlertService, Escalation
 from coldchain import wire
-from coldchain.broker import LocalBroker
+from coldchain.broker import LocalBroker, free_port
 from coldchain.settings import MqttConfig
 from coldchain.sim.county import County
 from coldchain.wire import Stream
@@ -94,6 +98,7 @@ async def run_demo(
     accel: float,
     interval_s: float,
     scripted: bool,
+    web_port: int = 8080,
 ) -> None:
     broker: LocalBroker | None = None
     if mqtt_url:
@@ -154,7 +159,9 @@ async def run_demo(
         ),
     )
     system = System([], collector, store, Watcher(host, port), alert_service)
-    tasks: list[asyncio.Task[None]] = []
+    logins = demo_logins(alerts_engine)
+    web = _web_server(alerts_url, store.path, host, port, web_port)
+    tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(web.serve())]
     try:
         configs = await county.start()
         system.watcher.start()
@@ -164,9 +171,13 @@ async def run_demo(
             gateway = Gateway(load_config(path))
             system.gateways.append(gateway)
             tasks.append(asyncio.ensure_future(gateway.run()))
+        while not web.started:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         _print_banner(broker, host, port, county, system)
+        _print_web(web, logins)
         await _summarise(system, duration_s)
     finally:
+        web.should_exit = True
         for gateway in system.gateways:
             gateway.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -180,6 +191,67 @@ async def run_demo(
         await county.stop()
         if broker is not None:
             broker.stop()
+
+
+DEMO_ROLES = ("admin", "quality", "operator", "driver", "viewer")
+
+
+def demo_logins(engine: Engine) -> dict[str, str]:
+    """One sign-in per role, with a fresh random password at every start (demo only:
+    production has no default user; its first admin comes from `coldchain users add`)."""
+    from alerts.users import Role, create_user, list_users, set_password
+
+    existing = {u.username for u in list_users(engine)}
+    logins = {}
+    for role in DEMO_ROLES:
+        name, password = f"demo.{role}", secrets.token_urlsafe(9)
+        if name in existing:
+            set_password(engine, name, password, actor="demo.setup")
+        else:
+            create_user(engine, name, password, Role(role), actor="demo.setup")
+        logins[name] = password
+    return logins
+
+
+def _web_server(
+    alerts_url: str, readings: Path, host: str, port: int, web_port: int
+) -> uvicorn.Server:
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    settings = ApiSettings(
+        demo=True,
+        db_url=alerts_url,
+        readings_db=readings,
+        mqtt_host=host,
+        mqtt_port=port,
+        sites=tuple(County.SITES),
+    )
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=_usable(web_port), log_level="warning"
+    )
+    return uvicorn.Server(config)
+
+
+def _usable(port: int) -> int:
+    """The port asked for if it is free, else any free one (the banner says which)."""
+    if port:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                pass
+    return free_port()
+
+
+def _print_web(web: uvicorn.Server, logins: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{web.config.port}"
+    click.echo(f"  web        {url}/board (alarm board), {url}/wall (monitoring wall),")
+    click.echo(f"             {url}/cab/truck-01 (cab view), {url}/batches, {url}/api/docs")
+    click.echo("  demo sign-ins (this run only; production has no default user):")
+    for name, password in logins.items():
+        click.echo(f"             {name:<15} {password}")
 
 
 def _show(line: str) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -165,6 +166,8 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
             "2",
             "--duration-s",
             "30",
+            "--web-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -173,18 +176,30 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
     assert proc.stdout is not None
     first_stored = None
     lines = []
+    pages: dict[str, int] = {}
     try:
         for line in proc.stdout:
             lines.append(line)
             match = re.search(r"stored (\d+)", line)
             if first_stored is None and match and int(match.group(1)) > 0:
                 first_stored = time.monotonic() - started
+            login = re.match(r"\s+(demo\.operator)\s+(\S+)$", line)
+            web = re.search(r"web\s+(http://127\.0\.0\.1:\d+)/board", "".join(lines))
+            if login and web and not pages:
+                pages.update(_demo_pages(web.group(1), login.group(1), login.group(2)))
         proc.wait(60)
     finally:
         stop_process_if_running(proc)
     out = "".join(lines)
     assert proc.returncode == 0, out[-3000:]
     assert "broker     mqtt://127.0.0.1:" in out and "(started by the demo)" in out
+    # the run command serves the pages, with a demo sign-in per role printed at start
+    assert pages == {"/board": 200, "/wall": 200, "/cab/truck-01": 200, "/batches": 200}, out[
+        -3000:
+    ]
+    assert all(
+        f"demo.{role}" in out for role in ("admin", "quality", "operator", "driver", "viewer")
+    )
     assert first_stored is not None and first_stored < 60, out[-3000:]
     final = re.search(r"final: readings taken (\d+)\s+published (\d+)\s+stored (\d+)", out)
     assert final is not None, out[-3000:]
@@ -228,6 +243,18 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
     assert f"{len(rows) - 1} readings exported" in export.stderr
 
 
+def _demo_pages(url: str, username: str, password: str) -> dict[str, int]:
+    with httpx.Client(base_url=url, timeout=20) as client:
+        signed_in = client.post(
+            "/api/auth/login", json={"username": username, "password": password}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        return {
+            path: client.get(path).status_code
+            for path in ("/board", "/wall", "/cab/truck-01", "/batches")
+        }
+
+
 @pytest.mark.e2e
 def test_demo_uses_an_existing_broker_when_given_one(
     tmp_path: Path, running_broker: Broker, unique: str
@@ -247,6 +274,8 @@ def test_demo_uses_an_existing_broker_when_given_one(
             "1",
             "--duration-s",
             "60",
+            "--web-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -350,6 +379,8 @@ def test_demo_scripted_events_raise_breaches_on_the_right_batches(tmp_path: Path
             "1",
             "--duration-s",
             "30",
+            "--web-port",
+            "0",
         ],
         capture_output=True,
         text=True,

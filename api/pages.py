@@ -1,0 +1,254 @@
+"""The pages: alarm board, cab view, batch audit (with its PDF), public trace page (with
+its QR code), monitoring wall. Server-rendered (Jinja2) so that the first paint needs
+no script; a small script keeps them live through ``/api/live``. Chinese and English."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.models import Batch, SensorAssignment, User
+from alerts.report import batch_report
+from alerts.users import Role, session_user
+from api.charts import journey_svg
+from api.deps import ServicesDep, token_of
+from api.i18n import language, words
+from api.live import LatestReading
+from api.routes import alarms as alarm_routes
+from api.routes import batches as batch_routes
+from api.routes import public as public_routes
+from api.routes import sites as site_routes
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TraceCode = Annotated[str, PathParam(pattern=r"^[0-9A-Z]{12}$")]
+
+PUBLIC_PAGES = {"/login", "/t/{code}", "/t/{code}/qr.svg", "/t/{code}/qr.png", "/"}
+
+
+class SignInFirst(Exception):
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+class NotForYourRole(Exception):
+    pass
+
+
+def page_user(request: Request, svc: ServicesDep, role: Role) -> User:
+    token = token_of(request)
+    user = session_user(svc.engine, token) if token else None
+    if user is None:
+        raise SignInFirst(request.url.path)
+    if not Role(user.role).may(role):
+        raise NotForYourRole()
+    return user
+
+
+def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
+    lang = language(request)
+    response = templates.TemplateResponse(
+        request, name, {"lang": lang, "t": words(lang), "user": user, **context}
+    )
+    if request.query_params.get("lang") == lang:
+        response.set_cookie("lang", lang, max_age=365 * 86_400, samesite="lax")
+    return response
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/board", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    next_path = request.query_params.get("next", "/board")
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        next_path = "/board"  # never redirect off this site
+    return render(request, "login.html", None, next=next_path)
+
+
+@router.get("/board")
+def board(request: Request, svc: ServicesDep) -> HTMLResponse:
+    user = page_user(request, svc, Role.VIEWER)
+    return render(
+        request,
+        "board.html",
+        user,
+        alarms=alarm_routes.alarms(user, svc),
+        sites=site_routes.sites(user, svc),
+        can_ack=Role(user.role).may(Role.OPERATOR),
+    )
+
+
+@router.get("/wall")
+def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
+    user = page_user(request, svc, Role.VIEWER)
+    sites = site_routes.sites(user, svc)
+    gateways = {g: state for s in sites for g, state in s.gateways.items()}
+    with Session(svc.engine) as s:
+        batches_count = s.execute(select(func.count(Batch.id))).scalar_one()
+    return render(
+        request,
+        "wall.html",
+        user,
+        alarms=alarm_routes.alarms(user, svc),
+        sites=sites,
+        gateways_online=sum(1 for state in gateways.values() if state != "offline"),
+        gateways_total=len(gateways),
+        batches_count=batches_count,
+    )
+
+
+@router.get("/cab/{gateway}")
+def cab(gateway: str, request: Request, svc: ServicesDep) -> HTMLResponse:
+    """A truck's compartments, large: temperature, setpoint, door, age, alarms, route."""
+    user = page_user(request, svc, Role.VIEWER)
+    latest: dict[tuple[str, str], LatestReading] = dict(svc.hub.latest) if svc.hub else {}
+    sites = site_routes.sites(user, svc)
+    with Session(svc.engine) as s:
+        assignments = list(
+            s.execute(
+                select(SensorAssignment).where(
+                    SensorAssignment.gateway == gateway, SensorAssignment.until_ms.is_(None)
+                )
+            ).scalars()
+        )
+    if not assignments:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gateway {gateway!r}")
+    locations = {loc.id: loc for site in sites for loc in site.locations}
+    compartments = []
+    for location_id in sorted({a.location_id for a in assignments}):
+        loc = locations[location_id]
+        mine = [a for a in assignments if a.location_id == location_id]
+        temp = next((a.sensor for a in mine if a.role in ("air", "product")), "")
+        door = next((a.sensor for a in mine if a.role == "door"), "")
+        setpoint = temp.rsplit(".", 1)[0] + ".setpoint" if temp else ""
+        compartments.append(
+            {
+                "id": location_id,
+                "name": loc.name,
+                "keep_low_c": loc.keep_low_c,
+                "keep_high_c": loc.keep_high_c,
+                "temp_sensor": temp,
+                "temp": latest.get((gateway, temp)),
+                "door_sensor": door,
+                "door": latest.get((gateway, door)),
+                "setpoint_sensor": setpoint,
+                "setpoint": latest.get((gateway, setpoint)),
+            }
+        )
+    gps = next(
+        (r for (g, _s), r in latest.items() if g == gateway and r.quantity == "position"), None
+    )
+    open_alarms = [a for a in alarm_routes.alarms(user, svc) if a.gateway == gateway]
+    return render(
+        request,
+        "cab.html",
+        user,
+        gateway=gateway,
+        compartments=compartments,
+        alarms=open_alarms,
+        gps=gps,
+        gps_sensor=gps.sensor if gps else f"{gateway}-gps.pos",
+    )
+
+
+@router.get("/batches")
+def batches_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    user = page_user(request, svc, Role.VIEWER)
+    return render(request, "batches.html", user, batches=batch_routes.batches(user, svc))
+
+
+def _report(svc: ServicesDep, batch_id: str):  # type: ignore[no-untyped-def]
+    with Session(svc.engine) as s:
+        if s.get(Batch, batch_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}")
+    store = svc.open_store()
+    try:
+        return batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
+    finally:
+        store.close()
+
+
+@router.get("/batches/{batch_id}")
+def batch_page(batch_id: str, request: Request, svc: ServicesDep) -> HTMLResponse:
+    user = page_user(request, svc, Role.QUALITY)
+    report = _report(svc, batch_id)
+    return render(request, "batch.html", user, r=report, chart=journey_svg(report))
+
+
+def _fmt(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@router.get("/batches/{batch_id}/report.pdf")
+def batch_pdf(batch_id: str, request: Request, svc: ServicesDep) -> Response:
+    """The report a buyer or inspector files: header, chart, tables, verdict, the time it
+    was generated and a hash of the data (WeasyPrint)."""
+    from weasyprint import HTML
+
+    page_user(request, svc, Role.QUALITY)
+    report = _report(svc, batch_id)
+    lang = language(request)
+    html = templates.get_template("report_pdf.html").render(
+        lang=lang, t=words(lang), r=report, chart=journey_svg(report), fmt=_fmt
+    )
+    pdf = HTML(string=html).write_pdf()
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}-report.pdf"'},
+    )
+
+
+@router.get("/t/{code}")
+def trace_page(code: TraceCode, request: Request, svc: ServicesDep) -> HTMLResponse:
+    """The public page behind the QR code: public fields only."""
+    store = svc.open_store()
+    try:
+        trace = public_routes.trace(code, svc, store)
+    finally:
+        store.close()
+    return render(request, "trace.html", None, trace=trace)
+
+
+def _trace_url(request: Request, svc: ServicesDep, code: str) -> str:
+    base = svc.settings.public_url or str(request.base_url).rstrip("/")
+    return f"{base.rstrip('/')}/t/{code}"
+
+
+def _known(svc: ServicesDep, code: str) -> None:
+    with Session(svc.engine) as s:
+        if s.execute(select(Batch.id).where(Batch.trace_code == code)).first() is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no batch has this code")
+
+
+@router.get("/t/{code}/qr.svg")
+def trace_qr_svg(code: TraceCode, request: Request, svc: ServicesDep) -> Response:
+    """The QR code for the product label, as SVG (print at any size)."""
+    _known(svc, code)
+    out = io.BytesIO()
+    segno.make(_trace_url(request, svc, code), error="m").save(out, kind="svg", scale=4)
+    return Response(out.getvalue(), media_type="image/svg+xml")
+
+
+@router.get("/t/{code}/qr.png")
+def trace_qr_png(code: TraceCode, request: Request, svc: ServicesDep) -> Response:
+    _known(svc, code)
+    out = io.BytesIO()
+    segno.make(_trace_url(request, svc, code), error="m").save(out, kind="png", scale=8)
+    return Response(out.getvalue(), media_type="image/png")

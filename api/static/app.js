@@ -1,0 +1,147 @@
+// coldchain pages: live updates by Server-Sent Events, acknowledgements, sign-in.
+"use strict";
+const W = JSON.parse(document.getElementById("words").textContent);
+const LANG = document.body.dataset.lang;
+
+function fmtTime(ms, dateOnly) {
+  const d = new Date(Number(ms));
+  const opts = dateOnly ? { dateStyle: "medium" } : { dateStyle: "short", timeStyle: "medium" };
+  return d.toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", opts);
+}
+function fmtAge(ms) {
+  const s = Math.max(0, (Date.now() - Number(ms)) / 1000);
+  const text = s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+  return LANG === "zh" ? `${text}${W.ago}` : `${text} ${W.ago}`;
+}
+function paintTimes(root) {
+  root.querySelectorAll("time[data-ts]").forEach((el) => {
+    if (el.dataset.ts) el.textContent = fmtTime(el.dataset.ts, el.dataset.dateOnly);
+  });
+}
+function paintAges() {
+  document.querySelectorAll("[data-age-of]").forEach((el) => {
+    if (el.dataset.ageOf) el.textContent = fmtAge(el.dataset.ageOf);
+  });
+}
+
+async function api(method, path, body) {
+  const reply = await fetch(path, {
+    method, credentials: "same-origin",
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  try { data = await reply.json(); } catch (e) { /* empty body */ }
+  if (!reply.ok) {
+    const detail = data && data.detail;
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail || reply.status));
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------- sign-in, sign-out
+const login = document.getElementById("login");
+if (login) {
+  login.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(login);
+    try {
+      await api("POST", "/api/auth/login", { username: f.get("username"), password: f.get("password") });
+      location.href = login.dataset.next || "/board";
+    } catch (e) { document.getElementById("login-error").textContent = e.message; }
+  });
+}
+const signOut = document.getElementById("sign-out");
+if (signOut) signOut.addEventListener("click", async () => { await api("POST", "/api/auth/logout"); location.href = "/login"; });
+
+// ---------------------------------------------------------------- alarms
+const alarmList = document.getElementById("alarms");
+let knownCritical = null;
+
+function kindText(kind) { return W["kind_" + kind] || kind; }
+function esc(s) { return String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
+
+function alarmItem(a, canAck) {
+  const values = (a.max_value != null ? `max ${a.max_value.toFixed(1)}` : "") + (a.min_value != null ? ` min ${a.min_value.toFixed(1)}` : "");
+  const batches = a.batches.length ? a.batches.map((b) => `<a href="/batches/${esc(b)}">${esc(b)}</a>`).join(" ") : "—";
+  const acked = a.acknowledged_by ? ` · ${W.acknowledged_by} ${esc(a.acknowledged_by)}: “${esc(a.ack_comment)}”` : "";
+  const form = canAck && !a.acknowledged_by
+    ? `<form class="ack" data-alarm="${a.id}"><input name="comment" placeholder="${esc(W.comment)}" aria-label="${esc(W.comment)}"><button type="submit">${esc(W.acknowledge)}</button><span class="error" role="alert"></span></form>` : "";
+  return `<li class="alarm level-${a.level} state-${a.state}" data-alarm="${a.id}"><div class="what"><span class="level">${esc(W[a.level])}</span> <span class="kind">${esc(kindText(a.kind))}</span> <strong>${esc(a.location_name || "gateway " + a.gateway)}</strong> <span class="values">${values}</span></div><div class="meta">${esc(W.since)} <time data-ts="${a.start_ms}"></time> · ${esc(W.batches_affected)}: ${batches} · <span class="state">${esc(W[a.state] || a.state)}</span>${acked}</div>${form}</li>`;
+}
+
+async function refreshAlarms() {
+  if (!alarmList) return;
+  const alarms = await api("GET", "/api/alarms");
+  const canAck = alarmList.dataset.canAck === "yes";
+  alarmList.innerHTML = alarms.length ? alarms.map((a) => alarmItem(a, canAck)).join("") : `<li class="empty">${esc(W.no_alarms)}</li>`;
+  paintTimes(alarmList);
+  const count = document.getElementById("alarm-count") || document.getElementById("wall-alarms");
+  if (count) count.textContent = alarms.length;
+  const critical = alarms.filter((a) => a.level === "critical" && a.state === "active");
+  const ids = new Set(critical.map((a) => a.id));
+  if (knownCritical !== null && critical.some((a) => !knownCritical.has(a.id))) announceCritical(critical);
+  knownCritical = ids;
+  const banner = document.getElementById("critical-banner");
+  if (banner && !critical.length) { banner.hidden = true; document.title = document.title.replace(/^\(!\) /, ""); }
+}
+
+function announceCritical(critical) {
+  const banner = document.getElementById("critical-banner");
+  if (banner) {
+    banner.hidden = false;
+    banner.textContent = `${W.new_critical}: ` + critical.map((a) => `${a.location_name || a.gateway} · ${kindText(a.kind)}`).join("; ");
+  }
+  if (!document.title.startsWith("(!) ")) document.title = "(!) " + document.title;
+  try {  // a short alarm tone; browsers may hold it until the page has been touched
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const osc = ctx.createOscillator(); osc.frequency.value = 880; osc.connect(ctx.destination);
+    osc.start(); osc.stop(ctx.currentTime + 0.6);
+  } catch (e) { /* no audio */ }
+}
+
+if (alarmList) {
+  alarmList.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form.ack");
+    if (!form) return;
+    ev.preventDefault();
+    const comment = form.comment.value.trim();
+    const error = form.querySelector(".error");
+    if (!comment) { error.textContent = W.comment_needed; form.comment.focus(); return; }
+    try { await api("POST", `/api/alarms/${form.dataset.alarm}/ack`, { comment }); await refreshAlarms(); }
+    catch (e) { error.textContent = e.message; }
+  });
+  knownCritical = new Set([...alarmList.querySelectorAll(".alarm.level-critical.state-active")].map((el) => Number(el.dataset.alarm)));
+}
+
+// ---------------------------------------------------------------- live readings
+function onReading(r) {
+  const key = `${r.gateway}/${r.sensor}`;
+  document.querySelectorAll(`[data-sensor="${CSS.escape(key)}"]`).forEach((el) => {
+    const value = el.querySelector(".value") || el;
+    if (r.quantity === "door_open") value.textContent = r.value ? el.dataset.open : el.dataset.closed;
+    else if (r.quantity === "position") {
+      if (r.lat_deg != null) value.textContent = `${r.lat_deg.toFixed(4)}, ${r.lon_deg.toFixed(4)}`;
+      const speed = document.getElementById("speed");
+      if (speed && r.speed_kmh != null) speed.textContent = Math.round(r.speed_kmh);
+    } else value.textContent = r.value == null ? "—" : Number(r.value).toFixed(1);
+    el.dataset.ts = r.ts_ms;
+    const age = el.querySelector("[data-age-of]") || el.closest("section, article")?.querySelector("[data-age-of]");
+    if (age && r.quantity === "temp_c") age.dataset.ageOf = r.ts_ms;
+  });
+}
+
+if (document.querySelector("[data-sensor]") || alarmList) {
+  const source = new EventSource("/api/live");
+  source.addEventListener("reading", (ev) => onReading(JSON.parse(ev.data)));
+  source.addEventListener("alarm", () => refreshAlarms().catch(() => {}));
+  source.addEventListener("hello", () => { document.body.dataset.live = "connected"; });
+  source.onerror = () => { document.body.dataset.live = "reconnecting"; };
+}
+
+// ---------------------------------------------------------------- clocks
+paintTimes(document);
+paintAges();
+setInterval(paintAges, 5000);
+const clock = document.getElementById("clock");
+if (clock) setInterval(() => { clock.textContent = fmtTime(Date.now()); }, 1000);
