@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The run command: install what is missing, then run the whole system on embedded
-# defaults (own Mosquitto, simulated county, gateways). Extra arguments go to
-# `coldchain demo` (try --duration-s 60, or --help).
+# defaults (own Mosquitto, simulated county, gateways, collector, alert service, web
+# pages). Extra arguments go to `coldchain demo` (try --duration-s 60, or --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+# pango for the PDF reports (WeasyPrint), a CJK font so that Chinese renders in them
+bash scripts/bootstrap.sh libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-zenhei
 exec .venv/bin/coldchain demo "$@"

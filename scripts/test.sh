@@ -4,8 +4,11 @@
 # victoria-metrics for the InfluxDB writer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it
-bash scripts/bootstrap.sh victoria-metrics
+# victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it;
+# Debian's Chromium drives the page tests (Playwright never downloads a browser); pango and
+# a CJK font for the PDF reports; poppler-utils to read the PDFs back
+bash scripts/bootstrap.sh victoria-metrics chromium fonts-wqy-zenhei \
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 # the alert service's store is tested against a real PostgreSQL as well as SQLite
 bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"

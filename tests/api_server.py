@@ -4,6 +4,7 @@ SQLite, and the live hub on the test broker."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from alerts.db import make_engine, upgrade
+from alerts.repo import sync_alarm, upsert_breach
+from alerts.rules import Breach, Kind, Level
 from alerts.seed import seed_county
 from alerts.users import Role, create_user
 from api.app import create_app
@@ -58,6 +61,15 @@ class Api:
         return token
 
 
+def an_alarm(api: Api, sensor: str = "cr2-ctrl.air") -> int:
+    """A critical high breach in cold room 2 with its alarm, as the service stores it."""
+    breach = Breach(sensor, Kind.HIGH, Level.CRITICAL, api.t0_ms, api.t0_ms + 15 * MIN)
+    breach.max_value = 9.5
+    row = upsert_breach(api.engine, "store-gw", breach)
+    alarm, _ = sync_alarm(api.engine, row)
+    return alarm.id
+
+
 def user_of(role: Role) -> str:
     return f"{role.value}.test"
 
@@ -89,8 +101,8 @@ def write_readings(path: Path, t0_ms: int) -> None:
     store.close()
 
 
-@pytest.fixture
-def api(db_url: str, tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
+@contextlib.contextmanager
+def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     upgrade(db_url)
     engine = make_engine(db_url)
     now = time.time_ns() // 1_000_000
@@ -103,7 +115,7 @@ def api(db_url: str, tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
     settings = ApiSettings(
         db_url=db_url,
         readings_db=readings_db,
-        mqtt_port=running_broker.port,
+        mqtt_port=broker.port,
         sites=("county-store", "county-fleet", "transfer-station"),
     )
     app = create_app(settings)
@@ -117,8 +129,22 @@ def api(db_url: str, tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
             raise RuntimeError("the API server did not start")
         time.sleep(0.05)
     try:
-        yield Api(f"http://127.0.0.1:{port}", app, engine, readings_db, running_broker, t0)
+        yield Api(f"http://127.0.0.1:{port}", app, engine, readings_db, broker, t0)
     finally:
         server.should_exit = True
         thread.join(15)
         engine.dispose()
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
+    """The API on SQLite and on PostgreSQL."""
+    with serve(db_url, tmp_path, running_broker) as served:
+        yield served
+
+
+@pytest.fixture
+def web(tmp_path: Path, running_broker: Broker) -> Iterator[Api]:
+    """The API and pages on SQLite (the browser tests)."""
+    with serve(f"sqlite:///{tmp_path / 'alerts.sqlite'}", tmp_path, running_broker) as served:
+        yield served

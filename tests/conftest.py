@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.api_server import api  # noqa: F401  (fixture)
+from tests.api_server import api, web  # noqa: F401  (fixtures)
 from tests.harness import Broker, LoopThread
 from tests.scenario import make_setup, setup  # noqa: F401  (fixtures)
 

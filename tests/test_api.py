@@ -16,14 +16,12 @@ import pytest
 from fastapi.routing import APIRoute
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alerts.repo import sync_alarm, upsert_breach
-from alerts.rules import Breach, Kind, Level
 from alerts.users import Role
 from api.app import ROUTERS
 from api.deps import require
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
-from tests.api_server import PASSWORD, Api, user_of
+from tests.api_server import PASSWORD, Api, an_alarm, user_of
 
 MIN = 60_000
 
@@ -56,15 +54,6 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/health"): None,
     ("GET", "/api/live"): Role.VIEWER,
 }
-
-
-def an_alarm(api: Api, sensor: str = "cr2-ctrl.air") -> int:
-    """A critical high breach in cold room 2 with its alarm, as the service stores it."""
-    breach = Breach(sensor, Kind.HIGH, Level.CRITICAL, api.t0_ms, api.t0_ms + 15 * MIN)
-    breach.max_value = 9.5
-    row = upsert_breach(api.engine, "store-gw", breach)
-    alarm, _ = sync_alarm(api.engine, row)
-    return alarm.id
 
 
 def declared_role(route: APIRoute) -> Role | None:

@@ -1,0 +1,256 @@
+"""The pages in Debian's Chromium (Playwright pointed at the Debian binary; no browser is
+ever downloaded), against the real app, database, readings store and broker.
+Screenshots of each page in both languages go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from alerts.users import Role
+from api.pages import PUBLIC_PAGES, router
+from coldchain import wire
+from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
+from tests.api_server import PASSWORD, Api, an_alarm, user_of
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+SHOTS = Path(os.environ.get("COLDCHAIN_ARTIFACTS", "artifacts")) / "screenshots"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, web: Api, role: Role, lang: str = "en", then: str = "/board") -> None:
+    page.goto(f"{web.url}/login?lang={lang}&next={then}")
+    page.fill("input[name=username]", user_of(role))
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: urlparse(url).path == then)
+
+
+def shoot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def publish(web: Api, gateway: str, site: str, readings: list[Reading]) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", web.broker.port)
+    client.loop_start()
+    batch = ReadingsBatch(
+        v=wire.SCHEMA_VERSION, gateway=gateway, site=site, epoch=9, seq=1, readings=readings
+    )
+    client.publish(
+        wire.topic(site, gateway, Stream.READINGS), wire.encode(batch), qos=1
+    ).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_every_page_but_the_public_ones_needs_a_sign_in(web: Api) -> None:
+    fill = {"{gateway}": "truck-01", "{batch_id}": "B-BEEF-0414", "{code}": "ABCDEFGHJKLM"}
+    with httpx.Client(base_url=web.url, follow_redirects=False, timeout=20) as anonymous:
+        for route in router.routes:
+            path = getattr(route, "path", "")
+            if path in PUBLIC_PAGES:
+                continue
+            for key, value in fill.items():
+                path = path.replace(key, value)
+            reply = anonymous.get(path)
+            assert reply.status_code == 303, path
+            assert reply.headers["location"].startswith("/login?next="), path
+
+
+def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_the_comment(
+    web: Api, page: Page, browser: Browser
+) -> None:
+    sign_in(page, web, Role.OPERATOR)
+    expect(page.locator("#alarms .empty")).to_be_visible()
+    expect(page.locator("body[data-live=connected]")).to_be_attached()
+    alarm_id = an_alarm(web)  # what the alert service does when cold room 2 warms up
+    item = page.locator(f'#alarms li[data-alarm="{alarm_id}"]')
+    expect(item).to_be_visible(timeout=15_000)
+    expect(page.locator("#critical-banner")).to_be_visible()
+    expect(page.locator("#critical-banner")).to_contain_text("Cold room 2")
+    assert page.title().startswith("(!) ")
+    shoot(page, "board-en-new-critical")
+    item.locator("button[type=submit]").click()  # no comment: refused, said so
+    expect(item.locator(".error")).to_have_text("Write what was done")
+    item.locator("input[name=comment]").fill("Door closed, compressor reset by Zhang")
+    item.locator("button[type=submit]").click()
+    expect(item).to_contain_text(f"Acknowledged by {user_of(Role.OPERATOR)}")
+    expect(item).to_contain_text("Door closed, compressor reset by Zhang")
+    shoot(page, "board-en-acknowledged")
+    page.goto(f"{web.url}/board?lang=zh")
+    expect(page.locator("h1")).to_contain_text("未结束报警")
+    shoot(page, "board-zh")
+
+    quality = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        sign_in(quality, web, Role.QUALITY, then="/batches/B-BEEF-0414")
+        expect(quality.locator("#batch-alarms")).to_contain_text(
+            "Door closed, compressor reset by Zhang"
+        )
+        expect(quality.locator("#batch-alarms")).to_contain_text(user_of(Role.OPERATOR))
+        expect(quality.locator("figure.chart svg")).to_be_visible()
+        shoot(quality, "batch-audit-en")
+        quality.goto(f"{web.url}/batches/B-BEEF-0414?lang=zh")
+        expect(quality.locator(".verdict")).to_contain_text("结论")
+        shoot(quality, "batch-audit-zh")
+    finally:
+        quality.context.close()
+
+
+def test_a_viewer_may_look_but_not_acknowledge(web: Api, page: Page) -> None:
+    an_alarm(web)
+    sign_in(page, web, Role.VIEWER)
+    expect(page.locator("#alarms li.alarm")).to_have_count(1)
+    expect(page.locator("#alarms form.ack")).to_have_count(0)
+    page.goto(f"{web.url}/batches/B-BEEF-0414")
+    expect(page.locator("main")).to_contain_text("Your role may not see this page")
+
+
+def test_the_cab_view_shows_new_readings_live_in_both_languages(web: Api, page: Page) -> None:
+    sign_in(page, web, Role.DRIVER, then="/cab/truck-01")
+    expect(page.locator("body[data-live=connected]")).to_be_attached()
+    now = time.time_ns() // 1_000_000
+    publish(
+        web,
+        "truck-01",
+        "county-fleet",
+        [
+            Reading(sensor="truck-01-reefer.air", ts_ms=now, q=Quality.OK, temp_c=-17.3),
+            Reading(sensor="truck-01-reefer.setpoint", ts_ms=now, q=Quality.OK, setpoint_c=-20.0),
+            Reading(sensor="truck-01-rear.door", ts_ms=now, q=Quality.OK, door_open=True),
+        ],
+    )
+    front = page.locator('section[data-location="truck-01.front"]')
+    expect(front.locator(".big.temp .value")).to_have_text("-17.3", timeout=15_000)
+    expect(front.locator(".setpoint .value")).to_have_text("-20.0")
+    rear = page.locator('section[data-location="truck-01.rear"]')
+    expect(rear.locator(".door .value")).to_have_text("Open")
+    shoot(page, "cab-en")
+    page.goto(f"{web.url}/cab/truck-01?lang=zh")
+    expect(page.locator('section[data-location="truck-01.front"] .big.temp .value')).to_have_text(
+        "-17.3"
+    )
+    expect(page.locator("main")).to_contain_text("设定值")
+    shoot(page, "cab-zh")
+
+
+def test_the_batch_report_downloads_as_a_pdf_with_the_batch_the_mkt_and_the_verdict(
+    web: Api, page: Page, tmp_path: Path
+) -> None:
+    for tool in ("pdftotext", "pdffonts"):
+        assert shutil.which(tool), f"{tool} is missing (apt-get install poppler-utils)"
+    sign_in(page, web, Role.QUALITY, then="/batches/B-BEEF-0414")
+    for lang in ("en", "zh"):
+        page.goto(f"{web.url}/batches/B-BEEF-0414?lang={lang}")
+        with page.expect_download() as download:
+            page.click("#pdf")
+        pdf = tmp_path / f"report-{lang}.pdf"
+        download.value.save_as(pdf)
+        assert pdf.read_bytes().startswith(b"%PDF")
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert "B-BEEF-0414" in text and "MKT" in text
+        assert re.search(r"\((accept|review|reject)\)", text), text[:2000]
+        assert re.search(r"SHA-256\): [0-9a-f]{64}", text)
+        if lang == "zh":
+            assert "结论" in text
+            fonts = subprocess.run(
+                ["pdffonts", str(pdf)], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+            assert "WenQuanYi" in fonts or "Noto" in fonts, fonts
+
+
+def test_the_public_trace_page_shows_no_internal_field(web: Api, page: Page) -> None:
+    with httpx.Client(base_url=web.url, timeout=20) as client:
+        token = web.token(Role.VIEWER)
+        code = client.get(
+            "/api/batches/B-BEEF-0414", headers={"Authorization": f"Bearer {token}"}
+        ).json()["trace_code"]
+        svg = client.get(f"/t/{code}/qr.svg")
+        png = client.get(f"/t/{code}/qr.png")
+    assert svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
+    assert png.content.startswith(b"\x89PNG")
+    an_alarm(web)  # an alarm with batches and, later, a comment: none of it is public
+    for lang, product_word in (("en", "Origin"), ("zh", "产地")):
+        page.goto(f"{web.url}/t/{code}?lang={lang}")
+        expect(page.locator("h1")).to_have_text("chilled beef")
+        body = page.locator("body").inner_text()
+        assert product_word in body and "Linxia halal beef cooperative" in body
+        for internal in (
+            "warehouse.li",
+            "B-BEEF-0414",
+            "B-CHK-0415",
+            "operator",
+            "Acknowledge",
+            "Sign out",
+            "cr2-ctrl",
+        ):
+            assert internal not in body, internal
+        shoot(page, f"trace-{lang}")
+
+
+def test_the_monitoring_wall_and_sign_in_pages_in_both_languages(web: Api, page: Page) -> None:
+    an_alarm(web)
+    for lang in ("en", "zh"):
+        page.goto(f"{web.url}/login?lang={lang}")
+        shoot(page, f"login-{lang}")
+    sign_in(page, web, Role.VIEWER, then="/wall")
+    expect(page.locator("#wall-alarms")).to_have_text("1")
+    expect(page.locator('.tile[data-location="cr2"]')).to_have_class(re.compile("state-alarm"))
+    shoot(page, "wall-en")
+    page.goto(f"{web.url}/wall?lang=zh")
+    shoot(page, "wall-zh")
+    page.goto(f"{web.url}/batches")
+    shoot(page, "batches-zh")
