@@ -34,6 +34,7 @@ from coldchain import wire
 from coldchain.broker import LocalBroker, free_port
 from coldchain.settings import MqttConfig
 from coldchain.sim.county import County
+from coldchain.webserver import EmbeddedServer
 from coldchain.wire import Stream
 from collector.app import Collector
 from collector.config import CollectorConfig, CollectorSection, SqliteStoreConfig
@@ -215,7 +216,7 @@ def demo_logins(engine: Engine) -> dict[str, str]:
 
 def _web_server(
     alerts_url: str, readings: Path, host: str, port: int, web_port: int
-) -> uvicorn.Server:
+) -> EmbeddedServer:
     from api.app import create_app
     from api.settings import ApiSettings
 
@@ -230,7 +231,7 @@ def _web_server(
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=_usable(web_port), log_level="warning"
     )
-    return uvicorn.Server(config)
+    return EmbeddedServer(config)
 
 
 def _usable(port: int) -> int:
@@ -245,7 +246,7 @@ def _usable(port: int) -> int:
     return free_port()
 
 
-def _print_web(web: uvicorn.Server, logins: dict[str, str]) -> None:
+def _print_web(web: EmbeddedServer, logins: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{web.config.port}"
     click.echo(f"  web        {url}/board (alarm board), {url}/wall (monitoring wall),")
     click.echo(f"             {url}/cab/truck-01 (cab view), {url}/batches, {url}/api/docs")

@@ -9,7 +9,11 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+import uvicorn
+
 from coldchain import __version__
+from coldchain.webserver import EmbeddedServer
+from gateway.cab import cab_app
 from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
@@ -63,9 +67,14 @@ class Gateway:
         tasks: list[asyncio.Task[Any]] = [self._spawn(bus.run()) for bus in self.buses]
         publisher = self._spawn(self.publisher.run())
         tasks.append(self._spawn(self._heartbeat()))
+        cab = self._cab_server()
+        if cab is not None:
+            tasks.append(self._spawn(cab.serve()))
         try:
             await self._stop.wait()
         finally:
+            if cab is not None:
+                cab.should_exit = True
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -83,6 +92,16 @@ class Gateway:
                 await asyncio.wait_for(publisher, 5)
             self.outbox.close()
             log.info("gateway %s stopped", gw.id)
+
+    def _cab_server(self) -> EmbeddedServer | None:
+        cab = self.config.cab
+        if cab is None:
+            return None
+        app = cab_app(self.config, self.sink, self.publisher)
+        log.info("cab view on http://%s:%d/", cab.host, cab.port)
+        return EmbeddedServer(
+            uvicorn.Config(app, host=cab.host, port=cab.port, log_level="warning", lifespan="off")
+        )
 
     async def _heartbeat(self) -> None:
         """Retained status with counters, so a monitoring screen sees backlog and faults."""

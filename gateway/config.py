@@ -111,11 +111,23 @@ _PROTOCOL_OF_BUS = {
 }
 
 
+class CabConfig(Strict):
+    """The cab view this gateway serves from its own readings (a tablet in the truck's cab
+    reads it over the local network; it works with no mobile signal). Read-only."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    #: the address to listen on: the cab network's interface, or 127.0.0.1
+    host: str = "127.0.0.1"
+    #: what the driver calls each device's compartment, by device id
+    labels: Annotated[dict[str, str], Field(default_factory=dict)]
+
+
 class GatewayConfig(Strict):
     gateway: GatewayIdentity
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig
     buses: Annotated[list[Bus], Field(min_length=1)]
+    cab: CabConfig | None = None
 
     @model_validator(mode="after")
     def _check_devices(self) -> GatewayConfig:

@@ -34,6 +34,8 @@ class Sink:
         self.outbox = outbox
         self.notify = notify
         self.counters = Counters()
+        #: the newest reading of each sensor (the cab view shows them)
+        self.latest: dict[str, Reading] = {}
         self._events: list[Event] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -49,6 +51,8 @@ class Sink:
             self.counters.readings_taken += len(items)
 
         await self.outbox.call(commit_and_count)
+        for r in readings:
+            self.latest[r.sensor] = r
         self.notify()
 
     def add_event(self, event: Event) -> None:

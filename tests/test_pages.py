@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,8 +22,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from alerts.users import Role
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
+from coldchain.broker import free_port
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
 from tests.api_server import PASSWORD, Api, an_alarm, user_of
+from tests.harness import Broker
+from tests.scenario import Setup
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 ARGS = [
@@ -254,3 +257,46 @@ def test_the_monitoring_wall_and_sign_in_pages_in_both_languages(web: Api, page:
     shoot(page, "wall-zh")
     page.goto(f"{web.url}/batches")
     shoot(page, "batches-zh")
+
+
+def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_broker(
+    make_setup: Callable[[Broker], Setup], running_broker: Broker, page: Page
+) -> None:
+    setup = make_setup(running_broker, record=False)
+    cab_port = free_port()
+    config = setup.gateway.config
+    config.write_text(
+        config.read_text().replace(
+            "[[buses]]",
+            f'[cab]\nport = {cab_port}\nlabels = {{ "cr1-ctrl" = "Front (frozen)" }}\n\n[[buses]]',
+            1,
+        )
+    )
+    setup.gateway.start()
+    cab = f"http://127.0.0.1:{cab_port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(cab, timeout=2)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the gateway's cab view did not start"
+            time.sleep(0.2)
+    page.goto(cab)
+    front = page.locator('section[data-device="cr1-ctrl"]')
+    expect(front.locator("h2")).to_have_text("Front (frozen)")
+    expect(front.locator(".temp .value")).to_have_text("-19.5")
+    expect(front.locator(".setpoint")).to_contain_text("-20.0")
+    expect(page.locator("#uplink")).not_to_have_class("down")
+    shoot(page, "gateway-cab-online")
+    running_broker.stop()  # the truck loses its signal: the central service is gone
+    try:
+        expect(page.locator("#uplink")).to_have_class("down", timeout=30_000)
+        time.sleep(3)
+        page.reload()  # served by the gateway itself, from its own readings
+        expect(front.locator(".temp .value")).to_have_text("-19.5")
+        ages = front.locator(".age").inner_text()
+        assert int(ages.split()[0]) < 10, ages  # still reading the devices
+        shoot(page, "gateway-cab-no-signal")
+    finally:
+        running_broker.start()

@@ -147,6 +147,8 @@ class County:
         self.writers: list[LineWriter] = []
         self.ptys: list[PtyPair] = []
         self.uplinks: dict[str, Uplink] = {}
+        #: the port of each truck gateway's cab view
+        self.cab_ports: dict[str, int] = {}
         self.gateways: list[GatewayPlan] = []
         self.units: dict[str, ModbusUnit] = {}
         self.sim_min = 0.0
@@ -323,10 +325,20 @@ class County:
             host, port = self.mqtt
             if gw.uplink is not None:
                 host, port = "127.0.0.1", gw.uplink.listen_port
+            cab = ""
+            if gw.uplink is not None:  # a truck: its gateway serves the cab view
+                if gw.id not in self.cab_ports:
+                    self.cab_ports[gw.id] = free_port()
+                cab = (
+                    f"[cab]\nport = {self.cab_ports[gw.id]}\n"
+                    f'labels = {{ "{gw.id}-reefer" = "Front (frozen) 前厢冷冻", '
+                    f'"{gw.id}-rear" = "Rear (chilled) 后厢冷藏" }}\n\n'
+                )
             text = (
                 f'# written by "coldchain simulate"\n[gateway]\nid = "{gw.id}"\n'
                 f'site = "{gw.site}"\n\n[mqtt]\nhost = "{host}"\nport = {port}\n\n'
                 f'[outbox]\npath = "{(self.workdir / "outbox" / f"{gw.id}.sqlite")}"\n\n'
+                + cab
                 + "\n".join(gw.buses)
             )
             path = directory / f"{gw.id}.toml"
@@ -345,6 +357,8 @@ class County:
             lines.append(
                 f"  uplink {name}: 127.0.0.1:{uplink.listen_port} -> {self.mqtt[0]}:{self.mqtt[1]}"
             )
+        for name, cab_port in self.cab_ports.items():
+            lines.append(f"  cab view {name} (served by its gateway): http://127.0.0.1:{cab_port}/")
         return lines
 
     async def _tick(self) -> None:

@@ -1,0 +1,67 @@
+"""The cab view, served by the truck's own gateway from what it has just read: it keeps
+working in the cab with no mobile signal. Starlette (under uvicorn, in the gateway's
+event loop); the page polls ``/latest.json`` every two seconds, no script from outside.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from coldchain.wire import Quality
+from gateway.config import GatewayConfig
+from gateway.sink import Sink
+
+PAGE = (resources.files("gateway") / "cab.html").read_text(encoding="utf-8")
+
+
+def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
+    """``uplink`` is anything with a ``connected`` attribute (the publisher)."""
+    assert config.cab is not None
+    labels = config.cab.labels
+    devices = [d.id for bus in config.buses for d in bus.devices]
+    title = escape(f"{config.gateway.id} · cab")
+
+    async def page(_request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE.replace("$title", title))
+
+    async def latest(_request: Request) -> JSONResponse:
+        compartments = []
+        for device in devices:
+            mine = {
+                sensor.split(".", 1)[1]: r
+                for sensor, r in sink.latest.items()
+                if sensor.startswith(device + ".")
+            }
+            temps = [r for r in mine.values() if r.temp_c is not None and r.q is not Quality.FAULT]
+            if not temps and not any(r.q is Quality.FAULT for r in mine.values()):
+                continue  # a GPS, not a compartment
+            air = mine.get("air") or mine.get("temp") or (temps[0] if temps else None)
+            door = mine.get("door")
+            setpoint = mine.get("setpoint")
+            compartments.append(
+                {
+                    "device": device,
+                    "label": labels.get(device, device),
+                    "temp_c": air.temp_c if air is not None else None,
+                    "ts_ms": air.ts_ms if air is not None else None,
+                    "setpoint_c": setpoint.setpoint_c if setpoint is not None else None,
+                    "door_open": door.door_open if door is not None else None,
+                }
+            )
+        return JSONResponse(
+            {
+                "gateway": config.gateway.id,
+                "uplink": bool(getattr(uplink, "connected", False)),
+                "now_ms": time.time_ns() // 1_000_000,
+                "compartments": compartments,
+            }
+        )
+
+    return Starlette(routes=[Route("/", page), Route("/latest.json", latest)])
