@@ -99,10 +99,25 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
     gateways = {g: state for s in sites for g, state in s.gateways.items()}
     with Session(svc.engine) as s:
         batches_count = s.execute(select(func.count(Batch.id))).scalar_one()
+    latest = dict(svc.hub.latest) if svc.hub else {}
+    trucks = [
+        {
+            "gateway": r.gateway,
+            "state": gateways.get(r.gateway, "unknown"),
+            "lat_deg": r.lat_deg,
+            "lon_deg": r.lon_deg,
+            "speed_kmh": r.speed_kmh,
+            "ts_ms": r.ts_ms,
+            "sensor": r.sensor,
+        }
+        for r in sorted(latest.values(), key=lambda r: r.gateway)
+        if r.quantity == "position"
+    ]
     return render(
         request,
         "wall.html",
         user,
+        trucks=trucks,
         alarms=alarm_routes.alarms(user, svc),
         sites=sites,
         gateways_online=sum(1 for state in gateways.values() if state != "offline"),

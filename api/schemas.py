@@ -212,3 +212,24 @@ class Health(Model):
     status: Literal["ok"]
     database: Literal["ok", "unavailable"]
     broker: Literal["connected", "disconnected", "off"]
+
+
+class StepOut(Model):
+    after_min: float
+    notify: list[str]
+
+
+class PolicyOut(Model):
+    steps: list[StepOut]
+    repeat_min: float | None
+    quiet_start: str | None
+    quiet_end: str | None
+    utc_offset_h: float
+
+
+class PoliciesOut(Model):
+    """The escalation policies the alert service runs with (edited in its config file)."""
+
+    configured: bool
+    default: PolicyOut | None
+    sites: dict[str, PolicyOut]

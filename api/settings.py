@@ -21,6 +21,8 @@ class ApiSettings(BaseSettings):
     #: the readings store: an SQLite file, or a collector config naming the store
     readings_db: Path | None = None
     store_config: Path | None = None
+    #: the alert service's config file: its escalation policies are shown read-only
+    alerts_config: Path | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
     #: sites the live hub follows (MQTT topic level, "+" for all)

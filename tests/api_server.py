@@ -32,6 +32,41 @@ from collector.store import Incoming
 from tests.harness import Broker
 
 PASSWORD = "correct horse battery"
+ALERTS_TOML = """
+[escalation]
+repeat_min = 30
+quiet_start = "22:00"
+quiet_end = "06:00"
+[[escalation.steps]]
+after_min = 0
+notify = ["duty-operator"]
+[[escalation.steps]]
+after_min = 15
+notify = ["shift-lead"]
+
+[site_escalation.county-fleet]
+[[site_escalation.county-fleet.steps]]
+after_min = 0
+notify = ["fleet-dispatcher"]
+
+[[routes]]
+recipient = "duty-operator"
+channel = "hook"
+address = "ops"
+[[routes]]
+recipient = "shift-lead"
+channel = "hook"
+address = "lead"
+[[routes]]
+recipient = "fleet-dispatcher"
+channel = "hook"
+address = "fleet"
+
+[channels.hook]
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret_env = "COLDCHAIN_WEBHOOK_SECRET"
+"""
 MIN = 60_000
 
 
@@ -112,9 +147,12 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     readings_db = tmp_path / "readings.sqlite"
     t0 = now - 2 * 3_600_000
     write_readings(readings_db, t0)
+    alerts_config = tmp_path / "alerts.toml"
+    alerts_config.write_text(ALERTS_TOML)
     settings = ApiSettings(
         db_url=db_url,
         readings_db=readings_db,
+        alerts_config=alerts_config,
         mqtt_port=broker.port,
         sites=("county-store", "county-fleet", "transfer-station"),
     )

@@ -45,6 +45,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/profiles"): Role.VIEWER,
     ("GET", "/api/profiles/{profile_id}"): Role.VIEWER,
     ("PUT", "/api/profiles/{profile_id}"): Role.QUALITY,
+    ("GET", "/api/policies"): Role.VIEWER,
     ("GET", "/api/users"): Role.ADMIN,
     ("POST", "/api/users"): Role.ADMIN,
     ("PATCH", "/api/users/{username}"): Role.ADMIN,
@@ -377,3 +378,16 @@ def test_schemathesis_finds_no_server_error(api: Api, tmp_path: object) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_escalation_policies_are_shown_as_the_alert_service_runs_them(api: Api) -> None:
+    with api.client(Role.VIEWER) as viewer:
+        policies = viewer.get("/api/policies").json()
+    assert policies["configured"] is True
+    assert [s["notify"] for s in policies["default"]["steps"]] == [
+        ["duty-operator"],
+        ["shift-lead"],
+    ]
+    assert policies["default"]["quiet_start"] == "22:00"
+    assert policies["sites"]["county-fleet"]["steps"][0]["notify"] == ["fleet-dispatcher"]

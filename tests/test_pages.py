@@ -249,8 +249,24 @@ def test_the_monitoring_wall_and_sign_in_pages_in_both_languages(web: Api, page:
     for lang in ("en", "zh"):
         page.goto(f"{web.url}/login?lang={lang}")
         shoot(page, f"login-{lang}")
+    now = time.time_ns() // 1_000_000
+    position = Reading(
+        sensor="truck-01-gps.pos",
+        ts_ms=now,
+        q=Quality.OK,
+        lat_deg=35.7521,
+        lon_deg=103.0118,
+        speed_kmh=42.0,
+    )
+    deadline = time.monotonic() + 15
+    while not any(r.quantity == "position" for r in web.app.state.services.hub.latest.values()):
+        assert time.monotonic() < deadline, "the live hub never saw the truck's position"
+        publish(web, "truck-01", "county-fleet", [position])
+        time.sleep(0.3)
     sign_in(page, web, Role.VIEWER, then="/wall")
     expect(page.locator("#wall-alarms")).to_have_text("1")
+    expect(page.locator('[data-truck="truck-01"]')).to_contain_text("42 km/h")
+    expect(page.locator('[data-truck="truck-01"]')).to_contain_text("35.7521, 103.0118")
     expect(page.locator('.tile[data-location="cr2"]')).to_have_class(re.compile("state-alarm"))
     shoot(page, "wall-en")
     page.goto(f"{web.url}/wall?lang=zh")

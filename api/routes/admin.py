@@ -11,13 +11,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.audit import head, verify
+from alerts.config import AlertsConfig, EscalationConfig
 from alerts.db import AuditRow
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
 from alerts.users import Role, change_user, create_user, list_users
 from api.deps import Admin, Quality, ServicesDep, Viewer
-from api.schemas import AuditCheck, AuditOut, NewUser, ProfileChange, UserChange, UserOut
+from api.schemas import (
+    AuditCheck,
+    AuditOut,
+    NewUser,
+    PoliciesOut,
+    PolicyOut,
+    ProfileChange,
+    StepOut,
+    UserChange,
+    UserOut,
+)
+from coldchain.settings import ConfigError, load_toml
 
 router = APIRouter(prefix="/api", tags=["profiles, users, audit"])
 
@@ -59,8 +71,32 @@ def change_profile(
     return saved
 
 
-def _user_out(u: object) -> UserOut:
-    return UserOut.model_validate(u, from_attributes=True)
+def _policy(e: EscalationConfig) -> PolicyOut:
+    return PolicyOut(
+        steps=[StepOut(after_min=s.after_min, notify=list(s.notify)) for s in e.steps],
+        repeat_min=e.repeat_min,
+        quiet_start=e.quiet_start.isoformat("minutes") if e.quiet_start else None,
+        quiet_end=e.quiet_end.isoformat("minutes") if e.quiet_end else None,
+        utc_offset_h=e.utc_offset_h,
+    )
+
+
+@router.get("/policies")
+def policies(_user: Viewer, svc: ServicesDep) -> PoliciesOut:
+    """Who is told first, who next, how often, quiet hours: from the alert service's
+    config file (COLDCHAIN_ALERTS_CONFIG); changes are made there and audited by review."""
+    path = svc.settings.alerts_config
+    if path is None:
+        return PoliciesOut(configured=False, default=None, sites={})
+    try:
+        config = load_toml(path, AlertsConfig)
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return PoliciesOut(
+        configured=True,
+        default=_policy(config.escalation) if config.escalation else None,
+        sites={site: _policy(e) for site, e in config.site_escalation.items()},
+    )
 
 
 @router.get("/users")
