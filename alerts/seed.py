@@ -14,6 +14,7 @@ from alerts.repo import (
     add_site,
     assign_sensor,
     create_batch,
+    handover,
     record_calibration,
     save_profile,
 )
@@ -223,11 +224,18 @@ BATCHES = [
 ]
 
 
-def seed_county(engine: Engine, at_ms: int) -> None:
-    """Create the county once (a second call changes nothing)."""
+#: the trucks' batches came from a cold room and were loaded half-way through the history
+LOADED_FROM = {"truck-01.front": "cr1", "truck-02.rear": "cr2"}
+
+
+def seed_county(engine: Engine, at_ms: int, batches_since_ms: int | None = None) -> bool:
+    """Create the county once (a second call changes nothing). The batches arrived at
+    ``batches_since_ms`` (default: an hour before ``at_ms``); the trucks' batches were
+    loaded from their cold room half-way between then and ``at_ms``. True if it seeded."""
+    since = at_ms - 3_600_000 if batches_since_ms is None else batches_since_ms
     with Session(engine) as s:
         if s.execute(select(Site).limit(1)).first() is not None:
-            return
+            return False
     for product_profile in load_profiles().values():
         save_profile(
             engine, product_profile, actor=ACTOR, reason="seed profiles (DOMAIN.md defaults)"
@@ -273,11 +281,21 @@ def seed_county(engine: Engine, at_ms: int) -> None:
                 origin_village=village,
                 origin_county=county,
             ),
-            into_location=loc,
-            at_ms=at_ms - 3_600_000,
+            into_location=LOADED_FROM.get(loc, loc),
+            at_ms=since,
             by="warehouse.li",
             temp_c=None,
         )
+        if loc in LOADED_FROM:
+            handover(
+                engine,
+                batch_id,
+                to_location=loc,
+                at_ms=(since + at_ms) // 2,
+                by=f"driver.{loc.split('.')[0]}",
+                temp_c=-19.6 if profile == "frozen-meat" else 2.4,
+                event="loaded",
+            )
     for gateway, sensor, ago, correction, due in CALIBRATIONS:
         record_calibration(
             engine,
@@ -292,3 +310,4 @@ def seed_county(engine: Engine, at_ms: int) -> None:
             ),
             actor="quality.wang",
         )
+    return True

@@ -34,6 +34,7 @@ from coldchain import wire
 from coldchain.broker import LocalBroker, free_port
 from coldchain.settings import MqttConfig
 from coldchain.sim.county import County
+from coldchain.sim.history import write_history
 from coldchain.webserver import EmbeddedServer
 from coldchain.wire import Stream
 from collector.app import Collector
@@ -130,7 +131,12 @@ async def run_demo(
     alerts_url = f"sqlite:///{workdir / 'alerts.sqlite'}"
     upgrade(alerts_url)
     alerts_engine = make_engine(alerts_url)
-    seed_county(alerts_engine, at_ms=time.time_ns() // 1_000_000)
+    now_ms = time.time_ns() // 1_000_000
+    if seed_county(
+        alerts_engine, at_ms=now_ms, batches_since_ms=now_ms - int(HISTORY_H * 3_600_000)
+    ):
+        # batches with a history to audit from the first minute
+        write_history(store, county.spaces, end_ms=now_ms, hours=HISTORY_H)
     alert_service = AlertService(
         alerts_engine,
         MqttConfig(host=host, port=port),
@@ -193,6 +199,9 @@ async def run_demo(
         if broker is not None:
             broker.stop()
 
+
+#: hours of past readings the demo starts with (its batches arrived then)
+HISTORY_H = 6.0
 
 DEMO_ROLES = ("admin", "quality", "operator", "driver", "viewer")
 

@@ -177,16 +177,19 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
     first_stored = None
     lines = []
     pages: dict[str, int] = {}
+    logins: dict[str, str] = {}
     try:
         for line in proc.stdout:
             lines.append(line)
             match = re.search(r"stored (\d+)", line)
             if first_stored is None and match and int(match.group(1)) > 0:
                 first_stored = time.monotonic() - started
-            login = re.match(r"\s+(demo\.operator)\s+(\S+)$", line)
+            login = re.match(r"\s+(demo\.(?:operator|quality))\s+(\S+)$", line)
+            if login:
+                logins[login.group(1)] = login.group(2)
             web = re.search(r"web\s+(http://127\.0\.0\.1:\d+)/board", "".join(lines))
-            if login and web and not pages:
-                pages.update(_demo_pages(web.group(1), login.group(1), login.group(2)))
+            if len(logins) == 2 and web and not pages:
+                pages.update(_demo_pages(web.group(1), logins))
         proc.wait(60)
     finally:
         stop_process_if_running(proc)
@@ -194,9 +197,14 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
     assert proc.returncode == 0, out[-3000:]
     assert "broker     mqtt://127.0.0.1:" in out and "(started by the demo)" in out
     # the run command serves the pages, with a demo sign-in per role printed at start
-    assert pages == {"/board": 200, "/wall": 200, "/cab/truck-01": 200, "/batches": 200}, out[
-        -3000:
-    ]
+    assert pages == {
+        "/board": 200,
+        "/wall": 200,
+        "/cab/truck-01": 200,
+        "/batches": 200,
+        "/batches/B-YAK-0418": 200,
+        "history": 1,
+    }, (pages, out[-1500:])
     assert all(
         f"demo.{role}" in out for role in ("admin", "quality", "operator", "driver", "viewer")
     )
@@ -243,16 +251,28 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
     assert f"{len(rows) - 1} readings exported" in export.stderr
 
 
-def _demo_pages(url: str, username: str, password: str) -> dict[str, int]:
-    with httpx.Client(base_url=url, timeout=20) as client:
+def _demo_pages(url: str, logins: dict[str, str]) -> dict[str, int]:
+    """Sign in as the printed demo users; the pages answer, and a truck's batch has hours
+    of history over two stays (cold room, then the truck)."""
+    out = {}
+    with httpx.Client(base_url=url, timeout=30) as client:
         signed_in = client.post(
-            "/api/auth/login", json={"username": username, "password": password}
+            "/api/auth/login",
+            json={"username": "demo.operator", "password": logins["demo.operator"]},
         )
         assert signed_in.status_code == 200, signed_in.text
-        return {
-            path: client.get(path).status_code
-            for path in ("/board", "/wall", "/cab/truck-01", "/batches")
-        }
+        for path in ("/board", "/wall", "/cab/truck-01", "/batches"):
+            out[path] = client.get(path).status_code
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.post(
+            "/api/auth/login",
+            json={"username": "demo.quality", "password": logins["demo.quality"]},
+        )
+        out["/batches/B-YAK-0418"] = client.get("/batches/B-YAK-0418").status_code
+        report = client.get("/api/batches/B-YAK-0418/report").json()
+        stays = report["stays"]
+        out["history"] = int(len(stays) == 2 and len(stays[0]["points"]) > 30)
+    return out
 
 
 @pytest.mark.e2e
