@@ -45,7 +45,6 @@ password_env = "COLDCHAIN_SMTP_PASSWORD"
 
 from __future__ import annotations
 
-import os
 from datetime import time
 from typing import Annotated, Literal
 
@@ -54,7 +53,7 @@ from pydantic import Field, model_validator
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.notify import AppriseChannel, Channel, Email, Webhook
-from coldchain.settings import ConfigError, MqttConfig, Strict
+from coldchain.settings import ConfigError, MqttConfig, Strict, secret
 from coldchain.wire import ID_PATTERN
 
 
@@ -65,13 +64,7 @@ class AlertsSection(Strict):
     db_url_env: str = "COLDCHAIN_DB_URL"
 
     def db_url(self) -> str:
-        value = os.environ.get(self.db_url_env, "")
-        if not value:
-            raise ConfigError(
-                "environment",
-                [f"alerts.db_url_env: variable {self.db_url_env} is empty or not set"],
-            )
-        return value
+        return secret(self.db_url_env, "alerts.db_url_env")
 
 
 class StepConfig(Strict):
@@ -174,17 +167,15 @@ class AlertsConfig(Strict):
         out: dict[str, Channel] = {}
         for name, c in self.channels.items():
             if isinstance(c, WebhookConfig):
+                secret(c.secret_env, f"channels.{name}.secret_env")  # refuse to start without
                 out[name] = Webhook(c.url, c.secret_env, name=name)
             elif isinstance(c, EmailConfig):
+                if c.password_env is not None:
+                    secret(c.password_env, f"channels.{name}.password_env")
                 out[name] = Email(
                     c.host, c.port, c.sender, c.starttls, c.username, c.password_env, name=name
                 )
             else:
-                urls = tuple(os.environ.get(c.urls_env, "").split())
-                if not urls:
-                    raise ConfigError(
-                        "environment",
-                        [f"channels.{name}.urls_env: variable {c.urls_env} is empty or not set"],
-                    )
+                urls = tuple(secret(c.urls_env, f"channels.{name}.urls_env").split())
                 out[name] = AppriseChannel(urls, name=name)
         return out

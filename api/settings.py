@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coldchain.settings import PLACEHOLDER
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLDCHAIN_", extra="ignore")
@@ -46,6 +48,8 @@ class ApiSettings(BaseSettings):
                     "coldchain); only demo mode has a default"
                 )
             self.db_url = "sqlite:///var/demo/alerts.sqlite"
+        if PLACEHOLDER.search(self.db_url):
+            raise ValueError("COLDCHAIN_DB_URL still holds a placeholder; set the real password")
         if self.readings_db is None and self.store_config is None:
             self.readings_db = Path(
                 "var/demo/coldchain.sqlite" if self.demo else "var/coldchain.sqlite"

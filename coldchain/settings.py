@@ -4,6 +4,7 @@ and errors that name the file, the field and what was expected."""
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tomllib
 from pathlib import Path
@@ -29,6 +30,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: what an example env file ships instead of a secret; a service never starts with it
+PLACEHOLDER = re.compile(r"CHANGE[_-]?ME|REPLACE[_-]?ME|<[^>]*>", re.IGNORECASE)
+
+
+def secret(variable: str, field: str) -> str:
+    """A secret from the environment. Empty, unset or still a placeholder is a config
+    error naming the field and the variable: no service runs on a default secret."""
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ConfigError("environment", [f"{field}: variable {variable} is empty or not set"])
+    if PLACEHOLDER.search(value):
+        raise ConfigError(
+            "environment",
+            [f"{field}: variable {variable} still holds a placeholder; set a real secret"],
+        )
+    return value
+
+
 class MqttConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
@@ -46,13 +65,7 @@ class MqttConfig(Strict):
     def password(self) -> str | None:
         if self.password_env is None:
             return None
-        value = os.environ.get(self.password_env)
-        if not value:
-            raise ConfigError(
-                "environment",
-                [f"mqtt.password_env: variable {self.password_env} is empty or not set"],
-            )
-        return value
+        return secret(self.password_env, "mqtt.password_env")
 
     def apply(self, client: mqtt.Client) -> None:
         """Credentials, TLS and reconnect backoff on a paho client."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from coldchain.settings import ConfigError, MqttConfig, Strict, load_toml
+from coldchain.settings import ConfigError, MqttConfig, Strict, load_toml, secret
 from coldchain.wire import ID_PATTERN
 
 
@@ -54,15 +53,14 @@ class InfluxStoreConfig(Strict):
     def secrets(self) -> tuple[str, str, str]:
         """(org, bucket, token) from the environment; a missing one is a config error."""
         values = []
-        missing = []
+        problems = []
         for field in ("org_env", "bucket_env", "token_env"):
-            name = getattr(self, field)
-            value = os.environ.get(name, "")
-            if not value:
-                missing.append(f"store.{field}: environment variable {name} is empty or not set")
-            values.append(value)
-        if missing:
-            raise ConfigError("environment", missing)
+            try:
+                values.append(secret(getattr(self, field), f"store.{field}"))
+            except ConfigError as exc:
+                problems += exc.problems
+        if problems:
+            raise ConfigError("environment", problems)
         return values[0], values[1], values[2]
 
 

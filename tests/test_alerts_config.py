@@ -63,7 +63,10 @@ secret_env = "COLDCHAIN_WEBHOOK_SECRET"
 """
 
 
-def test_config_builds_policy_routes_and_channels(tmp_path: Path) -> None:
+def test_config_builds_policy_routes_and_channels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_WEBHOOK_SECRET", "s3cret-from-the-vault")
     path = tmp_path / "alerts.toml"
     path.write_text(GOOD.format(port=1883))
     config = load_toml(path, AlertsConfig)
@@ -106,6 +109,18 @@ def test_a_step_naming_someone_without_a_route_is_refused(tmp_path: Path) -> Non
         load_toml(path, AlertsConfig)
 
 
+@pytest.mark.parametrize("value", ["", "CHANGE_ME", "change-me-please", "<webhook secret>"])
+def test_an_empty_or_placeholder_secret_stops_the_start_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_WEBHOOK_SECRET", value)
+    path = tmp_path / "alerts.toml"
+    path.write_text(GOOD.format(port=1883))
+    with pytest.raises(ConfigError, match="COLDCHAIN_WEBHOOK_SECRET") as info:
+        load_toml(path, AlertsConfig).channel_map()
+    assert "channels.hook.secret_env" in str(info.value)
+
+
 def test_route_to_an_unknown_channel_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "alerts.toml"
     path.write_text(GOOD.format(port=1883).replace('channel = "hook"', 'channel = "sms"'))
@@ -120,7 +135,11 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
     path = tmp_path / "alerts.toml"
     path.write_text(GOOD.format(port=running_broker.port))
     db = tmp_path / "alerts.sqlite"
-    env = {**os.environ, "COLDCHAIN_DB_URL": f"sqlite:///{db}"}
+    env = {
+        **os.environ,
+        "COLDCHAIN_DB_URL": f"sqlite:///{db}",
+        "COLDCHAIN_WEBHOOK_SECRET": "s3cret-from-the-vault",
+    }
     missing = subprocess.run(
         [sys.executable, "-m", "coldchain.cli", "alerts", "run", "--config", str(path)],
         capture_output=True,
