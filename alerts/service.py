@@ -217,6 +217,8 @@ class AlertService:
         self._queue: queue.Queue[Received] = queue.Queue()
         self._stop = threading.Event()
         self._generation = 0
+        #: connected to the broker (the health check reads it)
+        self.connected = False
         self.reload()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -226,6 +228,7 @@ class AlertService:
         )
         mqtt_config.apply(self._client)
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
     def reload(self) -> None:
@@ -267,6 +270,7 @@ class AlertService:
             log.error("broker refused the alert service: %s", reason)
             return
         self._generation += 1
+        self.connected = True
         readings = [
             (f"$share/{self.group}/{wire.subscription(Stream.READINGS, site)}", 1)
             for site in self.sites
@@ -275,6 +279,9 @@ class AlertService:
         # (a shared one would not); every instance of the service sees them all
         statuses = [(wire.subscription(Stream.STATUS, site), 1) for site in self.sites]
         client.subscribe(readings + statuses)
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.connected = False
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self._queue.put(Received(bytes(msg.payload), msg.topic, msg.mid, self._generation))

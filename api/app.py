@@ -23,7 +23,7 @@ from api.i18n import language, words
 from api.live import LiveHub
 from api.routes import admin, alarms, auth, batches, live, public, sites
 from api.settings import ApiSettings
-from coldchain.settings import load_toml
+from coldchain.settings import load_toml, secret
 from collector.app import open_store
 from collector.config import CollectorConfig, SqliteStoreConfig
 from collector.store import Store
@@ -50,11 +50,16 @@ def _store_opener(settings: ApiSettings):  # type: ignore[no-untyped-def]
 def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
-    hub = (
-        LiveHub(engine, settings.mqtt_host, settings.mqtt_port, settings.sites)
-        if live_updates
-        else None
-    )
+    hub = None
+    if live_updates:
+        hub = LiveHub(engine, settings.mqtt_host, settings.mqtt_port, settings.sites)
+        if settings.mqtt_username:
+            hub.credentials(
+                settings.mqtt_username,
+                secret(settings.mqtt_password_env, "COLDCHAIN_MQTT_PASSWORD_ENV")
+                if settings.mqtt_password_env
+                else None,
+            )
     services = Services(settings, engine, _store_opener(settings), LoginLimiter(), hub)
 
     @asynccontextmanager

@@ -88,6 +88,9 @@ class LiveHub:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
+    def credentials(self, username: str, password: str | None) -> None:
+        self._client.username_pw_set(username, password)
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -27,6 +27,9 @@ class ApiSettings(BaseSettings):
     alerts_config: Path | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    #: the API's broker account, if the broker needs one (the password from this variable)
+    mqtt_username: str | None = None
+    mqtt_password_env: str | None = None
     #: sites the live hub follows (MQTT topic level, "+" for all)
     sites: tuple[str, ...] = ("+",)
     #: demo mode: permissive defaults, never in production

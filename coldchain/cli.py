@@ -101,18 +101,30 @@ def collector_run(config_path: Path | None) -> None:
         click.echo(f"store unavailable at start: {exc}", err=True)
         sys.exit(3)
     service = Collector(config, store)
-    _run_until_signalled(service.start, service.stop, store.close)
+    _run_until_signalled(
+        service.start, service.stop, store.close, healthy=lambda: service.connected
+    )
 
 
-def _run_until_signalled(start: Callable[[], None], *stops: Callable[[], None]) -> None:
-    """Start a threaded service, wait for SIGINT/SIGTERM, then run the stops in order."""
+def _run_until_signalled(
+    start: Callable[[], None],
+    *stops: Callable[[], None],
+    healthy: Callable[[], bool] | None = None,
+) -> None:
+    """Start a threaded service, wait for SIGINT/SIGTERM, then run the stops in order.
+    While ``healthy()`` holds, the file named by COLDCHAIN_HEALTH_FILE is touched every
+    few seconds (a container health check reads its age)."""
+    import os
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    health_file = os.environ.get("COLDCHAIN_HEALTH_FILE")
     start()
     try:
         while not stop.wait(1.0):  # a timed wait lets the signal handlers run
-            pass
+            if health_file and healthy is not None and healthy():
+                Path(health_file).touch()
     finally:
         for step in stops:
             step()
@@ -448,7 +460,9 @@ def alerts_run(config_path: Path) -> None:
         sites=config.alerts.sites,
         escalation=escalation,
     )
-    _run_until_signalled(service.start, service.stop, engine.dispose)
+    _run_until_signalled(
+        service.start, service.stop, engine.dispose, healthy=lambda: service.connected
+    )
 
 
 @main.group()
@@ -583,6 +597,100 @@ def users_list(db_url: str) -> None:
             f"{u.username:20} {u.role:9} {'active' if u.active else 'inactive':9} {u.display_name}"
         )
     engine.dispose()
+
+
+@main.group()
+def broker() -> None:
+    """Accounts of the production Mosquitto (password file and ACL)."""
+
+
+_BROKER_FILES = [
+    click.option(
+        "--passwd",
+        type=click.Path(path_type=Path),
+        default=Path("deploy/mosquitto/passwd"),
+        show_default=True,
+        help="Mosquitto password file",
+    ),
+    click.option(
+        "--acl",
+        type=click.Path(path_type=Path),
+        default=Path("deploy/mosquitto/acl"),
+        show_default=True,
+        help="Mosquitto ACL file",
+    ),
+]
+
+
+def _broker_files(f: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_BROKER_FILES):
+        f = option(f)
+    return f
+
+
+@broker.command("add-gateway")
+@click.argument("gateway_id")
+@click.option("--site", required=True, help="the gateway's site id")
+@click.option(
+    "--password-env",
+    default=None,
+    help="take the password from this variable (default: make a random one and print it)",
+)
+@_broker_files
+def broker_add_gateway(
+    gateway_id: str, site: str, password_env: str | None, passwd: Path, acl: Path
+) -> None:
+    """Let a gateway publish under its own site and id, and nothing else."""
+    import re
+    import secrets as random_secrets
+
+    from coldchain.accounts import AccountError, add_account, gateway_rules
+    from coldchain.settings import secret
+    from coldchain.wire import ID_PATTERN
+
+    for name, value in (("gateway id", gateway_id), ("site", site)):
+        if not re.fullmatch(ID_PATTERN, value):
+            raise click.BadParameter(f"{name} {value!r} does not match {ID_PATTERN}")
+    try:
+        password = (
+            secret(password_env, "--password-env")
+            if password_env
+            else random_secrets.token_urlsafe(18)
+        )
+        add_account(passwd, acl, gateway_id, password, gateway_rules(site, gateway_id))
+    except (AccountError, ConfigError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"gateway {gateway_id} may publish under coldchain/v1/{site}/{gateway_id}/")
+    click.echo("its [mqtt] section (put the password in the unit's environment file):")
+    click.echo(
+        f'\n[mqtt]\nhost = "BROKER"\nport = 8883\ntls = true\nca_file = "/etc/coldchain/ca.crt"\n'
+        f'username = "{gateway_id}"\npassword_env = "COLDCHAIN_MQTT_PASSWORD"\n'
+    )
+    if not password_env:
+        click.echo(f"COLDCHAIN_MQTT_PASSWORD={password}")
+
+
+@broker.command("add-service")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["collector", "alerts", "api"]), required=True)
+@click.option("--password-env", required=True, help="the variable holding its password")
+@_broker_files
+def broker_add_service(
+    username: str, role: str, password_env: str, passwd: Path, acl: Path
+) -> None:
+    """A service account: it reads what the service consumes and writes nothing."""
+    from coldchain.accounts import SERVICE_RULES, AccountError, add_account
+    from coldchain.settings import secret
+
+    try:
+        add_account(
+            passwd, acl, username, secret(password_env, "--password-env"), SERVICE_RULES[role]
+        )
+    except (AccountError, ConfigError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"service account {username} ({role}) written to {passwd} and {acl}")
 
 
 if __name__ == "__main__":

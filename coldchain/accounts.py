@@ -1,0 +1,88 @@
+"""Broker accounts for the production Mosquitto: a password file entry (hashed by
+Debian's ``mosquitto_passwd``, never stored in the clear) and an ACL block per account.
+
+A gateway may write only under ``coldchain/v1/{site}/{gateway}/`` and read nothing; each
+service reads what it consumes and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from coldchain import wire
+from coldchain.wire import Stream
+
+SERVICE_RULES: dict[str, list[str]] = {
+    "collector": [
+        f"topic read {wire.subscription(Stream.READINGS, '+')}",
+        f"topic read {wire.subscription(Stream.EVENTS, '+')}",
+    ],
+    "alerts": [
+        f"topic read {wire.subscription(Stream.READINGS, '+')}",
+        f"topic read {wire.subscription(Stream.STATUS, '+')}",
+    ],
+    "api": [
+        f"topic read {wire.subscription(Stream.READINGS, '+')}",
+        f"topic read {wire.subscription(Stream.STATUS, '+')}",
+    ],
+}
+
+
+class AccountError(RuntimeError):
+    pass
+
+
+def gateway_rules(site: str, gateway: str) -> list[str]:
+    return [f"topic write coldchain/v1/{site}/{gateway}/#"]
+
+
+def _hash(username: str, password: str) -> str:
+    """``username:$7$…`` as mosquitto_passwd writes it (the password goes through a
+    private temporary file, never a command line)."""
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not Path(tool).exists():
+        raise AccountError("mosquitto_passwd is missing (apt-get install mosquitto)")
+    if ":" in username or "\n" in password:
+        raise AccountError("a user name cannot hold ':' and a password cannot hold a newline")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "passwd"
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{username}:{password}\n")
+        done = subprocess.run([tool, "-U", str(plain)], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AccountError(f"mosquitto_passwd failed: {done.stderr.strip()}")
+        return plain.read_text().strip()
+
+
+def _replace_lines(path: Path, username: str, new_line: str) -> None:
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if not line.startswith(f"{username}:")]
+    path.write_text("\n".join([*kept, new_line]) + "\n")
+    path.chmod(0o600)
+
+
+def _replace_acl(path: Path, username: str, rules: list[str]) -> None:
+    """Drop the account's block (``user NAME`` up to the next ``user``), append the new."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    out: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.startswith("user "):
+            skipping = line.split(None, 1)[1].strip() == username
+        if not skipping:
+            out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    out += ["", f"user {username}", *rules]
+    path.write_text("\n".join(out) + "\n")
+
+
+def add_account(passwd: Path, acl: Path, username: str, password: str, rules: list[str]) -> None:
+    """Create or replace an account: its hashed password and its ACL block."""
+    _replace_lines(passwd, username, _hash(username, password))
+    _replace_acl(acl, username, rules)
