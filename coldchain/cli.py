@@ -693,5 +693,61 @@ def broker_add_service(
     click.echo(f"service account {username} ({role}) written to {passwd} and {acl}")
 
 
+@main.group()
+def grafana() -> None:
+    """Grafana as code: data sources and dashboards."""
+
+
+@grafana.command("provision")
+@click.option("--url", required=True, help="Grafana's address, e.g. http://grafana:3000")
+@click.option(
+    "--token-env",
+    default="GRAFANA_TOKEN",
+    show_default=True,
+    help="variable holding a service account token (Admin role)",
+)
+@click.option("--influx-url", default="http://influxdb:8086", show_default=True)
+@click.option("--postgres-host", default="postgres:5432", show_default=True)
+def grafana_provision(url: str, token_env: str, influx_url: str, postgres_host: str) -> None:
+    """Create or update the InfluxDB and PostgreSQL data sources, the coldchain folder and
+    the dashboards, by uid: running it again changes nothing. The data sources' secrets
+    come from INFLUXDB_ORG, INFLUXDB_BUCKET, INFLUXDB_TOKEN, POSTGRES_DB, POSTGRES_USER,
+    POSTGRES_PASSWORD (the .env of docker-compose)."""
+    from grafana_client.api import GrafanaApi
+
+    from coldchain.grafana import DataSources, provision
+    from coldchain.settings import secret
+
+    try:
+        token = secret(token_env, "--token-env")
+        sources = DataSources(
+            influx_url=influx_url,
+            influx_org=secret("INFLUXDB_ORG", "influx org"),
+            influx_bucket=secret("INFLUXDB_BUCKET", "influx bucket"),
+            influx_token=secret("INFLUXDB_TOKEN", "influx token"),
+            postgres_host=postgres_host,
+            postgres_db=secret("POSTGRES_DB", "postgres database"),
+            postgres_user=secret("POSTGRES_USER", "postgres user"),
+            postgres_password=secret("POSTGRES_PASSWORD", "postgres password"),
+        )
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    for line in provision(GrafanaApi.from_url(url, credential=token), sources):
+        click.echo(line)
+
+
+@grafana.command("export")
+@click.argument(
+    "directory", type=click.Path(path_type=Path), default=Path("deploy/grafana/dashboards")
+)
+def grafana_export(directory: Path) -> None:
+    """Write the dashboards as files for Grafana's file provisioning (docker-compose)."""
+    from coldchain.grafana import export
+
+    for path in export(directory):
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it;
 # Debian's Chromium drives the page tests (Playwright never downloads a browser); pango and
-# a CJK font for the PDF reports; poppler-utils to read the PDFs back
+# a CJK font for the PDF reports; poppler-utils to read the PDFs back; docker-compose (v1)
+# validates the production compose file without a Docker engine
 bash scripts/bootstrap.sh victoria-metrics chromium fonts-wqy-zenhei \
-    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils docker-compose systemd
 # the alert service's store is tested against a real PostgreSQL as well as SQLite
 bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"

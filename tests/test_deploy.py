@@ -1,0 +1,426 @@
+"""The production deployment, checked here without a Docker engine: the compose file
+validates, the compose Mosquitto config runs for real with accounts made by
+`coldchain broker` (ACLs, passwords, TLS), the gateway's systemd unit verifies, Grafana
+provisioning talks to a real HTTP server and its queries match the stores' names."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import text
+
+from alerts.db import Base, make_engine, upgrade
+from coldchain import grafana
+from coldchain.broker import LocalBroker, free_ports
+from coldchain.settings import PLACEHOLDER
+from coldchain.wire import Quantity
+
+ROOT = Path(__file__).resolve().parent.parent
+CERTS = ROOT / "tests" / "certs"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coldchain.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+# ---------------------------------------------------------------------- compose
+def test_compose_file_validates_and_every_service_has_a_health_check_and_restart_policy(
+    tmp_path: Path,
+) -> None:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing (apt-get install docker-compose)"
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    quiet = subprocess.run(
+        [tool, "config", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run(
+        [tool, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
+    services = yaml.safe_load(full.stdout)["services"]
+    assert {
+        "mosquitto",
+        "influxdb",
+        "postgres",
+        "collector-1",
+        "collector-2",
+        "alerts",
+        "api",
+        "grafana",
+    } <= set(services)
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", name
+        assert service.get("healthcheck", {}).get("test"), name
+    # two collectors, one shared subscription, distinct sessions
+    assert "collector-1.toml" in services["collector-1"]["command"][-1]
+    assert "collector-2.toml" in services["collector-2"]["command"][-1]
+
+
+def test_the_example_env_file_holds_placeholders_for_every_secret() -> None:
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    secrets = [k for k in values if re.search(r"PASSWORD|TOKEN|SECRET", k)]
+    assert len(secrets) >= 8
+    assert all(PLACEHOLDER.search(values[k]) for k in secrets), secrets
+
+
+def test_a_service_refuses_to_start_with_a_placeholder_secret(tmp_path: Path) -> None:
+    refused = cli(
+        "collector",
+        "run",
+        "--config",
+        str(ROOT / "deploy" / "config" / "collector-1.toml"),
+        env={
+            "MQTT_COLLECTOR_PASSWORD": "CHANGE_ME_collector_password",
+            "INFLUXDB_ORG": "county",
+            "INFLUXDB_BUCKET": "coldchain",
+            "INFLUXDB_TOKEN": "a-real-token",
+        },
+    )
+    assert refused.returncode != 0
+    assert "MQTT_COLLECTOR_PASSWORD" in refused.stderr and "placeholder" in refused.stderr
+
+
+# ---------------------------------------------------------------------- the broker
+class ProductionBroker(LocalBroker):
+    """deploy/mosquitto/mosquitto.conf as compose runs it; only the listeners' ports and
+    the files' paths are rewritten to this test's."""
+
+    def __init__(self, workdir: Path, plain: int, tls: int) -> None:
+        super().__init__(workdir, port=plain)
+        self.tls_port = tls
+        conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+        conf = (
+            conf.replace("/mosquitto/config/", f"{workdir}/")
+            .replace("/mosquitto/data/", f"{workdir}/data/")
+            .replace("/mosquitto/certs/", f"{CERTS}/")
+            .replace("listener 1883", f"listener {plain} 127.0.0.1")
+            .replace("listener 8883", f"listener {tls} 127.0.0.1")
+            .replace("log_dest stdout", f"log_dest file {workdir}/mosquitto.log")
+        )
+        if os.geteuid() == 0:
+            conf += "\nuser root\n"
+        self.config.write_text(conf)
+
+
+@pytest.fixture
+def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
+    plain, tls = free_ports(2)
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    shutil.copy(ROOT / "deploy" / "mosquitto" / "acl", workdir / "acl")
+    files = ["--passwd", str(workdir / "passwd"), "--acl", str(workdir / "acl")]
+    env = {"P_COLLECTOR": "collector pass 1", "P_GW": "gateway pass 1"}
+    made = cli(
+        "broker",
+        "add-service",
+        "collector",
+        "--role",
+        "collector",
+        "--password-env",
+        "P_COLLECTOR",
+        *files,
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    for gw, site in (("truck-01", "county-fleet"), ("truck-02", "county-fleet")):
+        made = cli(
+            "broker", "add-gateway", gw, "--site", site, "--password-env", "P_GW", *files, env=env
+        )
+        assert made.returncode == 0, made.stderr
+    printed = cli("broker", "add-gateway", "store-gw", "--site", "county-store", *files)
+    assert printed.returncode == 0 and "COLDCHAIN_MQTT_PASSWORD=" in printed.stdout
+    assert "gateway pass 1" not in (workdir / "passwd").read_text()  # hashed, never clear
+    broker = ProductionBroker(workdir, plain, tls)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def connect(
+    port: int, username: str | None, password: str | None, tls: bool = False
+) -> tuple[mqtt.Client, ReasonCode]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set(ca_certs=str(CERTS / "ca.crt"))
+    result: dict[str, ReasonCode] = {}
+    done = threading.Event()
+
+    def on_connect(_c: object, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        result["reason"] = reason
+        done.set()
+
+    def on_disconnect(_c: object, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        result.setdefault("reason", reason)
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert done.wait(10), "no CONNACK"
+    return client, result["reason"]
+
+
+def puback(client: mqtt.Client, topic: str) -> int:
+    """The PUBACK reason code of one QoS 1 publish (MQTT 5 says when it was refused)."""
+    codes: list[int] = []
+    done = threading.Event()
+
+    def on_publish(_c: object, _u: object, _mid: int, reason: ReasonCode, _p: Properties) -> None:
+        codes.append(reason.value)
+        done.set()
+
+    client.on_publish = on_publish
+    client.publish(topic, b"{}", qos=1)
+    assert done.wait(10), "no PUBACK"
+    return codes[0]
+
+
+def close(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_the_production_broker_lets_a_gateway_publish_only_its_own_topics(
+    production_broker: ProductionBroker,
+) -> None:
+    gateway, reason = connect(production_broker.port, "truck-01", "gateway pass 1")
+    assert not reason.is_failure
+    try:
+        assert puback(gateway, "coldchain/v1/county-fleet/truck-01/readings") < 0x80
+        assert puback(gateway, "coldchain/v1/county-fleet/truck-02/readings") == 135
+        assert puback(gateway, "coldchain/v1/county-store/truck-01/readings") == 135
+    finally:
+        close(gateway)
+    collector, reason = connect(production_broker.port, "collector", "collector pass 1")
+    assert not reason.is_failure
+    try:
+        assert puback(collector, "coldchain/v1/county-fleet/truck-01/readings") == 135
+    finally:
+        close(collector)
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("truck-01", "wrong password"), (None, None), ("nobody", "gateway pass 1")],
+)
+def test_the_production_broker_refuses_wrong_passwords_and_anonymous_clients(
+    production_broker: ProductionBroker, username: str | None, password: str | None
+) -> None:
+    client, reason = connect(production_broker.port, username, password)
+    close(client)
+    assert reason.is_failure
+    assert reason.value in (134, 135)  # bad user name or password / not authorized
+
+
+def test_the_production_broker_speaks_tls_with_the_shipped_test_certificates(
+    production_broker: ProductionBroker,
+) -> None:
+    gateway, reason = connect(production_broker.tls_port, "truck-02", "gateway pass 1", tls=True)
+    try:
+        assert not reason.is_failure
+        assert puback(gateway, "coldchain/v1/county-fleet/truck-02/status") < 0x80
+    finally:
+        close(gateway)
+
+
+# ---------------------------------------------------------------------- the edge box
+def test_the_gateway_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The unit as shipped; only ExecStart's program is pointed at this checkout's
+    `coldchain` (verify insists that the program exists)."""
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is missing (apt-get install systemd)"
+    here = Path(sys.executable).parent / "coldchain"
+    unit = tmp_path / "coldchain-gateway.service"
+    unit.write_text(
+        (ROOT / "deploy" / "gateway" / "coldchain-gateway.service")
+        .read_text()
+        .replace("/usr/local/bin/coldchain", str(here))
+    )
+    verified = subprocess.run(
+        [tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+
+
+# ---------------------------------------------------------------------- Grafana
+class FakeGrafana(BaseHTTPRequestHandler):
+    """Records every call and answers like Grafana's HTTP API for what provisioning uses."""
+
+    calls: ClassVar[list[tuple[str, str, object]]] = []
+    datasources: ClassVar[dict[str, object]] = {}
+    folders: ClassVar[dict[str, object]] = {}
+    dashboards: ClassVar[dict[str, object]] = {}
+
+    def _reply(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> object:
+        length = int(self.headers.get("Content-Length", 0))
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def _record(self, body: object) -> None:
+        assert self.headers.get("Authorization") == "Bearer glsa_test_token"
+        self.calls.append((self.command, self.path, body))
+
+    def do_GET(self) -> None:
+        self._record(None)
+        kind, _, uid = self.path.removeprefix("/api/").partition("/uid/")
+        if self.path.startswith("/api/datasources/uid/"):
+            found = self.datasources.get(uid)
+        elif self.path.startswith("/api/folders/"):
+            found = self.folders.get(self.path.rsplit("/", 1)[1])
+        else:
+            found = None
+        self._reply(200, found) if found else self._reply(404, {"message": f"{kind} not found"})
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self._record(body)
+        assert isinstance(body, dict)
+        if self.path == "/api/datasources":
+            self.datasources[body["uid"]] = body
+        elif self.path == "/api/folders":
+            self.folders[body["uid"]] = body
+        elif self.path == "/api/dashboards/db":
+            self.dashboards[body["dashboard"]["uid"]] = body
+        self._reply(200, {"status": "success"})
+
+    def do_PUT(self) -> None:
+        body = self._body()
+        self._record(body)
+        self.datasources[self.path.rsplit("/", 1)[1]] = body
+        self._reply(200, {"message": "Datasource updated"})
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_grafana_provisioning_is_idempotent_against_a_recording_server() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGrafana)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = {
+        "GRAFANA_TOKEN": "glsa_test_token",
+        "INFLUXDB_ORG": "county",
+        "INFLUXDB_BUCKET": "coldchain",
+        "INFLUXDB_TOKEN": "influx-token-1",
+        "POSTGRES_DB": "coldchain",
+        "POSTGRES_USER": "coldchain",
+        "POSTGRES_PASSWORD": "pg-password-1",
+    }
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        first = cli("grafana", "provision", "--url", url, env=env)
+        assert first.returncode == 0, first.stderr
+        second = cli("grafana", "provision", "--url", url, env=env)
+        assert second.returncode == 0, second.stderr
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert "data source coldchain-influxdb created" in first.stdout
+    assert "data source coldchain-influxdb updated" in second.stdout
+    posts = [(m, p) for m, p, _b in FakeGrafana.calls if m == "POST"]
+    # created once each; the second run updates the data sources and overwrites dashboards
+    assert posts.count(("POST", "/api/datasources")) == 2
+    assert posts.count(("POST", "/api/folders")) == 1
+    assert posts.count(("POST", "/api/dashboards/db")) == 8
+    assert set(FakeGrafana.dashboards) == {
+        "coldchain-overview",
+        "coldchain-rooms",
+        "coldchain-trucks",
+        "coldchain-alarms",
+    }
+    influx = FakeGrafana.datasources["coldchain-influxdb"]
+    assert isinstance(influx, dict) and influx["secureJsonData"] == {"token": "influx-token-1"}
+    saved = FakeGrafana.dashboards["coldchain-rooms"]
+    assert isinstance(saved, dict) and saved["overwrite"] is True
+
+
+def _queries() -> Iterator[tuple[str, str]]:
+    for dashboard in grafana.dashboards().values():
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                if "query" in target:
+                    yield "flux", target["query"]
+                if "rawSql" in target:
+                    yield "sql", target["rawSql"]
+        for variable in dashboard["templating"]["list"]:
+            if variable.get("datasource") == grafana.POSTGRES:
+                yield "sql", variable["query"]
+
+
+def test_dashboard_queries_use_the_names_the_stores_write() -> None:
+    influx_source = (ROOT / "collector" / "influx_store.py").read_text()
+    written_fields = set(re.findall(r'\.field\("(\w+)"', influx_source))
+    quantities = {q.value for q in Quantity}
+    for kind, query in _queries():
+        if kind != "flux":
+            continue
+        for measurement in re.findall(r'_measurement == "(\w+)"', query):
+            assert measurement in quantities, measurement
+        for field in re.findall(r'_field == "(\w+)"', query):
+            assert field in written_fields, field
+        for tag in re.findall(r"r\.(site|sensor|gateway)\b", query):
+            assert f'.tag("{tag}"' in influx_source, tag
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_dashboard_sql_runs_against_the_alert_services_schema(db_url: str) -> None:
+    """The SQL panels are PostgreSQL's (Grafana reads the production database)."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            for kind, query in _queries():
+                if kind == "sql":
+                    sql = query.replace("$__from", "0").replace("$__to", "9999999999999")
+                    conn.execute(text(sql)).all()
+    finally:
+        engine.dispose()
+    assert set(grafana.TABLES) <= set(Base.metadata.tables)
+
+
+def test_the_provisioning_files_are_the_dashboards_the_code_builds() -> None:
+    shipped = {
+        path.stem: json.loads(path.read_text())
+        for path in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")
+    }
+    assert shipped == grafana.dashboards(), "run `coldchain grafana export` and commit"
