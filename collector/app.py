@@ -173,6 +173,15 @@ class Collector:
         self._writer.join(30)
         self._client.disconnect()
         self._client.loop_stop()
+        c = self.counters
+        log.info(
+            "collector %s stopped: stored %d readings (%d duplicates), %d events, quarantined %d",
+            self.config.collector.id,
+            c.readings_stored,
+            c.readings_duplicate,
+            c.events_stored,
+            c.quarantined,
+        )
 
     @property
     def connected(self) -> bool:

@@ -8,6 +8,7 @@ on counts and identities), and the store's sequence watermark without a gap.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -264,6 +265,31 @@ def test_two_collectors_share_the_stream_and_one_can_die(pipeline: Pipeline) -> 
     logs = [c.log.read_text() for c in (first, second)]
     assert all("subscribed to $share/" in log for log in logs)
     assert "session resumed" in logs[1]
+
+
+@pytest.mark.e2e
+def test_two_collectors_on_one_shared_subscription_split_the_load_and_store_it_once(
+    pipeline: Pipeline,
+) -> None:
+    """Scaling out: both members of the group store a share, neither stores what the
+    other did, and together they store every reading taken, once."""
+    first, second = pipeline.make_collector("c1"), pipeline.make_collector("c2")
+    first.start()
+    second.start()
+    pipeline.setup.gateway.start()
+    pipeline.wait_flowing(40 * READINGS_PER_CYCLE, timeout_s=60)
+    stored = pipeline.finish_and_check()
+    first.stop()
+    second.stop()
+    shares = []
+    for proc in (first, second):
+        match = re.search(
+            r"stopped: stored (\d+) readings \((\d+) duplicates\)", proc.log.read_text()
+        )
+        assert match is not None, proc.log.read_text()[-2000:]
+        shares.append(int(match.group(1)))
+    assert all(share > 0 for share in shares), shares  # each took part of the stream
+    assert sum(shares) == stored, (shares, stored)  # together: everything, once
 
 
 BAD_PAYLOADS = [
