@@ -106,6 +106,29 @@ def collector_run(config_path: Path | None) -> None:
     )
 
 
+@collector.command("retire")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--quiet-s", default=3.0, show_default=True, help="drained after this long idle")
+def collector_retire(config_path: Path, quiet_s: float) -> None:
+    """Remove a collector from its shared group for good: store what the broker queued
+    for it, then end its session. (Stopping one is not enough: Mosquitto keeps queueing
+    its share of the stream until its session expires.)"""
+    from collector.app import Collector, open_store
+    from collector.errors import StoreUnavailable
+
+    config = _load_collector_config(config_path)
+    try:
+        store = open_store(config)
+    except StoreUnavailable as exc:
+        click.echo(f"store unavailable: {exc}", err=True)
+        sys.exit(3)
+    try:
+        drained = Collector(config, store).retire(quiet_s=quiet_s)
+    finally:
+        store.close()
+    click.echo(f"collector {config.collector.id} retired; {drained} queued messages stored")
+
+
 def _run_until_signalled(
     start: Callable[[], None],
     *stops: Callable[[], None],

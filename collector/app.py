@@ -89,6 +89,8 @@ class Collector:
         self.counters = CollectorCounters()
         self.limits = Limits(future_tolerance_ms=int(config.collector.future_tolerance_s * 1000))
         self._queue: queue.Queue[Received] = queue.Queue()
+        self._received = 0
+        self._last_message = time.monotonic()
         self._stop = threading.Event()
         self._generation = 0
         self._connected = False
@@ -144,6 +146,8 @@ class Collector:
         self._connected = False
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self._received += 1
+        self._last_message = time.monotonic()
         self._queue.put(
             Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, now_ms())
         )
@@ -186,6 +190,42 @@ class Collector:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def retire(self, quiet_s: float = 3.0, timeout_s: float = 600.0) -> int:
+        """Leave the shared group for good, losing nothing: resume this member's session,
+        take no new share (unsubscribe), store what the broker had queued for it, then
+        end the session (Session Expiry 0). A collector removed without this keeps its
+        share of the stream queued at the broker for as long as its session lives.
+        Returns the number of messages it stored on the way out."""
+        self.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._connected:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the broker did not accept the retiring collector")
+            time.sleep(0.05)
+        topics = subscriptions(self.config.collector.group, self.config.collector.sites)
+        self._client.unsubscribe(topics)
+        while (
+            time.monotonic() - self._last_message < quiet_s
+            or self.counters.messages < self._received
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the retiring collector did not drain its queue")
+            time.sleep(0.1)
+        self._stop.set()
+        self._writer.join(30)
+        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        self._client.disconnect(properties=props)
+        self._client.loop_stop()
+        log.info(
+            "collector %s retired from group %s: stored %d readings from %d queued messages",
+            self.config.collector.id,
+            self.config.collector.group,
+            self.counters.readings_stored,
+            self.counters.messages,
+        )
+        return self.counters.messages
 
     # ------------------------------------------------------------------ writer
     def _write_loop(self) -> None:

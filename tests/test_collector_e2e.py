@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -290,6 +292,44 @@ def test_two_collectors_on_one_shared_subscription_split_the_load_and_store_it_o
         shares.append(int(match.group(1)))
     assert all(share > 0 for share in shares), shares  # each took part of the stream
     assert sum(shares) == stored, (shares, stored)  # together: everything, once
+
+
+@pytest.mark.e2e
+def test_a_retired_collector_stores_its_queued_share_and_leaves_the_group(
+    pipeline: Pipeline,
+) -> None:
+    """Stopping a member is not leaving: Mosquitto goes on queueing its share. `coldchain
+    collector retire` stores that queue and ends the session; the survivor then gets
+    everything, and every reading taken is stored once."""
+    first, second = pipeline.make_collector("c1"), pipeline.make_collector("c2")
+    first.start()
+    second.start()
+    pipeline.setup.gateway.start()
+    pipeline.wait_flowing(20 * READINGS_PER_CYCLE)
+    second.stop()
+    pipeline.wait_flowing(10 * READINGS_PER_CYCLE, timeout_s=60)
+    time.sleep(1.0)  # its share queues at the broker meanwhile
+    retired = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coldchain.cli",
+            "collector",
+            "retire",
+            "--config",
+            str(second.config),
+            "--quiet-s",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert retired.returncode == 0, retired.stdout + retired.stderr
+    assert "retired" in retired.stdout
+    queued = int(re.search(r"(\d+) queued messages stored", retired.stdout).group(1))  # type: ignore[union-attr]
+    assert queued > 0  # what the broker had kept for the stopped member
+    pipeline.finish_and_check()  # with one collector left: all of it, once
 
 
 BAD_PAYLOADS = [
