@@ -297,6 +297,19 @@ def _gateway_locations(s: Session, gateway: str, start_ms: int, end_ms: int | No
     return sorted(set(s.execute(query).scalars()))
 
 
+def _stored(s: Session, gateway: str, breach: Breach) -> BreachRow | None:
+    """The stored row with the breach's identity, if any."""
+    return s.execute(
+        select(BreachRow).where(
+            BreachRow.gateway == gateway,
+            BreachRow.sensor == breach.sensor,
+            BreachRow.kind == breach.kind.value,
+            BreachRow.level == breach.level.value,
+            BreachRow.start_ms == breach.start_ts_ms,
+        )
+    ).scalar_one_or_none()
+
+
 def upsert_breach(engine: Engine, gateway: str, breach: Breach) -> BreachRow:
     """Store a breach by its identity (a late re-evaluation updates, never duplicates),
     naming its location, its site and the batches that were there during it. A
@@ -315,15 +328,7 @@ def upsert_breach(engine: Engine, gateway: str, breach: Breach) -> BreachRow:
         site = None
         if places:
             site = s.execute(select(Location.site_id).where(Location.id == places[0])).scalar()
-        row = s.execute(
-            select(BreachRow).where(
-                BreachRow.gateway == gateway,
-                BreachRow.sensor == breach.sensor,
-                BreachRow.kind == breach.kind.value,
-                BreachRow.level == breach.level.value,
-                BreachRow.start_ms == breach.start_ts_ms,
-            )
-        ).scalar_one_or_none()
+        row = _stored(s, gateway, breach)
         if row is None:
             row = BreachRow(
                 gateway=gateway,
@@ -348,15 +353,7 @@ def supersede_breach(engine: Engine, gateway: str, breach: Breach, now: int | No
     filled, a run that late readings split): it is kept, ended with reason
     ``superseded``, and its alarm cleared. Returns True if a stored breach changed."""
     with Session(engine) as s, s.begin():
-        row = s.execute(
-            select(BreachRow).where(
-                BreachRow.gateway == gateway,
-                BreachRow.sensor == breach.sensor,
-                BreachRow.kind == breach.kind.value,
-                BreachRow.level == breach.level.value,
-                BreachRow.start_ms == breach.start_ts_ms,
-            )
-        ).scalar_one_or_none()
+        row = _stored(s, gateway, breach)
         if row is None or row.end_reason == "superseded":
             return False
         row.end_reason = "superseded"

@@ -14,6 +14,7 @@ Usage: python bench/collector_rate.py [--messages 2000] [--readings-per-message 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import subprocess
 import sys
@@ -124,18 +125,20 @@ def wait_stored(db: Path, gateway: str, total: int, timeout_s: float) -> float:
     return time.monotonic()
 
 
-def start_collector(work: Path, port: int, name: str) -> subprocess.Popen[bytes]:
+def start_collector(
+    work: Path,
+    port: int,
+    name: str,
+    store: str | None = None,
+    group: str = "bench",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`coldchain collector run` in a subprocess (default store: SQLite in ``work``)."""
     config = work / f"{name}.toml"
-    config.write_text(f"""
-[collector]
-id = "{name}"
-group = "bench"
-[mqtt]
-port = {port}
-[store]
-kind = "sqlite"
-path = "{work / "bench.sqlite"}"
-""")
+    store = store or f'kind = "sqlite"\npath = "{work / "bench.sqlite"}"'
+    config.write_text(
+        f'[collector]\nid = "{name}"\ngroup = "{group}"\n[mqtt]\nport = {port}\n[store]\n{store}\n'
+    )
     log = (work / f"{name}.log").open("ab")
     return subprocess.Popen(
         [
@@ -151,6 +154,7 @@ path = "{work / "bench.sqlite"}"
         ],
         stdout=log,
         stderr=log,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -18,14 +18,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bench.collector_rate import batches, publish_all
+from bench.collector_rate import batches, publish_all, start_collector
 from coldchain.broker import LocalBroker, free_port, stop_process
 
 PER = 100
@@ -87,33 +86,13 @@ def sqlite_count(db: Path, gateway: str) -> int:
 
 
 def collector(work: Path, port: int, name: str, group: str, store: str) -> subprocess.Popen[bytes]:
-    config = work / f"{name}.toml"
-    config.write_text(
-        f'[collector]\nid = "{name}"\ngroup = "{group}"\n[mqtt]\nport = {port}\n[store]\n{store}\n'
-    )
-    log = (work / f"{name}.log").open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coldchain.cli",
-            "--log-level",
-            "WARNING",
-            "collector",
-            "run",
-            "--config",
-            str(config),
-        ],
-        stdout=log,
-        stderr=log,
-        env={
-            **os.environ,
-            # victoria-metrics takes any org, bucket and token
-            "COLDCHAIN_INFLUX_ORG": "county",
-            "COLDCHAIN_INFLUX_BUCKET": "coldchain",
-            "COLDCHAIN_INFLUX_TOKEN": "bench-token",
-        },
-    )
+    # victoria-metrics takes any org, bucket and token
+    influx = {
+        "COLDCHAIN_INFLUX_ORG": "county",
+        "COLDCHAIN_INFLUX_BUCKET": "coldchain",
+        "COLDCHAIN_INFLUX_TOKEN": "bench-token",
+    }
+    return start_collector(work, port, name, store=store, group=group, env=influx)
 
 
 def run(work: Path, port: int, n: int, store: str, count, label: str, messages: int) -> float:  # type: ignore[no-untyped-def]

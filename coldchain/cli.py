@@ -165,20 +165,33 @@ def _load_collector_config(path: Path | None) -> CollectorConfig:
         sys.exit(2)
 
 
+def _readings_store_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--config or --db: where the readings are (the collector's store)."""
+    f = click.option(
+        "--db",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="an SQLite readings store file (instead of --config)",
+    )(f)
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="collector config naming the store (default: SQLite var/coldchain.sqlite)",
+    )(f)
+
+
+def _readings_config(config_path: Path | None, db: Path | None) -> CollectorConfig:
+    from collector.config import CollectorConfig, SqliteStoreConfig
+
+    if db is not None:
+        return CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=db))
+    return _load_collector_config(config_path)
+
+
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="collector config naming the store (default: SQLite var/coldchain.sqlite)",
-)
-@click.option(
-    "--db",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="an SQLite store file (instead of --config)",
-)
+@_readings_store_options
 @click.option("--sensor", default=None, help="one sensor, e.g. cr1-ctrl.air")
 @click.option("--site", default=None, help="every sensor of a site")
 @click.option("--gateway", "gateway_id", default=None, help="every sensor of a gateway")
@@ -203,13 +216,9 @@ def export(
 ) -> None:
     """Write stored readings of a sensor, gateway or site over a time range as CSV."""
     from collector.app import open_store
-    from collector.config import CollectorConfig, SqliteStoreConfig
     from collector.export import export_csv, parse_time
 
-    if db is not None:
-        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=db))
-    else:
-        config = _load_collector_config(config_path)
+    config = _readings_config(config_path, db)
     try:
         start_ms = parse_time(start)
         end_ms = parse_time(end) if end else time.time_ns() // 1_000_000 + 1
@@ -359,16 +368,7 @@ def simulate(
     show_default=True,
     help="SQLAlchemy URL of the alert service's database",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="collector config naming the readings store (default: SQLite var/coldchain.sqlite)",
-)
-@click.option(
-    "--db", type=click.Path(path_type=Path), default=None, help="an SQLite readings store file"
-)
+@_readings_store_options
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def report(
     batch_id: str, db_url: str, config_path: Path | None, db: Path | None, as_json: bool
@@ -381,12 +381,8 @@ def report(
     from alerts.repo import RepoError
     from alerts.report import as_dict, batch_report, render_text
     from collector.app import open_store
-    from collector.config import CollectorConfig, SqliteStoreConfig
 
-    if db is not None:
-        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=db))
-    else:
-        config = _load_collector_config(config_path)
+    config = _readings_config(config_path, db)
     engine = make_engine(db_url)
     store = open_store(config)
     try:
