@@ -438,7 +438,11 @@ def test_a_gateway_killed_under_a_real_broker_is_one_offline_breach_that_ends_wh
         )
         (row,) = [r for r in breaches(engine) if r.kind == "gateway_offline"]
         assert row.end_ms is None and json.loads(row.batches) == ["B-APL", "B-YAK"]
-        assert any("gateway_offline" in line and "B-YAK" in line for line in alarms)
+        wait_for(  # the alarm is announced right after its breach is stored
+            lambda: any("gateway_offline" in line and "B-YAK" in line for line in alarms),
+            10,
+            "the offline alarm announced",
+        )
         setup.gateway.start()
         wait_for(lambda: all(r.end_ms is not None for r in breaches(engine)), 40, "breaches ended")
         offline = [r for r in breaches(engine) if r.kind == "gateway_offline"]
