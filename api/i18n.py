@@ -84,6 +84,7 @@ TEXT: dict[str, dict[str, str]] = {
     "data_hash": {"zh": "数据哈希", "en": "Data hash"},
     "today": {"zh": "今日", "en": "Today"},
     "readings_today": {"zh": "今日读数", "en": "Readings today"},
+    "alarms_today": {"zh": "今日报警", "en": "Alarms today"},
     "gateways_online": {"zh": "在线网关", "en": "Gateways online"},
     "trucks": {"zh": "车辆", "en": "Trucks"},
     "language": {"zh": "English", "en": "中文"},

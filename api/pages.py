@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.models import Batch, SensorAssignment, User
+from alerts.models import AlarmRow, Batch, SensorAssignment, User
 from alerts.report import batch_report
 from alerts.users import Role, session_user
 from api.charts import journey_svg
@@ -33,6 +33,9 @@ from api.routes import sites as site_routes
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TraceCode = Annotated[str, PathParam(pattern=r"^[0-9A-Z]{12}$")]
+
+DAY_MS = 86_400_000
+CST_MS = 8 * 3_600_000
 
 PUBLIC_PAGES = {"/login", "/t/{code}", "/t/{code}/qr.svg", "/t/{code}/qr.png", "/"}
 
@@ -97,8 +100,13 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
     user = page_user(request, svc, Role.VIEWER)
     sites = site_routes.sites(user, svc)
     gateways = {g: state for s in sites for g, state in s.gateways.items()}
+    # "today" is the county's day (China Standard Time, UTC+8)
+    midnight_ms = ((time.time_ns() // 1_000_000 + CST_MS) // DAY_MS) * DAY_MS - CST_MS
     with Session(svc.engine) as s:
         batches_count = s.execute(select(func.count(Batch.id))).scalar_one()
+        alarms_today = s.execute(
+            select(func.count(AlarmRow.id)).where(AlarmRow.raised_ms >= midnight_ms)
+        ).scalar_one()
     latest = dict(svc.hub.latest) if svc.hub else {}
     trucks = [
         {
@@ -118,6 +126,7 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
         "wall.html",
         user,
         trucks=trucks,
+        alarms_today=alarms_today,
         alarms=alarm_routes.alarms(user, svc),
         sites=sites,
         gateways_online=sum(1 for state in gateways.values() if state != "offline"),

@@ -265,6 +265,7 @@ def test_the_monitoring_wall_and_sign_in_pages_in_both_languages(web: Api, page:
         time.sleep(0.3)
     sign_in(page, web, Role.VIEWER, then="/wall")
     expect(page.locator("#wall-alarms")).to_have_text("1")
+    expect(page.locator("#wall-alarms-today")).to_have_text(re.compile(r"^[01]$"))
     expect(page.locator('[data-truck="truck-01"]')).to_contain_text("42 km/h")
     expect(page.locator('[data-truck="truck-01"]')).to_contain_text("35.7521, 103.0118")
     expect(page.locator('.tile[data-location="cr2"]')).to_have_class(re.compile("state-alarm"))
@@ -273,6 +274,9 @@ def test_the_monitoring_wall_and_sign_in_pages_in_both_languages(web: Api, page:
     shoot(page, "wall-zh")
     page.goto(f"{web.url}/batches")
     shoot(page, "batches-zh")
+    page.goto(f"{web.url}/batches?lang=en")
+    expect(page.locator("h1")).to_have_text("Batches")
+    shoot(page, "batches-en")
 
 
 def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_broker(
