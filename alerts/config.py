@@ -32,6 +32,10 @@ recipient = "duty-operator"
 channel = "email"
 address = "duty@county.example"
 
+[store]                         # optional: where the collectors write the readings
+kind = "influxdb"
+url = "http://influxdb:8086"
+
 [channels.email]
 kind = "email"
 host = "smtp.county.example"
@@ -55,6 +59,7 @@ from alerts.lifecycle import Policy, Step
 from alerts.notify import AppriseChannel, Channel, Email, Webhook
 from coldchain.settings import ConfigError, MqttConfig, Strict, secret
 from coldchain.wire import ID_PATTERN
+from collector.config import InfluxStoreConfig, SqliteStoreConfig
 
 
 class AlertsSection(Strict):
@@ -127,6 +132,11 @@ class AlertsConfig(Strict):
     #: per-site policies by site id; other sites follow [escalation]
     site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
     routes: tuple[RouteConfig, ...] = ()
+    #: the readings store (as the collectors write it): after a restart each sensor is
+    #: judged again from its last 48 h, so a delay under way keeps counting
+    store: Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminator="kind")] | None = (
+        None
+    )
     channels: Annotated[dict[str, ChannelConfig], Field(default_factory=dict)]
 
     @model_validator(mode="after")

@@ -60,6 +60,7 @@ from alerts.rules import (
 from coldchain import wire
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Quantity, Stream
+from collector.store import Store
 
 log = logging.getLogger("coldchain.alerts")
 
@@ -188,6 +189,7 @@ class AlertService:
         escalation: Escalation | None = None,
         gateway_rule: GatewayRule = GatewayRule(),
         reload_s: float = 60.0,
+        history: Callable[[], Store] | None = None,
     ) -> None:
         self.engine = engine
         self.mqtt_config = mqtt_config
@@ -200,6 +202,9 @@ class AlertService:
         self.escalation = escalation
         self.gateway_rule = gateway_rule
         self.reload_s = reload_s
+        #: opens the readings store: a series created after a start is replayed from its
+        #: recent record, so that a delay under way when the service stopped still counts
+        self.history = history
         self._next_tick = 0.0
         self._next_reminder = 0.0
         self._next_reload = time.monotonic() + reload_s
@@ -503,12 +508,57 @@ class AlertService:
         make, signature = plan
         location = self._assignments[key]
         series = Series(gateway, sensor, quantity, location, signature, make, make())
-        # a restart mid-breach keeps one breach: take over what was in progress
-        series.resumed = open_breaches(self.engine, gateway, sensor)
+        # a restart mid-breach keeps one breach: take over what was in progress before
+        # the recent record; what is in the record is judged again from it
+        stored_open = open_breaches(self.engine, gateway, sensor)
+        record = self._recent(series)
+        series.resumed = [b for b in stored_open if not record or b.start_ts_ms < record[0].ts_ms]
         series.evaluator = series.fresh()
-        series.watchdog = next((b for b in series.resumed if b.kind is Kind.NO_DATA), None)
+        for point in record:
+            series.evaluator.feed(point)
+        series.history = record
+        series.watchdog = next((b for b in stored_open if b.kind is Kind.NO_DATA), None)
         self._series[key] = series
+        for breach in series.evaluator.breaches():
+            self._store(gateway, breach)  # by identity: what was stored stays one breach
         return series
+
+    def _recent(self, series: Series) -> list[Point]:
+        """The series' last 48 h from the readings store, corrected like live readings."""
+        if self.history is None:
+            return []
+        now = time.time_ns() // 1_000_000
+        try:
+            store = self.history()
+            try:
+                stored = list(
+                    store.readings(
+                        start_ms=now - HISTORY_MS,
+                        end_ms=now + 1,
+                        sensor=series.sensor,
+                        gateway=series.gateway,
+                    )
+                )
+            finally:
+                store.close()
+        except Exception as exc:  # any store's failure: judge from live data only, say so
+            log.warning(
+                "%s/%s: recent record unavailable (%s); judging from live data",
+                series.gateway,
+                series.sensor,
+                exc,
+            )
+            return []
+        cals = self._calibrations.get((series.gateway, series.sensor), ())
+        points = []
+        for r in stored:
+            value: float | None = None
+            if r.q is not Quality.FAULT and r.value is not None:
+                value = float(r.value)
+                if series.quantity is Quantity.TEMP_C:
+                    value += in_force(cals, r.ts_ms).correction_c
+            points.append(Point(r.ts_ms, value))
+        return points
 
     def _feed(
         self, series: Series, points: list[Point], holding: GatewayState | None

@@ -19,6 +19,7 @@ from coldchain.settings import ConfigError
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig
+    from collector.store import Store
     from gateway.config import GatewayConfig
 
 
@@ -471,6 +472,16 @@ def alerts_run(config_path: Path) -> None:
         sys.exit(2)
     upgrade(url)
     engine = make_engine(url)
+    history = None
+    if config.store is not None:
+        from collector.app import open_store
+        from collector.config import CollectorConfig
+
+        readings = CollectorConfig(store=config.store)
+
+        def history() -> Store:
+            return open_store(readings)
+
     service = AlertService(
         engine,
         config.mqtt,
@@ -478,6 +489,7 @@ def alerts_run(config_path: Path) -> None:
         group=config.alerts.group,
         sites=config.alerts.sites,
         escalation=escalation,
+        history=history,
     )
     _run_until_signalled(
         service.start, service.stop, engine.dispose, healthy=lambda: service.connected

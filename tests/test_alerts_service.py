@@ -6,6 +6,7 @@ with a real gateway process killed under a real Mosquitto."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from alerts.service import AlertService, Escalation
 from coldchain import wire
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch, Status
+from collector.sqlite_store import SqliteStore
+from collector.store import Incoming
 from tests.harness import Broker, wait_for
 from tests.scenario import Setup
 
@@ -260,6 +263,27 @@ def test_a_restart_mid_breach_keeps_one_breach_that_ends_when_back_in_range(
     assert (high[0].max_value, high[0].end_reason) == (-13.0, "back_in_range")
     (door_row,) = [r for r in rows if r.kind == "door_open"]
     assert (door_row.end_ms, door_row.end_reason) == (T0 + 30 * MIN, "closed")
+
+
+def test_a_delay_under_way_when_the_service_stops_still_counts_after_the_restart(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The collector stored what the service had seen; the restarted service replays
+    that record, so the 30-minute warning delay counts from the first warm reading."""
+    readings_db = tmp_path / "readings.sqlite"
+    t0 = (time.time_ns() // 1_000_000 // MIN - 120) * MIN  # the record is the last 48 h
+    warm = temps("cr1-th.temp", [-16.5] * 5, start=t0)  # 0 … 20 min
+    store = SqliteStore(readings_db)
+    store.write([Incoming(batch(warm), T0)], [])
+    store.close()
+    before = service(engine, history=lambda: SqliteStore(readings_db))
+    before.process(batch(warm))
+    assert breaches(engine) == []  # 20 minutes: under the delay
+    after = service(engine, history=lambda: SqliteStore(readings_db))
+    after.process(batch(temps("cr1-th.temp", [-16.5] * 3, start=t0 + 25 * MIN), seq=2))
+    (row,) = breaches(engine)
+    assert (row.kind, row.level, row.start_ms) == ("high", "warning", t0)
+    assert row.raised_ms == t0 + 30 * MIN
 
 
 # ---------------------------------------------------------------------- late data and gaps

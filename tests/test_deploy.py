@@ -80,6 +80,20 @@ def test_compose_file_validates_and_every_service_has_a_health_check_and_restart
     assert "collector-2.toml" in services["collector-2"]["command"][-1]
 
 
+def test_the_shipped_service_configs_are_valid() -> None:
+    from alerts.config import AlertsConfig
+    from coldchain.settings import load_toml
+    from collector.config import CollectorConfig, load_collector_config
+
+    configs = ROOT / "deploy" / "config"
+    ids = {load_collector_config(configs / f"collector-{n}.toml").collector.id for n in (1, 2)}
+    assert ids == {"collector-1", "collector-2"}  # one group, two sessions
+    assert load_toml(configs / "api-store.toml", CollectorConfig).store.kind == "influxdb"
+    alerts = load_toml(configs / "alerts.toml", AlertsConfig)
+    assert alerts.store is not None and alerts.escalation is not None
+    assert "county-fleet" in alerts.site_escalation
+
+
 def test_the_example_env_file_holds_placeholders_for_every_secret() -> None:
     values = dict(
         line.split("=", 1)
