@@ -147,6 +147,36 @@ def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_
         quality.context.close()
 
 
+def test_the_board_shows_a_gateway_back_filling_after_an_outage(web: Api, page: Page) -> None:
+    """DOMAIN.md's status "back-fill in progress": a gateway back online with buffered
+    readings still draining says so until its outbox is empty."""
+    sign_in(page, web, Role.OPERATOR)
+    badge = page.locator('.gateway[data-gateway="truck-02"]')
+    expect(badge).to_be_attached()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", web.broker.port)
+    client.loop_start()
+    try:
+        for backlog, text in ((420, "Back-filling"), (0, "Online")):
+            status = wire.Status(
+                v=wire.SCHEMA_VERSION,
+                gateway="truck-02",
+                site="county-fleet",
+                state="online",
+                ts_ms=time.time_ns() // 1_000_000,
+                stats={"backlog": backlog},
+            )
+            client.publish(
+                wire.topic("county-fleet", "truck-02", Stream.STATUS), wire.encode(status), qos=1
+            ).wait_for_publish(5)
+            expect(badge).to_have_text(f"truck-02: {text}", timeout=15_000)
+            if backlog:
+                shoot(page, "board-en-back-filling")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_a_viewer_may_look_but_not_acknowledge(web: Api, page: Page) -> None:
     an_alarm(web)
     sign_in(page, web, Role.VIEWER)

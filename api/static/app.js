@@ -135,6 +135,13 @@ if (document.querySelector("[data-sensor]") || alarmList) {
   const source = new EventSource("/api/live");
   source.addEventListener("reading", (ev) => onReading(JSON.parse(ev.data)));
   source.addEventListener("alarm", () => refreshAlarms().catch(() => {}));
+  source.addEventListener("status", (ev) => {
+    const s = JSON.parse(ev.data);
+    document.querySelectorAll(`.gateway[data-gateway="${CSS.escape(s.gateway)}"]`).forEach((el) => {
+      el.className = `gateway gw-${s.state}`;
+      el.textContent = `${s.gateway}: ${W[s.state.replace("-", "_")] || s.state}`;
+    });
+  });
   source.addEventListener("hello", () => { document.body.dataset.live = "connected"; });
   source.onerror = () => { document.body.dataset.live = "reconnecting"; };
 }
