@@ -4,7 +4,7 @@ started and stopped with the app. ``create_app(settings)``; ``coldchain api`` se
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -34,7 +34,7 @@ log = logging.getLogger("coldchain.api")
 ROUTERS = tuple(m.router for m in (auth, sites, alarms, batches, admin, public, live))
 
 
-def _store_opener(settings: ApiSettings):  # type: ignore[no-untyped-def]
+def _store_opener(settings: ApiSettings) -> Callable[[], Store]:
     if settings.store_config is not None:
         config = load_toml(settings.store_config, CollectorConfig)
     else:

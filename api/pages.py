@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.models import AlarmRow, Batch, SensorAssignment, User
-from alerts.report import batch_report
+from alerts.report import BatchReport, batch_report
 from alerts.users import Role, session_user
 from api.charts import journey_svg
 from api.deps import ServicesDep, token_of
@@ -195,7 +195,7 @@ def batches_page(request: Request, svc: ServicesDep) -> HTMLResponse:
     return render(request, "batches.html", user, batches=batch_routes.batches(user, svc))
 
 
-def _report(svc: ServicesDep, batch_id: str):  # type: ignore[no-untyped-def]
+def _report(svc: ServicesDep, batch_id: str) -> BatchReport:
     with Session(svc.engine) as s:
         if s.get(Batch, batch_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}")

@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.collector_rate import batches, publish_all, start_collector
@@ -95,7 +96,15 @@ def collector(work: Path, port: int, name: str, group: str, store: str) -> subpr
     return start_collector(work, port, name, store=store, group=group, env=influx)
 
 
-def run(work: Path, port: int, n: int, store: str, count, label: str, messages: int) -> float:  # type: ignore[no-untyped-def]
+def run(
+    work: Path,
+    port: int,
+    n: int,
+    store: str,
+    count: Callable[[str], int],
+    label: str,
+    messages: int,
+) -> float:
     # a group per run: a stopped member's persistent session would keep its share
     procs = [
         collector(work, port, f"{label}-{n}-c{i}", f"scale-{label}-{n}", store) for i in range(n)
