@@ -31,6 +31,30 @@ class Route:
     address: str  # e-mail address, chat room, phone …
 
 
+def _enqueue(
+    engine: Engine,
+    key: str,
+    recipients: tuple[str, ...],
+    routes: dict[str, tuple[Route, ...]],
+    message: Message,
+    due_ms: int,
+) -> int:
+    """One outbox row per route of each recipient, keyed ``key|recipient|address`` so
+    that a repeated tick queues nothing twice; returns the rows added."""
+    added = 0
+    for recipient in recipients:
+        for route in routes.get(recipient, ()):
+            added += enqueue(
+                engine,
+                key=f"{key}|{recipient}|{route.address}",
+                channel=route.channel,
+                recipients=(route.address,),
+                message=message,
+                due_ms=due_ms,
+            )
+    return added
+
+
 def escalate(
     engine: Engine,
     policy: Policy,
@@ -75,16 +99,7 @@ def escalate(
         )
         site_policy = by_site.get(breach.site_id or "", policy)
         for note in due_notifications(alarm, site_policy, now_ms, queued):
-            for recipient in note.recipients:
-                for route in routes.get(recipient, ()):
-                    added += enqueue(
-                        engine,
-                        key=f"{note.key}|{recipient}|{route.address}",
-                        channel=route.channel,
-                        recipients=(route.address,),
-                        message=message,
-                        due_ms=note.due_ms,
-                    )
+            added += _enqueue(engine, note.key, note.recipients, routes, message, note.due_ms)
             queued.add(note.key)
     return added
 
@@ -124,14 +139,7 @@ def remind_calibrations(
             severity="warning",
             alarm_id=f"calibration:{gateway}/{sensor}",
         )
-        for recipient in by_site.get(site, policy).steps[0].notify:
-            for route in routes.get(recipient, ()):
-                added += enqueue(
-                    engine,
-                    key=f"calibration|{gateway}/{sensor}|{due_ms}|{recipient}|{route.address}",
-                    channel=route.channel,
-                    recipients=(route.address,),
-                    message=message,
-                    due_ms=now_ms,
-                )
+        key = f"calibration|{gateway}/{sensor}|{due_ms}"
+        recipients = by_site.get(site, policy).steps[0].notify
+        added += _enqueue(engine, key, recipients, routes, message, now_ms)
     return added

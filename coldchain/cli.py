@@ -191,6 +191,15 @@ def _readings_config(config_path: Path | None, db: Path | None) -> CollectorConf
     return _load_collector_config(config_path)
 
 
+_alerts_db_url = click.option(
+    "--db-url",
+    envvar="COLDCHAIN_DB_URL",
+    default="sqlite:///var/alerts.sqlite",
+    show_default=True,
+    help="SQLAlchemy URL of the alert service's database",
+)
+
+
 @main.command()
 @_readings_store_options
 @click.option("--sensor", default=None, help="one sensor, e.g. cr1-ctrl.air")
@@ -362,13 +371,7 @@ def simulate(
 
 @main.command()
 @click.argument("batch_id")
-@click.option(
-    "--db-url",
-    envvar="COLDCHAIN_DB_URL",
-    default="sqlite:///var/alerts.sqlite",
-    show_default=True,
-    help="SQLAlchemy URL of the alert service's database",
-)
+@_alerts_db_url
 @_readings_store_options
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def report(
@@ -502,13 +505,7 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option(
-    "--db-url",
-    envvar="COLDCHAIN_DB_URL",
-    default="sqlite:///var/alerts.sqlite",
-    show_default=True,
-    help="SQLAlchemy URL of the alert service's database",
-)
+@_alerts_db_url
 def audit_verify(db_url: str) -> None:
     """Check that no audit row was changed, removed or reordered; exit 1 if one was."""
     from alerts.audit import head, verify
@@ -525,9 +522,7 @@ def audit_verify(db_url: str) -> None:
 
 
 @audit.command("init")
-@click.option(
-    "--db-url", envvar="COLDCHAIN_DB_URL", default="sqlite:///var/alerts.sqlite", show_default=True
-)
+@_alerts_db_url
 def audit_init(db_url: str) -> None:
     """Create or migrate the alert service's schema (Alembic)."""
     from alerts.db import upgrade
