@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from api.routes import alarms as alarm_routes
 from api.routes import batches as batch_routes
 from api.routes import public as public_routes
 from api.routes import sites as site_routes
+from api.schemas import AlarmOut
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -47,6 +49,61 @@ class SignInFirst(Exception):
 
 class NotForYourRole(Exception):
     pass
+
+
+@dataclass
+class AlarmGroup:
+    """The alarms of one place, kind, level and state, shown (and acknowledged) as one:
+    two probes in a room that warms up are one thing to deal with, not two."""
+
+    ids: list[int]
+    sensors: list[str]
+    level: str
+    kind: str
+    state: str
+    location_name: str | None
+    gateway: str
+    start_ms: int
+    min_value: float | None
+    max_value: float | None
+    batches: list[str]
+    acknowledged_by: str | None
+    ack_comment: str | None
+
+
+def group_alarms(alarms: list[AlarmOut]) -> list[AlarmGroup]:
+    groups: dict[tuple[str, str, str, str], AlarmGroup] = {}
+    for a in alarms:  # already in board order: the first of a group sets its place
+        key = (a.location_id or a.gateway, a.kind, a.level, a.state)
+        g = groups.get(key)
+        if g is None:
+            groups[key] = AlarmGroup(
+                [a.id],
+                [a.sensor or a.gateway],
+                a.level,
+                a.kind,
+                a.state,
+                a.location_name,
+                a.gateway,
+                a.start_ms,
+                a.min_value,
+                a.max_value,
+                list(a.batches),
+                a.acknowledged_by,
+                a.ack_comment,
+            )
+            continue
+        g.ids.append(a.id)
+        g.sensors.append(a.sensor or a.gateway)
+        g.start_ms = min(g.start_ms, a.start_ms)
+        g.min_value = _either(min, g.min_value, a.min_value)
+        g.max_value = _either(max, g.max_value, a.max_value)
+        g.batches = sorted(set(g.batches) | set(a.batches))
+    return list(groups.values())
+
+
+def _either(pick: Any, x: float | None, y: float | None) -> float | None:
+    return y if x is None else x if y is None else float(pick(x, y))
 
 
 def page_user(request: Request, svc: ServicesDep, role: Role) -> User:
@@ -89,7 +146,7 @@ def board(request: Request, svc: ServicesDep) -> HTMLResponse:
         request,
         "board.html",
         user,
-        alarms=alarm_routes.alarms(user, svc),
+        alarms=group_alarms(alarm_routes.alarms(user, svc)),
         sites=site_routes.sites(user, svc),
         can_ack=Role(user.role).may(Role.OPERATOR),
     )
@@ -127,7 +184,7 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
         user,
         trucks=trucks,
         alarms_today=alarms_today,
-        alarms=alarm_routes.alarms(user, svc),
+        alarms=group_alarms(alarm_routes.alarms(user, svc)),
         sites=sites,
         gateways_online=sum(1 for state in gateways.values() if state != "offline"),
         gateways_total=len(gateways),

@@ -177,6 +177,25 @@ def test_the_board_shows_a_gateway_back_filling_after_an_outage(web: Api, page: 
         client.loop_stop()
 
 
+def test_one_room_warming_past_two_probes_is_one_item_acknowledged_once(
+    web: Api, page: Page
+) -> None:
+    first, second = an_alarm(web, "cr2-ctrl.air"), an_alarm(web, "cr2-th.temp")
+    sign_in(page, web, Role.OPERATOR)
+    items = page.locator("#alarms li.alarm")
+    expect(items).to_have_count(1)
+    expect(page.locator("#alarm-count")).to_have_text("2")
+    expect(items.first.locator(".sensors")).to_have_text("cr2-ctrl.air, cr2-th.temp")
+    items.first.locator("input[name=comment]").fill("Room 2 door shut; both probes back soon")
+    items.first.locator("button[type=submit]").click()
+    expect(items.first).to_contain_text(f"Acknowledged by {user_of(Role.OPERATOR)}")
+    with web.client(Role.OPERATOR) as operator:
+        states = {
+            operator.get(f"/api/alarms/{i}").json()["acknowledged_by"] for i in (first, second)
+        }
+    assert states == {user_of(Role.OPERATOR)}  # each alarm keeps its own record
+
+
 def test_a_viewer_may_look_but_not_acknowledge(web: Api, page: Page) -> None:
     an_alarm(web)
     sign_in(page, web, Role.VIEWER)

@@ -61,20 +61,41 @@ let knownCritical = null;
 function kindText(kind) { return W["kind_" + kind] || kind; }
 function esc(s) { return String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
 
+// the alarms of one place, kind, level and state are one thing to deal with
+function groupAlarms(alarms) {
+  const groups = new Map();
+  for (const a of alarms) {
+    const key = [a.location_id || a.gateway, a.kind, a.level, a.state].join("|");
+    const g = groups.get(key);
+    if (!g) {
+      groups.set(key, { ...a, ids: [a.id], sensors: [a.sensor || a.gateway], batches: [...a.batches] });
+      continue;
+    }
+    g.ids.push(a.id);
+    g.sensors.push(a.sensor || a.gateway);
+    g.start_ms = Math.min(g.start_ms, a.start_ms);
+    if (a.min_value != null) g.min_value = g.min_value == null ? a.min_value : Math.min(g.min_value, a.min_value);
+    if (a.max_value != null) g.max_value = g.max_value == null ? a.max_value : Math.max(g.max_value, a.max_value);
+    g.batches = [...new Set([...g.batches, ...a.batches])].sort();
+  }
+  return [...groups.values()];
+}
+
 function alarmItem(a, canAck) {
   const values = (a.max_value != null ? `max ${a.max_value.toFixed(1)}` : "") + (a.min_value != null ? ` min ${a.min_value.toFixed(1)}` : "");
   const batches = a.batches.length ? a.batches.map((b) => `<a href="/batches/${esc(b)}">${esc(b)}</a>`).join(" ") : "—";
   const acked = a.acknowledged_by ? ` · ${W.acknowledged_by} ${esc(a.acknowledged_by)}: “${esc(a.ack_comment)}”` : "";
+  const ids = a.ids.join(",");
   const form = canAck && !a.acknowledged_by
-    ? `<form class="ack" data-alarm="${a.id}"><input name="comment" placeholder="${esc(W.comment)}" aria-label="${esc(W.comment)}"><button type="submit">${esc(W.acknowledge)}</button><span class="error" role="alert"></span></form>` : "";
-  return `<li class="alarm level-${a.level} state-${a.state}" data-alarm="${a.id}"><div class="what"><span class="level">${esc(W[a.level])}</span> <span class="kind">${esc(kindText(a.kind))}</span> <strong>${esc(a.location_name || "gateway " + a.gateway)}</strong> <span class="values">${values}</span></div><div class="meta">${esc(W.since)} <time data-ts="${a.start_ms}"></time> · ${esc(W.batches_affected)}: ${batches} · <span class="state">${esc(W[a.state] || a.state)}</span>${acked}</div>${form}</li>`;
+    ? `<form class="ack" data-alarms="${ids}"><input name="comment" placeholder="${esc(W.comment)}" aria-label="${esc(W.comment)}"><button type="submit">${esc(W.acknowledge)}</button><span class="error" role="alert"></span></form>` : "";
+  return `<li class="alarm level-${a.level} state-${a.state}" data-alarm="${a.ids[0]}" data-alarms="${ids}"><div class="what"><span class="level">${esc(W[a.level])}</span> <span class="kind">${esc(kindText(a.kind))}</span> <strong>${esc(a.location_name || "gateway " + a.gateway)}</strong> <span class="values">${values}</span> <small class="sensors">${esc(a.sensors.join(", "))}</small></div><div class="meta">${esc(W.since)} <time data-ts="${a.start_ms}"></time> · ${esc(W.batches_affected)}: ${batches} · <span class="state">${esc(W[a.state] || a.state)}</span>${acked}</div>${form}</li>`;
 }
 
 async function refreshAlarms() {
   if (!alarmList) return;
   const alarms = await api("GET", "/api/alarms");
   const canAck = alarmList.dataset.canAck === "yes";
-  alarmList.innerHTML = alarms.length ? alarms.map((a) => alarmItem(a, canAck)).join("") : `<li class="empty">${esc(W.no_alarms)}</li>`;
+  alarmList.innerHTML = alarms.length ? groupAlarms(alarms).map((a) => alarmItem(a, canAck)).join("") : `<li class="empty">${esc(W.no_alarms)}</li>`;
   paintTimes(alarmList);
   const count = document.getElementById("alarm-count") || document.getElementById("wall-alarms");
   if (count) count.textContent = alarms.length;
@@ -108,10 +129,13 @@ if (alarmList) {
     const comment = form.comment.value.trim();
     const error = form.querySelector(".error");
     if (!comment) { error.textContent = W.comment_needed; form.comment.focus(); return; }
-    try { await api("POST", `/api/alarms/${form.dataset.alarm}/ack`, { comment }); await refreshAlarms(); }
-    catch (e) { error.textContent = e.message; }
+    try {
+      for (const id of form.dataset.alarms.split(",")) await api("POST", `/api/alarms/${id}/ack`, { comment });
+      await refreshAlarms();
+    } catch (e) { error.textContent = e.message; }
   });
-  knownCritical = new Set([...alarmList.querySelectorAll(".alarm.level-critical.state-active")].map((el) => Number(el.dataset.alarm)));
+  knownCritical = new Set([...alarmList.querySelectorAll(".alarm.level-critical.state-active")]
+    .flatMap((el) => el.dataset.alarms.split(",").map(Number)));
 }
 
 // ---------------------------------------------------------------- live readings
