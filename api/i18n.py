@@ -91,6 +91,7 @@ TEXT: dict[str, dict[str, str]] = {
     "back_filling": {"zh": "补传中", "en": "Back-filling"},
     "offline": {"zh": "离线", "en": "Offline"},
     "online": {"zh": "在线", "en": "Online"},
+    "unknown": {"zh": "未知", "en": "No status yet"},
     "kind_high": {"zh": "温度过高", "en": "High"},
     "kind_low": {"zh": "温度过低", "en": "Low"},
     "kind_cumulative_high": {"zh": "累计超高", "en": "Cumulative high"},
