@@ -142,12 +142,9 @@ def batch_report(
         used.sort(key=lambda a: (TEMPERATURE_ROLES.index(a.role), a.gateway, a.sensor))
         for i, a in enumerate(used):
             cals = calibrations.get((a.gateway, a.sensor), [])
-            overdue = in_force(cals, stay.from_ms).overdue or in_force(cals, until).overdue
-            report.sensors.append(
-                SensorUse(
-                    a.gateway, a.sensor, a.role, in_force(cals, stay.from_ms), overdue, i == 0
-                )
-            )
+            at_start = in_force(cals, stay.from_ms)
+            overdue = at_start.overdue or in_force(cals, until).overdue
+            report.sensors.append(SensorUse(a.gateway, a.sensor, a.role, at_start, overdue, i == 0))
             if overdue:
                 flags.append(
                     f"{a.gateway}/{a.sensor} in {report.location_name} was not within a valid "

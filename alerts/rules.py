@@ -327,7 +327,6 @@ class _Cumulative:
         assert limits.cumulative_min is not None
         self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
         self.kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
-        self.unit = measure.unit
         self.window = int(limits.window_h * 3_600_000)
         self.allowance = int(limits.cumulative_min * MINUTE_MS)
         self.max_gap = settings.max_gap_ms

@@ -48,7 +48,7 @@ class LatestReading:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # reading | status | alarm | broker | overflow
+    kind: str  # reading | status | alarm | broker
     data: dict[str, object]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -475,15 +476,12 @@ def alerts_run(config_path: Path) -> None:
         sys.exit(2)
     upgrade(url)
     engine = make_engine(url)
-    history = None
+    history: Callable[[], Store] | None = None
     if config.store is not None:
         from collector.app import open_store
         from collector.config import CollectorConfig
 
-        readings = CollectorConfig(store=config.store)
-
-        def history() -> Store:
-            return open_store(readings)
+        history = functools.partial(open_store, CollectorConfig(store=config.store))
 
     service = AlertService(
         engine,
