@@ -1,18 +1,22 @@
 """The alert service's relational store: SQLAlchemy 2 on SQLite (default) or PostgreSQL,
 schema managed by Alembic (``alerts/migrations``).
 
-So far it holds the audit trail; sites, locations, profiles, batches, custody, breaches
-and alarms join it as the service grows (docs/design-alerts.md).
+It holds the audit trail, sites, locations, profiles, batches, custody, calibrations,
+breaches, alarms, notifications and users (docs/design-alerts.md). The operations in
+``alerts/repo/`` take a Session: the caller owns the transaction (:func:`transaction`),
+so a breach and its alarm commit together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -65,3 +69,17 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Create or migrate the schema to ``revision``."""
     command.upgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work, owned by the caller: ``with transaction(engine) as s:`` commits
+    at the end and rolls back on an exception. Rows stay readable after the commit
+    (expire_on_commit off), so a caller may answer with what it wrote."""
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+def reading(engine: Engine) -> Session:
+    """A session for reads (``with reading(engine) as s:``); rows stay readable after."""
+    return Session(engine, expire_on_commit=False)

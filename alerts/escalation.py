@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from alerts.calibration import calibrations_due
 from alerts.lifecycle import Policy, due_notifications
 from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment
 from alerts.notify import Message, NotificationRow, enqueue
-from alerts.repo import alarm_of, calibrations_due
+from alerts.repo import alarm_of
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ def remind_calibrations(
                 .where(SensorAssignment.until_ms.is_(None))
             ).all()
         }
+        due = calibrations_due(s, now_ms, within_ms)
     added = 0
-    for gateway, sensor, due_ms in calibrations_due(engine, now_ms, within_ms):
+    for gateway, sensor, due_ms in due:
         site = sites.get((gateway, sensor), "")
         day = datetime.fromtimestamp(due_ms / 1000, UTC).date().isoformat()
         state = "is overdue since" if due_ms <= now_ms else "is due on"

@@ -18,13 +18,22 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
-from alerts.rules import Level
+from alerts.breach import Level
+from alerts.errors import Conflict, DomainError, Refused
 
 MINUTE_MS = 60_000
 
 
-class LifecycleError(ValueError):
+class LifecycleError(DomainError):
     """An operation the alarm's state does not allow, or one without what it needs."""
+
+
+class IncompleteAcknowledgement(LifecycleError, Refused):
+    """An acknowledgement without a named user or without a comment."""
+
+
+class AlreadyAcknowledged(LifecycleError, Conflict):
+    """Someone acknowledged this alarm before."""
 
 
 class State(enum.StrEnum):
@@ -53,11 +62,11 @@ class Alarm:
 
 def acknowledge(alarm: Alarm, user: str, comment: str, now_ms: int) -> Alarm:
     if not user.strip():
-        raise LifecycleError("an acknowledgement needs a named user")
+        raise IncompleteAcknowledgement("an acknowledgement needs a named user")
     if not comment.strip():
-        raise LifecycleError("an acknowledgement needs a comment: say what was done")
+        raise IncompleteAcknowledgement("an acknowledgement needs a comment: say what was done")
     if alarm.acknowledged:
-        raise LifecycleError(
+        raise AlreadyAcknowledged(
             f"alarm {alarm.id} was already acknowledged by {alarm.acknowledged_by}"
         )
     alarm.acknowledged_by, alarm.ack_comment, alarm.acknowledged_ms = user, comment, now_ms

@@ -20,10 +20,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
+from alerts.breach import Breach, EndReason, Point
+from alerts.calibration import CalibrationInForce, calibrations_by_sensor, corrected, in_force
+from alerts.errors import NotFound
 from alerts.models import AlarmRow, Batch, BreachRow, Location, ProfileRow, SensorAssignment, Stay
 from alerts.profiles import ProductProfile
-from alerts.repo import CalibrationInForce, RepoError, breach_of, calibrations_by_sensor, in_force
-from alerts.rules import Breach, Point
+from alerts.repo import breach_of
 from alerts.verdict import Verdict, judge
 from coldchain.wire import Quality, Quantity
 from collector.store import Store
@@ -95,7 +97,7 @@ def batch_report(
     with Session(engine) as s:
         batch = s.get(Batch, batch_id)
         if batch is None:
-            raise RepoError(f"no batch {batch_id!r}")
+            raise NotFound(f"no batch {batch_id!r}")
         profile_row = s.get(ProfileRow, batch.profile_id)
         assert profile_row is not None  # a foreign key
         profile = ProductProfile.model_validate_json(profile_row.body)
@@ -116,7 +118,7 @@ def batch_report(
             batch.origin_county,
             batch.trace_code,
         )
-    calibrations = calibrations_by_sensor(engine)
+        calibrations = calibrations_by_sensor(s)
     reports: list[StayReport] = []
     flags: list[str] = []
     digest = hashlib.sha256()
@@ -160,7 +162,7 @@ def batch_report(
                     continue
                 value = None
                 if r.q is not Quality.FAULT and isinstance(r.value, float | int):
-                    value = round(float(r.value) + in_force(cals, r.ts_ms).correction_c, 3)
+                    value = corrected(cals, r.ts_ms, float(r.value))
                 report.points.append(Point(r.ts_ms, value))
                 digest.update(f"{primary.gateway}/{primary.sensor}|{r.ts_ms}|{r.value}\n".encode())
         else:
@@ -169,7 +171,7 @@ def batch_report(
     history = [p for stay_report in reports for p in stay_report.points]
     verdict = judge(
         history,
-        [b.breach for b in found if b.breach.end_reason != "superseded"],
+        [b.breach for b in found if b.breach.end_reason is not EndReason.SUPERSEDED],
         profile,
         max_gap_ms,
     )

@@ -8,100 +8,32 @@ and how a restart mid-breach keeps one breach. See docs/design-alerts.md.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
+from alerts.breach import (
+    DEFAULT_SERIES,
+    HUMIDITY,
+    MINUTE_MS,
+    TEMPERATURE,
+    Breach,
+    Direction,
+    EndReason,
+    Kind,
+    Level,
+    Measure,
+    Point,
+    SeriesSettings,
+)
 from alerts.profiles import LevelLimits
 
-MINUTE_MS = 60_000
-
-
-class Kind(enum.StrEnum):
-    HIGH = "high"
-    LOW = "low"
-    CUMULATIVE_HIGH = "cumulative_high"
-    CUMULATIVE_LOW = "cumulative_low"
-    FAULT = "sensor_fault"
-    NO_DATA = "no_data"
-    DOOR_OPEN = "door_open"
-    RH_HIGH = "rh_high"
-    RH_LOW = "rh_low"
-    GATEWAY_OFFLINE = "gateway_offline"
-
-
-class Level(enum.StrEnum):
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One reading of a temperature (or humidity) sensor; value None = fault."""
-
-    ts_ms: int
-    value: float | None
-
-
-@dataclass(slots=True)
-class Breach:
-    sensor: str
-    kind: Kind
-    level: Level
-    start_ts_ms: int
-    #: edge time at which the rule fired (the delay had elapsed)
-    raised_ts_ms: int
-    end_ts_ms: int | None = None
-    #: why it ended: back_in_range | no_data | window_end; None while ongoing
-    end_reason: str | None = None
-    min_value: float | None = None
-    max_value: float | None = None
-    settings: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def identity(self) -> tuple[str, str, str, int]:
-        return (self.sensor, self.kind.value, self.level.value, self.start_ts_ms)
-
-    @property
-    def ongoing(self) -> bool:
-        return self.end_ts_ms is None
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesSettings:
-    #: readings further apart than this are a gap: no run continues across it
-    max_gap_ms: int = 30 * MINUTE_MS
-    #: a gap this long is a no-data breach
-    no_data_ms: int = 66 * MINUTE_MS
-    #: fault readings for this long are a sensor-fault breach
-    fault_ms: int = 10 * MINUTE_MS
-
-
-Direction = Literal["high", "low"]
-
-
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """What a series measures: the breach kinds of its limits, the unit of the limits in
-    the snapshot, and whether faults and gaps are judged on it (a transmitter's humidity
-    channel goes silent with its temperature channel: one no-data breach is enough)."""
-
-    high: Kind
-    low: Kind
-    unit: str
-    judge_health: bool
-
-
-TEMPERATURE = Measure(Kind.HIGH, Kind.LOW, "c", judge_health=True)
-HUMIDITY = Measure(Kind.RH_HIGH, Kind.RH_LOW, "pct", judge_health=False)
+__all__ = ["HUMIDITY", "TEMPERATURE", "SensorEvaluator", "evaluate"]
 
 
 def evaluate(
     sensor: str,
     readings: Sequence[Point],
     levels: dict[Level, LevelLimits],
-    settings: SeriesSettings = SeriesSettings(),
+    settings: SeriesSettings = DEFAULT_SERIES,
 ) -> list[Breach]:
     """All breaches of one sensor's readings (sorted by edge time): the reference use of
     :class:`SensorEvaluator`, fed the whole history at once."""
@@ -121,7 +53,7 @@ class SensorEvaluator:
         self,
         sensor: str,
         levels: dict[Level, LevelLimits],
-        settings: SeriesSettings = SeriesSettings(),
+        settings: SeriesSettings = DEFAULT_SERIES,
         measure: Measure = TEMPERATURE,
     ) -> None:
         self.sensor = sensor
@@ -267,7 +199,7 @@ class _Continuous:
         changed: list[Breach] = []
         if self.previous_ts is not None and p.ts_ms - self.previous_ts > self.max_gap:
             if self.active is not None:  # nothing continues across a gap
-                self.active.end_ts_ms, self.active.end_reason = self.previous_ts, "no_data"
+                self.active.end_ts_ms, self.active.end_reason = self.previous_ts, EndReason.NO_DATA
                 changed.append(self.active)
                 self.active = None
             self.run_start, self.run_values, self.back_since = None, [], None
@@ -298,7 +230,10 @@ class _Continuous:
             if self.back_since is None:
                 self.back_since = p.ts_ms
             if p.ts_ms - self.back_since >= self.clear_delay:
-                self.active.end_ts_ms, self.active.end_reason = self.back_since, "back_in_range"
+                self.active.end_ts_ms, self.active.end_reason = (
+                    self.back_since,
+                    EndReason.BACK_IN_RANGE,
+                )
                 changed.append(self.active)
                 self.active, self.back_since, self.run_start, self.run_values = None, None, None, []
             return changed
@@ -346,7 +281,7 @@ class _Cumulative:
         if self.breach is not None and self.breach.end_ts_ms is None:
             window_end = (self.current_window + 1) * self.window
             if p.ts_ms >= window_end:
-                self.breach.end_ts_ms, self.breach.end_reason = window_end, "window_end"
+                self.breach.end_ts_ms, self.breach.end_reason = window_end, EndReason.WINDOW_END
                 changed.append(self.breach)
         if self.pending is not None:
             prev, prev_covered = self.pending
@@ -408,7 +343,7 @@ class _Faults:
             return []
         changed = []
         if self.breach is not None:
-            self.breach.end_ts_ms, self.breach.end_reason = p.ts_ms, "back_in_range"
+            self.breach.end_ts_ms, self.breach.end_reason = p.ts_ms, EndReason.BACK_IN_RANGE
             changed.append(self.breach)
         self.start, self.breach = None, None
         return changed
@@ -434,80 +369,8 @@ class _NoData:
             previous,
             previous + self.no_data_ms,
             end_ts_ms=p.ts_ms,
-            end_reason="data_back",
+            end_reason=EndReason.DATA_BACK,
             settings={"no_data_min": self.no_data_ms / MINUTE_MS},
         )
         self.found.append(breach)
         return [breach]
-
-
-class DoorEvaluator:
-    """A door open longer than allowed (a short opening for loading raises nothing);
-    streaming like :class:`SensorEvaluator`: a point's value is 1 for open, 0 for closed,
-    None for a fault (which neither opens nor closes it)."""
-
-    def __init__(self, sensor: str, max_open_ms: int, max_gap_ms: int = 30 * MINUTE_MS) -> None:
-        self.sensor, self.max_open_ms, self.max_gap_ms = sensor, max_open_ms, max_gap_ms
-        self.last_ts_ms: int | None = None
-        self.found: list[Breach] = []
-        self._opened: int | None = None
-        self._breach: Breach | None = None
-
-    def feed(self, point: Point) -> list[Breach]:
-        previous, ts = self.last_ts_ms, point.ts_ms
-        if previous is not None and ts <= previous:
-            raise ValueError(f"{self.sensor}: reading at {ts} is not after {previous}")
-        self.last_ts_ms = ts
-        changed: list[Breach] = []
-        if previous is not None and ts - previous > self.max_gap_ms:
-            if self._breach is not None:  # nothing continues across a gap
-                self._breach.end_ts_ms, self._breach.end_reason = previous, "no_data"
-                changed.append(self._breach)
-            self._opened, self._breach = None, None
-        if point.value is None:
-            return changed
-        if point.value:
-            if self._opened is None:
-                self._opened = ts
-            if self._breach is None and ts - self._opened >= self.max_open_ms:
-                self._breach = Breach(
-                    self.sensor,
-                    Kind.DOOR_OPEN,
-                    Level.WARNING,
-                    self._opened,
-                    ts,
-                    settings={"max_open_min": self.max_open_ms / MINUTE_MS},
-                )
-                self.found.append(self._breach)
-                changed.append(self._breach)
-        else:
-            if self._breach is not None:
-                self._breach.end_ts_ms, self._breach.end_reason = ts, "closed"
-                changed.append(self._breach)
-            self._opened, self._breach = None, None
-        return changed
-
-    def resume(self, ongoing: Sequence[Breach]) -> None:
-        for b in ongoing:
-            if b.kind is Kind.DOOR_OPEN:
-                self._breach, self._opened = b, b.start_ts_ms
-                self.found.append(b)
-
-    def breaches(self) -> list[Breach]:
-        return list(self.found)
-
-    def open_no_data(self, now_ms: int) -> Breach | None:
-        return None  # the door contact's device is judged by its temperature channel
-
-
-def door_open(
-    sensor: str,
-    readings: Sequence[tuple[int, bool]],
-    max_open_ms: int,
-    max_gap_ms: int = 30 * MINUTE_MS,
-) -> list[Breach]:
-    """Door-open breaches of a whole history of (ts_ms, is_open)."""
-    evaluator = DoorEvaluator(sensor, max_open_ms, max_gap_ms)
-    for ts, is_open in readings:
-        evaluator.feed(Point(ts, 1.0 if is_open else 0.0))
-    return evaluator.breaches()

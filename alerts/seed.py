@@ -5,19 +5,12 @@ products from named cooperatives (demo data, created through the audited operati
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
+from alerts.calibration import record_calibration
+from alerts.db import transaction
 from alerts.models import Calibration, Location, Site
 from alerts.profiles import load_profiles
-from alerts.repo import (
-    NewBatch,
-    add_site,
-    assign_sensor,
-    create_batch,
-    handover,
-    record_calibration,
-    save_profile,
-)
+from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, handover, save_profile
 
 ACTOR = "demo.setup"
 
@@ -233,81 +226,81 @@ def seed_county(engine: Engine, at_ms: int, batches_since_ms: int | None = None)
     ``batches_since_ms`` (default: an hour before ``at_ms``); the trucks' batches were
     loaded from their cold room half-way between then and ``at_ms``. True if it seeded."""
     since = at_ms - 3_600_000 if batches_since_ms is None else batches_since_ms
-    with Session(engine) as s:
+    with transaction(engine) as s:  # the whole county or nothing
         if s.execute(select(Site).limit(1)).first() is not None:
             return False
-    for product_profile in load_profiles().values():
-        save_profile(
-            engine, product_profile, actor=ACTOR, reason="seed profiles (DOMAIN.md defaults)"
-        )
-    for site_id, (name, kind) in SITES.items():
-        locations = [
-            Location(
-                id=loc,
-                site_id=site_id,
-                name=loc_name,
-                kind=loc_kind,
-                profile_id=profile,
-                # trucks stop 12 minutes at each village to unload
-                door_open_max_min=20.0 if loc_kind == "truck_compartment" else 10.0,
+        for product_profile in load_profiles().values():
+            save_profile(
+                s, product_profile, actor=ACTOR, reason="seed profiles (DOMAIN.md defaults)"
             )
-            for loc, (site, loc_name, loc_kind, profile, _s) in LOCATIONS.items()
-            if site == site_id
-        ]
-        add_site(
-            engine, Site(id=site_id, name=name, kind=kind, county="Linxia"), locations, actor=ACTOR
-        )
-    for loc, (_site, _name, _kind, _profile, sensors) in LOCATIONS.items():
-        for gateway, sensor in sensors:
-            assign_sensor(
-                engine,
-                gateway=gateway,
-                sensor=sensor,
-                location_id=loc,
-                from_ms=at_ms - 86_400_000,
-                actor=ACTOR,
-                role=_role(sensor),
+        for site_id, (name, kind) in SITES.items():
+            locations = [
+                Location(
+                    id=loc,
+                    site_id=site_id,
+                    name=loc_name,
+                    kind=loc_kind,
+                    profile_id=profile,
+                    # trucks stop 12 minutes at each village to unload
+                    door_open_max_min=20.0 if loc_kind == "truck_compartment" else 10.0,
+                )
+                for loc, (site, loc_name, loc_kind, profile, _s) in LOCATIONS.items()
+                if site == site_id
+            ]
+            add_site(
+                s, Site(id=site_id, name=name, kind=kind, county="Linxia"), locations, actor=ACTOR
             )
-    for batch_id, profile, product, kg, producer, village, county, loc in BATCHES:
-        create_batch(
-            engine,
-            NewBatch(
-                id=batch_id,
-                profile_id=profile,
-                product=product,
-                quantity=kg,
-                unit="kg",
-                origin_producer=producer,
-                origin_village=village,
-                origin_county=county,
-            ),
-            into_location=LOADED_FROM.get(loc, loc),
-            at_ms=since,
-            by="warehouse.li",
-            temp_c=None,
-        )
-        if loc in LOADED_FROM:
-            handover(
-                engine,
-                batch_id,
-                to_location=loc,
-                at_ms=(since + at_ms) // 2,
-                by=f"driver.{loc.split('.')[0]}",
-                temp_c=-19.6 if profile == "frozen-meat" else 2.4,
-                event="loaded",
+        for loc, (_site, _name, _kind, _profile, sensors) in LOCATIONS.items():
+            for gateway, sensor in sensors:
+                assign_sensor(
+                    s,
+                    gateway=gateway,
+                    sensor=sensor,
+                    location_id=loc,
+                    from_ms=at_ms - 86_400_000,
+                    actor=ACTOR,
+                    role=_role(sensor),
+                )
+        for batch_id, profile, product, kg, producer, village, county, loc in BATCHES:
+            create_batch(
+                s,
+                NewBatch(
+                    id=batch_id,
+                    profile_id=profile,
+                    product=product,
+                    quantity=kg,
+                    unit="kg",
+                    origin_producer=producer,
+                    origin_village=village,
+                    origin_county=county,
+                ),
+                into_location=LOADED_FROM.get(loc, loc),
+                at_ms=since,
+                by="warehouse.li",
+                temp_c=None,
             )
-    for gateway, sensor, ago, correction, due in CALIBRATIONS:
-        record_calibration(
-            engine,
-            Calibration(
-                gateway=gateway,
-                sensor=sensor,
-                calibrated_ms=at_ms - ago * DAY_MS,
-                reference_instrument="county metrology institute reference thermometer",
-                correction_c=correction,
-                certificate=f"CAL-{sensor}-{ago}.pdf",
-                next_due_ms=at_ms + due * DAY_MS,
-            ),
-            actor="quality.wang",
-        )
+            if loc in LOADED_FROM:
+                handover(
+                    s,
+                    batch_id,
+                    to_location=loc,
+                    at_ms=(since + at_ms) // 2,
+                    by=f"driver.{loc.split('.')[0]}",
+                    temp_c=-19.6 if profile == "frozen-meat" else 2.4,
+                    event="loaded",
+                )
+        for gateway, sensor, ago, correction, due in CALIBRATIONS:
+            record_calibration(
+                s,
+                Calibration(
+                    gateway=gateway,
+                    sensor=sensor,
+                    calibrated_ms=at_ms - ago * DAY_MS,
+                    reference_instrument="county metrology institute reference thermometer",
+                    correction_c=correction,
+                    certificate=f"CAL-{sensor}-{ago}.pdf",
+                    next_due_ms=at_ms + due * DAY_MS,
+                ),
+                actor="quality.wang",
+            )
     return True

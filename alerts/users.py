@@ -15,8 +15,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from alerts.audit import now_ms, record
+from alerts.errors import Conflict, NotFound, Refused
 from alerts.models import SessionRow, User
-from alerts.repo import RepoError
 
 
 class Role(enum.StrEnum):
@@ -47,7 +47,7 @@ _DUMMY = _hasher.hash("not a password of anyone")
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise RepoError(f"a password needs at least {MIN_PASSWORD} characters")
+        raise Refused(f"a password needs at least {MIN_PASSWORD} characters")
 
 
 def create_user(
@@ -62,7 +62,7 @@ def create_user(
     _check_password(password)
     with Session(engine) as s, s.begin():
         if s.get(User, username) is not None:
-            raise RepoError(f"user {username!r} exists")
+            raise Conflict(f"user {username!r} exists")
         s.add(
             User(
                 username=username,
@@ -94,11 +94,11 @@ def change_user(
 ) -> User:
     """Change a user's role or deactivate them (their sessions end); audited."""
     if not reason.strip():
-        raise RepoError("a user change needs a reason")
+        raise Refused("a user change needs a reason")
     with Session(engine) as s, s.begin():
         user = s.get(User, username)
         if user is None:
-            raise RepoError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         old = {"role": user.role, "active": user.active}
         if role is not None:
             user.role = role.value
@@ -126,7 +126,7 @@ def set_password(engine: Engine, username: str, password: str, *, actor: str) ->
     with Session(engine) as s, s.begin():
         user = s.get(User, username)
         if user is None:
-            raise RepoError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         user.password_hash = _hasher.hash(password)
         s.execute(delete(SessionRow).where(SessionRow.username == username))
         record(s, actor=actor, action="user.password", entity="user", entity_id=username)

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from alerts.breach import Breach, Kind, Level, Point
 from alerts.disposition import Disposition, danger_zone_ms, disposition
 from alerts.mkt import DEFAULT_DH_R_K, MktError, mkt_of_series
 from alerts.profiles import LevelLimits, ProductProfile
-from alerts.rules import Breach, Kind, Level, Point
 
 
 class Outcome(enum.StrEnum):

@@ -3,6 +3,7 @@ started and stopped with the app. ``create_app(settings)``; ``coldchain api`` se
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,18 +16,16 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
 from alerts.db import make_engine, upgrade
-from alerts.lifecycle import LifecycleError
-from alerts.repo import RepoError
+from alerts.errors import Conflict, DomainError, NotFound
 from api import pages
 from api.deps import LoginLimiter, Services
 from api.i18n import language, words
 from api.live import LiveHub
 from api.routes import admin, alarms, auth, batches, live, public, sites
 from api.settings import ApiSettings
-from coldchain.settings import load_toml, secret
-from collector.app import open_store
+from coldchain.settings import load_toml
 from collector.config import CollectorConfig, SqliteStoreConfig
-from collector.store import Store
+from collector.store import Store, open_store
 
 log = logging.getLogger("coldchain.api")
 
@@ -34,17 +33,21 @@ log = logging.getLogger("coldchain.api")
 ROUTERS = tuple(m.router for m in (auth, sites, alarms, batches, admin, public, live))
 
 
+#: the HTTP status of each kind of refusal by the domain, decided by class
+REFUSALS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, status.HTTP_404_NOT_FOUND),
+    (Conflict, status.HTTP_409_CONFLICT),
+    (DomainError, status.HTTP_400_BAD_REQUEST),
+)
+
+
 def _store_opener(settings: ApiSettings) -> Callable[[], Store]:
     if settings.store_config is not None:
-        config = load_toml(settings.store_config, CollectorConfig)
+        store = load_toml(settings.store_config, CollectorConfig).store
     else:
         assert settings.readings_db is not None
-        config = CollectorConfig(store=SqliteStoreConfig(kind="sqlite", path=settings.readings_db))
-
-    def opener() -> Store:
-        return open_store(config)
-
-    return opener
+        store = SqliteStoreConfig(kind="sqlite", path=settings.readings_db)
+    return functools.partial(open_store, store)
 
 
 def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
@@ -52,14 +55,7 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     engine = make_engine(settings.db_url)
     hub = None
     if live_updates:
-        hub = LiveHub(engine, settings.mqtt_host, settings.mqtt_port, settings.sites)
-        if settings.mqtt_username:
-            hub.credentials(
-                settings.mqtt_username,
-                secret(settings.mqtt_password_env, "COLDCHAIN_MQTT_PASSWORD_ENV")
-                if settings.mqtt_password_env
-                else None,
-            )
+        hub = LiveHub(engine, settings.mqtt, settings.sites)
     services = Services(settings, engine, _store_opener(settings), LoginLimiter(), hub)
 
     @asynccontextmanager
@@ -102,18 +98,10 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
             status_code=403,
         )
 
-    @app.exception_handler(RepoError)
-    @app.exception_handler(LifecycleError)
-    async def _refused(_request: Request, exc: Exception) -> JSONResponse:
-        message = str(exc)
-        code = (
-            status.HTTP_404_NOT_FOUND
-            if message.startswith("no ")
-            else status.HTTP_409_CONFLICT
-            if "already" in message or "exists" in message or "not in anyone's custody" in message
-            else status.HTTP_400_BAD_REQUEST
-        )
-        return JSONResponse({"detail": message}, status_code=code)
+    @app.exception_handler(DomainError)
+    async def _refused(_request: Request, exc: DomainError) -> JSONResponse:
+        code = next(code for kind, code in REFUSALS if isinstance(exc, kind))
+        return JSONResponse({"detail": str(exc)}, status_code=code)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

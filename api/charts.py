@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
+from alerts.breach import EndReason, Kind
 from alerts.report import BatchReport
 
 GAP_MS = 30 * 60_000
@@ -63,7 +64,7 @@ def journey_svg(report: BatchReport, gap_ms: int = GAP_MS) -> str:
             )
             ax.axvline(_time(stay.from_ms), color="#444", linewidth=0.6, linestyle=":")
         for b in report.breaches:
-            if b.breach.end_reason == "superseded" or b.breach.kind.value == "gateway_offline":
+            if b.breach.end_reason is EndReason.SUPERSEDED or b.breach.kind is Kind.GATEWAY_OFFLINE:
                 continue
             end = b.breach.end_ts_ms or report.generated_ms
             ax.axvspan(

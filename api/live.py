@@ -1,10 +1,11 @@
 """The live hub behind ``/api/live`` and the latest readings.
 
-One MQTT subscription (plain, clean session: the pages show what is happening now; the
-collector is the one that must never miss a reading) on the sites' readings and
-statuses. The hub keeps the newest reading per sensor and each gateway's state, and
-fans events out to the SSE clients through bounded queues: a client too slow to keep
-up loses live events (it is told so), never the server's memory. Alarm changes come
+One MQTT subscription through the shared :class:`~coldchain.mqtt.Consumer` (plain,
+clean session: the pages show what is happening now; the collector is the one that must
+never miss a reading) on the sites' readings and statuses. The hub keeps the newest
+reading per sensor and each gateway's state, and fans events out to the SSE clients
+through bounded queues: a client too slow to keep up loses live events (it is told so),
+never the server's memory. Alarm changes come
 from polling the alarms table once a second, since any process may change an alarm.
 """
 
@@ -14,17 +15,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.models import AlarmRow
 from coldchain import wire
+from coldchain.mqtt import Consumer, Delivery, SessionSpec
+from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
 
 log = logging.getLogger("coldchain.api.live")
@@ -62,41 +63,42 @@ class LiveHub:
     def __init__(
         self,
         engine: Engine,
-        host: str,
-        port: int,
+        mqtt_config: MqttConfig,
         sites: tuple[str, ...] = ("+",),
         client_id: str | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self.engine = engine
-        self.host, self.port, self.sites, self.poll_s = host, port, sites, poll_s
+        self.sites, self.poll_s = sites, poll_s
         self.latest: dict[tuple[str, str], LatestReading] = {}
         #: gateway id: online | offline | back-filling
         self.gateways: dict[str, str] = {}
-        self.broker_connected = False
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alarms: dict[int, tuple[object, ...]] = {}
         self._poller: asyncio.Task[None] | None = None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"coldchain-api-{id(self):x}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+        topics = [(wire.subscription(Stream.READINGS, site), 0) for site in sites]
+        topics += [(wire.subscription(Stream.STATUS, site), 1) for site in sites]
+        self._consumer = Consumer(
+            mqtt_config,
+            SessionSpec(client_id or f"coldchain-api-{id(self):x}", clean_start=True),
+            topics,
+            self._handle,
+            name="live-hub",
+            batch_max=500,
         )
-        self._client.reconnect_delay_set(1, 30)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+        self._consumer.on_connected = self._on_connect
+        self._consumer.on_disconnected = self._on_disconnect
 
-    def credentials(self, username: str, password: str | None) -> None:
-        self._client.username_pw_set(username, password)
+    @property
+    def broker_connected(self) -> bool:
+        return self._consumer.connected
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._alarms = await asyncio.to_thread(self._alarm_states)
-        self._client.connect_async(self.host, self.port, clean_start=True)
-        self._client.loop_start()
+        await asyncio.to_thread(self._consumer.start)
         self._poller = asyncio.create_task(self._poll_alarms())
 
     async def stop(self) -> None:
@@ -104,8 +106,7 @@ class LiveHub:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        self._client.disconnect()
-        self._client.loop_stop()
+        await asyncio.to_thread(self._consumer.stop)
 
     # ------------------------------------------------------------------ clients
     def subscribe(self) -> _Client:
@@ -131,29 +132,21 @@ class LiveHub:
             self._loop.call_soon_threadsafe(self._publish, event)
 
     # ------------------------------------------------------------------ MQTT
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the live hub: %s", reason)
-            return
-        self.broker_connected = True
-        log.info("live hub connected to %s:%s", self.host, self.port)
-        topics = [(wire.subscription(Stream.READINGS, site), 0) for site in self.sites]
-        topics += [(wire.subscription(Stream.STATUS, site), 1) for site in self.sites]
-        client.subscribe(topics)
+    def _on_connect(self, _session_present: bool) -> None:
         self._emit(Event("broker", {"connected": True}))
 
-    def _on_disconnect(self, *_args: object) -> None:
-        if self.broker_connected:
-            log.warning("live hub lost the broker; reconnecting")
-        self.broker_connected = False
+    def _on_disconnect(self) -> None:
         self._emit(Event("broker", {"connected": False}))
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        stream = Stream.STATUS if msg.topic.endswith("/status") else Stream.READINGS
+    def _handle(self, batch: Sequence[Delivery]) -> bool:
+        for item in batch:
+            self._on_message(item.topic, item.payload)
+        return True
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        stream = Stream.STATUS if topic.endswith("/status") else Stream.READINGS
         try:
-            message = wire.decode(stream, bytes(msg.payload))
+            message = wire.decode(stream, payload)
         except wire.WireError:
             return  # the collector quarantines it
         if isinstance(message, wire.ReadingsBatch):

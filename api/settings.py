@@ -12,11 +12,13 @@ from typing import Annotated
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coldchain.settings import PLACEHOLDER
+from coldchain.settings import PLACEHOLDER, MqttConfig
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COLDCHAIN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COLDCHAIN_", env_nested_delimiter="__", extra="ignore"
+    )
 
     #: the alert service's database (users, batches, alarms, audit)
     db_url: str = ""
@@ -25,11 +27,9 @@ class ApiSettings(BaseSettings):
     store_config: Path | None = None
     #: the alert service's config file: its escalation policies are shown read-only
     alerts_config: Path | None = None
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    #: the API's broker account, if the broker needs one (the password from this variable)
-    mqtt_username: str | None = None
-    mqtt_password_env: str | None = None
+    #: the broker for the live updates, as every service names it (host, port, username,
+    #: password_env, tls, ca_file, keepalive_s): ``COLDCHAIN_MQTT__HOST`` and so on
+    mqtt: MqttConfig = MqttConfig()
     #: sites the live hub follows (MQTT topic level, "+" for all)
     sites: tuple[str, ...] = ("+",)
     #: demo mode: permissive defaults, never in production

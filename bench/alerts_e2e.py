@@ -30,16 +30,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy.orm import Session
 
-from alerts.db import make_engine, upgrade
+from alerts.breach import Breach
+from alerts.db import make_engine, transaction, upgrade
 from alerts.models import Location, SensorAssignment, Site
 from alerts.profiles import load_profiles
 from alerts.repo import save_profile
-from alerts.rules import Breach
 from alerts.service import AlertService
 from coldchain import wire
-from coldchain.broker import LocalBroker
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, Stream
+from simulator.broker import LocalBroker
 
 PER_MESSAGE = 100
 SITE, GATEWAY = "bench", "bench-gw"
@@ -109,7 +109,8 @@ def publish(
 def seed(url: str, sensors: int, t0_ms: int) -> None:
     upgrade(url)
     engine = make_engine(url)
-    save_profile(engine, load_profiles()["frozen-meat"], actor="bench", reason="bench")
+    with transaction(engine) as s:
+        save_profile(s, load_profiles()["frozen-meat"], actor="bench", reason="bench")
     with Session(engine) as s, s.begin():
         s.add(Site(id=SITE, name="Bench", kind="cold_store"))
         s.flush()

@@ -19,8 +19,9 @@ import argparse
 import statistics
 import time
 
+from alerts.breach import Level, Point
 from alerts.profiles import load_profiles
-from alerts.rules import Level, Point, SensorEvaluator
+from alerts.rules import SensorEvaluator
 from coldchain import wire
 from coldchain.wire import Quality, Reading, Stream
 

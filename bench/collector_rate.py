@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from coldchain import wire
-from coldchain.broker import LocalBroker, stop_process
 from coldchain.wire import Quality, Reading, Stream
+from simulator.broker import LocalBroker, stop_process
 
 
 def batches(
@@ -144,7 +144,7 @@ def start_collector(
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "--log-level",
             "WARNING",
             "collector",

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from coldchain.broker import LocalBroker, free_ports
+from simulator.broker import LocalBroker, free_ports
 
 REFERENCE = {"cpu_pct": 4.25, "rss_mb": 65.0}
 PROFILE = "multi_channel_temp_10"
@@ -115,7 +115,7 @@ path = "outbox.sqlite"
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "--log-level",
             "WARNING",
             "gateway",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.collector_rate import batches, publish_all, start_collector
-from coldchain.broker import LocalBroker, free_port, stop_process
+from simulator.broker import LocalBroker, free_port, stop_process
 
 PER = 100
 

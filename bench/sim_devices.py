@@ -11,7 +11,7 @@ import asyncio
 import signal
 import sys
 
-from coldchain.sim.devices import ModbusServer, ModbusUnit
+from simulator.devices import ModbusServer, ModbusUnit
 
 
 async def main(profile: str, ports: list[int]) -> None:

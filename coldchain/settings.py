@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -67,15 +65,6 @@ class MqttConfig(Strict):
             return None
         return secret(self.password_env, "mqtt.password_env")
 
-    def apply(self, client: mqtt.Client) -> None:
-        """Credentials, TLS and reconnect backoff on a paho client."""
-        if self.username:
-            client.username_pw_set(self.username, self.password())
-        if self.tls:
-            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-            client.tls_set_context(context)
-        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)
-
 
 def load_toml(path: Path | str, model: type[M]) -> M:
     """Read and validate a TOML file; ConfigError names file, field and expectation."""
@@ -91,34 +80,38 @@ def load_toml(path: Path | str, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, problems_of(exc)) from None
+        raise ConfigError(path, problems_of(exc, model)) from None
 
 
-#: values of the ``kind``/``protocol`` fields that select a model in a discriminated
-#: union; pydantic puts them in the error path, where they are noise to a user
-UNION_TAGS = frozenset(
-    {
-        "modbus",
-        "ascii",
-        "nmea",
-        "modbus_tcp",
-        "modbus_rtu",
-        "serial_ascii",
-        "nmea_gps",
-        "sqlite",
-        "influxdb",
-    }
-)
+def union_tags(model: type[BaseModel]) -> frozenset[str]:
+    """The values of the ``kind``/``protocol`` fields that select a model in the model's
+    discriminated unions, read from its own schema: pydantic puts them in the error path,
+    where they are noise to a user."""
+    tags: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "tagged-union":
+                tags.update(str(tag) for tag in node["choices"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(model.__pydantic_core_schema__)
+    return frozenset(tags)
 
 
-def problems_of(exc: ValidationError, drop_prefix: int = 0) -> list[str]:
-    """One line per problem: ``field.path: what was wrong (got X)``.
+def problems_of(exc: ValidationError, model: type[BaseModel], drop_prefix: int = 0) -> list[str]:
+    """One line per problem of validating ``model``: ``field.path: what was wrong (got X)``.
 
     ``drop_prefix`` removes wrapper levels that are ours, not the user's.
     """
+    tags = union_tags(model)
     lines = []
     for err in exc.errors(include_url=False):
-        loc = [str(part) for part in err["loc"][drop_prefix:] if part not in UNION_TAGS]
+        loc = [str(part) for part in err["loc"][drop_prefix:] if part not in tags]
         field = ".".join(loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

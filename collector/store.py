@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from coldchain.wire import BOOLEAN_QUANTITIES, EventsBatch, Quality, Quantity, ReadingsBatch
+from collector.config import InfluxStoreConfig, SqliteStoreConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +98,18 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def open_store(config: SqliteStoreConfig | InfluxStoreConfig) -> Store:
+    """The readings store a config section names: the one opener every program uses
+    (collector, alert service replay, API history, export and reports)."""
+    if isinstance(config, SqliteStoreConfig):
+        from collector.sqlite_store import SqliteStore
+
+        return SqliteStore(config.path)
+    from collector.influx_store import InfluxStore
+
+    org, bucket, token = config.secrets()
+    return InfluxStore(
+        url=config.url, org=org, bucket=bucket, token=token, quarantine_path=config.quarantine_path
+    )

@@ -213,7 +213,7 @@ def load_profile_file(path: Path) -> ModbusProfile | AsciiProfile | NmeaProfile:
     try:
         return _ProfileFile.model_validate({"profile": data}).profile
     except ValidationError as exc:
-        raise ConfigError(path, problems_of(exc, drop_prefix=1)) from None
+        raise ConfigError(path, problems_of(exc, _ProfileFile, drop_prefix=1)) from None
 
 
 @cache

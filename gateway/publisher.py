@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from coldchain import wire
 from coldchain.backoff import Backoff
+from coldchain.mqtt import SessionSpec, connect, make_client
 from coldchain.wire import Status, Stream
 from gateway.config import GatewayConfig
 from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
@@ -73,17 +72,13 @@ class Publisher:
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
         self._stopping = False
+        # a clean session: the outbox, not the broker, keeps what is not yet acknowledged
+        self._session = SessionSpec(config.mqtt.client_id or self._gw.id, clean_start=True)
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ paho setup
     def _make_client(self) -> mqtt.Client:
-        cfg = self.config.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id or self._gw.id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        cfg.apply(client)
+        client = make_client(self.config.mqtt, self._session)
         client.max_inflight_messages_set(self._opts.window)
         will = Status(
             v=wire.SCHEMA_VERSION,
@@ -232,13 +227,7 @@ class Publisher:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        cfg = self.config.mqtt
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 0
-        self._client.connect_async(
-            cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=True, properties=props
-        )
-        self._client.loop_start()
+        connect(self._client, self.config.mqtt, self._session)
         try:
             while not self._stopping:
                 await self._wake.wait()

@@ -17,18 +17,19 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from alerts.db import make_engine, upgrade
+from alerts.breach import Breach, Kind, Level
+from alerts.db import make_engine, transaction, upgrade
 from alerts.repo import sync_alarm, upsert_breach
-from alerts.rules import Breach, Kind, Level
 from alerts.seed import seed_county
 from alerts.users import Role, create_user
 from api.app import create_app
 from api.settings import ApiSettings
 from coldchain import wire
-from coldchain.broker import free_port
+from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
+from simulator.broker import free_port
 from tests.harness import Broker
 
 PASSWORD = "correct horse battery"
@@ -100,8 +101,10 @@ def an_alarm(api: Api, sensor: str = "cr2-ctrl.air") -> int:
     """A critical high breach in cold room 2 with its alarm, as the service stores it."""
     breach = Breach(sensor, Kind.HIGH, Level.CRITICAL, api.t0_ms, api.t0_ms + 15 * MIN)
     breach.max_value = 9.5
-    row = upsert_breach(api.engine, "store-gw", breach)
-    alarm, _ = sync_alarm(api.engine, row)
+    with transaction(api.engine) as s:
+        row = upsert_breach(s, "store-gw", breach)
+    with transaction(api.engine) as s:
+        alarm, _ = sync_alarm(s, row)
     return alarm.id
 
 
@@ -153,7 +156,7 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
         db_url=db_url,
         readings_db=readings_db,
         alerts_config=alerts_config,
-        mqtt_port=broker.port,
+        mqtt=MqttConfig(port=broker.port),
         sites=("county-store", "county-fleet", "transfer-station"),
     )
     app = create_app(settings)

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from coldchain import wire
-from coldchain.broker import LocalBroker, free_port, stop_process
+from simulator.broker import LocalBroker, free_port, stop_process
 
 T = TypeVar("T")
 __all__ = [
@@ -154,7 +154,7 @@ class CliProcess:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coldchain.cli", *self.args],
+            [sys.executable, "-m", "ops.cli", *self.args],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coldchain.sim.devices import ModbusServer, ModbusUnit
+from simulator.devices import ModbusServer, ModbusUnit
 from tests.harness import Broker, GatewayProcess, LoopThread, Recorder, free_port
 
 INTERVAL_S = 0.2

@@ -141,7 +141,7 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
         "COLDCHAIN_WEBHOOK_SECRET": "s3cret-from-the-vault",
     }
     missing = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "alerts", "run", "--config", str(path)],
+        [sys.executable, "-m", "ops.cli", "alerts", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -149,7 +149,7 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
     )
     assert missing.returncode == 2 and "COLDCHAIN_DB_URL" in missing.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coldchain.cli", "alerts", "run", "--config", str(path)],
+        [sys.executable, "-m", "ops.cli", "alerts", "run", "--config", str(path)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -163,7 +163,7 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     check = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "audit", "verify"],
+        [sys.executable, "-m", "ops.cli", "audit", "verify"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alerts.breach import Breach, Kind, Level, Point, SeriesSettings
 from alerts.disposition import Disposition, danger_zone_ms, disposition, in_danger_zone
+from alerts.door import door_open
 from alerts.mkt import MktError, mkt_c, read_csv, time_weights
 from alerts.profiles import LevelLimits, load_profiles
-from alerts.rules import Breach, Kind, Level, Point, SeriesSettings, door_open, evaluate
+from alerts.rules import evaluate
 
 MIN = 60_000
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z, a window boundary for daily windows
@@ -80,7 +82,7 @@ def test_mkt_command_reads_a_csv(tmp_path: Path) -> None:
     )
     assert read_csv(path)[0] == (T0, 2.0)
     result = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "mkt", str(path)],
+        [sys.executable, "-m", "ops.cli", "mkt", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -90,7 +92,7 @@ def test_mkt_command_reads_a_csv(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("time,temp\n1,2\n")
     result = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "mkt", str(bad)],
+        [sys.executable, "-m", "ops.cli", "mkt", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,

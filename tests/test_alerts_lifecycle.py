@@ -6,6 +6,7 @@ from datetime import time
 
 import pytest
 
+from alerts.breach import Level, Point
 from alerts.disposition import Disposition
 from alerts.lifecycle import (
     Alarm,
@@ -18,7 +19,7 @@ from alerts.lifecycle import (
     due_notifications,
 )
 from alerts.profiles import load_profiles
-from alerts.rules import Level, Point, evaluate
+from alerts.rules import evaluate
 from alerts.verdict import Outcome, judge
 
 MIN = 60_000

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.db import make_engine, upgrade
+from alerts.breach import Breach, Kind, Level
+from alerts.calibration import record_calibration
+from alerts.db import make_engine, transaction, upgrade
 from alerts.models import AlarmRow, Calibration, Location, Site
 from alerts.profiles import load_profiles
 from alerts.repo import (
@@ -22,13 +24,11 @@ from alerts.repo import (
     assign_sensor,
     create_batch,
     handover,
-    record_calibration,
     save_profile,
     sync_alarm,
     upsert_breach,
 )
 from alerts.report import batch_report, render_text
-from alerts.rules import Breach, Kind, Level
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
@@ -52,88 +52,100 @@ def journey(db_url: str, tmp_path: Path) -> tuple[str, Path]:
     then 30 minutes in a truck at 6 °C whose sensor was never calibrated."""
     upgrade(db_url)
     engine = make_engine(db_url)
-    save_profile(engine, load_profiles()["chilled-meat"], actor="qa", reason="test")
-    add_site(
-        engine,
-        Site(id="store", name="Store", kind="cold_store"),
-        [
-            Location(
-                id="cr2",
-                site_id="store",
-                name="Cold room 2",
-                kind="cold_room",
-                profile_id="chilled-meat",
-            ),
-            Location(
-                id="t1.rear",
-                site_id="store",
-                name="Truck 1 rear",
-                kind="truck_compartment",
-                profile_id="chilled-meat",
-            ),
-        ],
-        actor="qa",
-    )
+    with transaction(engine) as s:
+        save_profile(s, load_profiles()["chilled-meat"], actor="qa", reason="test")
+    with transaction(engine) as s:
+        add_site(
+            s,
+            Site(id="store", name="Store", kind="cold_store"),
+            [
+                Location(
+                    id="cr2",
+                    site_id="store",
+                    name="Cold room 2",
+                    kind="cold_room",
+                    profile_id="chilled-meat",
+                ),
+                Location(
+                    id="t1.rear",
+                    site_id="store",
+                    name="Truck 1 rear",
+                    kind="truck_compartment",
+                    profile_id="chilled-meat",
+                ),
+            ],
+            actor="qa",
+        )
     for gateway, sensor, loc, role in (
         ("store-gw", "cr2-ctrl.air", "cr2", "air"),
         ("store-gw", "cr2-probe.temp", "cr2", "product"),
         ("truck-1", "t1-rear.temp", "t1.rear", "air"),
     ):
-        assign_sensor(
-            engine,
-            gateway=gateway,
-            sensor=sensor,
-            location_id=loc,
-            from_ms=T0 - DAY,
-            actor="qa",
-            role=role,
+        with transaction(engine) as s:
+            assign_sensor(
+                s,
+                gateway=gateway,
+                sensor=sensor,
+                location_id=loc,
+                from_ms=T0 - DAY,
+                actor="qa",
+                role=role,
+            )
+    with transaction(engine) as s:
+        record_calibration(
+            s,
+            Calibration(
+                gateway="store-gw",
+                sensor="cr2-probe.temp",
+                calibrated_ms=T0 - 30 * DAY,
+                reference_instrument="reference thermometer",
+                correction_c=0.5,
+                certificate="CAL-2026-118.pdf",
+                next_due_ms=T0 + 300 * DAY,
+            ),
+            actor="quality.wang",
         )
-    record_calibration(
-        engine,
-        Calibration(
-            gateway="store-gw",
-            sensor="cr2-probe.temp",
-            calibrated_ms=T0 - 30 * DAY,
-            reference_instrument="reference thermometer",
-            correction_c=0.5,
-            certificate="CAL-2026-118.pdf",
-            next_due_ms=T0 + 300 * DAY,
-        ),
-        actor="quality.wang",
-    )
-    create_batch(
-        engine,
-        NewBatch("B-BEEF", "chilled-meat", "chilled beef", 620, "kg", "Linxia beef cooperative"),
-        into_location="cr2",
-        at_ms=T0,
-        by="warehouse.li",
-        temp_c=3.4,
-    )
-    handover(
-        engine,
-        "B-BEEF",
-        to_location="t1.rear",
-        at_ms=T0 + 120 * MIN,
-        by="driver.ma",
-        temp_c=3.6,
-        event="loaded",
-    )
-    handover(
-        engine,
-        "B-BEEF",
-        to_location=None,
-        at_ms=T0 + 150 * MIN,
-        by="driver.ma",
-        temp_c=6.1,
-        event="delivered",
-    )
+    with transaction(engine) as s:
+        create_batch(
+            s,
+            NewBatch(
+                "B-BEEF", "chilled-meat", "chilled beef", 620, "kg", "Linxia beef cooperative"
+            ),
+            into_location="cr2",
+            at_ms=T0,
+            by="warehouse.li",
+            temp_c=3.4,
+        )
+    with transaction(engine) as s:
+        handover(
+            s,
+            "B-BEEF",
+            to_location="t1.rear",
+            at_ms=T0 + 120 * MIN,
+            by="driver.ma",
+            temp_c=3.6,
+            event="loaded",
+        )
+    with transaction(engine) as s:
+        handover(
+            s,
+            "B-BEEF",
+            to_location=None,
+            at_ms=T0 + 150 * MIN,
+            by="driver.ma",
+            temp_c=6.1,
+            event="delivered",
+        )
     breach = Breach("cr2-ctrl.air", Kind.DOOR_OPEN, Level.WARNING, T0 + 30 * MIN, T0 + 40 * MIN)
     breach.end_ts_ms, breach.end_reason = T0 + 45 * MIN, "closed"
-    row = upsert_breach(engine, "store-gw", breach)
-    alarm, _ = sync_alarm(engine, row, now=T0 + 41 * MIN)
-    acknowledge_alarm(
-        engine, alarm.id, user="operator.zhang", comment="loading, door closed", now=T0 + 42 * MIN
-    )
+    with transaction(engine) as s:
+        row = upsert_breach(s, "store-gw", breach)
+    with transaction(engine) as s:
+        alarm, _ = sync_alarm(s, row, now=T0 + 41 * MIN)
+    with transaction(engine) as s:
+        acknowledge_alarm(
+            s, alarm.id, user="operator.zhang", comment="loading, door closed", now=T0 + 42 * MIN
+        )
     engine.dispose()
     store = SqliteStore(tmp_path / "coldchain.sqlite")
     for seq, (gateway, rs) in enumerate(
@@ -203,7 +215,7 @@ def test_report_applies_the_calibration_in_force_and_flags_an_uncalibrated_senso
 
 def test_report_command_prints_text_and_json(journey: tuple[str, Path]) -> None:
     db_url, readings_db = journey
-    base = [sys.executable, "-m", "coldchain.cli", "report", "B-BEEF", "--db-url", db_url]
+    base = [sys.executable, "-m", "ops.cli", "report", "B-BEEF", "--db-url", db_url]
     text = subprocess.run(
         [*base, "--db", str(readings_db)], capture_output=True, text=True, timeout=60
     )
@@ -219,7 +231,7 @@ def test_report_command_prints_text_and_json(journey: tuple[str, Path]) -> None:
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "report",
             "B-NONE",
             "--db-url",

@@ -14,20 +14,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from alerts.db import make_engine, upgrade
+from alerts.calibration import record_calibration
+from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.models import AlarmRow, BreachRow, Calibration, Location, Site
 from alerts.notify import Message, NotificationRow
 from alerts.profiles import load_profiles
-from alerts.repo import (
-    NewBatch,
-    add_site,
-    assign_sensor,
-    create_batch,
-    record_calibration,
-    save_profile,
-)
+from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, save_profile
 from alerts.service import AlertService, Escalation
 from coldchain import wire
 from coldchain.settings import MqttConfig
@@ -48,52 +42,56 @@ def seed(engine: Engine, gateway: str = GW, site: str = "store") -> None:
     humidity sensor; a batch in each."""
     profiles = load_profiles()
     for pid in ("frozen-meat", "apples"):
-        save_profile(engine, profiles[pid], actor="qa", reason="test")
-    add_site(
-        engine,
-        Site(id=site, name="Store", kind="cold_store"),
-        [
-            Location(
-                id=f"{site}.room",
-                site_id=site,
-                name="Frozen room",
-                kind="cold_room",
-                profile_id="frozen-meat",
-                door_open_max_min=10.0,
-            ),
-            Location(
-                id=f"{site}.fruit",
-                site_id=site,
-                name="Fruit room",
-                kind="pre_cooling",
-                profile_id="apples",
-            ),
-        ],
-        actor="qa",
-    )
+        with transaction(engine) as s:
+            save_profile(s, profiles[pid], actor="qa", reason="test")
+    with transaction(engine) as s:
+        add_site(
+            s,
+            Site(id=site, name="Store", kind="cold_store"),
+            [
+                Location(
+                    id=f"{site}.room",
+                    site_id=site,
+                    name="Frozen room",
+                    kind="cold_room",
+                    profile_id="frozen-meat",
+                    door_open_max_min=10.0,
+                ),
+                Location(
+                    id=f"{site}.fruit",
+                    site_id=site,
+                    name="Fruit room",
+                    kind="pre_cooling",
+                    profile_id="apples",
+                ),
+            ],
+            actor="qa",
+        )
     for sensor, loc in (
         ("cr1-ctrl.air", "room"),
         ("cr1-th.temp", "room"),
         ("cr1-ctrl.door", "room"),
         ("pc-th.rh", "fruit"),
     ):
-        assign_sensor(
-            engine,
-            gateway=gateway,
-            sensor=sensor,
-            location_id=f"{site}.{loc}",
-            from_ms=T0 - DAY,
-            actor="qa",
-        )
+        with transaction(engine) as s:
+            assign_sensor(
+                s,
+                gateway=gateway,
+                sensor=sensor,
+                location_id=f"{site}.{loc}",
+                from_ms=T0 - DAY,
+                actor="qa",
+            )
     for batch_id, profile, loc in (("B-YAK", "frozen-meat", "room"), ("B-APL", "apples", "fruit")):
-        create_batch(
-            engine,
-            NewBatch(batch_id, profile, batch_id, 100, "kg", "Gahai cooperative"),
-            into_location=f"{site}.{loc}",
-            at_ms=T0 - DAY,
-            by="warehouse.li",
-            temp_c=None,
-        )
+        with transaction(engine) as s:
+            create_batch(
+                s,
+                NewBatch(batch_id, profile, batch_id, 100, "kg", "Gahai cooperative"),
+                into_location=f"{site}.{loc}",
+                at_ms=T0 - DAY,
+                by="warehouse.li",
+                temp_c=None,
+            )
 
 
 @pytest.fixture
@@ -190,19 +188,20 @@ def test_humidity_below_the_profile_limit_raises_a_humidity_breach(engine: Engin
 def test_the_calibration_in_force_corrects_the_reading_and_is_named_in_the_breach(
     engine: Engine, raw_c: float, correction_c: float, breached: bool
 ) -> None:
-    record_calibration(
-        engine,
-        Calibration(
-            gateway=GW,
-            sensor="cr1-th.temp",
-            calibrated_ms=T0 - 30 * DAY,
-            reference_instrument="reference thermometer",
-            correction_c=correction_c,
-            certificate="CAL-7.pdf",
-            next_due_ms=T0 + 300 * DAY,
-        ),
-        actor="quality.wang",
-    )
+    with transaction(engine) as s:
+        record_calibration(
+            s,
+            Calibration(
+                gateway=GW,
+                sensor="cr1-th.temp",
+                calibrated_ms=T0 - 30 * DAY,
+                reference_instrument="reference thermometer",
+                correction_c=correction_c,
+                certificate="CAL-7.pdf",
+                next_due_ms=T0 + 300 * DAY,
+            ),
+            actor="quality.wang",
+        )
     svc = service(engine)
     svc.process(batch(temps("cr1-th.temp", [raw_c] * 10)))  # 45 minutes
     rows = breaches(engine)
@@ -225,7 +224,8 @@ def test_a_profile_change_ends_the_ongoing_breach_and_the_new_limits_apply(
     warmer = profile.model_copy(
         update={"warning": profile.warning.model_copy(update={"high_c": -16.0})}
     )
-    save_profile(engine, warmer, actor="quality.wang", reason="supplier's spec allows -16")
+    with transaction(engine) as s:
+        save_profile(s, warmer, actor="quality.wang", reason="supplier's spec allows -16")
     svc.reload()
     svc.process(batch(temps("cr1-th.temp", [-16.5] * 10, start=T0 + 50 * MIN), seq=2))
     (row,) = breaches(engine)
@@ -365,35 +365,38 @@ class Outbox:
 def test_alarms_follow_their_site_policy_and_calibrations_coming_due_are_reminded_once(
     engine: Engine,
 ) -> None:
-    add_site(
-        engine,
-        Site(id="fleet", name="Fleet", kind="fleet"),
-        [
-            Location(
-                id="fleet.t1",
-                site_id="fleet",
-                name="Truck 1",
-                kind="truck_compartment",
-                profile_id="frozen-meat",
-            )
-        ],
-        actor="qa",
-    )
-    assign_sensor(
-        engine, gateway="truck-1", sensor="t1.air", location_id="fleet.t1", from_ms=0, actor="qa"
-    )
-    record_calibration(
-        engine,
-        Calibration(
-            gateway=GW,
-            sensor="cr1-th.temp",
-            calibrated_ms=T0 - 360 * DAY,
-            reference_instrument="reference thermometer",
-            correction_c=0.0,
-            next_due_ms=T0 + 5 * DAY,
-        ),
-        actor="quality.wang",
-    )
+    with transaction(engine) as s:
+        add_site(
+            s,
+            Site(id="fleet", name="Fleet", kind="fleet"),
+            [
+                Location(
+                    id="fleet.t1",
+                    site_id="fleet",
+                    name="Truck 1",
+                    kind="truck_compartment",
+                    profile_id="frozen-meat",
+                )
+            ],
+            actor="qa",
+        )
+    with transaction(engine) as s:
+        assign_sensor(
+            s, gateway="truck-1", sensor="t1.air", location_id="fleet.t1", from_ms=0, actor="qa"
+        )
+    with transaction(engine) as s:
+        record_calibration(
+            s,
+            Calibration(
+                gateway=GW,
+                sensor="cr1-th.temp",
+                calibrated_ms=T0 - 360 * DAY,
+                reference_instrument="reference thermometer",
+                correction_c=0.0,
+                next_due_ms=T0 + 5 * DAY,
+            ),
+            actor="quality.wang",
+        )
     outbox = Outbox()
     routes = {
         name: (Route("test", name),) for name in ("operator", "dispatcher", "quality", "lead")

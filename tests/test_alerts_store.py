@@ -8,17 +8,17 @@ import json
 import pytest
 
 from alerts.audit import verify
-from alerts.db import make_engine, upgrade
+from alerts.breach import Level, Point
+from alerts.calibration import calibration_at, calibrations_due
+from alerts.db import make_engine, transaction, upgrade
+from alerts.errors import DomainError
 from alerts.models import Calibration, Location, Site
 from alerts.profiles import load_profiles
 from alerts.repo import (
     NewBatch,
-    RepoError,
     add_site,
     assign_sensor,
     batches_in,
-    calibration_at,
-    calibrations_due,
     create_batch,
     handover,
     journey,
@@ -26,7 +26,7 @@ from alerts.repo import (
     save_profile,
     upsert_breach,
 )
-from alerts.rules import Level, Point, evaluate
+from alerts.rules import evaluate
 
 MIN = 60_000
 H = 60 * MIN
@@ -38,43 +38,47 @@ def engine(db_url: str):  # type: ignore[no-untyped-def]
     upgrade(db_url)
     engine = make_engine(db_url)
     frozen = load_profiles()["frozen-meat"]
-    save_profile(engine, frozen, actor="quality.zhao", reason="seed profiles (DOMAIN.md)")
-    add_site(
-        engine,
-        Site(id="county-store", name="County cold store", kind="cold_store", county="Linxia"),
-        [
-            Location(
-                id="cr1",
-                site_id="county-store",
-                name="Cold room 1 (frozen)",
-                kind="cold_room",
-                door_open_max_min=10.0,
-            )
-        ],
-        actor="admin",
-    )
-    add_site(
-        engine,
-        Site(id="county-fleet", name="Fleet", kind="fleet"),
-        [
-            Location(
-                id="truck-01.front",
-                site_id="county-fleet",
-                name="Truck 01 front",
-                kind="truck_compartment",
-                door_open_max_min=5.0,
-            )
-        ],
-        actor="admin",
-    )
-    assign_sensor(
-        engine,
-        gateway="store-gw",
-        sensor="cr1-th.temp",
-        location_id="cr1",
-        from_ms=T0 - 24 * H,
-        actor="admin",
-    )
+    with transaction(engine) as s:
+        save_profile(s, frozen, actor="quality.zhao", reason="seed profiles (DOMAIN.md)")
+    with transaction(engine) as s:
+        add_site(
+            s,
+            Site(id="county-store", name="County cold store", kind="cold_store", county="Linxia"),
+            [
+                Location(
+                    id="cr1",
+                    site_id="county-store",
+                    name="Cold room 1 (frozen)",
+                    kind="cold_room",
+                    door_open_max_min=10.0,
+                )
+            ],
+            actor="admin",
+        )
+    with transaction(engine) as s:
+        add_site(
+            s,
+            Site(id="county-fleet", name="Fleet", kind="fleet"),
+            [
+                Location(
+                    id="truck-01.front",
+                    site_id="county-fleet",
+                    name="Truck 01 front",
+                    kind="truck_compartment",
+                    door_open_max_min=5.0,
+                )
+            ],
+            actor="admin",
+        )
+    with transaction(engine) as s:
+        assign_sensor(
+            s,
+            gateway="store-gw",
+            sensor="cr1-th.temp",
+            location_id="cr1",
+            from_ms=T0 - 24 * H,
+            actor="admin",
+        )
     yield engine
     engine.dispose()
 
@@ -93,52 +97,61 @@ def yak_batch(batch_id: str) -> NewBatch:
 
 
 def test_a_breach_names_the_batches_in_the_room_during_it(engine) -> None:  # type: ignore[no-untyped-def]
-    code = create_batch(
-        engine, yak_batch("B-0042"), into_location="cr1", at_ms=T0, by="li.wei", temp_c=-19.5
-    )
+    with transaction(engine) as s:
+        code = create_batch(
+            s, yak_batch("B-0042"), into_location="cr1", at_ms=T0, by="li.wei", temp_c=-19.5
+        )
     assert len(code) == 12
-    create_batch(
-        engine,
-        yak_batch("B-0043"),
-        into_location="cr1",
-        at_ms=T0 + 3 * H,
-        by="li.wei",
-        temp_c=-19.8,
-    )
-    handover(
-        engine,
-        "B-0042",
-        to_location="truck-01.front",
-        at_ms=T0 + 2 * H,
-        by="driver.ma",
-        temp_c=-18.9,
-        event="loaded",
-    )
-    profile = load_profile(engine, "frozen-meat")
+    with transaction(engine) as s:
+        create_batch(
+            s,
+            yak_batch("B-0043"),
+            into_location="cr1",
+            at_ms=T0 + 3 * H,
+            by="li.wei",
+            temp_c=-19.8,
+        )
+    with transaction(engine) as s:
+        handover(
+            s,
+            "B-0042",
+            to_location="truck-01.front",
+            at_ms=T0 + 2 * H,
+            by="driver.ma",
+            temp_c=-18.9,
+            event="loaded",
+        )
+    with transaction(engine) as s:
+        profile = load_profile(s, "frozen-meat")
     levels = {Level.WARNING: profile.warning, Level.CRITICAL: profile.critical}
     # compressor failure in cold room 1 from 1 h to 2 h 30
     readings = [Point(T0 + i * 5 * MIN, -20.0 if i < 12 or i >= 30 else -12.0) for i in range(48)]
     breaches = evaluate("cr1-th.temp", readings, levels)
-    rows = [upsert_breach(engine, "store-gw", b) for b in breaches]
+    with transaction(engine) as s:
+        rows = [upsert_breach(s, "store-gw", b) for b in breaches]
     assert {r.location_id for r in rows} == {"cr1"}
     # B-0042 left at 2 h (during the breach); B-0043 arrived at 3 h (after it)
     assert all(json.loads(r.batches) == ["B-0042"] for r in rows)
-    assert [(s.location_id, s.event) for s in journey(engine, "B-0042")] == [
-        ("cr1", "into_store"),
-        ("truck-01.front", "loaded"),
-    ]
+    with transaction(engine) as s:
+        assert [(s.location_id, s.event) for s in journey(s, "B-0042")] == [
+            ("cr1", "into_store"),
+            ("truck-01.front", "loaded"),
+        ]
 
 
 def test_re_evaluation_updates_a_breach_and_never_duplicates_it(engine) -> None:  # type: ignore[no-untyped-def]
-    profile = load_profile(engine, "frozen-meat")
+    with transaction(engine) as s:
+        profile = load_profile(s, "frozen-meat")
     levels = {Level.WARNING: profile.warning, Level.CRITICAL: profile.critical}
     warm = [Point(T0 + i * 5 * MIN, -12.0) for i in range(12)]
     first = evaluate("cr1-th.temp", warm, levels)
     for b in first:
-        upsert_breach(engine, "store-gw", b)
+        with transaction(engine) as s:
+            upsert_breach(s, "store-gw", b)
     later = warm + [Point(T0 + (12 + i) * 5 * MIN, -20.0) for i in range(6)]
     for b in evaluate("cr1-th.temp", later, levels):
-        upsert_breach(engine, "store-gw", b)
+        with transaction(engine) as s:
+            upsert_breach(s, "store-gw", b)
     from sqlalchemy import text
 
     with engine.connect() as conn:
@@ -148,12 +161,13 @@ def test_re_evaluation_updates_a_breach_and_never_duplicates_it(engine) -> None:
 
 
 def test_custody_rules_are_enforced(engine) -> None:  # type: ignore[no-untyped-def]
-    create_batch(
-        engine, yak_batch("B-0050"), into_location="cr1", at_ms=T0, by="li.wei", temp_c=-19.0
-    )
-    with pytest.raises(RepoError, match="not after"):
+    with transaction(engine) as s:
+        create_batch(
+            s, yak_batch("B-0050"), into_location="cr1", at_ms=T0, by="li.wei", temp_c=-19.0
+        )
+    with pytest.raises(DomainError, match="not after"), transaction(engine) as s:
         handover(
-            engine,
+            s,
             "B-0050",
             to_location="truck-01.front",
             at_ms=T0 - MIN,
@@ -161,9 +175,9 @@ def test_custody_rules_are_enforced(engine) -> None:  # type: ignore[no-untyped-
             temp_c=-19.0,
             event="loaded",
         )
-    with pytest.raises(RepoError, match="needs the person"):
+    with pytest.raises(DomainError, match="needs the person"), transaction(engine) as s:
         handover(
-            engine,
+            s,
             "B-0050",
             to_location="truck-01.front",
             at_ms=T0 + H,
@@ -171,18 +185,19 @@ def test_custody_rules_are_enforced(engine) -> None:  # type: ignore[no-untyped-
             temp_c=-19.0,
             event="loaded",
         )
-    handover(
-        engine,
-        "B-0050",
-        to_location=None,
-        at_ms=T0 + H,
-        by="buyer.sun",
-        temp_c=-18.7,
-        event="delivered",
-    )
-    with pytest.raises(RepoError, match="delivered"):
+    with transaction(engine) as s:
         handover(
-            engine,
+            s,
+            "B-0050",
+            to_location=None,
+            at_ms=T0 + H,
+            by="buyer.sun",
+            temp_c=-18.7,
+            event="delivered",
+        )
+    with pytest.raises(DomainError, match="delivered"), transaction(engine) as s:
+        handover(
+            s,
             "B-0050",
             to_location="cr1",
             at_ms=T0 + 2 * H,
@@ -190,46 +205,55 @@ def test_custody_rules_are_enforced(engine) -> None:  # type: ignore[no-untyped-
             temp_c=None,
             event="returned",
         )
-    assert batches_in(engine, "cr1", T0 + 2 * H, None) == []
+    with transaction(engine) as s:
+        assert batches_in(s, "cr1", T0 + 2 * H, None) == []
 
 
 def test_calibration_in_force_overdue_and_reminders(engine) -> None:  # type: ignore[no-untyped-def]
-    from alerts.repo import record_calibration
+    from alerts.calibration import record_calibration
 
     day = 24 * H
-    record_calibration(
-        engine,
-        Calibration(
-            gateway="store-gw",
-            sensor="cr1-th.temp",
-            calibrated_ms=T0,
-            reference_instrument="Fluke 1524 #A123",
-            correction_c=-0.3,
-            certificate="certs/2026-cr1.pdf",
-            next_due_ms=T0 + 180 * day,
-        ),
-        actor="metrology.qian",
-    )
-    before = calibration_at(engine, "store-gw", "cr1-th.temp", T0 - day)
+    with transaction(engine) as s:
+        record_calibration(
+            s,
+            Calibration(
+                gateway="store-gw",
+                sensor="cr1-th.temp",
+                calibrated_ms=T0,
+                reference_instrument="Fluke 1524 #A123",
+                correction_c=-0.3,
+                certificate="certs/2026-cr1.pdf",
+                next_due_ms=T0 + 180 * day,
+            ),
+            actor="metrology.qian",
+        )
+    with transaction(engine) as s:
+        before = calibration_at(s, "store-gw", "cr1-th.temp", T0 - day)
     assert before.calibration_id is None and before.overdue
-    during = calibration_at(engine, "store-gw", "cr1-th.temp", T0 + 10 * day)
+    with transaction(engine) as s:
+        during = calibration_at(s, "store-gw", "cr1-th.temp", T0 + 10 * day)
     assert (during.correction_c, during.overdue) == (-0.3, False)
-    after = calibration_at(engine, "store-gw", "cr1-th.temp", T0 + 200 * day)
+    with transaction(engine) as s:
+        after = calibration_at(s, "store-gw", "cr1-th.temp", T0 + 200 * day)
     assert after.overdue
-    assert calibrations_due(engine, now=T0 + 170 * day) == [
-        ("store-gw", "cr1-th.temp", T0 + 180 * day)
-    ]
-    assert calibrations_due(engine, now=T0 + 10 * day) == []
+    with transaction(engine) as s:
+        assert calibrations_due(s, now=T0 + 170 * day) == [
+            ("store-gw", "cr1-th.temp", T0 + 180 * day)
+        ]
+    with transaction(engine) as s:
+        assert calibrations_due(s, now=T0 + 10 * day) == []
 
 
 def test_every_change_is_in_an_intact_audit_trail(engine) -> None:  # type: ignore[no-untyped-def]
-    frozen = load_profile(engine, "frozen-meat")
+    with transaction(engine) as s:
+        frozen = load_profile(s, "frozen-meat")
     changed = frozen.model_copy(
         update={"warning": frozen.warning.model_copy(update={"delay_min": 20.0})}
     )
-    with pytest.raises(RepoError, match="needs a reason"):
-        save_profile(engine, changed, actor="quality.zhao", reason="")
-    save_profile(engine, changed, actor="quality.zhao", reason="buyer contract 2027 asks 20 min")
+    with pytest.raises(DomainError, match="needs a reason"), transaction(engine) as s:
+        save_profile(s, changed, actor="quality.zhao", reason="")
+    with transaction(engine) as s:
+        save_profile(s, changed, actor="quality.zhao", reason="buyer contract 2027 asks 20 min")
     from sqlalchemy import text
 
     with engine.connect() as conn:
@@ -253,31 +277,34 @@ def test_alarm_is_raised_once_acknowledged_with_a_comment_and_closed_when_cleare
     from alerts.lifecycle import LifecycleError
     from alerts.repo import acknowledge_alarm, sync_alarm
 
-    profile = load_profile(engine, "frozen-meat")
+    with transaction(engine) as s:
+        profile = load_profile(s, "frozen-meat")
     levels = {Level.WARNING: profile.warning, Level.CRITICAL: profile.critical}
     warm = [Point(T0 + i * 5 * MIN, -12.0) for i in range(8)]
     critical = next(b for b in evaluate("cr1-th.temp", warm, levels) if b.level is Level.CRITICAL)
-    alarm, created = sync_alarm(
-        engine, upsert_breach(engine, "store-gw", critical), now=T0 + 40 * MIN
-    )
-    again, created_again = sync_alarm(
-        engine, upsert_breach(engine, "store-gw", critical), now=T0 + 41 * MIN
-    )
+    with transaction(engine) as s:
+        alarm, created = sync_alarm(s, upsert_breach(s, "store-gw", critical), now=T0 + 40 * MIN)
+    with transaction(engine) as s:
+        again, created_again = sync_alarm(
+            s, upsert_breach(s, "store-gw", critical), now=T0 + 41 * MIN
+        )
     assert created and not created_again
     assert again.id == alarm.id and alarm.state == "active"
-    with pytest.raises(LifecycleError, match="needs a comment"):
-        acknowledge_alarm(engine, alarm.id, user="li.wei", comment="", now=T0 + 45 * MIN)
-    acked = acknowledge_alarm(
-        engine,
-        alarm.id,
-        user="li.wei",
-        comment="compressor restarted, product checked at -16 °C",
-        now=T0 + 45 * MIN,
-    )
+    with pytest.raises(LifecycleError, match="needs a comment"), transaction(engine) as s:
+        acknowledge_alarm(s, alarm.id, user="li.wei", comment="", now=T0 + 45 * MIN)
+    with transaction(engine) as s:
+        acked = acknowledge_alarm(
+            s,
+            alarm.id,
+            user="li.wei",
+            comment="compressor restarted, product checked at -16 °C",
+            now=T0 + 45 * MIN,
+        )
     assert acked.state == "acknowledged"
     cooled = warm + [Point(T0 + (8 + i) * 5 * MIN, -20.0) for i in range(4)]
     critical = next(b for b in evaluate("cr1-th.temp", cooled, levels) if b.level is Level.CRITICAL)
-    closed, _ = sync_alarm(engine, upsert_breach(engine, "store-gw", critical), now=T0 + 60 * MIN)
+    with transaction(engine) as s:
+        closed, _ = sync_alarm(s, upsert_breach(s, "store-gw", critical), now=T0 + 60 * MIN)
     assert closed.state == "closed" and closed.acknowledged_by == "li.wei"
     from sqlalchemy import text
 

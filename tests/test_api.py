@@ -330,7 +330,7 @@ def test_first_admin_comes_from_the_cli_and_there_is_no_default_user(
     db_url: str, tmp_path: object
 ) -> None:
     env = {**os.environ, "COLDCHAIN_DB_URL": db_url, "FIRST_ADMIN_PW": "a strong passphrase"}
-    base = [sys.executable, "-m", "coldchain.cli", "users"]
+    base = [sys.executable, "-m", "ops.cli", "users"]
     listed = subprocess.run([*base, "list"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode != 0 or listed.stdout.strip() == ""
     made = subprocess.run(
@@ -344,7 +344,7 @@ def test_first_admin_comes_from_the_cli_and_there_is_no_default_user(
     listed = subprocess.run([*base, "list"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split()[:3] == ["li.admin", "admin", "active"]
     refused = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "api", "--port", "1"],
+        [sys.executable, "-m", "ops.cli", "api", "--port", "1"],
         env={k: v for k, v in os.environ.items() if k != "COLDCHAIN_DB_URL"},
         capture_output=True,
         text=True,

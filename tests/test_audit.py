@@ -85,7 +85,7 @@ def test_audit_verify_command_exits_1_on_tampering(db_url: str) -> None:
     filled(db_url)
     env = {**os.environ, "COLDCHAIN_DB_URL": db_url}
     ok = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "audit", "verify"],
+        [sys.executable, "-m", "ops.cli", "audit", "verify"],
         capture_output=True,
         text=True,
         env=env,
@@ -98,7 +98,7 @@ def test_audit_verify_command_exits_1_on_tampering(db_url: str) -> None:
         conn.execute(text("UPDATE audit_log SET reason = 'nothing to see' WHERE id = 1"))
     engine.dispose()
     bad = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "audit", "verify"],
+        [sys.executable, "-m", "ops.cli", "audit", "verify"],
         capture_output=True,
         text=True,
         env=env,

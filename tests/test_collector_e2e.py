@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from coldchain.broker import free_port, stop_process
+from simulator.broker import free_port, stop_process
 from tests.harness import Broker, CollectorProcess, wait_for
 from tests.scenario import READINGS_PER_CYCLE, Setup, outbox_counts
 
@@ -313,7 +313,7 @@ def test_a_retired_collector_stores_its_queued_share_and_leaves_the_group(
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "collector",
             "retire",
             "--config",

@@ -184,7 +184,7 @@ def test_gateway_check_command_exits_2_with_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(GOOD.replace("port = 5020", 'port = "five"'))
     result = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "gateway", "check", str(path)],
+        [sys.executable, "-m", "ops.cli", "gateway", "check", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -194,7 +194,7 @@ def test_gateway_check_command_exits_2_with_the_problem(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(GOOD)
     result = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "gateway", "check", str(good)],
+        [sys.executable, "-m", "ops.cli", "gateway", "check", str(good)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -26,10 +26,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import text
 
 from alerts.db import Base, make_engine, upgrade
-from coldchain import grafana
-from coldchain.broker import LocalBroker, free_ports
 from coldchain.settings import PLACEHOLDER
 from coldchain.wire import Quantity
+from ops import grafana
+from simulator.broker import LocalBroker, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 CERTS = ROOT / "tests" / "certs"
@@ -37,7 +37,7 @@ CERTS = ROOT / "tests" / "certs"
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", *args],
+        [sys.executable, "-m", "ops.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

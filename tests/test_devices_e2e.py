@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from coldchain.sim.devices import LineWriter, ModbusServer, ModbusUnit, PtyPair, ascii_probe_line
-from coldchain.sim.route import Position, _checksum, nmea_sentences
 from coldchain.wire import Event, Quality, Reading
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
@@ -21,6 +19,8 @@ from gateway.outbox import AsyncOutbox, Outbox
 from gateway.profiles import ModbusProfile, load_profile
 from gateway.serial_bus import AsciiDevice, GpsDevice
 from gateway.sink import Sink
+from simulator.devices import LineWriter, ModbusServer, ModbusUnit, PtyPair, ascii_probe_line
+from simulator.route import Position, _checksum, nmea_sentences
 from tests.harness import free_port
 
 pytestmark = pytest.mark.e2e

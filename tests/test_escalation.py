@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from alerts.db import make_engine, upgrade
+from alerts.breach import Breach, Kind, Level
+from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import Route, escalate
 from alerts.lifecycle import Policy, Step
 from alerts.notify import Message, deliver_due
 from alerts.repo import acknowledge_alarm, sync_alarm, upsert_breach
-from alerts.rules import Breach, Kind, Level
 
 MIN = 60_000
 T0 = 1_795_392_000_000
@@ -47,7 +47,8 @@ def test_escalation_queues_each_step_once_and_stops_on_acknowledgement(db_url: s
         max_value=-9.5,
         settings={"limit_c": -15.0},
     )
-    alarm, _ = sync_alarm(engine, upsert_breach(engine, "store-gw", breach), now=T0 + 15 * MIN)
+    with transaction(engine) as s:
+        alarm, _ = sync_alarm(s, upsert_breach(s, "store-gw", breach), now=T0 + 15 * MIN)
     channel = Recorder()
     channels = {"outbox-test": channel}
 
@@ -61,13 +62,14 @@ def test_escalation_queues_each_step_once_and_stops_on_acknowledgement(db_url: s
     assert tick(raised) == 0  # the same tick again (a restart): nothing twice
     assert tick(raised + 10) == 0
     assert tick(raised + 15) == 2  # shift lead: e-mail and SMS
-    acknowledge_alarm(
-        engine,
-        alarm.id,
-        user="li.wei",
-        comment="compressor restarted",
-        now=T0 + (raised + 20) * MIN,
-    )
+    with transaction(engine) as s:
+        acknowledge_alarm(
+            s,
+            alarm.id,
+            user="li.wei",
+            comment="compressor restarted",
+            now=T0 + (raised + 20) * MIN,
+        )
     assert tick(raised + 60) == 0  # acknowledged: no repeat
     assert [to for _, to in channel.sent] == [
         ("operator@county.example",),
@@ -82,7 +84,8 @@ def test_notification_body_names_batches_and_how_to_stop_it(db_url: str) -> None
     upgrade(db_url)
     engine = make_engine(db_url)
     breach = Breach("cr2-th.temp", Kind.HIGH, Level.WARNING, T0, T0 + 30 * MIN, settings={})
-    sync_alarm(engine, upsert_breach(engine, "store-gw", breach), now=T0 + 30 * MIN)
+    with transaction(engine) as s:
+        sync_alarm(s, upsert_breach(s, "store-gw", breach), now=T0 + 30 * MIN)
     escalate(engine, POLICY, ROUTES, T0 + 30 * MIN)
     from sqlalchemy import text
 

@@ -22,8 +22,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from alerts.users import Role
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
-from coldchain.broker import free_port
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
+from simulator.broker import free_port
 from tests.api_server import PASSWORD, Api, an_alarm, user_of
 from tests.harness import Broker
 from tests.scenario import Setup

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coldchain.sim.county import County
-from coldchain.sim.route import Position, haversine_km, nmea_sentences
-from coldchain.sim.thermal import Space
 from gateway.serial_bus import check_nmea_checksum
+from simulator.county import County
+from simulator.route import Position, haversine_km, nmea_sentences
+from simulator.thermal import Space
 from tests.harness import Broker, Recorder, wait_for
 
 
@@ -93,7 +93,7 @@ def test_simulate_command_prints_every_device_address_and_writes_gateway_configs
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "simulate",
             "--workdir",
             str(tmp_path),
@@ -122,7 +122,7 @@ def test_simulate_command_prints_every_device_address_and_writes_gateway_configs
             [
                 sys.executable,
                 "-m",
-                "coldchain.cli",
+                "ops.cli",
                 "gateway",
                 "check",
                 str(tmp_path / "gateways" / "store-gw.toml"),
@@ -158,7 +158,7 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "demo",
             "--workdir",
             str(tmp_path),
@@ -232,7 +232,7 @@ def test_run_command_on_embedded_defaults_stores_readings_within_a_minute(
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "export",
             "--db",
             str(db),
@@ -284,7 +284,7 @@ def test_demo_uses_an_existing_broker_when_given_one(
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "demo",
             "--workdir",
             str(tmp_path),
@@ -320,7 +320,7 @@ def stop_process_if_running(proc: subprocess.Popen[str]) -> None:
 def test_truck_uplink_relay_drops_and_restores_the_connection(
     loop_thread, running_broker: Broker
 ) -> None:
-    from coldchain.sim.link import Uplink
+    from simulator.link import Uplink
 
     async def start() -> Uplink:
         link = Uplink("t", "127.0.0.1", running_broker.port)
@@ -343,8 +343,8 @@ def test_truck_uplink_relay_drops_and_restores_the_connection(
 
 
 def test_scripted_events_break_the_chain_and_end(loop_thread) -> None:
-    from coldchain.sim.county import DEFAULT_SCRIPT
-    from coldchain.sim.link import Uplink
+    from simulator.county import DEFAULT_SCRIPT
+    from simulator.link import Uplink
 
     county = County(workdir=Path("/nonexistent"))
     county.uplinks["truck-02"] = Uplink("truck-02", "127.0.0.1", 1)
@@ -389,7 +389,7 @@ def test_demo_scripted_events_raise_breaches_on_the_right_batches(tmp_path: Path
         [
             sys.executable,
             "-m",
-            "coldchain.cli",
+            "ops.cli",
             "demo",
             "--workdir",
             str(tmp_path),

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from alerts.audit import head, verify
 from alerts.config import AlertsConfig, EscalationConfig
-from alerts.db import AuditRow
+from alerts.db import AuditRow, transaction
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
@@ -66,7 +66,8 @@ def change_profile(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json(include_url=False))
         ) from None
-    save_profile(svc.engine, new, actor=user.username, reason=body.reason)
+    with transaction(svc.engine) as s:
+        save_profile(s, new, actor=user.username, reason=body.reason)
     saved: dict[str, object] = json.loads(new.model_dump_json())
     return saved
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import Select, case, select
 from sqlalchemy.orm import Session
 
+from alerts.db import transaction
 from alerts.models import AlarmRow, BreachRow, Location, User
 from alerts.repo import acknowledge_alarm, assign_alarm
 from api.deps import Operator, ServicesDep, Viewer
@@ -113,7 +114,8 @@ def acknowledge(alarm_id: AlarmId, body: Acknowledge, user: Operator, svc: Servi
             status.HTTP_422_UNPROCESSABLE_CONTENT, "an acknowledgement needs a comment"
         )
     _one(svc, alarm_id)
-    acknowledge_alarm(svc.engine, alarm_id, user=user.username, comment=body.comment.strip())
+    with transaction(svc.engine) as s:
+        acknowledge_alarm(s, alarm_id, user=user.username, comment=body.comment.strip())
     return _one(svc, alarm_id)
 
 
@@ -124,5 +126,6 @@ def assign(alarm_id: AlarmId, body: Assign, user: Operator, svc: ServicesDep) ->
         with Session(svc.engine) as s:
             if s.get(User, body.assignee) is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {body.assignee!r}")
-    assign_alarm(svc.engine, alarm_id, assignee=body.assignee, actor=user.username)
+    with transaction(svc.engine) as s:
+        assign_alarm(s, alarm_id, assignee=body.assignee, actor=user.username)
     return _one(svc, alarm_id)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.db import transaction
 from alerts.models import Batch, Location, Stay
 from alerts.repo import handover
 from alerts.report import as_dict, batch_report
@@ -103,15 +104,16 @@ def record_handover(batch_id: str, body: Handover, user: Driver, svc: ServicesDe
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "a delivery has no next location; every other handover has one",
         )
-    handover(
-        svc.engine,
-        batch_id,
-        to_location=body.to_location,
-        at_ms=time.time_ns() // 1_000_000,
-        by=user.username,
-        temp_c=body.temp_c,
-        event=body.event,
-    )
+    with transaction(svc.engine) as s:
+        handover(
+            s,
+            batch_id,
+            to_location=body.to_location,
+            at_ms=time.time_ns() // 1_000_000,
+            by=user.username,
+            temp_c=body.temp_c,
+            event=body.event,
+        )
     with Session(svc.engine) as s:
         return _batch(s, _get(s, batch_id))
 

@@ -95,7 +95,16 @@ async function refreshAlarms() {
   if (!alarmList) return;
   const alarms = await api("GET", "/api/alarms");
   const canAck = alarmList.dataset.canAck === "yes";
+  // a comment being typed survives a live update of the list (the same alarms' form)
+  const drafts = new Map([...alarmList.querySelectorAll("form.ack")]
+    .filter((f) => f.comment.value).map((f) => [f.dataset.alarms, f.comment.value]));
+  const focused = document.activeElement && document.activeElement.closest("form.ack");
+  const focusedKey = focused ? focused.dataset.alarms : null;
   alarmList.innerHTML = alarms.length ? groupAlarms(alarms).map((a) => alarmItem(a, canAck)).join("") : `<li class="empty">${esc(W.no_alarms)}</li>`;
+  for (const f of alarmList.querySelectorAll("form.ack")) {
+    if (drafts.has(f.dataset.alarms)) f.comment.value = drafts.get(f.dataset.alarms);
+    if (f.dataset.alarms === focusedKey) f.comment.focus();
+  }
   paintTimes(alarmList);
   const count = document.getElementById("alarm-count") || document.getElementById("wall-alarms");
   if (count) count.textContent = alarms.length;

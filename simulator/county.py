@@ -11,17 +11,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coldchain.broker import free_port
-from coldchain.sim.devices import (
+from simulator.broker import free_port
+from simulator.devices import (
     LineWriter,
     ModbusServer,
     ModbusUnit,
     PtyPair,
     ascii_probe_line,
 )
-from coldchain.sim.link import Uplink
-from coldchain.sim.route import Route, nmea_sentences
-from coldchain.sim.thermal import Space
+from simulator.link import Uplink
+from simulator.route import Route, nmea_sentences
+from simulator.thermal import Space
 
 log = logging.getLogger("coldchain.sim")
 

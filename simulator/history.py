@@ -10,9 +10,9 @@ import copy
 
 from alerts.seed import LOCATIONS
 from coldchain import wire
-from coldchain.sim.thermal import Space
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.store import Incoming, Store
+from simulator.thermal import Space
 
 MIN_MS = 60_000
 

@@ -14,14 +14,13 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import click
-import paho.mqtt.client as mqtt
 import uvicorn
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import Engine
 
 from alerts.db import make_engine, upgrade
@@ -31,10 +30,8 @@ from alerts.notify import Printed
 from alerts.seed import seed_county
 from alerts.service import AlertService, Escalation
 from coldchain import wire
-from coldchain.broker import LocalBroker, free_port
+from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
-from coldchain.sim.county import County
-from coldchain.sim.history import write_history
 from coldchain.webserver import EmbeddedServer
 from coldchain.wire import Stream
 from collector.app import Collector
@@ -42,38 +39,40 @@ from collector.config import CollectorConfig, CollectorSection, SqliteStoreConfi
 from collector.sqlite_store import SqliteStore
 from gateway.app import Gateway
 from gateway.config import load_config
+from simulator.broker import LocalBroker, free_port
+from simulator.county import County
+from simulator.history import write_history
 
 
-@dataclass
 class Watcher:
     """Follows the gateways' retained status (online/offline) at the broker."""
 
-    host: str
-    port: int
-    online: dict[str, str] = field(default_factory=dict)
+    def __init__(self, host: str, port: int) -> None:
+        self.online: dict[str, str] = {}
+        self._consumer = Consumer(
+            MqttConfig(host=host, port=port),
+            SessionSpec("coldchain-demo-watch", clean_start=True),
+            [(wire.subscription(Stream.STATUS), 1)],
+            self._handle,
+            name="demo-watch",
+            batch_max=100,
+        )
 
     def start(self) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id="coldchain-demo-watch",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.on_connect = lambda c, *_: c.subscribe(wire.subscription(Stream.STATUS), qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect_async(self.host, self.port)
-        self.client.loop_start()
+        self._consumer.start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._consumer.stop()
 
-    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            status = wire.decode(Stream.STATUS, bytes(msg.payload))
-        except wire.WireError:
-            return
-        if isinstance(status, wire.Status):
-            self.online[status.gateway] = status.state
+    def _handle(self, batch: Sequence[Delivery]) -> bool:
+        for item in batch:
+            try:
+                status = wire.decode(Stream.STATUS, item.payload)
+            except wire.WireError:
+                continue
+            if isinstance(status, wire.Status):
+                self.online[status.gateway] = status.state
+        return True
 
 
 @dataclass
@@ -233,8 +232,7 @@ def _web_server(
         demo=True,
         db_url=alerts_url,
         readings_db=readings,
-        mqtt_host=host,
-        mqtt_port=port,
+        mqtt=MqttConfig(host=host, port=port),
         sites=tuple(County.SITES),
     )
     config = uvicorn.Config(

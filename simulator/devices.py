@@ -25,11 +25,11 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from coldchain.broker import stop_process
-from coldchain.sim.route import _checksum
 from gateway.decode import encode_registers, raw_for_value
 from gateway.profiles import DataType as PointType
 from gateway.profiles import ModbusProfile, Table, load_profile
+from simulator.broker import stop_process
+from simulator.route import _checksum
 
 Mode = Literal["ok", "silent", "exception", "sentinel", "garbled"]
 Values = Callable[[], dict[str, float | bool]]

@@ -1,0 +1,49 @@
+"""Wiring the alert service from its config file: the database (migrated), the
+escalation policy and channels, the readings store for replays, the broker; then run
+it until SIGINT/SIGTERM (``coldchain alerts run``)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from alerts.config import AlertsConfig
+from alerts.db import make_engine, upgrade
+from alerts.service import AlertService, Escalation
+from coldchain.runner import run_until_signalled
+from collector.store import Store, open_store
+
+
+def escalation_of(config: AlertsConfig) -> Escalation | None:
+    """Who is told what, when; ConfigError if a step names a recipient without a route
+    or a channel's secret is missing."""
+    if config.escalation is None:
+        return None
+    return Escalation(
+        config.escalation.policy(),
+        config.route_map(),
+        config.channel_map(),
+        site_policies=config.site_policies(),
+    )
+
+
+def run_alerts(config: AlertsConfig) -> None:
+    url = config.alerts.db_url()
+    escalation = escalation_of(config)
+    upgrade(url)
+    engine = make_engine(url)
+    history: Callable[[], Store] | None = None
+    if config.store is not None:
+        history = functools.partial(open_store, config.store)
+    service = AlertService(
+        engine,
+        config.mqtt,
+        client_id=config.alerts.id,
+        group=config.alerts.group,
+        sites=config.alerts.sites,
+        escalation=escalation,
+        history=history,
+    )
+    run_until_signalled(
+        service.start, service.stop, engine.dispose, healthy=lambda: service.connected
+    )

@@ -1,0 +1,141 @@
+"""What the alert service knows of each gateway: online or offline (its retained status
+and last will), back-filling while its buffered readings drain, and the gateway-offline
+breaches (warning, then critical) while it stays away. Pure bookkeeping: it returns the
+breaches that changed; the service stores them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from alerts.breach import MINUTE_MS, Breach, EndReason, Kind, Level
+from alerts.repo import GATEWAY_WIDE
+from coldchain import wire
+
+log = logging.getLogger("coldchain.alerts")
+
+
+@dataclass
+class GatewayState:
+    """What the retained status and the heartbeats say of a gateway."""
+
+    online: bool = True
+    #: newest edge time seen from it (readings, heartbeats)
+    last_seen_ms: int | None = None
+    offline_since_ms: int | None = None
+    reason: str | None = None
+    #: back online with buffered readings still draining (heartbeat ``backlog`` > 0):
+    #: gaps in its sensors' data are held, not judged, until it has caught up
+    backfilling: bool = False
+    offline: dict[Level, Breach] = field(default_factory=dict)
+    #: sensors whose judgement waits until the gateway has caught up
+    held: set[str] = field(default_factory=set)
+
+    @property
+    def holding(self) -> bool:
+        """Its sensors' gaps are not judged now (offline, or back-filling)."""
+        return self.backfilling or not self.online
+
+    def seen(self, ts_ms: int) -> None:
+        if self.last_seen_ms is None or ts_ms > self.last_seen_ms:
+            self.last_seen_ms = ts_ms
+
+
+@dataclass(frozen=True)
+class GatewayRule:
+    """Gateway offline (last will or a planned stop): warning, then critical, after these
+    many minutes without it (DOMAIN.md: yellow after about an hour, red at two)."""
+
+    levels: tuple[tuple[Level, float], ...] = ((Level.WARNING, 10.0), (Level.CRITICAL, 120.0))
+
+
+DEFAULT_GATEWAY_RULE = GatewayRule()
+
+#: the ongoing offline breach of a gateway at a level stored before a restart, if any
+Adopt = Callable[[str, Level], Breach | None]
+
+
+@dataclass
+class StatusOutcome:
+    """What a status changed: breaches to store, and the held sensors of a gateway that
+    has caught up (judge them on their complete record now)."""
+
+    changed: list[Breach] = field(default_factory=list)
+    settled: set[str] = field(default_factory=set)
+
+
+class Gateways:
+    def __init__(self, rule: GatewayRule, time_scale: float, adopt: Adopt) -> None:
+        self.rule = rule
+        self.time_scale = time_scale
+        self._adopt_breach = adopt
+        self.states: dict[str, GatewayState] = {}
+
+    def get(self, gateway: str) -> GatewayState | None:
+        return self.states.get(gateway)
+
+    def on_status(self, status: wire.Status, now_ms: int) -> StatusOutcome:
+        """A gateway's retained status, its last will or a heartbeat."""
+        out = StatusOutcome()
+        gw = self.states.get(status.gateway)
+        if gw is None:
+            gw = self.states[status.gateway] = self._adopt(status.gateway)
+        if status.state == "offline":
+            if gw.online:
+                gw.online, gw.reason = False, status.reason
+                # the will was written at connect time: the outage began after the last
+                # thing heard from the gateway, or now if nothing was
+                gw.offline_since_ms = gw.last_seen_ms if gw.last_seen_ms is not None else now_ms
+                log.warning("gateway %s offline (%s)", status.gateway, status.reason or "stopped")
+            return out
+        gw.seen(status.ts_ms)
+        if not gw.online or gw.offline:
+            for breach in gw.offline.values():
+                breach.end_ts_ms = max(status.ts_ms, breach.start_ts_ms)
+                breach.end_reason = EndReason.BACK_ONLINE
+                out.changed.append(breach)
+            if not gw.online:
+                log.warning("gateway %s back online", status.gateway)
+            gw.offline, gw.online, gw.offline_since_ms = {}, True, None
+            gw.backfilling = True  # until a heartbeat says its outbox has drained
+        if status.stats is not None:
+            backfilling = status.stats.get("backlog", 0) > 0
+            if gw.backfilling and not backfilling:
+                out.settled, gw.held = gw.held, set()
+            gw.backfilling = backfilling
+        return out
+
+    def _adopt(self, gateway: str) -> GatewayState:
+        """A gateway first heard of since start: ongoing offline breaches stored before a
+        restart are taken over (they stay one breach each)."""
+        gw = GatewayState(backfilling=True)
+        for level, _delay in self.rule.levels:
+            breach = self._adopt_breach(gateway, level)
+            if breach is not None:
+                gw.online, gw.offline_since_ms = False, breach.start_ts_ms
+                gw.offline[level] = breach
+        return gw
+
+    def watch(self, now_ms: int) -> list[tuple[str, Breach]]:
+        """Gateways offline too long on the wall clock: their new offline breaches."""
+        found: list[tuple[str, Breach]] = []
+        for gateway, gw in self.states.items():
+            if gw.online or gw.offline_since_ms is None:
+                continue
+            for level, delay_min in self.rule.levels:
+                delay_ms = int(delay_min * MINUTE_MS / self.time_scale)
+                start = gw.offline_since_ms
+                if level in gw.offline or now_ms - start < delay_ms:
+                    continue
+                breach = Breach(
+                    GATEWAY_WIDE,
+                    Kind.GATEWAY_OFFLINE,
+                    level,
+                    start,
+                    start + delay_ms,
+                    settings={"offline_min": delay_min, "reason": gw.reason or "stopped"},
+                )
+                gw.offline[level] = breach
+                found.append((gateway, breach))
+        return found

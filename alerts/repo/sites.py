@@ -1,0 +1,121 @@
+"""Product profiles, sites with their locations, and which sensor measures which location
+when. Every change is written with its audit row in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from alerts.audit import record
+from alerts.errors import Conflict, NotFound, Refused
+from alerts.models import Location, ProfileRow, SensorAssignment, Site
+from alerts.profiles import ProductProfile
+
+
+def save_profile(s: Session, profile: ProductProfile, *, actor: str, reason: str) -> None:
+    if not reason.strip():
+        raise Refused("a profile change needs a reason")
+    body = profile.model_dump_json()
+    row = s.get(ProfileRow, profile.id)
+    old = None if row is None else json.loads(row.body)
+    if row is None:
+        s.add(ProfileRow(id=profile.id, body=body))
+    else:
+        row.body = body
+    record(
+        s,
+        actor=actor,
+        action="profile.save",
+        entity="profile",
+        entity_id=profile.id,
+        old=old,
+        new=json.loads(body),
+        reason=reason,
+    )
+
+
+def load_profile(s: Session, profile_id: str) -> ProductProfile:
+    row = s.get(ProfileRow, profile_id)
+    if row is None:
+        raise NotFound(f"no profile {profile_id!r}")
+    return ProductProfile.model_validate_json(row.body)
+
+
+def add_site(s: Session, site: Site, locations: list[Location], *, actor: str) -> None:
+    s.add(site)
+    s.flush()  # the site row first: locations refer to it
+    s.add_all(locations)
+    record(
+        s,
+        actor=actor,
+        action="site.add",
+        entity="site",
+        entity_id=site.id,
+        new={"name": site.name, "locations": [loc.id for loc in locations]},
+    )
+
+
+def assign_sensor(
+    s: Session,
+    *,
+    gateway: str,
+    sensor: str,
+    location_id: str,
+    from_ms: int,
+    actor: str,
+    role: str = "air",
+) -> None:
+    """The sensor measures this location from ``from_ms`` on (its previous assignment
+    ends there)."""
+    current = s.execute(
+        select(SensorAssignment).where(
+            SensorAssignment.gateway == gateway,
+            SensorAssignment.sensor == sensor,
+            SensorAssignment.until_ms.is_(None),
+        )
+    ).scalar_one_or_none()
+    old = None
+    if current is not None:
+        if from_ms <= current.from_ms:
+            raise Conflict(f"{gateway}/{sensor} is assigned since {current.from_ms}")
+        current.until_ms = from_ms
+        old = {"location": current.location_id}
+    s.add(
+        SensorAssignment(
+            gateway=gateway, sensor=sensor, location_id=location_id, role=role, from_ms=from_ms
+        )
+    )
+    record(
+        s,
+        actor=actor,
+        action="sensor.assign",
+        entity="sensor",
+        entity_id=f"{gateway}/{sensor}",
+        old=old,
+        new={"location": location_id, "role": role, "from_ms": from_ms},
+    )
+
+
+def location_of(s: Session, gateway: str, sensor: str, at_ms: int) -> str | None:
+    """The location the sensor measured at that moment."""
+    return s.execute(
+        select(SensorAssignment.location_id).where(
+            SensorAssignment.gateway == gateway,
+            SensorAssignment.sensor == sensor,
+            SensorAssignment.from_ms <= at_ms,
+            or_(SensorAssignment.until_ms.is_(None), SensorAssignment.until_ms > at_ms),
+        )
+    ).scalar_one_or_none()
+
+
+def gateway_locations(s: Session, gateway: str, start_ms: int, end_ms: int | None) -> list[str]:
+    """The locations any sensor of the gateway measured during [start, end)."""
+    query = select(SensorAssignment.location_id).where(
+        SensorAssignment.gateway == gateway,
+        or_(SensorAssignment.until_ms.is_(None), SensorAssignment.until_ms > start_ms),
+    )
+    if end_ms is not None:
+        query = query.where(SensorAssignment.from_ms < end_ms)
+    return sorted(set(s.execute(query).scalars()))

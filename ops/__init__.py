@@ -1,0 +1,1 @@
+"""Operator commands: the ``coldchain`` command line, broker accounts, Grafana as code."""

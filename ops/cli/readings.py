@@ -1,0 +1,133 @@
+"""``coldchain export``, ``report`` and ``mkt``: the readings and what they say of a
+batch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from ops.cli.common import db_url_option, fail, readings_store, readings_store_options
+
+
+@click.command()
+@readings_store_options
+@click.option("--sensor", default=None, help="one sensor, e.g. cr1-ctrl.air")
+@click.option("--site", default=None, help="every sensor of a site")
+@click.option("--gateway", "gateway_id", default=None, help="every sensor of a gateway")
+@click.option(
+    "--from",
+    "start",
+    default="0",
+    show_default=True,
+    help="ISO 8601 time (UTC unless it says) or epoch ms",
+)
+@click.option("--to", "end", default=None, help="ISO 8601 time or epoch ms (default: now)")
+@click.option("--out", type=click.File("w"), default="-", help="CSV file (default: stdout)")
+def export(
+    config_path: Path | None,
+    db: Path | None,
+    sensor: str | None,
+    site: str | None,
+    gateway_id: str | None,
+    start: str,
+    end: str | None,
+    out: TextIO,
+) -> None:
+    """Write stored readings of a sensor, gateway or site over a time range as CSV."""
+    from collector.export import export_csv, parse_time
+    from collector.store import open_store
+
+    store_config = readings_store(config_path, db)
+    try:
+        start_ms = parse_time(start)
+        end_ms = parse_time(end) if end else time.time_ns() // 1_000_000 + 1
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    store = open_store(store_config)
+    try:
+        rows = export_csv(
+            store,
+            out,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            sensor=sensor,
+            site=site,
+            gateway=gateway_id,
+        )
+    finally:
+        store.close()
+    click.echo(f"{rows} readings exported", err=True)
+
+
+@click.command()
+@click.argument("batch_id")
+@db_url_option
+@readings_store_options
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def report(
+    batch_id: str, db_url: str, config_path: Path | None, db: Path | None, as_json: bool
+) -> None:
+    """A batch's journey report: stays, sensors and the calibrations applied, breaches and
+    who acknowledged them, the verdict (MKT, time out of range, 2 h / 4 h), flags."""
+    import json
+
+    from alerts.db import make_engine
+    from alerts.errors import DomainError
+    from alerts.report import as_dict, batch_report, render_text
+    from collector.store import open_store
+
+    store_config = readings_store(config_path, db)
+    engine = make_engine(db_url)
+    store = open_store(store_config)
+    try:
+        result = batch_report(engine, store, batch_id, time.time_ns() // 1_000_000)
+    except DomainError as exc:
+        fail(exc, 1)
+    finally:
+        store.close()
+        engine.dispose()
+    click.echo(
+        json.dumps(as_dict(result), default=str, ensure_ascii=False, indent=1)
+        if as_json
+        else render_text(result)
+    )
+
+
+@click.command()
+@click.argument("csv_path", type=click.Path(path_type=Path))
+@click.option(
+    "--dh-r-k",
+    default=10_000.0,
+    show_default=True,
+    help="activation energy over the gas constant, ΔH/R, in kelvin",
+)
+@click.option(
+    "--max-gap-min",
+    type=float,
+    default=None,
+    help="a reading stands for at most this long (gaps count for nothing more)",
+)
+def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None) -> None:
+    """Mean kinetic temperature of a CSV with columns timestamp (ISO 8601) and temp_c."""
+    from alerts.mkt import MktError, mkt_of_series, read_csv
+
+    try:
+        series = read_csv(csv_path)
+        value = mkt_of_series(
+            series,
+            dh_r_k=dh_r_k,
+            max_gap_ms=None if max_gap_min is None else int(max_gap_min * 60_000),
+        )
+    except (MktError, OSError) as exc:
+        fail(f"cannot compute MKT: {exc}", 2)
+    mean = sum(t for _, t in series) / len(series)
+    click.echo(
+        f"MKT {value:.2f} °C over {len(series)} readings "
+        f"(ΔH/R {dh_r_k:g} K; arithmetic mean {mean:.2f} °C)"
+    )
+
+
+COMMANDS = (export, report, mkt)

@@ -1,0 +1,95 @@
+"""``coldchain api`` and ``coldchain users``: serve the web API and pages; the people
+who sign in to them."""
+
+from __future__ import annotations
+
+import click
+
+from coldchain.settings import ConfigError
+from ops.cli.common import db_url_option, fail
+
+
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8080, show_default=True, help="TCP port")
+def api_command(host: str, port: int) -> None:
+    """Serve the web API and pages. Settings from COLDCHAIN_* environment variables:
+    COLDCHAIN_DB_URL (required outside demo mode), COLDCHAIN_READINGS_DB or
+    COLDCHAIN_STORE_CONFIG, COLDCHAIN_MQTT_HOST/PORT, COLDCHAIN_SITES."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        ]
+        fail(ConfigError("environment", problems), 2)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@click.group()
+def users() -> None:
+    """People who sign in to the pages and the API (there is no default user)."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "quality", "operator", "driver", "viewer"]),
+    required=True,
+)
+@click.option("--display-name", default=None)
+@click.option(
+    "--password-env",
+    default=None,
+    help="read the password from this environment variable instead of a prompt",
+)
+@db_url_option
+def users_add(
+    username: str, role: str, display_name: str | None, password_env: str | None, db_url: str
+) -> None:
+    """Create a user (the first admin is made this way). Audited."""
+    import os
+
+    from alerts.db import make_engine, upgrade
+    from alerts.errors import DomainError
+    from alerts.users import Role, create_user
+
+    if password_env is not None:
+        password = os.environ.get(password_env, "")
+        if not password:
+            fail(f"environment variable {password_env} is empty or not set", 2)
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        create_user(engine, username, password, Role(role), actor="cli", display_name=display_name)
+    except DomainError as exc:
+        fail(exc, 1)
+    finally:
+        engine.dispose()
+    click.echo(f"user {username} ({role}) created")
+
+
+@users.command("list")
+@db_url_option
+def users_list(db_url: str) -> None:
+    from alerts.db import make_engine
+    from alerts.users import list_users
+
+    engine = make_engine(db_url)
+    for u in list_users(engine):
+        click.echo(
+            f"{u.username:20} {u.role:9} {'active' if u.active else 'inactive':9} {u.display_name}"
+        )
+    engine.dispose()
+
+
+COMMANDS = (api_command, users)
