@@ -14,8 +14,9 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine
 
+from alerts.db import reading
 from alerts.models import User
-from alerts.users import Role, session_user
+from alerts.repo.users import Role, session_user
 from api.settings import ApiSettings
 from collector.errors import StoreUnavailable
 from collector.store import Store
@@ -89,7 +90,8 @@ def token_of(request: Request) -> str | None:
 
 def current_user(request: Request, svc: ServicesDep) -> User:
     token = token_of(request)
-    user = session_user(svc.engine, token) if token else None
+    with reading(svc.engine) as s:
+        user = session_user(s, token) if token else None
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -19,9 +19,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from alerts.db import reading
 from alerts.models import AlarmRow, Batch, SensorAssignment, User
+from alerts.repo.users import Role, session_user
 from alerts.report import BatchReport, batch_report
-from alerts.users import Role, session_user
 from api.charts import journey_svg
 from api.deps import ServicesDep, token_of
 from api.i18n import language, words
@@ -108,7 +109,8 @@ def _either(pick: Any, x: float | None, y: float | None) -> float | None:
 
 def page_user(request: Request, svc: ServicesDep, role: Role) -> User:
     token = token_of(request)
-    user = session_user(svc.engine, token) if token else None
+    with reading(svc.engine) as s:
+        user = session_user(s, token) if token else None
     if user is None:
         raise SignInFirst(request.url.path)
     if not Role(user.role).may(role):

@@ -3,11 +3,12 @@ everywhere in coldchain; temperatures in °C, humidity in %."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alerts.users import USERNAME_PATTERN, Role
+from alerts.repo.users import USERNAME_PATTERN, Role
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -15,6 +16,21 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class FromRow(Model):
+    """A response read from an ORM row's attributes (``Model.model_validate(row)``)."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_row(model: type[M], row: object, **extra: object) -> M:
+    """A response built from a row's attributes, with the fields the row lacks given."""
+    fields = {name: getattr(row, name) for name in model.model_fields if name not in extra}
+    return model.model_validate({**fields, **extra})
 
 
 class Login(Model):
@@ -146,7 +162,7 @@ class ProfileChange(Model):
     reason: Text
 
 
-class UserOut(Model):
+class UserOut(FromRow):
     username: str
     display_name: str
     role: Role
@@ -166,7 +182,7 @@ class UserChange(Model):
     reason: Text
 
 
-class AuditOut(Model):
+class AuditOut(FromRow):
     id: int
     ts_ms: int
     actor: str
@@ -176,6 +192,12 @@ class AuditOut(Model):
     old_value: object
     new_value: object
     reason: str | None
+
+    @field_validator("old_value", "new_value", mode="before")
+    @classmethod
+    def _decoded(cls, stored: object) -> object:
+        """The trail keeps values as JSON text; the answer carries them decoded."""
+        return json.loads(stored) if isinstance(stored, str) and stored else None
 
 
 class AuditCheck(Model):

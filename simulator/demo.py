@@ -23,7 +23,7 @@ import click
 import uvicorn
 from sqlalchemy import Engine
 
-from alerts.db import make_engine, upgrade
+from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.notify import Printed
@@ -208,17 +208,18 @@ DEMO_ROLES = ("admin", "quality", "operator", "driver", "viewer")
 def demo_logins(engine: Engine) -> dict[str, str]:
     """One sign-in per role, with a fresh random password at every start (demo only:
     production has no default user; its first admin comes from `coldchain users add`)."""
-    from alerts.users import Role, create_user, list_users, set_password
+    from alerts.repo.users import Role, create_user, list_users, set_password
 
-    existing = {u.username for u in list_users(engine)}
     logins = {}
-    for role in DEMO_ROLES:
-        name, password = f"demo.{role}", secrets.token_urlsafe(9)
-        if name in existing:
-            set_password(engine, name, password, actor="demo.setup")
-        else:
-            create_user(engine, name, password, Role(role), actor="demo.setup")
-        logins[name] = password
+    with transaction(engine) as s:
+        existing = {u.username for u in list_users(s)}
+        for role in DEMO_ROLES:
+            name, password = f"demo.{role}", secrets.token_urlsafe(9)
+            if name in existing:
+                set_password(s, name, password, actor="demo.setup")
+            else:
+                create_user(s, name, password, Role(role), actor="demo.setup")
+            logins[name] = password
     return logins
 
 

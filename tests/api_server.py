@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from alerts.breach import Breach, Kind, Level
 from alerts.db import make_engine, transaction, upgrade
 from alerts.repo import sync_alarm, upsert_breach
+from alerts.repo.users import Role, create_user
 from alerts.seed import seed_county
-from alerts.users import Role, create_user
 from api.app import create_app
 from api.settings import ApiSettings
 from coldchain import wire
@@ -145,8 +145,9 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     engine = make_engine(db_url)
     now = time.time_ns() // 1_000_000
     seed_county(engine, at_ms=now)
-    for role in Role:
-        create_user(engine, user_of(role), PASSWORD, role, actor="test")
+    with transaction(engine) as s:
+        for role in Role:
+            create_user(s, user_of(role), PASSWORD, role, actor="test")
     readings_db = tmp_path / "readings.sqlite"
     t0 = now - 2 * 3_600_000
     write_readings(readings_db, t0)

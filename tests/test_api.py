@@ -16,7 +16,7 @@ import pytest
 from fastapi.routing import APIRoute
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alerts.users import Role
+from alerts.repo.users import Role
 from api.app import ROUTERS
 from api.deps import require
 from coldchain import wire

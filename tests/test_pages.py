@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from alerts.users import Role
+from alerts.repo.users import Role
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream

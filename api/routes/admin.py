@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from alerts.audit import head, verify
 from alerts.config import AlertsConfig, EscalationConfig
-from alerts.db import AuditRow, transaction
+from alerts.db import AuditRow, reading, transaction
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
-from alerts.users import Role, change_user, create_user, list_users
+from alerts.repo.users import Role, change_user, create_user, list_users
 from api.deps import Admin, Quality, ServicesDep, Viewer
 from api.schemas import (
     AuditCheck,
@@ -102,32 +102,24 @@ def policies(_user: Viewer, svc: ServicesDep) -> PoliciesOut:
 
 @router.get("/users")
 def users(_user: Admin, svc: ServicesDep) -> list[UserOut]:
-    return [
-        UserOut(
-            username=u.username, display_name=u.display_name, role=Role(u.role), active=u.active
-        )
-        for u in list_users(svc.engine)
-    ]
+    with reading(svc.engine) as s:
+        return [UserOut.model_validate(u) for u in list_users(s)]
 
 
 @router.post(
     "/users", status_code=status.HTTP_201_CREATED, responses={409: {"description": "exists"}}
 )
 def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> UserOut:
-    create_user(
-        svc.engine,
-        body.username,
-        body.password,
-        body.role,
-        actor=user.username,
-        display_name=body.display_name,
-    )
-    return UserOut(
-        username=body.username,
-        display_name=body.display_name or body.username,
-        role=body.role,
-        active=True,
-    )
+    with transaction(svc.engine) as s:
+        created = create_user(
+            s,
+            body.username,
+            body.password,
+            body.role,
+            actor=user.username,
+            display_name=body.display_name,
+        )
+    return UserOut.model_validate(created)
 
 
 @router.patch("/users/{username}", responses={404: {"description": "no such user"}})
@@ -136,20 +128,16 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
         body.active is False or (body.role not in (None, Role.ADMIN))
     ):
         raise HTTPException(status.HTTP_409_CONFLICT, "an admin cannot lock themselves out")
-    changed = change_user(
-        svc.engine,
-        username,
-        actor=user.username,
-        role=body.role,
-        active=body.active,
-        reason=body.reason,
-    )
-    return UserOut(
-        username=changed.username,
-        display_name=changed.display_name,
-        role=Role(changed.role),
-        active=changed.active,
-    )
+    with transaction(svc.engine) as s:
+        changed = change_user(
+            s,
+            username,
+            actor=user.username,
+            role=body.role,
+            active=body.active,
+            reason=body.reason,
+        )
+    return UserOut.model_validate(changed)
 
 
 @router.get("/audit")
@@ -167,20 +155,7 @@ def audit(
     if entity_id is not None:
         query = query.where(AuditRow.entity_id == entity_id)
     with Session(svc.engine) as s:
-        return [
-            AuditOut(
-                id=r.id,
-                ts_ms=r.ts_ms,
-                actor=r.actor,
-                action=r.action,
-                entity=r.entity,
-                entity_id=r.entity_id,
-                old_value=json.loads(r.old_value) if r.old_value else None,
-                new_value=json.loads(r.new_value) if r.new_value else None,
-                reason=r.reason,
-            )
-            for r in s.execute(query).scalars()
-        ]
+        return [AuditOut.model_validate(r) for r in s.execute(query).scalars()]
 
 
 @router.get("/audit/verify")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
+from alerts.db import transaction
 from alerts.models import User
-from alerts.users import SESSION_MS, Role, authenticate, close_session, open_session
+from alerts.repo.users import SESSION_MS, Role, authenticate, close_session, open_session
 from api.deps import COOKIE, ServicesDep, Viewer, token_of
 from api.schemas import Login, Me, SessionOut
 
@@ -30,11 +31,13 @@ def login(body: Login, request: Request, response: Response, svc: ServicesDep) -
             "too many failed sign-ins: wait and try again",
             headers={"Retry-After": str(wait)},
         )
-    user = authenticate(svc.engine, body.username, body.password)
-    if user is None:
+    with transaction(svc.engine) as s:
+        user = authenticate(s, body.username, body.password)
+        opened = None if user is None else open_session(s, user.username)
+    if user is None or opened is None:
         svc.limiter.failed(body.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    token, expires_ms = open_session(svc.engine, user.username)
+    token, expires_ms = opened
     response.set_cookie(
         COOKIE,
         token,
@@ -57,7 +60,8 @@ def login(body: Login, request: Request, response: Response, svc: ServicesDep) -
 def logout(request: Request, response: Response, svc: ServicesDep) -> None:
     token = token_of(request)
     if token:
-        close_session(svc.engine, token)
+        with transaction(svc.engine) as s:
+            close_session(s, token)
     response.delete_cookie(COOKIE, path="/")
 
 

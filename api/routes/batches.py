@@ -19,7 +19,7 @@ from alerts.models import Batch, Location, Stay
 from alerts.repo import handover
 from alerts.report import as_dict, batch_report
 from api.deps import Driver, Quality, ServicesDep, StoreDep, Viewer
-from api.schemas import BatchOut, Handover, StayOut
+from api.schemas import BatchOut, Handover, StayOut, from_row
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 
@@ -30,28 +30,12 @@ def _batch(s: Session, batch: Batch) -> BatchOut:
         s.execute(select(Stay).where(Stay.batch_id == batch.id).order_by(Stay.from_ms)).scalars()
     )
     current = next((st.location_id for st in stays if st.until_ms is None), None)
-    return BatchOut(
-        id=batch.id,
-        product=batch.product,
-        quantity=batch.quantity,
-        unit=batch.unit,
-        profile_id=batch.profile_id,
-        origin_producer=batch.origin_producer,
-        origin_village=batch.origin_village,
-        origin_county=batch.origin_county,
-        trace_code=batch.trace_code,
-        created_ms=batch.created_ms,
+    return from_row(
+        BatchOut,
+        batch,
         location_id=current,
         journey=[
-            StayOut(
-                location_id=st.location_id,
-                location_name=names.get(st.location_id, st.location_id),
-                from_ms=st.from_ms,
-                until_ms=st.until_ms,
-                event=st.event,
-                handed_over_by=st.handed_over_by,
-                temp_at_handover_c=st.temp_at_handover_c,
-            )
+            from_row(StayOut, st, location_name=names.get(st.location_id, st.location_id))
             for st in stays
         ],
     )

@@ -57,9 +57,9 @@ def users_add(
     """Create a user (the first admin is made this way). Audited."""
     import os
 
-    from alerts.db import make_engine, upgrade
+    from alerts.db import make_engine, transaction, upgrade
     from alerts.errors import DomainError
-    from alerts.users import Role, create_user
+    from alerts.repo.users import Role, create_user
 
     if password_env is not None:
         password = os.environ.get(password_env, "")
@@ -70,7 +70,8 @@ def users_add(
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
-        create_user(engine, username, password, Role(role), actor="cli", display_name=display_name)
+        with transaction(engine) as s:
+            create_user(s, username, password, Role(role), actor="cli", display_name=display_name)
     except DomainError as exc:
         fail(exc, 1)
     finally:
@@ -81,11 +82,13 @@ def users_add(
 @users.command("list")
 @db_url_option
 def users_list(db_url: str) -> None:
-    from alerts.db import make_engine
-    from alerts.users import list_users
+    from alerts.db import make_engine, reading
+    from alerts.repo.users import list_users
 
     engine = make_engine(db_url)
-    for u in list_users(engine):
+    with reading(engine) as s:
+        found = list_users(s)
+    for u in found:
         click.echo(
             f"{u.username:20} {u.role:9} {'active' if u.active else 'inactive':9} {u.display_name}"
         )

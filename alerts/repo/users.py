@@ -1,0 +1,182 @@
+"""Users, roles and sessions in the service's store. Passwords are kept as argon2id hashes
+(argon2-cffi), sessions as the SHA-256 of a random token; every user and role change is
+written with its audit row in the caller's transaction. There is no default user: the
+first admin is created by ``coldchain users add NAME --role admin``."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from alerts.audit import now_ms, record
+from alerts.errors import Conflict, NotFound, Refused
+from alerts.models import SessionRow, User
+
+
+class Role(enum.StrEnum):
+    """Each role may do what the ones before it may, and more (docs/design-web.md)."""
+
+    VIEWER = "viewer"
+    DRIVER = "driver"
+    OPERATOR = "operator"
+    QUALITY = "quality"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def may(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+MIN_PASSWORD = 10
+SESSION_MS = 12 * 3_600_000  # a shift
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+
+_hasher = PasswordHasher()
+#: verified against when the user does not exist, so that a missing name takes as long
+_DUMMY = _hasher.hash("not a password of anyone")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise Refused(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def create_user(
+    s: Session,
+    username: str,
+    password: str,
+    role: Role,
+    *,
+    actor: str,
+    display_name: str | None = None,
+) -> User:
+    _check_password(password)
+    if s.get(User, username) is not None:
+        raise Conflict(f"user {username!r} exists")
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        role=role.value,
+        password_hash=_hasher.hash(password),
+        active=True,
+        created_ms=now_ms(),
+    )
+    s.add(user)
+    record(
+        s,
+        actor=actor,
+        action="user.create",
+        entity="user",
+        entity_id=username,
+        new={"role": role.value, "display_name": display_name or username},
+    )
+    return user
+
+
+def change_user(
+    s: Session,
+    username: str,
+    *,
+    actor: str,
+    role: Role | None = None,
+    active: bool | None = None,
+    reason: str,
+) -> User:
+    """Change a user's role or deactivate them (their sessions end); audited."""
+    if not reason.strip():
+        raise Refused("a user change needs a reason")
+    user = s.get(User, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    old = {"role": user.role, "active": user.active}
+    if role is not None:
+        user.role = role.value
+    if active is not None:
+        user.active = active
+        if not active:
+            s.execute(delete(SessionRow).where(SessionRow.username == username))
+    record(
+        s,
+        actor=actor,
+        action="user.change",
+        entity="user",
+        entity_id=username,
+        old=old,
+        new={"role": user.role, "active": user.active},
+        reason=reason,
+    )
+    s.flush()
+    return user
+
+
+def set_password(s: Session, username: str, password: str, *, actor: str) -> None:
+    _check_password(password)
+    user = s.get(User, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    user.password_hash = _hasher.hash(password)
+    s.execute(delete(SessionRow).where(SessionRow.username == username))
+    record(s, actor=actor, action="user.password", entity="user", entity_id=username)
+
+
+def authenticate(s: Session, username: str, password: str) -> User | None:
+    """The active user if the password is right; None otherwise (same work either way)."""
+    user = s.get(User, username)
+    try:
+        _hasher.verify(user.password_hash if user is not None else _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(s: Session, username: str, now: int | None = None) -> tuple[str, int]:
+    """A new session for the user: (token, expires_ms). Only the token's hash is stored."""
+    token = secrets.token_urlsafe(32)
+    current = now_ms() if now is None else now
+    expires = current + SESSION_MS
+    s.execute(delete(SessionRow).where(SessionRow.expires_ms <= current))
+    s.add(
+        SessionRow(
+            token_sha256=_digest(token),
+            username=username,
+            created_ms=current,
+            expires_ms=expires,
+        )
+    )
+    return token, expires
+
+
+def session_user(s: Session, token: str, now: int | None = None) -> User | None:
+    current = now_ms() if now is None else now
+    row = s.execute(
+        select(User)
+        .join(SessionRow, SessionRow.username == User.username)
+        .where(SessionRow.token_sha256 == _digest(token), SessionRow.expires_ms > current)
+    ).scalar_one_or_none()
+    if row is None or not row.active:
+        return None
+    return row
+
+
+def close_session(s: Session, token: str) -> None:
+    s.execute(delete(SessionRow).where(SessionRow.token_sha256 == _digest(token)))
+
+
+def list_users(s: Session) -> list[User]:
+    users = list(s.execute(select(User).order_by(User.username)).scalars())
+    return users
