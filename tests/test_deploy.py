@@ -12,7 +12,8 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +27,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import text
 
 from alerts.db import Base, make_engine, upgrade
+from api.settings import ApiSettings
+from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import PLACEHOLDER
 from coldchain.wire import Quantity
 from ops import grafana
@@ -151,19 +154,20 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
     workdir.mkdir()
     shutil.copy(ROOT / "deploy" / "mosquitto" / "acl", workdir / "acl")
     files = ["--passwd", str(workdir / "passwd"), "--acl", str(workdir / "acl")]
-    env = {"P_COLLECTOR": "collector pass 1", "P_GW": "gateway pass 1"}
-    made = cli(
-        "broker",
-        "add-service",
-        "collector",
-        "--role",
-        "collector",
-        "--password-env",
-        "P_COLLECTOR",
-        *files,
-        env=env,
-    )
-    assert made.returncode == 0, made.stderr
+    env = {"P_COLLECTOR": "collector pass 1", "P_GW": "gateway pass 1", "P_API": "api pass 1"}
+    for account, variable in (("collector", "P_COLLECTOR"), ("api", "P_API")):
+        made = cli(
+            "broker",
+            "add-service",
+            account,
+            "--role",
+            account,
+            "--password-env",
+            variable,
+            *files,
+            env=env,
+        )
+        assert made.returncode == 0, made.stderr
     for gw, site in (("truck-01", "county-fleet"), ("truck-02", "county-fleet")):
         made = cli(
             "broker", "add-gateway", gw, "--site", site, "--password-env", "P_GW", *files, env=env
@@ -268,6 +272,45 @@ def test_the_production_broker_speaks_tls_with_the_shipped_test_certificates(
         assert puback(gateway, "coldchain/v1/county-fleet/truck-02/status") < 0x80
     finally:
         close(gateway)
+
+
+def test_the_api_reaches_the_broker_over_tls_with_settings_from_its_environment(
+    production_broker: ProductionBroker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The API's broker settings are the services' MqttConfig (TLS included), read from
+    COLDCHAIN_MQTT__*; its live hub's consumer signs in with them and sees a status."""
+    monkeypatch.setenv("COLDCHAIN_DB_URL", f"sqlite:///{tmp_path / 'alerts.sqlite'}")
+    monkeypatch.setenv("COLDCHAIN_MQTT__PORT", str(production_broker.tls_port))
+    monkeypatch.setenv("COLDCHAIN_MQTT__TLS", "true")
+    monkeypatch.setenv("COLDCHAIN_MQTT__CA_FILE", str(CERTS / "ca.crt"))
+    monkeypatch.setenv("COLDCHAIN_MQTT__USERNAME", "api")
+    monkeypatch.setenv("COLDCHAIN_MQTT__PASSWORD_ENV", "P_API")
+    monkeypatch.setenv("P_API", "api pass 1")
+    settings = ApiSettings()
+    assert settings.mqtt.tls and settings.mqtt.port == production_broker.tls_port
+    seen: list[str] = []
+
+    def handle(batch: Sequence[Delivery]) -> bool:
+        seen.extend(item.topic for item in batch)
+        return True
+
+    topic = "coldchain/v1/county-fleet/truck-02/status"
+    hub = Consumer(settings.mqtt, SessionSpec("api-tls-test"), [(topic, 1)], handle, name="t")
+    hub.start()
+    gateway, reason = connect(production_broker.tls_port, "truck-02", "gateway pass 1", tls=True)
+    try:
+        assert not reason.is_failure
+        deadline = time.monotonic() + 10
+        while not hub.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.connected, "the API's account did not get in over TLS"
+        gateway.publish(topic, b"{}", qos=1)
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen == [topic]
+    finally:
+        close(gateway)
+        hub.stop()
 
 
 # ---------------------------------------------------------------------- the edge box

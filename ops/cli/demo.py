@@ -6,9 +6,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+_COUNTY_OPTIONS = (
+    click.option("--duration-s", type=float, default=None, help="stop after N seconds"),
+    click.option(
+        "--accel",
+        default=60.0,
+        show_default=True,
+        help="time acceleration: simulated seconds per real second",
+    ),
+    click.option(
+        "--interval-s", default=5.0, show_default=True, help="the gateways' poll interval"
+    ),
+    click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events"),
+)
+
+
+def county_options(f: Callable[..., None]) -> Callable[..., None]:
+    """How the simulated county runs: for how long, how fast, with which events."""
+    for option in reversed(_COUNTY_OPTIONS):
+        f = option(f)
+    return f
 
 
 @click.command()
@@ -24,15 +46,7 @@ import click
     type=click.Path(path_type=Path),
     help="broker data, outboxes, pty links",
 )
-@click.option("--duration-s", type=float, default=None, help="stop after N seconds")
-@click.option(
-    "--accel",
-    default=60.0,
-    show_default=True,
-    help="time acceleration: simulated seconds per real second",
-)
-@click.option("--interval-s", default=5.0, show_default=True, help="gateway poll interval")
-@click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events")
+@county_options
 @click.option(
     "--web-port",
     default=8080,
@@ -75,20 +89,7 @@ def demo(
     type=click.Path(path_type=Path),
     help="where pty links and gateway configs go",
 )
-@click.option(
-    "--accel",
-    default=60.0,
-    show_default=True,
-    help="time acceleration: simulated seconds per real second",
-)
-@click.option(
-    "--interval-s",
-    default=5.0,
-    show_default=True,
-    help="poll interval written into the gateway configs",
-)
-@click.option("--no-events", is_flag=True, help="no scripted door/compressor/signal events")
-@click.option("--duration-s", type=float, default=None, help="stop after N seconds")
+@county_options
 def simulate(
     mqtt_host: str,
     mqtt_port: int,
