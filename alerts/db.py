@@ -9,13 +9,24 @@ so a breach and its alarm commit together.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -66,9 +77,44 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: the PostgreSQL advisory lock that one migration holds at a time (any fixed number)
+MIGRATION_LOCK = 0x636F6C64  # "cold"
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Create or migrate the schema to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+    """Create or migrate the schema to ``revision``, one process at a time: services and
+    API replicas that start together wait for each other's migration (a PostgreSQL
+    advisory lock; for SQLite an exclusive lock on a file beside the database), and the
+    ones that come later find the schema at head and change nothing."""
+    with _migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        finally:
+            engine.dispose()
+    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        lock_path = Path(f"{parsed.database}.migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+    else:
+        yield
 
 
 @contextmanager
