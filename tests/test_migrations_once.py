@@ -16,9 +16,7 @@ MIGRATE = "import sys; from alerts.db import upgrade; upgrade(sys.argv[1])"
 
 def test_replicas_migrating_a_fresh_database_together_all_start(db_url: str) -> None:
     starts = [
-        subprocess.Popen(
-            [sys.executable, "-c", MIGRATE, db_url], stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", MIGRATE, db_url], stderr=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
     results = []
