@@ -45,5 +45,9 @@ def run_alerts(config: AlertsConfig) -> None:
         history=history,
     )
     run_until_signalled(
-        service.start, service.stop, engine.dispose, healthy=lambda: service.connected
+        service.start,
+        service.stop,
+        engine.dispose,
+        healthy=lambda: service.connected,
+        alive=lambda: service.consumer.alive,
     )

@@ -17,6 +17,7 @@ packet id (the id may now belong to a redelivered copy): the generation guard.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import ssl
@@ -130,13 +131,7 @@ class Consumer:
         poll_s: float = 0.2,
     ) -> None:
         self.config = config
-        self.session = SessionSpec(
-            session.client_id,
-            clean_start=session.clean_start,
-            expiry_s=session.expiry_s,
-            receive_maximum=session.receive_maximum,
-            manual_ack=True,
-        )
+        self.session = dataclasses.replace(session, manual_ack=True)
         self.subscriptions = list(subscriptions)
         self.name = name
         self._handler = handler
@@ -149,6 +144,8 @@ class Consumer:
         self._generation = 0
         self._refused: str | None = None
         self._worker: threading.Thread | None = None
+        #: what stopped the worker, if an error did (nothing is acknowledged after it)
+        self.failure: Exception | None = None
         #: connected to the broker now
         self.connected = False
         #: messages received from the broker, and those handled and acknowledged
@@ -246,13 +243,25 @@ class Consumer:
         self.client.unsubscribe([topic for topic, _qos in self.subscriptions])
 
     # ------------------------------------------------------------------ worker thread
+    @property
+    def alive(self) -> bool:
+        """The worker runs (started, not stopped by an error)."""
+        return self._worker is not None and self._worker.is_alive() and self.failure is None
+
     def _work(self) -> None:
-        while not self._stop.is_set():
-            if self._tick is not None:
-                self._tick()
-            batch = self._take_batch()
-            if batch and self._handler(batch):
-                self._acknowledge(batch)
+        try:
+            while not self._stop.is_set():
+                if self._tick is not None:
+                    self._tick()
+                batch = self._take_batch()
+                if batch and self._handler(batch):
+                    self._acknowledge(batch)
+        except Exception as exc:
+            # never a live connection with a dead worker in silence: what is in hand stays
+            # unacknowledged (the broker sends it again), and ``alive`` turns False so that
+            # the process runner stops the process for its restart policy
+            self.failure = exc
+            log.critical("%s: the worker stopped on an error: %r", self.name, exc, exc_info=exc)
 
     def _acknowledge(self, batch: Sequence[Delivery]) -> None:
         for item in batch:

@@ -189,7 +189,13 @@ def run_collector(config: CollectorConfig) -> None:
     """Run a collector until SIGINT/SIGTERM (the store must open, else StoreUnavailable)."""
     store = open_store(config.store)
     service = Collector(config, store)
-    run_until_signalled(service.start, service.stop, store.close, healthy=lambda: service.connected)
+    run_until_signalled(
+        service.start,
+        service.stop,
+        store.close,
+        healthy=lambda: service.connected,
+        alive=lambda: service.consumer.alive,
+    )
 
 
 def retire_collector(config: CollectorConfig, quiet_s: float) -> int:

@@ -1,0 +1,81 @@
+"""The shared consumer (coldchain/mqtt.py) against a real broker: a handler that fails
+acknowledges nothing and says so; the process runner takes a process with a dead worker
+down instead of keeping it alive and green."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from coldchain.mqtt import Consumer, Delivery, SessionSpec
+from coldchain.runner import run_until_signalled
+from coldchain.settings import MqttConfig
+from tests.harness import wait_for
+
+
+def publish(port: int, topic: str, payload: bytes) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_a_failing_handler_stops_its_worker_loudly_and_its_message_comes_again(
+    running_broker,
+    unique: str,  # type: ignore[no-untyped-def]
+) -> None:
+    topic = f"test/{unique}/in"
+    session = SessionSpec(f"consumer-{unique}", clean_start=False, expiry_s=300)
+    config = MqttConfig(port=running_broker.port)
+
+    def failing(_batch: Sequence[Delivery]) -> bool:
+        raise RuntimeError("the store went away")
+
+    first = Consumer(config, session, [(topic, 1)], failing, name="failing")
+    first.start()
+    wait_for(lambda: first.connected, 10, "connected")
+    publish(running_broker.port, topic, b"one")
+    wait_for(lambda: not first.alive, 10, "the worker to stop")
+    assert isinstance(first.failure, RuntimeError)
+    assert first.handled == 0  # nothing acknowledged
+    first.stop()
+
+    seen: list[bytes] = []
+
+    def storing(batch: Sequence[Delivery]) -> bool:
+        seen.extend(item.payload for item in batch)
+        return True
+
+    second = Consumer(config, session, [(topic, 1)], storing, name="storing")
+    second.start()
+    try:
+        wait_for(lambda: seen == [b"one"], 10, "the unacknowledged message again")
+        assert second.alive
+    finally:
+        second.stop(end_session=True)
+
+
+def test_the_runner_takes_a_process_with_a_dead_worker_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health = tmp_path / "health"
+    monkeypatch.setenv("COLDCHAIN_HEALTH_FILE", str(health))
+    stopped: list[str] = []
+    dies_at = time.monotonic() + 1.5
+    with pytest.raises(SystemExit) as exit_info:
+        run_until_signalled(
+            lambda: None,
+            lambda: stopped.append("stopped"),
+            healthy=lambda: True,
+            alive=lambda: time.monotonic() < dies_at,
+        )
+    assert exit_info.value.code == 1
+    assert stopped == ["stopped"]
+    assert health.exists()  # it was healthy while the worker ran
