@@ -48,6 +48,6 @@ def run_alerts(config: AlertsConfig) -> None:
         service.start,
         service.stop,
         engine.dispose,
-        healthy=lambda: service.connected,
-        alive=lambda: service.consumer.alive,
+        health=[service.health],
+        registry=service.metrics,
     )

@@ -27,6 +27,13 @@ from sqlalchemy import (
     make_url,
     text,
 )
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -56,7 +63,8 @@ class AuditRow(Base):
 
 def make_engine(url: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql+psycopg://…``."""
-    engine = create_engine(url, future=True)
+    # a connection the server terminated is found before use, not by the next statement
+    engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -68,6 +76,15 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def transient(exc: BaseException) -> bool:
+    """A database error that means "not now" (the server refused or dropped the
+    connection, the file is locked, the disk is full): the work is retried. Anything
+    else is the work's own fault: its input is kept aside."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | DisconnectionError)
 
 
 def alembic_config(url: str) -> Config:

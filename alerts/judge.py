@@ -233,8 +233,15 @@ class Judge:
             if series is not None:
                 self.reconcile(series, out)
 
+    def forget_gateway(self, gateway: str) -> None:
+        """Drop a gateway's series (after a failure mid-feed): each is rebuilt from the
+        readings store's record when its next reading comes."""
+        for key in [k for k in self.series if k[0] == gateway]:
+            del self.series[key]
+
     def _value(self, series: Series, ts_ms: int, q: Quality, value: object) -> float | None:
-        if q is Quality.FAULT or value is None or isinstance(value, tuple):
+        # a value past its physical range is a broken sensor: judged as a fault
+        if q is not Quality.OK or value is None or isinstance(value, tuple):
             return None
         number = float(value)  # type: ignore[arg-type]
         if series.quantity is Quantity.TEMP_C:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -198,3 +199,16 @@ class SessionRow(Base):
     username: Mapped[str] = mapped_column(ForeignKey("users.username"), nullable=False)
     created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expires_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class QuarantineRow(Base):
+    """A message the alert service could not judge (its processing failed): kept aside
+    with the reason, acknowledged, and put back by ``coldchain quarantine replay``."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    topic: Mapped[str] = mapped_column(String(256), nullable=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)

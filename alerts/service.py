@@ -7,6 +7,11 @@ statuses), the :class:`~alerts.judge.Judge` (each sensor), :class:`~alerts.gatew
 (online, offline, back-filling), and a scheduler on the worker thread (reload of the
 settings, the live watchdog, escalation, calibration reminders, delivery). Only the
 service writes: each outcome is stored in one transaction, a breach with its alarm.
+
+Supervised (docs/design-supervision.md): every message comes in through the one way in
+(:func:`coldchain.accept.accept`); judging and storing are retried while the database is
+unavailable (health degraded), and a message whose judging fails otherwise is kept
+aside in the quarantine, acknowledged and counted; each scheduler job fails on its own.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy import Engine, select
 
 from alerts.breach import Breach, Kind, Level
 from alerts.calibration import calibrations_by_sensor
-from alerts.db import reading, transaction
+from alerts.db import reading, transaction, transient
 from alerts.escalation import Route, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
@@ -40,7 +45,11 @@ from alerts.repo import (
     sync_alarm,
     upsert_breach,
 )
+from alerts.repo.quarantine import keep_aside
 from coldchain import wire
+from coldchain.accept import Limits, accept
+from coldchain.backoff import Backoff
+from coldchain.health import CountersCollector, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
@@ -72,6 +81,13 @@ class AlertCounters(JudgeCounters):
     alarms_raised: int = 0
     superseded: int = 0
     statuses: int = 0
+    #: messages the one way in refused (the collector quarantines its copy)
+    refused: int = 0
+    #: messages whose judging failed, kept aside; old ones dropped to keep it bounded
+    quarantined: int = 0
+    quarantine_dropped: int = 0
+    database_retries: int = 0
+    job_failures: int = 0
 
 
 class StoreReads:
@@ -162,6 +178,17 @@ class AlertService:
             batch_max=100,
             tick=self._tick,
         )
+        self.health = self.consumer.health
+        self.limits = Limits()
+        self._last_refusal: dict[str, str] = {}
+        self.metrics = registry_of(
+            CountersCollector(
+                "coldchain_alerts",
+                lambda: self.counters,
+                self.health,
+                lambda: {"queued_messages": self.consumer.queued},
+            )
+        )
 
     @property
     def connected(self) -> bool:
@@ -198,17 +225,76 @@ class AlertService:
 
     # ------------------------------------------------------------------ transport
     def handle(self, batch: Sequence[Delivery]) -> bool:
-        for item in batch:
-            stream = Stream.STATUS if item.topic.endswith("/status") else Stream.READINGS
+        """Judge and store each message; False if stopping before all are stored."""
+        return all(self._take(item) for item in batch)
+
+    def _take(self, item: Delivery) -> bool:
+        try:
+            message = accept(item.topic, item.payload, self.limits).message
+        except wire.WireError as exc:
+            self.counters.refused += 1
+            if self._last_refusal.get(item.topic) != str(exc):  # once per change per topic
+                self._last_refusal[item.topic] = str(exc)
+                log.warning("refused a message on %s: %s", item.topic, exc)
+            return True
+        out = Outcome()  # kept across retries: what judging found is stored once
+        judged = self._supervised(lambda: self._judge(message, out), item)
+        if judged is not True:
+            return judged is None  # None: kept aside; False: stopping
+        stored = self._supervised(lambda: self._persist(out), item)
+        return stored is not False
+
+    def _judge(self, message: wire.Message, out: Outcome) -> None:
+        if isinstance(message, wire.ReadingsBatch):
+            self.judge.process(message, self.gateways.get(message.gateway), out)
+        elif isinstance(message, wire.Status):
+            self._status(message, time.time_ns() // 1_000_000, out)
+
+    def _supervised(self, step: Callable[[], None], item: Delivery) -> bool | None:
+        """Run a step of taking a message: True when done; retried with backoff while
+        the database is unavailable (False if stopping meanwhile); on any other error
+        the message is kept aside (None)."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
             try:
-                message = wire.decode(stream, item.payload)
-            except wire.WireError:
-                continue  # the collector quarantines it; nothing to evaluate
-            if isinstance(message, wire.ReadingsBatch):
-                self.process(message)
-            elif isinstance(message, wire.Status):
-                self.on_status(message)
-        return True
+                step()
+            except Exception as exc:
+                if not transient(exc):
+                    self._keep_aside(item, exc)
+                    return None
+                self.counters.database_retries += 1
+                self.health.problem("database", f"unavailable: {_short(exc)}; retrying")
+                if self.consumer.wait(backoff.failed()):
+                    return False
+                self.health.beat()  # alive and retrying: degraded, not stalled
+                continue
+            self.health.clear("database")
+            return True
+
+    def _keep_aside(self, item: Delivery, exc: Exception) -> None:
+        reason = f"judging failed: {type(exc).__name__}: {exc}"[:2000]
+        log.error("kept a message on %s aside: %s", item.topic, reason, exc_info=exc)
+        # its series may be half-fed: they are rebuilt from the store's record
+        self.judge.forget_gateway(_gateway_of(item.topic))
+
+        def store() -> None:
+            with transaction(self.engine) as s:
+                self.counters.quarantine_dropped += keep_aside(
+                    s, item.topic, item.payload, reason, item.received_ms
+                )
+
+        backoff = Backoff(0.5, 30.0)
+        while True:  # an error that is not "not now" here stops the worker: a bug
+            try:
+                store()
+                break
+            except Exception as err:
+                if not transient(err):
+                    raise
+                self.health.problem("database", f"unavailable: {_short(err)}; retrying")
+                if self.consumer.wait(backoff.failed()):
+                    return
+        self.counters.quarantined += 1
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -217,16 +303,34 @@ class AlertService:
         self._next_tick = now + (self.escalation.tick_s if self.escalation else 1.0)
         if now >= self._next_reload:
             self._next_reload = now + self.reload_s
-            self.reload()
-        self.watch(time.time_ns() // 1_000_000)
+            self._job("reload", self.reload)
+        self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
         if self.escalation is None:
             return
         e, wall = self.escalation, time.time_ns() // 1_000_000
-        escalate(self.engine, e.policy, e.routes, wall, e.site_policies)
+        self._job(
+            "escalation", lambda: escalate(self.engine, e.policy, e.routes, wall, e.site_policies)
+        )
         if now >= self._next_reminder:
             self._next_reminder = now + e.reminder_every_s
-            remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies)
-        deliver_due(self.engine, e.channels, wall)
+            self._job(
+                "reminders",
+                lambda: remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies),
+            )
+        self._job("delivery", lambda: deliver_due(self.engine, e.channels, wall))
+
+    def _job(self, name: str, run: Callable[[], object]) -> None:
+        """One scheduler job: a failure is this job's problem (health degraded, logged
+        once per change), tried again on the next tick; it never stops the readings."""
+        try:
+            run()
+        except Exception as exc:
+            self.counters.job_failures += 1
+            new = self.health.problem(name, f"failed: {_short(exc)}; tried again next tick")
+            if new and not transient(exc):
+                log.error("%s failed", name, exc_info=exc)
+            return
+        self.health.clear(name)
 
     # ------------------------------------------------------------------ judging
     def process(self, batch: wire.ReadingsBatch) -> list[Breach]:
@@ -238,12 +342,15 @@ class AlertService:
 
     def on_status(self, status: wire.Status, now_ms: int | None = None) -> None:
         """A gateway's retained status, its last will or a heartbeat."""
-        self.counters.statuses += 1
-        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        found = self.gateways.on_status(status, now)
-        out = Outcome(store=[(status.gateway, b) for b in found.changed])
-        self.judge.settle(status.gateway, found.settled, out)
+        out = Outcome()
+        self._status(status, time.time_ns() // 1_000_000 if now_ms is None else now_ms, out)
         self._persist(out)
+
+    def _status(self, status: wire.Status, now_ms: int, out: Outcome) -> None:
+        self.counters.statuses += 1
+        found = self.gateways.on_status(status, now_ms)
+        out.store += [(status.gateway, b) for b in found.changed]
+        self.judge.settle(status.gateway, found.settled, out)
 
     def watch(self, now_ms: int) -> None:
         """Live checks on the wall clock: gateways offline too long, sensors silent while
@@ -279,6 +386,17 @@ class AlertService:
                     log.info("breach %s superseded by late data", breach.identity)
         for line in lines:
             self.on_alarm(line)
+
+
+def _short(exc: BaseException) -> str:
+    """An exception in one line: a driver's message can run over many."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _gateway_of(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[3] if len(parts) == 5 else ""
 
 
 def _alarm_line(

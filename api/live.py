@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from alerts.models import AlarmRow
 from coldchain import wire
+from coldchain.accept import accept
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
@@ -89,6 +92,10 @@ class LiveHub:
         )
         self._consumer.on_connected = self._on_connect
         self._consumer.on_disconnected = self._on_disconnect
+        #: the hub's worker and the broker connection, for /api/health
+        self.health = self._consumer.health
+        #: messages the one way in refused
+        self.refused = 0
 
     @property
     def broker_connected(self) -> bool:
@@ -144,17 +151,14 @@ class LiveHub:
         return True
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        stream = Stream.STATUS if topic.endswith("/status") else Stream.READINGS
         try:
-            message = wire.decode(stream, payload)
+            message = accept(topic, payload).message  # the one way in
         except wire.WireError:
-            return  # the collector quarantines it
+            self.refused += 1
+            return  # the collector quarantines its copy
         if isinstance(message, wire.ReadingsBatch):
             for reading in message.readings:
-                try:
-                    quantity, value = reading.measure()
-                except wire.WireError:
-                    continue
+                quantity, value = reading.measure()
                 latest = LatestReading(
                     message.gateway,
                     message.site,
@@ -213,11 +217,17 @@ class LiveHub:
     async def _poll_alarms(self) -> None:
         while True:
             await asyncio.sleep(self.poll_s)
+            if not self.health.alive:
+                # never a live server with a dead hub: stop it for its restart policy
+                log.critical("the live hub's worker stopped: stopping the API")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             try:
                 now = await asyncio.to_thread(self._alarm_states)
             except SQLAlchemyError as exc:
-                log.warning("alarm poll failed: %s", exc)
+                self.health.problem("alarm poll", f"failed: {type(exc).__name__}; retrying")
                 continue
+            self.health.clear("alarm poll")
             for alarm_id, state in now.items():
                 if self._alarms.get(alarm_id) != state:
                     self._publish(

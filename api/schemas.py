@@ -230,10 +230,19 @@ class TraceOut(Model):
     mkt_c: float | None
 
 
+class PartHealth(Model):
+    """One supervised part of the API (its live hub): ok, degraded, stalled or dead."""
+
+    state: Literal["ok", "degraded", "stalled", "dead"]
+    reasons: list[str]
+
+
 class Health(Model):
-    status: Literal["ok"]
+    #: ok only when the database answers and the live hub is ok (or off)
+    status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
     broker: Literal["connected", "disconnected", "off"]
+    live: PartHealth | None = None
 
 
 class StepOut(Model):

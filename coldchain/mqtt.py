@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from coldchain.health import Health
 from coldchain.settings import MqttConfig
 
 log = logging.getLogger("coldchain.mqtt")
@@ -129,6 +130,7 @@ class Consumer:
         linger_ms: float = 0.0,
         tick: Callable[[], None] | None = None,
         poll_s: float = 0.2,
+        health: Health | None = None,
     ) -> None:
         self.config = config
         self.session = dataclasses.replace(session, manual_ack=True)
@@ -142,7 +144,6 @@ class Consumer:
         self._queue: queue.Queue[Delivery] = queue.Queue()
         self._stop = threading.Event()
         self._generation = 0
-        self._refused: str | None = None
         self._worker: threading.Thread | None = None
         #: what stopped the worker, if an error did (nothing is acknowledged after it)
         self.failure: Exception | None = None
@@ -152,6 +153,9 @@ class Consumer:
         self.received = 0
         self.handled = 0
         self.last_message_monotonic = time.monotonic()
+        #: the service's health: the worker beats it, the broker's state is a problem
+        self.health = health if health is not None else Health(name)
+        self.health.problem("broker", "not connected yet", quiet=True)
         #: called on the network thread after each (re)connect, with session_present
         self.on_connected: Callable[[bool], None] | None = None
         self.on_disconnected: Callable[[], None] | None = None
@@ -169,12 +173,10 @@ class Consumer:
         reason: ReasonCode,
         _p: Properties | None,
     ) -> None:
-        if reason.is_failure:
-            if str(reason) != self._refused:  # once per change, not per retry
-                log.error("%s: broker refused the connection: %s (retrying)", self.name, reason)
-            self._refused = str(reason)
+        if reason.is_failure:  # logged once per change of reason, not per retry
+            self.health.problem("broker", f"refused the connection: {reason} (retrying)")
             return
-        self._refused = None
+        self.health.clear("broker")
         self._generation += 1
         self.connected = True
         if self.subscriptions:
@@ -194,10 +196,8 @@ class Consumer:
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
     ) -> None:
         if self.connected and not self._stop.is_set():
-            log.warning(
-                "%s: broker connection lost: %s; unacknowledged messages will come again",
-                self.name,
-                reason,
+            self.health.problem(
+                "broker", f"connection lost: {reason}; unacknowledged messages will come again"
             )
         self.connected = False
         if self.on_disconnected is not None:
@@ -248,9 +248,15 @@ class Consumer:
         """The worker runs (started, not stopped by an error)."""
         return self._worker is not None and self._worker.is_alive() and self.failure is None
 
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet handled (the consumer's lag in messages)."""
+        return self.received - self.handled
+
     def _work(self) -> None:
         try:
             while not self._stop.is_set():
+                self.health.beat()
                 if self._tick is not None:
                     self._tick()
                 batch = self._take_batch()
@@ -261,6 +267,7 @@ class Consumer:
             # unacknowledged (the broker sends it again), and ``alive`` turns False so that
             # the process runner stops the process for its restart policy
             self.failure = exc
+            self.health.died(repr(exc))
             log.critical("%s: the worker stopped on an error: %r", self.name, exc, exc_info=exc)
 
     def _acknowledge(self, batch: Sequence[Delivery]) -> None:

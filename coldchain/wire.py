@@ -37,8 +37,17 @@ TOPIC_ROOT: Final = "coldchain/v1"
 ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
 
+#: every integer on the wire fits a double exactly: no store, no browser overflows
+MAX_INT: Final = 2**53 - 1
+#: the most readings or events one message may carry (the gateway's backlog chunk bound)
+MAX_ITEMS: Final = 5000
+MAX_TEXT: Final = 256
+
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-TimestampMs = Annotated[int, msgspec.Meta(ge=0)]
+TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class Stream(enum.StrEnum):
@@ -119,7 +128,7 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     sensor: Id
     ts_ms: TimestampMs
     q: Quality
-    fault: str | None = None
+    fault: Text | None = None
     temp_c: float | None = None
     rh_pct: float | None = None
     setpoint_c: float | None = None
@@ -127,8 +136,9 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     compressor_on: bool | None = None
     defrost_on: bool | None = None
     run_h: float | None = None
-    lat_deg: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
-    lon_deg: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    # a position past ±90°/±180° is kept, marked out_of_range (coldchain.accept)
+    lat_deg: float | None = None
+    lon_deg: float | None = None
     speed_kmh: float | None = None
     course_deg: float | None = None
     # Which measurand this reading carries when its value is null (fault readings).
@@ -182,8 +192,8 @@ class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True):
     gateway: Id
     site: Id
     epoch: TimestampMs
-    seq: Annotated[int, msgspec.Meta(ge=1)]
-    readings: list[Reading]
+    seq: Seq
+    readings: Annotated[list[Reading], msgspec.Meta(max_length=MAX_ITEMS)]
 
 
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -197,9 +207,9 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ts_ms: TimestampMs
     kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps"]
     source: Id
-    state: str
-    detail: str | None = None
-    count: int | None = None
+    state: Annotated[str, msgspec.Meta(max_length=32)]
+    detail: Text | None = None
+    count: Count | None = None
 
 
 class EventsBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -207,8 +217,8 @@ class EventsBatch(msgspec.Struct, forbid_unknown_fields=True):
     gateway: Id
     site: Id
     epoch: TimestampMs
-    seq: Annotated[int, msgspec.Meta(ge=1)]
-    events: list[Event]
+    seq: Seq
+    events: Annotated[list[Event], msgspec.Meta(max_length=MAX_ITEMS)]
 
 
 class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -219,10 +229,10 @@ class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     site: Id
     state: Literal["online", "offline"]
     ts_ms: TimestampMs
-    reason: str | None = None
-    version: str | None = None
+    reason: Text | None = None
+    version: Text | None = None
     #: counters of the gateway since it started (heartbeat), e.g. readings_taken, backlog
-    stats: dict[str, int] | None = None
+    stats: Annotated[dict[Id, Count], msgspec.Meta(max_length=64)] | None = None
 
 
 Message = ReadingsBatch | EventsBatch | Status

@@ -4,8 +4,10 @@ The shared :class:`~coldchain.mqtt.Consumer` takes the broker side: paho's threa
 queues, one worker hands batches to :meth:`Collector.handle`, which validates them,
 writes them in one store transaction and only then lets the consumer acknowledge each
 message. While the store is unavailable the handler retries the same batch with jittered
-exponential backoff and acknowledges nothing; the broker stops sending at the Receive
-Maximum and keeps the rest in our session.
+exponential backoff and acknowledges nothing (health degraded, with the reason); the
+broker stops sending at the Receive Maximum and keeps the rest in our session. A batch
+the store refuses for good is written one message at a time: the messages it refuses
+are quarantined with the store's reason, the others stored (docs/design-supervision.md).
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coldchain import wire
+from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
+from coldchain.health import CountersCollector, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.runner import run_until_signalled
-from coldchain.wire import Stream
+from coldchain.wire import EventsBatch, ReadingsBatch, Stream, WireError
 from collector.config import CollectorConfig
-from collector.errors import Rejected, StoreUnavailable
+from collector.errors import StoreRefused, StoreUnavailable
 from collector.store import Incoming, QuarantineItem, Store, WriteResult, open_store
-from collector.validate import Limits, validate
+
+_COLLECTED = frozenset({Stream.READINGS, Stream.EVENTS})
 
 log = logging.getLogger("coldchain.collector")
 
@@ -37,7 +42,11 @@ class CollectorCounters:
     events_stored: int = 0
     quarantined: int = 0
     store_retries: int = 0
+    store_refused: int = 0
     batches: int = 0
+    #: readings kept marked out_of_range, and copies of a reading in one message dropped
+    readings_out_of_range: int = 0
+    reading_copies: int = 0
 
 
 def subscriptions(group: str, sites: tuple[str, ...]) -> list[str]:
@@ -56,8 +65,8 @@ class Collector:
         self.counters = CollectorCounters()
         section = config.collector
         self.limits = Limits(future_tolerance_ms=int(section.future_tolerance_s * 1000))
-        self._store_down_since: float | None = None
         self._last_rejection: dict[str, str] = {}
+        self._last_commit = time.monotonic()
         self.consumer = Consumer(
             config.mqtt,
             SessionSpec(
@@ -71,6 +80,18 @@ class Collector:
             name="collector-writer",
             batch_max=section.batch_max_messages,
             linger_ms=section.linger_ms,
+        )
+        self.health = self.consumer.health
+        self.metrics = registry_of(
+            CountersCollector(
+                "coldchain_collector",
+                lambda: self.counters,
+                self.health,
+                lambda: {
+                    "queued_messages": self.consumer.queued,
+                    "last_commit_age_seconds": time.monotonic() - self._last_commit,
+                },
+            )
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,45 +149,79 @@ class Collector:
     # ------------------------------------------------------------------ writer
     def handle(self, batch: Sequence[Delivery]) -> bool:
         """Validate and store one batch; True once it is committed (acknowledge it)."""
-        incoming: list[Incoming] = []
+        incoming: list[tuple[Delivery, Incoming]] = []
         rejected: list[QuarantineItem] = []
         for item in batch:
             try:
-                msg = validate(item.topic, item.payload, self.limits)
-                incoming.append(Incoming(msg, item.received_ms))
-            except Rejected as exc:
+                taken = accept(item.topic, item.payload, self.limits, streams=_COLLECTED)
+            except WireError as exc:
                 rejected.append(
-                    QuarantineItem(item.topic, item.payload, exc.reason, item.received_ms)
+                    QuarantineItem(item.topic, item.payload, str(exc), item.received_ms)
                 )
-        if not self._write_until_stored(incoming, rejected):
+                continue
+            assert isinstance(taken.message, ReadingsBatch | EventsBatch)
+            self.counters.readings_out_of_range += taken.out_of_range
+            self.counters.reading_copies += taken.copies
+            incoming.append((item, Incoming(taken.message, item.received_ms)))
+        try:
+            stored = self._write_until_stored([i for _, i in incoming], rejected)
+        except StoreRefused as exc:
+            stored = self._write_one_by_one(incoming, rejected, exc.reason)
+        if not stored:
             return False  # stopping: nothing acknowledged, the broker sends it again
         self.counters.messages += len(batch)
         return True
 
+    def _write_one_by_one(
+        self,
+        incoming: list[tuple[Delivery, Incoming]],
+        rejected: list[QuarantineItem],
+        reason: str,
+    ) -> bool:
+        """The store refused a batch for good: find the messages it refuses, quarantine
+        them with its reason, store the others."""
+        log.warning(
+            "the store refused a batch of %d (%s); writing one by one", len(incoming), reason
+        )
+        for delivery, one in incoming:
+            try:
+                if not self._write_until_stored([one], []):
+                    return False
+            except StoreRefused as exc:
+                self.counters.store_refused += 1
+                rejected.append(
+                    QuarantineItem(
+                        delivery.topic,
+                        delivery.payload,
+                        f"refused by the store: {exc.reason}",
+                        delivery.received_ms,
+                    )
+                )
+        # a refused quarantine write is a bug: it stops the worker (and the process)
+        return self._write_until_stored([], rejected)
+
     def _write_until_stored(self, incoming: list[Incoming], rejected: list[QuarantineItem]) -> bool:
+        """Write, retrying while the store is unavailable; False if stopping meanwhile.
+        StoreRefused goes to the caller."""
         backoff = Backoff(self.config.collector.retry_min_s, self.config.collector.retry_max_s)
         while True:
             try:
                 result = self.store.write(incoming, rejected)
             except StoreUnavailable as exc:
                 self.counters.store_retries += 1
-                if self._store_down_since is None:
-                    self._store_down_since = time.monotonic()
-                    log.error(
-                        "store unavailable: %s; holding %d messages unacknowledged and retrying",
-                        exc,
-                        len(incoming) + len(rejected),
-                    )
-                if self.consumer.wait(backoff.failed()):
-                    return False
-                continue
-            if self._store_down_since is not None:
-                log.info(
-                    "store back after %.0f s (%d retries)",
-                    time.monotonic() - self._store_down_since,
-                    backoff.failures,
+                self.health.problem(
+                    "store",
+                    f"store unavailable: {exc}; holding messages unacknowledged and retrying",
                 )
-                self._store_down_since = None
+                delay = backoff.failed()
+                if exc.retry_after_s is not None:
+                    delay = max(delay, exc.retry_after_s)
+                if self.consumer.wait(delay):
+                    return False
+                self.health.beat()  # alive and retrying: degraded, not stalled
+                continue
+            self.health.clear("store")
+            self._last_commit = time.monotonic()
             self._count(result, rejected)
             return True
 
@@ -193,8 +248,8 @@ def run_collector(config: CollectorConfig) -> None:
         service.start,
         service.stop,
         store.close,
-        healthy=lambda: service.connected,
-        alive=lambda: service.consumer.alive,
+        health=[service.health],
+        registry=service.metrics,
     )
 
 

@@ -30,7 +30,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from coldchain.wire import Quality, Quantity, ReadingsBatch
-from collector.errors import StoreUnavailable
+from collector.errors import StoreRefused, StoreUnavailable
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
 Q_CODE = {Quality.OK: 0, Quality.FAULT: 1, Quality.OUT_OF_RANGE: 2}
@@ -149,7 +149,9 @@ class InfluxStore:
                     record=points,
                     write_precision=WritePrecision.MS,  # type: ignore[arg-type]
                 )
-            except (ApiException, HTTPError, OSError) as exc:
+            except ApiException as exc:
+                raise _classified(self.url, exc) from None
+            except (HTTPError, OSError) as exc:
                 raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
         if quarantine:
             try:
@@ -208,6 +210,21 @@ class InfluxStore:
     def close(self) -> None:
         self._client.close()
         self._side.close()
+
+
+def _classified(url: str, exc: ApiException) -> StoreUnavailable | StoreRefused:
+    """Retryable (5xx, 429 with its Retry-After, no status: the network) against
+    permanent (any other 4xx: the batch itself is wrong, and will be every time)."""
+    status = exc.status or 0
+    if status == 429 or status >= 500 or status == 0:
+        retry_after = exc.headers.get("Retry-After") if exc.headers else None
+        try:
+            after = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            after = None
+        return StoreUnavailable(f"influxdb {url}: {_describe(exc)}", retry_after_s=after)
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
+    return StoreRefused(f"influxdb {url}: {_describe(exc)}: {body[:500]}")
 
 
 def _describe(exc: Exception) -> str:

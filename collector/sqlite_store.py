@@ -7,13 +7,14 @@ write the same file (SQLite serialises writers; ``busy_timeout`` absorbs short w
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, ReadingsBatch
-from collector.errors import StoreUnavailable
+from collector.errors import StoreRefused, StoreUnavailable
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
 MIGRATIONS: list[str] = [
@@ -140,24 +141,29 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ writing
     def write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
+        """All or nothing. StoreUnavailable when SQLite says "not now" (locked, busy, disk
+        full or failing), StoreRefused for any other error (a bug or a value SQLite
+        cannot hold): the collector then finds the message that causes it."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
-            raise
-        try:
             result = self._write(batch, quarantine)
             self._db.execute("COMMIT")
             return result
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            if _unavailable(exc):
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error) and _unavailable(exc):
                 raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
-            raise
+            raise StoreRefused(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        # SQLite rolls a failed COMMIT back by itself (disk full): roll back only what
+        # is still open, or ROLLBACK raises "no transaction is active"
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
         stored = duplicate_readings = duplicate_messages = events = 0

@@ -4,7 +4,7 @@ down instead of keeping it alive and green."""
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from coldchain.health import Health
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.runner import run_until_signalled
 from coldchain.settings import MqttConfig
@@ -68,14 +69,13 @@ def test_the_runner_takes_a_process_with_a_dead_worker_down(
     health = tmp_path / "health"
     monkeypatch.setenv("COLDCHAIN_HEALTH_FILE", str(health))
     stopped: list[str] = []
-    dies_at = time.monotonic() + 1.5
+    service = Health("service")
+
+    def die_soon() -> None:
+        threading.Timer(1.5, service.died, args=("an error",)).start()
+
     with pytest.raises(SystemExit) as exit_info:
-        run_until_signalled(
-            lambda: None,
-            lambda: stopped.append("stopped"),
-            healthy=lambda: True,
-            alive=lambda: time.monotonic() < dies_at,
-        )
+        run_until_signalled(die_soon, lambda: stopped.append("stopped"), health=[service])
     assert exit_info.value.code == 1
     assert stopped == ["stopped"]
     assert health.exists()  # it was healthy while the worker ran

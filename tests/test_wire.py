@@ -118,17 +118,6 @@ BASE = {"v": 1, "gateway": "gw", "site": "s", "epoch": 1, "seq": 1}
             ).encode(),
         ),
         (
-            "latitude out of range",
-            json.dumps(
-                {
-                    **BASE,
-                    "readings": [
-                        {"sensor": "a", "ts_ms": 1, "q": "ok", "lat_deg": 135.0, "lon_deg": 1.0}
-                    ],
-                }
-            ).encode(),
-        ),
-        (
             "bad quality",
             json.dumps(
                 {**BASE, "readings": [{"sensor": "a", "ts_ms": 1, "q": "great", "temp_c": 1.0}]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from alerts.models import Batch, Location, Site
 from alerts.report import batch_report
 from api.deps import ServicesDep, StoreDep
-from api.schemas import Health, TraceOut, TraceStay
+from api.schemas import Health, PartHealth, TraceOut, TraceStay
 
 router = APIRouter(prefix="/api", tags=["public"])
 
@@ -63,8 +63,10 @@ def trace(
     )
 
 
-@router.get("/health")
-def health(svc: ServicesDep) -> Health:
+@router.get("/health", responses={503: {"model": Health}})
+def health(svc: ServicesDep, response: Response) -> Health:
+    """Alive and making progress: 200 when every part is ok, 503 with the reasons when
+    not (the database does not answer, the live hub is degraded, stalled or dead)."""
     try:
         with svc.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -74,4 +76,11 @@ def health(svc: ServicesDep) -> Health:
     broker = (
         "off" if svc.hub is None else "connected" if svc.hub.broker_connected else "disconnected"
     )
-    return Health(status="ok", database=database, broker=broker)
+    live = None
+    if svc.hub is not None:
+        status = svc.hub.health.status()
+        live = PartHealth(state=status.state.value, reasons=list(status.reasons))
+    ok = database == "ok" and (live is None or live.state == "ok")
+    if not ok:
+        response.status_code = 503
+    return Health(status="ok" if ok else "degraded", database=database, broker=broker, live=live)
