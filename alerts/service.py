@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from alerts.breach import Breach, Kind, Level
+from alerts.breach import Breach, Kind
 from alerts.calibration import calibrations_by_sensor
 from alerts.db import reading, transaction, transient
 from alerts.escalation import Route, escalate, remind_calibrations
@@ -35,12 +35,8 @@ from alerts.lifecycle import Policy
 from alerts.models import BreachRow, Location, ProfileRow, SensorAssignment
 from alerts.notify import Channel, deliver_due
 from alerts.profiles import ProductProfile
+from alerts.reads import StoreReads
 from alerts.repo import (
-    GATEWAY_WIDE,
-    breach_of,
-    open_breach,
-    open_breaches,
-    stored_breaches,
     supersede_breach,
     sync_alarm,
     upsert_breach,
@@ -53,7 +49,7 @@ from coldchain.health import CountersCollector, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
-from collector.store import Store, StoredReading
+from collector.store import Store
 
 log = logging.getLogger("coldchain.alerts")
 
@@ -88,48 +84,6 @@ class AlertCounters(JudgeCounters):
     quarantine_dropped: int = 0
     database_retries: int = 0
     job_failures: int = 0
-
-
-class StoreReads:
-    """The judge's reads: breaches from the alert store, the recent record from the
-    readings store (when one is configured)."""
-
-    def __init__(self, engine: Engine, history: Callable[[], Store] | None) -> None:
-        self.engine = engine
-        self.history = history
-
-    def open_breaches(self, gateway: str, sensor: str) -> list[Breach]:
-        with reading(self.engine) as s:
-            return open_breaches(s, gateway, sensor)
-
-    def stored_breaches(self, gateway: str, sensor: str, since_ms: int) -> list[Breach]:
-        with reading(self.engine) as s:
-            return stored_breaches(s, gateway, sensor, since_ms)
-
-    def offline_breach(self, gateway: str, level: Level) -> Breach | None:
-        with reading(self.engine) as s:
-            row = open_breach(s, gateway, GATEWAY_WIDE, Kind.GATEWAY_OFFLINE, level)
-            return None if row is None else breach_of(row)
-
-    def recent(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> list[StoredReading]:
-        if self.history is None:
-            return []
-        try:
-            store = self.history()
-            try:
-                return list(
-                    store.readings(start_ms=start_ms, end_ms=end_ms, sensor=sensor, gateway=gateway)
-                )
-            finally:
-                store.close()
-        except Exception as exc:  # any store's failure: judge from live data only, say so
-            log.warning(
-                "%s/%s: recent record unavailable (%s); judging from live data",
-                gateway,
-                sensor,
-                exc,
-            )
-            return []
 
 
 class AlertService:

@@ -1,0 +1,58 @@
+"""The judge's reads: breaches from the alert store, the recent record from the
+readings store (when one is configured)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from alerts.breach import Breach, Kind, Level
+from alerts.db import reading
+from alerts.repo import GATEWAY_WIDE, breach_of, open_breach, open_breaches, stored_breaches
+from collector.store import Store, StoredReading
+
+log = logging.getLogger("coldchain.alerts")
+
+
+class StoreReads:
+    """The judge's reads: breaches from the alert store, the recent record from the
+    readings store (when one is configured)."""
+
+    def __init__(self, engine: Engine, history: Callable[[], Store] | None) -> None:
+        self.engine = engine
+        self.history = history
+
+    def open_breaches(self, gateway: str, sensor: str) -> list[Breach]:
+        with reading(self.engine) as s:
+            return open_breaches(s, gateway, sensor)
+
+    def stored_breaches(self, gateway: str, sensor: str, since_ms: int) -> list[Breach]:
+        with reading(self.engine) as s:
+            return stored_breaches(s, gateway, sensor, since_ms)
+
+    def offline_breach(self, gateway: str, level: Level) -> Breach | None:
+        with reading(self.engine) as s:
+            row = open_breach(s, gateway, GATEWAY_WIDE, Kind.GATEWAY_OFFLINE, level)
+            return None if row is None else breach_of(row)
+
+    def recent(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> list[StoredReading]:
+        if self.history is None:
+            return []
+        try:
+            store = self.history()
+            try:
+                return list(
+                    store.readings(start_ms=start_ms, end_ms=end_ms, sensor=sensor, gateway=gateway)
+                )
+            finally:
+                store.close()
+        except Exception as exc:  # any store's failure: judge from live data only, say so
+            log.warning(
+                "%s/%s: recent record unavailable (%s); judging from live data",
+                gateway,
+                sensor,
+                exc,
+            )
+            return []
