@@ -28,6 +28,8 @@ class GatewayState:
     #: back online with buffered readings still draining (heartbeat ``backlog`` > 0):
     #: gaps in its sensors' data are held, not judged, until it has caught up
     backfilling: bool = False
+    #: readings its last heartbeat reported not yet sent
+    backlog: int = 0
     offline: dict[Level, Breach] = field(default_factory=dict)
     #: sensors whose judgement waits until the gateway has caught up
     held: set[str] = field(default_factory=set)
@@ -75,6 +77,10 @@ class Gateways:
     def get(self, gateway: str) -> GatewayState | None:
         return self.states.get(gateway)
 
+    def backlogs(self) -> dict[str, int]:
+        """Each gateway's unsent readings, as its last heartbeat reported them."""
+        return {gateway: state.backlog for gateway, state in self.states.items()}
+
     def on_status(self, status: wire.Status, now_ms: int) -> StatusOutcome:
         """A gateway's retained status, its last will or a heartbeat."""
         out = StatusOutcome()
@@ -100,7 +106,8 @@ class Gateways:
             gw.offline, gw.online, gw.offline_since_ms = {}, True, None
             gw.backfilling = True  # until a heartbeat says its outbox has drained
         if status.stats is not None:
-            backfilling = status.stats.get("backlog", 0) > 0
+            gw.backlog = status.stats.get("backlog", 0)
+            backfilling = gw.backlog > 0
             if gw.backfilling and not backfilling:
                 out.settled, gw.held = gw.held, set()
             gw.backfilling = backfilling

@@ -84,6 +84,8 @@ class AlertCounters(JudgeCounters):
     quarantine_dropped: int = 0
     database_retries: int = 0
     job_failures: int = 0
+    notifications_sent: int = 0
+    notifications_failed: int = 0
 
 
 class AlertService:
@@ -135,12 +137,16 @@ class AlertService:
         self.health = self.consumer.health
         self.limits = Limits()
         self._last_refusal: dict[str, str] = {}
+        self.refused_by: dict[str, int] = {}
         self.metrics = registry_of(
             CountersCollector(
                 "coldchain_alerts",
                 lambda: self.counters,
                 self.health,
-                lambda: {"queued_messages": self.consumer.queued},
+                gauges=lambda: {"queued_messages": self.consumer.queued},
+                totals=lambda: {"messages_received": self.consumer.received},
+                labelled=lambda: {"refused_by_reason": ("reason", self.refused_by)},
+                levels=lambda: {"gateway_backlog_readings": ("gateway", self.gateways.backlogs())},
             )
         )
 
@@ -187,6 +193,7 @@ class AlertService:
             message = accept(item.topic, item.payload, self.limits).message
         except wire.WireError as exc:
             self.counters.refused += 1
+            self.refused_by[exc.kind] = self.refused_by.get(exc.kind, 0) + 1
             if self._last_refusal.get(item.topic) != str(exc):  # once per change per topic
                 self._last_refusal[item.topic] = str(exc)
                 log.warning("refused a message on %s: %s", item.topic, exc)
@@ -271,7 +278,12 @@ class AlertService:
                 "reminders",
                 lambda: remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies),
             )
-        self._job("delivery", lambda: deliver_due(self.engine, e.channels, wall))
+        self._job("delivery", lambda: self._deliver(e.channels, wall))
+
+    def _deliver(self, channels: dict[str, Channel], wall_ms: int) -> None:
+        sent, failed = deliver_due(self.engine, channels, wall_ms)
+        self.counters.notifications_sent += sent
+        self.counters.notifications_failed += failed
 
     def _job(self, name: str, run: Callable[[], object]) -> None:
         """One scheduler job: a failure is this job's problem (health degraded, logged

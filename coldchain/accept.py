@@ -74,11 +74,13 @@ def accept(
     """Decode, check and normalise one message; raises WireError with the reason."""
     parts = wire.parse_topic(topic)
     if parts.stream not in streams:
-        raise WireError(f"{parts.stream} messages are not taken here")
+        raise WireError(f"{parts.stream} messages are not taken here", "topic")
     msg = wire.decode(parts.stream, payload, check_measurands=False)  # measured below
     if (msg.site, msg.gateway) != (parts.site, parts.gateway):
         raise WireError(
-            f"payload says {msg.site}/{msg.gateway} but the topic says {parts.site}/{parts.gateway}"
+            f"payload says {msg.site}/{msg.gateway} "
+            f"but the topic says {parts.site}/{parts.gateway}",
+            "topic",
         )
     window = (EARLIEST_TS_MS, (now_ms() if now is None else now) + limits.future_tolerance_ms)
     if isinstance(msg, Status):
@@ -86,7 +88,7 @@ def accept(
         return Accepted(parts, msg)
     items = msg.readings if isinstance(msg, ReadingsBatch) else msg.events
     if not items:
-        raise WireError("empty batch")
+        raise WireError("empty batch", "empty")
     for item in items:
         _check_time(item.ts_ms, window)
     if isinstance(msg, EventsBatch):
@@ -100,9 +102,9 @@ def accept(
 def _check_time(ts_ms: int, window: tuple[int, int]) -> None:
     if ts_ms > window[1]:
         ahead_s = (ts_ms - window[1]) / 1000
-        raise WireError(f"timestamp {ts_ms} is {ahead_s:.0f} s past the accepted future")
+        raise WireError(f"timestamp {ts_ms} is {ahead_s:.0f} s past the accepted future", "time")
     if ts_ms < window[0]:
-        raise WireError(f"timestamp {ts_ms} is before 2020")
+        raise WireError(f"timestamp {ts_ms} is before 2020", "time")
 
 
 def normalised(readings: list[Reading]) -> tuple[list[Reading], int, int]:

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -129,9 +129,15 @@ class Health:
         return Status(self.service, State.DEGRADED if reasons else State.OK, reasons, age)
 
 
+#: counters by one label: metric name -> (label name, {label value: count})
+Labelled = dict[str, tuple[str, Mapping[str, int]]]
+
+
 class CountersCollector(Collector):
-    """A service's counters for Prometheus: each int field of a dataclass is a counter
-    ``{prefix}_{field}_total``; ``gauges`` adds levels read at scrape time."""
+    """A service's counters for Prometheus, read at scrape time: each int field of a
+    dataclass is a counter ``{prefix}_{field}_total``; ``totals`` adds counters kept
+    elsewhere, ``labelled`` counters by one label, ``gauges`` levels, ``levels`` levels
+    by one label."""
 
     def __init__(
         self,
@@ -139,20 +145,42 @@ class CountersCollector(Collector):
         counters: Callable[[], object],
         health: Health | None = None,
         gauges: Callable[[], dict[str, float]] | None = None,
+        totals: Callable[[], dict[str, int]] | None = None,
+        labelled: Callable[[], Labelled] | None = None,
+        levels: Callable[[], Labelled] | None = None,
     ) -> None:
         self.prefix = prefix
         self._counters = counters
         self._health = health
         self._gauges = gauges
+        self._totals = totals
+        self._labelled = labelled
+        self._levels = levels
 
     def collect(self) -> Iterator[Metric]:
         source = self._counters()
-        for f in dataclasses.fields(source):  # type: ignore[arg-type]
-            value = getattr(source, f.name)
-            if isinstance(value, int):
-                yield CounterMetricFamily(
-                    f"{self.prefix}_{f.name}", f"{f.name.replace('_', ' ')}", value=value
-                )
+        totals = {
+            f.name: getattr(source, f.name)
+            for f in dataclasses.fields(source)  # type: ignore[arg-type]
+            if isinstance(getattr(source, f.name), int)
+        }
+        totals.update(self._totals() if self._totals else {})
+        for name, value in totals.items():
+            yield CounterMetricFamily(f"{self.prefix}_{name}", name.replace("_", " "), value=value)
+        for name, (label, counts) in (self._labelled() if self._labelled else {}).items():
+            family = CounterMetricFamily(
+                f"{self.prefix}_{name}", f"{name.replace('_', ' ')} by {label}", labels=[label]
+            )
+            for value, count in sorted(counts.items()):
+                family.add_metric([value], count)
+            yield family
+        for name, (label, counts) in (self._levels() if self._levels else {}).items():
+            gauge = GaugeMetricFamily(
+                f"{self.prefix}_{name}", f"{name.replace('_', ' ')} by {label}", labels=[label]
+            )
+            for value, count in sorted(counts.items()):
+                gauge.add_metric([value], count)
+            yield gauge
         for name, level in (self._gauges() if self._gauges else {}).items():
             yield GaugeMetricFamily(f"{self.prefix}_{name}", name.replace("_", " "), value=level)
         if self._health is not None:

@@ -81,7 +81,12 @@ BOOLEAN_QUANTITIES: Final = frozenset(
 
 
 class WireError(ValueError):
-    """A payload or topic that does not follow this contract."""
+    """A payload or topic that does not follow this contract. ``kind`` names the rule
+    it breaks (a metric label): topic, json, schema, version, measurand, time, empty."""
+
+    def __init__(self, reason: str, kind: str = "schema") -> None:
+        self.kind = kind
+        super().__init__(reason)
 
 
 # --------------------------------------------------------------------------- topics
@@ -89,7 +94,7 @@ class WireError(ValueError):
 
 def check_id(kind: str, value: str) -> str:
     if not _ID_RE.match(value):
-        raise WireError(f"{kind} {value!r} does not match {ID_PATTERN}")
+        raise WireError(f"{kind} {value!r} does not match {ID_PATTERN}", "topic")
     return value
 
 
@@ -111,11 +116,13 @@ class TopicParts(msgspec.Struct, frozen=True):
 def parse_topic(name: str) -> TopicParts:
     parts = name.split("/")
     if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise WireError(f"topic {name!r} is not {TOPIC_ROOT}/{{site}}/{{gateway}}/{{stream}}")
+        raise WireError(
+            f"topic {name!r} is not {TOPIC_ROOT}/{{site}}/{{gateway}}/{{stream}}", "topic"
+        )
     try:
         stream = Stream(parts[4])
     except ValueError:
-        raise WireError(f"topic {name!r}: unknown stream {parts[4]!r}") from None
+        raise WireError(f"topic {name!r}: unknown stream {parts[4]!r}", "topic") from None
     return TopicParts(check_id("site", parts[2]), check_id("gateway", parts[3]), stream)
 
 
@@ -173,18 +180,24 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             found.append((Quantity.RUN_H, self.run_h))
         if self.lat_deg is not None or self.lon_deg is not None:
             if self.lat_deg is None or self.lon_deg is None:
-                raise WireError(f"reading of {self.sensor}: position needs lat_deg and lon_deg")
+                raise WireError(
+                    f"reading of {self.sensor}: position needs lat_deg and lon_deg", "measurand"
+                )
             found.append((Quantity.POSITION, None))
         if len(found) == 1:
             if self.quantity is not None and self.quantity is not found[0][0]:
-                raise WireError(f"reading of {self.sensor}: quantity contradicts its value")
+                raise WireError(
+                    f"reading of {self.sensor}: quantity contradicts its value", "measurand"
+                )
             return found[0]
         if found:
             names = [q.value for q, _ in found]
-            raise WireError(f"reading of {self.sensor} carries {names}; one measurand only")
+            raise WireError(
+                f"reading of {self.sensor} carries {names}; one measurand only", "measurand"
+            )
         if self.q is Quality.FAULT and self.quantity is not None:
             return self.quantity, None
-        raise WireError(f"reading of {self.sensor} has no value and is not a fault")
+        raise WireError(f"reading of {self.sensor} has no value and is not a fault", "measurand")
 
 
 class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -261,9 +274,9 @@ def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> 
     except msgspec.ValidationError as exc:
         raise WireError(f"does not follow the {stream} schema: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise WireError(f"not valid JSON: {exc}") from None
+        raise WireError(f"not valid JSON: {exc}", "json") from None
     if msg.v != SCHEMA_VERSION:
-        raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}")
+        raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}", "version")
     if check_measurands and isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
             reading.measurand()

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
+
 from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
@@ -67,6 +69,8 @@ class Collector:
         self.limits = Limits(future_tolerance_ms=int(section.future_tolerance_s * 1000))
         self._last_rejection: dict[str, str] = {}
         self._last_commit = time.monotonic()
+        #: messages quarantined, by the rule they broke
+        self.quarantined_by: dict[str, int] = {}
         self.consumer = Consumer(
             config.mqtt,
             SessionSpec(
@@ -87,11 +91,18 @@ class Collector:
                 "coldchain_collector",
                 lambda: self.counters,
                 self.health,
-                lambda: {
+                gauges=lambda: {
                     "queued_messages": self.consumer.queued,
                     "last_commit_age_seconds": time.monotonic() - self._last_commit,
                 },
+                totals=lambda: {"messages_received": self.consumer.received},
+                labelled=lambda: {"quarantined_by_reason": ("reason", self.quarantined_by)},
             )
+        )
+        self._write_seconds = Histogram(
+            "coldchain_collector_store_write_seconds",
+            "how long one store write (a batch, in one transaction) takes",
+            registry=self.metrics,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -195,6 +206,7 @@ class Collector:
                         delivery.payload,
                         f"refused by the store: {exc.reason}",
                         delivery.received_ms,
+                        "store",
                     )
                 )
         # a refused quarantine write is a bug: it stops the worker (and the process)
@@ -206,7 +218,8 @@ class Collector:
         backoff = Backoff(self.config.collector.retry_min_s, self.config.collector.retry_max_s)
         while True:
             try:
-                result = self.store.write(incoming, rejected)
+                with self._write_seconds.time():
+                    result = self.store.write(incoming, rejected)
             except StoreUnavailable as exc:
                 self.counters.store_retries += 1
                 self.health.problem(
@@ -234,6 +247,7 @@ class Collector:
         c.events_stored += result.events_stored
         c.quarantined += result.quarantined
         for item in rejected:
+            self.quarantined_by[item.kind] = self.quarantined_by.get(item.kind, 0) + 1
             # once per change of reason per topic, not once per bad message
             if self._last_rejection.get(item.topic) != item.reason:
                 self._last_rejection[item.topic] = item.reason

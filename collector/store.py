@@ -28,6 +28,8 @@ class QuarantineItem:
     payload: bytes
     reason: str
     received_ms: int
+    #: the rule it broke (coldchain.wire.WireError.kind), or ``store`` when the store refused it
+    kind: str = "contract"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,10 @@ stopped by name, so the machine's own Mosquitto keeps running. All traffic is on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +38,7 @@ __all__ = [
     "GatewayProcess",
     "LoopThread",
     "Recorder",
+    "TcpRelay",
     "free_port",
     "wait_for",
 ]
@@ -146,9 +150,10 @@ class Recorder:
 class CliProcess:
     """A ``coldchain`` command in a subprocess, so that a test can kill -9 it."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log = log
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -157,6 +162,7 @@ class CliProcess:
             [sys.executable, "-m", "ops.cli", *self.args],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         out.close()
 
@@ -183,3 +189,65 @@ class CollectorProcess(CliProcess):
     def __init__(self, config: Path, log: Path) -> None:
         super().__init__(["collector", "run", "--config", str(config)], log)
         self.config = config
+
+
+class TcpRelay:
+    """A TCP relay on 127.0.0.1 in front of a real server (PostgreSQL): ``stop`` drops
+    every connection and refuses new ones, as a server that went away does; ``start``
+    listens again on the same port."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
