@@ -122,6 +122,8 @@ class Gateway:
             "modbus_requests": c.modbus_requests,
             "modbus_no_response": c.modbus_no_response,
             "modbus_exceptions": c.modbus_exceptions,
+            "modbus_bad_responses": c.modbus_bad_responses,
+            "bus_failures": c.bus_failures,
             "lines_garbled": c.lines_garbled,
             "overruns": c.overruns,
         }

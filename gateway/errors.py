@@ -10,6 +10,10 @@
   - :class:`ExceptionResponse`: the device answered "no" with a Modbus exception code.
     The line works; the request or the device state is wrong.
 
+  - :class:`BadResponse`: the device answered, but not what was asked (fewer registers,
+    an odd byte count, another function code). The line works; the device or a
+    converter on the line is broken. Its values are faults, never decoded.
+
 - :class:`GarbledLine`: a serial line that does not match the device's line format or
   fails its checksum. It is kept aside, never decoded into a value.
 
@@ -21,7 +25,14 @@ from __future__ import annotations
 
 from coldchain.settings import ConfigError
 
-__all__ = ["ConfigError", "DeviceError", "ExceptionResponse", "GarbledLine", "NoResponse"]
+__all__ = [
+    "BadResponse",
+    "ConfigError",
+    "DeviceError",
+    "ExceptionResponse",
+    "GarbledLine",
+    "NoResponse",
+]
 
 
 class GatewayError(Exception):
@@ -49,6 +60,10 @@ class ExceptionResponse(DeviceError):
     def __init__(self, device: str, code: int, detail: str) -> None:
         self.code = code
         super().__init__(device, detail)
+
+
+class BadResponse(DeviceError):
+    state = "garbled"
 
 
 class GarbledLine(DeviceError):

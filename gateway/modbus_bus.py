@@ -25,7 +25,7 @@ from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
 from gateway.decode import ReadBlock, decode_point, plan_reads
-from gateway.errors import DeviceError, ExceptionResponse, NoResponse
+from gateway.errors import BadResponse, DeviceError, ExceptionResponse, NoResponse
 from gateway.health import Health
 from gateway.profiles import ModbusProfile, RegisterPoint, Table, load_profile
 from gateway.sink import Sink
@@ -128,11 +128,22 @@ class ModbusBus:
 
     async def run(self) -> None:
         interval = self.config.interval_s
+        failing: str | None = None
         try:
             while True:
                 await _sleep_until_next_tick(interval)
                 started = time.monotonic()
-                readings = await self.poll_once()
+                try:
+                    readings = await self.poll_once()
+                except Exception as exc:  # one bus's bug never stops the gateway
+                    self.sink.counters.bus_failures += 1
+                    if repr(exc) != failing:  # once per change, not per cycle
+                        log.error("bus %s: a poll cycle failed: %r", self.where, exc, exc_info=exc)
+                    failing = repr(exc)
+                    continue
+                if failing is not None:
+                    log.info("bus %s: polling again", self.where)
+                    failing = None
                 await self.sink.add_readings(readings)
                 self.sink.counters.poll_cycles += 1
                 if time.monotonic() - started > interval:
@@ -174,24 +185,30 @@ class ModbusBus:
             return device.fault_readings(ts, "no_response")
         try:
             values = [(block, await self._read(device, block)) for block in device.blocks]
+            ts = now_ms()
+            readings = [
+                self._reading(device, point, block, vals, ts)
+                for block, vals in values
+                for point in block.points
+            ]
         except NoResponse as exc:
             self._mark_failed(device, exc, now_ms(), backoff=True)
             return device.fault_readings(ts, "no_response")
         except ExceptionResponse as exc:
             self._mark_failed(device, exc, now_ms(), backoff=False)
             return device.fault_readings(ts, f"exception_{exc.code}")
-        ts = now_ms()
+        except BadResponse as exc:
+            self._mark_failed(device, exc, now_ms(), backoff=False)
+            return device.fault_readings(ts, "bad_response")
         device.backoff.succeeded()
         self.health.report("device", device.id, "ok", ts)
-        return [
-            self._reading(device, point, block, vals, ts)
-            for block, vals in values
-            for point in block.points
-        ]
+        return readings
 
     def _mark_failed(self, device: ModbusDevice, exc: DeviceError, ts: int, backoff: bool) -> None:
         if isinstance(exc, ExceptionResponse):
             self.sink.counters.modbus_exceptions += 1
+        elif isinstance(exc, BadResponse):
+            self.sink.counters.modbus_bad_responses += 1
         else:
             self.sink.counters.modbus_no_response += 1
         detail = exc.detail
@@ -208,7 +225,10 @@ class ModbusBus:
         values: list[int] | list[bool],
         ts: int,
     ) -> Reading:
-        decoded = decode_point(point, block.slice_for(point, values))
+        try:
+            decoded = decode_point(point, block.slice_for(point, values))
+        except (ValueError, IndexError) as exc:  # a response that does not fit its request
+            raise BadResponse(device.id, f"{point.name}: {exc}") from None
         sensor = device.sensor[point.name]
         if point.quantity is Quantity.DOOR_OPEN:
             is_open = bool(decoded.value)
@@ -240,6 +260,10 @@ class ModbusBus:
                 device.id,
                 f"no answer from unit {device.unit} at {self.where}: {type(exc).__name__}",
             ) from None
+        except Exception as exc:  # pymodbus failing to parse what came back
+            raise BadResponse(
+                device.id, f"unreadable answer from unit {device.unit}: {exc!r}"[:200]
+            ) from None
         if isinstance(response, PduExceptionResponse):
             code = int(response.exception_code)
             raise ExceptionResponse(
@@ -251,9 +275,19 @@ class ModbusBus:
             )
         if response.isError():
             raise NoResponse(device.id, f"bad response from unit {device.unit}: {response}")
-        if block.table.is_bit:
-            return list(response.bits[: block.count])
-        return list(response.registers)
+        got = response.bits if block.table.is_bit else response.registers
+        if (
+            got is None
+            or len(got) < block.count
+            or (not block.table.is_bit and len(got) != block.count)
+        ):
+            raise BadResponse(
+                device.id,
+                f"unit {device.unit} answered {0 if got is None else len(got)} "
+                f"{'bits' if block.table.is_bit else 'registers'} to a request for "
+                f"{block.table} {block.address}+{block.count}",
+            )
+        return list(got[: block.count])
 
 
 async def _sleep_until_next_tick(interval_s: float) -> None:

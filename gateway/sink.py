@@ -24,6 +24,10 @@ class Counters:
     modbus_requests: int = 0
     modbus_no_response: int = 0
     modbus_exceptions: int = 0
+    #: answers that did not fit their request (fewer registers, another function code)
+    modbus_bad_responses: int = 0
+    #: poll cycles a bus lost to an unexpected error (the bus went on with the next)
+    bus_failures: int = 0
     overruns: int = 0
     lines_ok: int = 0
     lines_garbled: int = 0

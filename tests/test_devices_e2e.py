@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,72 @@ def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
     assert math.isclose(pos.lon_deg, 103.0118, abs_tol=1e-5)
     assert pos.speed_kmh is not None and math.isclose(pos.speed_kmh, 36.0, abs_tol=0.2)
     assert sorted(rig.events_of("truck-gps")) == [("device", "ok"), ("gps", "fix")]
+
+
+async def misbehaving_modbus_device(port: int) -> asyncio.Server:
+    """A real Modbus TCP device that answers every request wrongly, by unit id: 1 with
+    fewer registers than asked, 2 with an odd byte count, 3 with another function code."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                tid, _pid, length, unit_id = struct.unpack(">HHHB", await reader.readexactly(7))
+                function = (await reader.readexactly(length - 1))[0]
+                body = {
+                    1: bytes([function, 2, 0, 1]),
+                    2: bytes([function, 3, 0, 1, 2]),
+                }.get(unit_id, bytes([1, 1, 0]))
+                writer.write(struct.pack(">HHHB", tid, 0, len(body) + 1, unit_id) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", port)
+
+
+def test_malformed_modbus_answers_are_faults_of_their_device_and_the_next_bus_keeps_polling(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+
+    async def scenario() -> tuple[list[list[Reading]], list[Reading]]:
+        bad_port, good_port = free_port(), free_port()
+        bad_device = await misbehaving_modbus_device(bad_port)
+        good_server = ModbusServer([unit(1, "th_transmitter_int16")], tcp_port=good_port)
+        await good_server.start()
+        bad_bus = ModbusBus(
+            ModbusTcpBus(
+                kind="modbus_tcp",
+                name="bad",
+                host="127.0.0.1",
+                port=bad_port,
+                timeout_s=1.0,
+                devices=[
+                    DeviceConfig(id=f"broken{u}", profile="th_transmitter_int16", unit=u)
+                    for u in (1, 2, 3)
+                ],
+            ),
+            rig.sink,
+            rig.health,
+        )
+        good_bus = tcp_bus(rig, good_port, "good", "th_transmitter_int16")
+        try:
+            cycles = [await bad_bus.poll_once() for _ in range(3)]
+            return cycles, await good_bus.poll_once()
+        finally:
+            bad_bus.client.close()
+            good_bus.client.close()
+            bad_device.close()
+            await good_server.stop()
+
+    cycles, good = run(scenario)
+    rig.close()
+    for readings in cycles:
+        assert len(readings) == 9  # three devices, three points each, every cycle
+        assert all(r.q is Quality.FAULT and r.fault == "bad_response" for r in readings)
+    for u in (1, 2, 3):
+        # once per change of state, not once per cycle; no door or value from a bad answer
+        assert rig.events_of(f"broken{u}") == [("device", "garbled")]
+        assert not rig.events_of(f"broken{u}.door")
+    assert rig.sink.counters.modbus_bad_responses == 9
+    assert_matches_profile(good, "good", "th_transmitter_int16")
