@@ -212,3 +212,5 @@ class QuarantineRow(Base):
     topic: Mapped[str] = mapped_column(String(256), nullable=False)
     payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+    #: when an operator asked for it to be put back (the service replays it next tick)
+    replay_ms: Mapped[int | None] = mapped_column(BigInteger)

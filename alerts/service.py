@@ -41,7 +41,7 @@ from alerts.repo import (
     sync_alarm,
     upsert_breach,
 )
-from alerts.repo.quarantine import keep_aside
+from alerts.repo.quarantine import asked_replays, keep_aside, release
 from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
@@ -266,6 +266,7 @@ class AlertService:
             self._next_reload = now + self.reload_s
             self._job("reload", self.reload)
         self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
+        self._job("replay", self._replay_asked)
         if self.escalation is None:
             return
         e, wall = self.escalation, time.time_ns() // 1_000_000
@@ -279,6 +280,22 @@ class AlertService:
                 lambda: remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies),
             )
         self._job("delivery", lambda: self._deliver(e.channels, wall))
+
+    def _replay_asked(self) -> None:
+        """Put back what an operator asked for (``coldchain quarantine replay``): each
+        message taken again as if it had just come; one that fails again is kept aside
+        again with today's reason."""
+        with reading(self.engine) as s:
+            asked = [
+                (r.id, Delivery(r.topic, bytes(r.payload), r.received_ms, 0, 1, 0))
+                for r in asked_replays(s)
+            ]
+        for row_id, delivery in asked:
+            if not self._take(delivery):
+                return  # stopping: asked again next start
+            with transaction(self.engine) as s:
+                release(s, row_id)
+            log.info("replayed quarantined message %d on %s", row_id, delivery.topic)
 
     def _deliver(self, channels: dict[str, Channel], wall_ms: int) -> None:
         sent, failed = deliver_due(self.engine, channels, wall_ms)

@@ -28,6 +28,7 @@ from coldchain.runner import run_until_signalled
 from coldchain.wire import EventsBatch, ReadingsBatch, Stream, WireError
 from collector.config import CollectorConfig
 from collector.errors import StoreRefused, StoreUnavailable
+from collector.quarantine import Quarantine, quarantine_file
 from collector.store import Incoming, QuarantineItem, Store, WriteResult, open_store
 
 _COLLECTED = frozenset({Stream.READINGS, Stream.EVENTS})
@@ -45,6 +46,7 @@ class CollectorCounters:
     quarantined: int = 0
     store_retries: int = 0
     store_refused: int = 0
+    quarantine_dropped: int = 0
     batches: int = 0
     #: readings kept marked out_of_range, and copies of a reading in one message dropped
     readings_out_of_range: int = 0
@@ -246,6 +248,7 @@ class Collector:
         c.messages_duplicate += result.messages_duplicate
         c.events_stored += result.events_stored
         c.quarantined += result.quarantined
+        c.quarantine_dropped += result.quarantine_dropped
         for item in rejected:
             self.quarantined_by[item.kind] = self.quarantined_by.get(item.kind, 0) + 1
             # once per change of reason per topic, not once per bad message
@@ -265,6 +268,33 @@ def run_collector(config: CollectorConfig) -> None:
         health=[service.health],
         registry=service.metrics,
     )
+
+
+def replay_quarantined(config: CollectorConfig, ids: list[int]) -> list[tuple[int, str]]:
+    """Put kept messages back through the way in after their cause was fixed: each is
+    validated and stored as if it had just arrived; one still refused is kept aside
+    again with today's reason. Returns (id, what became of it) for each."""
+    store = open_store(config.store)
+    quarantine = Quarantine(quarantine_file(config.store))
+    collector = Collector(config, store)
+    done: list[tuple[int, str]] = []
+    try:
+        for row_id in ids:
+            kept = quarantine.one(row_id)
+            if kept is None:
+                done.append((row_id, "not in the quarantine"))
+                continue
+            before = collector.counters.quarantined
+            delivery = Delivery(kept.topic, kept.payload, kept.received_ms, 0, 1, 0)
+            if not collector.handle([delivery]):
+                raise StoreUnavailable("stopped before the replay was stored")
+            quarantine.release(row_id)
+            again = collector.counters.quarantined > before
+            done.append((row_id, "kept aside again" if again else "stored"))
+    finally:
+        quarantine.close()
+        store.close()
+    return done
 
 
 def retire_collector(config: CollectorConfig, quiet_s: float) -> int:

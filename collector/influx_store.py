@@ -31,6 +31,8 @@ from urllib3.exceptions import HTTPError
 
 from coldchain.wire import Quality, Quantity, ReadingsBatch
 from collector.errors import StoreRefused, StoreUnavailable
+from collector.quarantine import SCHEMA as QUARANTINE_SCHEMA
+from collector.quarantine import trim
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
 Q_CODE = {Quality.OK: 0, Quality.FAULT: 1, Quality.OUT_OF_RANGE: 2}
@@ -133,11 +135,7 @@ class InfluxStore:
         self._side = sqlite3.connect(quarantine_path, isolation_level=None, check_same_thread=False)
         self._side.execute("PRAGMA journal_mode=WAL")
         self._side.execute("PRAGMA synchronous=FULL")
-        self._side.execute(
-            "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY "
-            "AUTOINCREMENT, received_ms INTEGER NOT NULL, topic TEXT NOT NULL, "
-            "payload BLOB NOT NULL, reason TEXT NOT NULL)"
-        )
+        self._side.execute(QUARANTINE_SCHEMA)
 
     def write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
         points, readings, events = points_of(batch)
@@ -153,18 +151,23 @@ class InfluxStore:
                 raise _classified(self.url, exc) from None
             except (HTTPError, OSError) as exc:
                 raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
+        dropped = 0
         if quarantine:
             try:
-                with self._side:
-                    self._side.executemany(
-                        "INSERT INTO quarantine (received_ms, topic, payload, reason) "
-                        "VALUES (?, ?, ?, ?)",
-                        [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
-                    )
+                self._side.execute("BEGIN IMMEDIATE")
+                self._side.executemany(
+                    "INSERT INTO quarantine (received_ms, topic, payload, reason) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
+                )
+                dropped = trim(self._side, max(q.received_ms for q in quarantine))
+                self._side.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                if self._side.in_transaction:
+                    self._side.execute("ROLLBACK")
                 raise StoreUnavailable(f"quarantine file: {exc}") from None
         # InfluxDB does not say whether a point replaced an identical one
-        return WriteResult(readings, 0, 0, events, len(quarantine))
+        return WriteResult(readings, 0, 0, events, len(quarantine), dropped)
 
     def readings(
         self,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from coldchain.wire import EventsBatch, ReadingsBatch
 from collector.errors import StoreRefused, StoreUnavailable
+from collector.quarantine import trim
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
 MIGRATIONS: list[str] = [
@@ -205,12 +206,16 @@ class SqliteStore:
             else:
                 events += self._write_events(msg, item.received_ms)
         self._update_catalogue(written)
+        dropped = 0
         if quarantine:
             self._db.executemany(
                 "INSERT INTO quarantine (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
                 [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
             )
-        return WriteResult(stored, duplicate_readings, duplicate_messages, events, len(quarantine))
+            dropped = trim(self._db, max(q.received_ms for q in quarantine))
+        return WriteResult(
+            stored, duplicate_readings, duplicate_messages, events, len(quarantine), dropped
+        )
 
     def _update_catalogue(self, rows: list[tuple[object, ...]]) -> None:
         """Extend each sensor's time span in the series catalogue, from the reading rows

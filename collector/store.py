@@ -39,6 +39,8 @@ class WriteResult:
     messages_duplicate: int
     events_stored: int
     quarantined: int
+    #: old quarantined messages dropped to keep the quarantine bounded
+    quarantine_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)

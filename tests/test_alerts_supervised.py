@@ -5,7 +5,10 @@ says degraded, and the excursion that happened meanwhile is alarmed when it is b
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -184,6 +187,19 @@ def test_a_message_whose_judging_fails_is_kept_aside_and_the_next_excursion_stil
         assert b"-13.13" in kept.payload
         assert svc.counters.quarantined == 1 and svc.consumer.alive
         assert svc.health.status().state is State.OK
+        # the bug fixed, an operator puts the message back; the running service takes it
+        svc.judge.process = judge_process  # type: ignore[method-assign]
+        judged = svc.counters.readings
+        done = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "quarantine", "replay", str(kept.id), "--alerts"],
+            env={**os.environ, "COLDCHAIN_DB_URL": db_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0 and "1 messages will be replayed" in done.stdout, done.stderr
+        wait_for(lambda: not rows(engine, QuarantineRow), 20, "the replayed message released")
+        assert svc.counters.readings == judged + 1 and svc.counters.quarantined == 1
     finally:
         svc.stop()
         engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,14 @@ from tests.test_collector_e2e import collector_config
 
 SITE, GW = "store", "store-gw"
 PER_BATCH = 50
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def health(port: int) -> tuple[int, dict[str, object]]:
@@ -186,6 +195,20 @@ def test_a_message_the_store_refuses_for_good_is_quarantined_and_its_batch_mates
         scraped = metrics(port)
         assert 'coldchain_collector_quarantined_by_reason_total{reason="store"} 1.0' in scraped
         assert proc.running
+        # the cause fixed, an operator puts the message back
+        db = sqlite3.connect(store, isolation_level=None)
+        db.execute("DROP TRIGGER refuse")
+        db.close()
+        config = ["--config", str(tmp_path / "collector.toml")]
+        listed = cli("quarantine", "list", *config)
+        (line,) = listed.splitlines()
+        row_id = line.split("\t")[0]
+        assert f"coldchain/v1/{SITE}/{GW}/readings" in line and "refused here" in line
+        shown = cli("quarantine", "show", row_id, *config)
+        assert '"sensor":"bad0"' in shown and "reason: refused by the store" in shown
+        assert cli("quarantine", "replay", row_id, *config).split() == [row_id, "stored"]
+        assert stored(store)[0] == 11 * PER_BATCH
+        assert cli("quarantine", "list", *config) == ""
     finally:
         gateway.close()
         proc.stop()

@@ -38,6 +38,25 @@ def quarantined_one(s: Session, row_id: int) -> QuarantineRow | None:
     return s.get(QuarantineRow, row_id)
 
 
+def ask_replay(s: Session, row_ids: list[int], now_ms: int) -> int:
+    """Mark messages to be put back (the running service replays them); returns how many."""
+    rows = [r for r in (s.get(QuarantineRow, i) for i in row_ids) if r is not None]
+    for row in rows:
+        row.replay_ms = now_ms
+    return len(rows)
+
+
+def asked_replays(s: Session, limit: int = 100) -> list[QuarantineRow]:
+    return list(
+        s.execute(
+            select(QuarantineRow)
+            .where(QuarantineRow.replay_ms.is_not(None))
+            .order_by(QuarantineRow.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
 def release(s: Session, row_id: int) -> None:
     """Take a message out of the quarantine (it was replayed)."""
     s.execute(delete(QuarantineRow).where(QuarantineRow.id == row_id))

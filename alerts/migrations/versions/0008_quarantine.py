@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(256), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("replay_ms", sa.BigInteger()),
     )
 
 
