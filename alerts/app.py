@@ -39,7 +39,6 @@ def run_alerts(config: AlertsConfig) -> None:
         engine,
         config.mqtt,
         client_id=config.alerts.id,
-        group=config.alerts.group,
         sites=config.alerts.sites,
         escalation=escalation,
         history=history,

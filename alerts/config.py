@@ -2,8 +2,7 @@
 
 ```toml
 [alerts]
-id = "alerts-1"                 # MQTT client id = persistent session
-group = "alerts"                # shared subscription group
+id = "alerts-1"                 # MQTT client id = persistent session; one per instance
 sites = ["+"]
 db_url_env = "COLDCHAIN_DB_URL" # e.g. postgresql+psycopg://coldchain:…@db/coldchain
 
@@ -64,7 +63,6 @@ from collector.config import InfluxStoreConfig, SqliteStoreConfig
 
 class AlertsSection(Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN)] = "alerts-1"
-    group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")] = "alerts"
     sites: tuple[str, ...] = ("+",)
     db_url_env: str = "COLDCHAIN_DB_URL"
 

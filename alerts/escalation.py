@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
+from alerts.breach import Level
 from alerts.calibration import calibrations_due
-from alerts.lifecycle import Policy, due_notifications
+from alerts.lifecycle import Alarm, Policy, State, due_notifications
 from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment
 from alerts.notify import Message, NotificationRow, enqueue
 from alerts.repo import alarm_of
@@ -73,7 +74,12 @@ def escalate(
                 select(AlarmRow, BreachRow, Location)
                 .join(BreachRow, AlarmRow.breach_id == BreachRow.id)
                 .outerjoin(Location, BreachRow.location_id == Location.id)
-                .where(AlarmRow.state == "active")
+                .where(
+                    or_(
+                        AlarmRow.state == "active",
+                        and_(AlarmRow.state == "cleared", AlarmRow.over_when_known),
+                    )
+                )
             ).all()
         )
         # only the open alarms' notifications: the table keeps every one ever sent
@@ -99,10 +105,44 @@ def escalate(
             alarm_id=alarm.id,
         )
         site_policy = by_site.get(breach.site_id or "", policy)
+        if alarm.state is State.CLEARED:
+            added += _enqueue_over(
+                engine, alarm, breach, message, site_policy, routes, now_ms, queued
+            )
+            continue
         for note in due_notifications(alarm, site_policy, now_ms, queued):
             added += _enqueue(engine, note.key, note.recipients, routes, message, note.due_ms)
             queued.add(note.key)
     return added
+
+
+def _enqueue_over(
+    engine: Engine,
+    alarm: Alarm,
+    breach: BreachRow,
+    message: Message,
+    policy: Policy,
+    routes: dict[str, tuple[Route, ...]],
+    now_ms: int,
+    queued: set[str],
+) -> int:
+    """An excursion that was over when it became known (it happened while the broker or
+    the service was down) is told once, by its level, to the first step; it stays on the
+    board until someone acknowledges it."""
+    key = f"{alarm.id}/over"
+    if key in queued or not policy.steps:
+        return 0
+    if alarm.level is Level.WARNING and policy.quiet(now_ms):
+        return 0
+    over = datetime.fromtimestamp((breach.end_ms or 0) / 1000, UTC).isoformat(timespec="minutes")
+    told = Message(
+        subject=f"{message.subject} (while monitoring was down)",
+        body=f"Excursion while monitoring was down, over since {over}. {message.body}",
+        severity=message.severity,
+        alarm_id=message.alarm_id,
+    )
+    queued.add(key)
+    return _enqueue(engine, key, policy.steps[0].notify, routes, told, now_ms)
 
 
 def remind_calibrations(

@@ -233,6 +233,15 @@ class Judge:
             if series is not None:
                 self.reconcile(series, out)
 
+    def take_over(self, out: Outcome) -> None:
+        """This instance takes the lead: every series' breaches into the outcome (stored
+        by identity), and the no-data watchdog re-armed so that a silence it found in
+        standby is stored too."""
+        for series in self.series.values():
+            series.watchdog = None
+            for breach in series.evaluator.breaches():
+                self.emit(out, series.gateway, breach)
+
     def forget_gateway(self, gateway: str) -> None:
         """Drop a gateway's series (after a failure mid-feed): each is rebuilt from the
         readings store's record when its next reading comes."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -173,6 +174,11 @@ class AlarmRow(Base):
     closed_ms: Mapped[int | None] = mapped_column(BigInteger)
     #: the user the alarm is assigned to (the alarm board shows it)
     assigned_to: Mapped[str | None] = mapped_column(String(64))
+    #: the excursion was already over when it became known (it happened while the
+    #: broker or the service was down): notified once as such, acknowledged as any other
+    over_when_known: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
     __table_args__ = (Index("alarms_state", "state", "raised_ms"),)
 

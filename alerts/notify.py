@@ -223,14 +223,25 @@ def deliver_due(
     with Session(engine) as s:
         due = list(
             s.execute(
-                select(NotificationRow)
+                select(NotificationRow.key)
                 .where(
                     NotificationRow.state == "pending", NotificationRow.next_attempt_ms <= now_ms
                 )
                 .order_by(NotificationRow.due_ms)
             ).scalars()
         )
-        for row in due:
+        s.rollback()
+        for key in due:
+            # claimed: another instance sending the same row skips it (PostgreSQL locks
+            # the row until this commit; SQLite has one writer anyway)
+            row = s.execute(
+                select(NotificationRow)
+                .where(NotificationRow.key == key, NotificationRow.state == "pending")
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
+            if row is None:
+                s.rollback()
+                continue  # sent meanwhile, or being sent by another instance
             message = Message(row.subject, row.body, row.severity, row.alarm_id)
             channel = channels.get(row.channel)
             try:

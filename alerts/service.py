@@ -1,12 +1,16 @@
 """The alert service: readings from MQTT in, breaches and alarms out.
 
 A thin shell around the parts that judge: the shared acknowledge-after-commit
-:class:`~coldchain.mqtt.Consumer` (its own shared-subscription group ``alerts`` and a
-persistent session for readings; a plain subscription for the gateways' retained
-statuses), the :class:`~alerts.judge.Judge` (each sensor), :class:`~alerts.gateways.Gateways`
-(online, offline, back-filling), and a scheduler on the worker thread (reload of the
-settings, the live watchdog, escalation, calibration reminders, delivery). Only the
-service writes: each outcome is stored in one transaction, a breach with its alarm.
+:class:`~coldchain.mqtt.Consumer` (a persistent session of its own, subscribed to every
+reading and the gateways' retained statuses), the :class:`~alerts.judge.Judge` (each
+sensor), :class:`~alerts.gateways.Gateways` (online, offline, back-filling), and a
+scheduler on the worker thread (reload of the settings, the live watchdog, escalation,
+calibration reminders, delivery). Each outcome is stored in one transaction, a breach
+with its alarm.
+
+Hot standby (:mod:`alerts.leader`): every instance judges every reading; only the holder
+of the lead writes, escalates and sends. An instance that takes the lead stores what it
+found in standby, by breach identity, and goes on.
 
 Supervised (docs/design-supervision.md): every message comes in through the one way in
 (:func:`coldchain.accept.accept`); judging and storing are retried while the database is
@@ -31,6 +35,7 @@ from alerts.db import reading, transaction, transient
 from alerts.escalation import Route, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
+from alerts.leader import Lead
 from alerts.lifecycle import Policy
 from alerts.models import BreachRow, Location, ProfileRow, SensorAssignment
 from alerts.notify import Channel, deliver_due
@@ -85,6 +90,8 @@ class AlertCounters(JudgeCounters):
     database_retries: int = 0
     job_failures: int = 0
     notifications_sent: int = 0
+    #: outcomes judged in standby and left to the lead's holder
+    standby_outcomes: int = 0
     notifications_failed: int = 0
 
 
@@ -95,7 +102,6 @@ class AlertService:
         mqtt_config: MqttConfig,
         *,
         client_id: str = "alerts-1",
-        group: str = "alerts",
         sites: tuple[str, ...] = ("+",),
         time_scale: float = 1.0,
         on_alarm: Callable[[str], None] | None = None,
@@ -114,13 +120,18 @@ class AlertService:
         #: each sensor's evaluation; ``history`` opens the readings store: a series
         #: created after a start is replayed from its recent record
         self.judge = Judge(reads, time_scale, self.counters)
+        #: hot standby: only the lead's holder writes, escalates and sends
+        self.lead = Lead(engine, client_id)
+        self.lead.poll()
         self.gateways = Gateways(gateway_rule, time_scale, reads.offline_breach)
         self._next_tick = 0.0
         self._next_reminder = 0.0
         self._next_reload = time.monotonic() + reload_s
         self.reload()
         readings = [
-            (f"$share/{group}/{wire.subscription(Stream.READINGS, site)}", 1) for site in sites
+            # not shared: every instance judges every reading (hot standby, alerts/leader.py)
+            (wire.subscription(Stream.READINGS, site), 1)
+            for site in sites
         ]
         # statuses are few and retained: a plain subscription gets the retained ones
         # (a shared one would not); every instance of the service sees them all
@@ -160,6 +171,7 @@ class AlertService:
 
     def stop(self) -> None:
         self.consumer.stop()
+        self.lead.release()
 
     def reload(self) -> None:
         """Read sensor assignments, locations, their profiles and the calibrations from
@@ -262,10 +274,15 @@ class AlertService:
         if now < self._next_tick:
             return
         self._next_tick = now + (self.escalation.tick_s if self.escalation else 1.0)
+        held, won = self.lead.poll()
+        if won:
+            self._job("takeover", self._take_over)
         if now >= self._next_reload:
             self._next_reload = now + self.reload_s
             self._job("reload", self.reload)
         self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
+        if not held:
+            return  # standby: judged in memory, nothing written or sent
         self._job("replay", self._replay_asked)
         if self.escalation is None:
             return
@@ -280,6 +297,19 @@ class AlertService:
                 lambda: remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies),
             )
         self._job("delivery", lambda: self._deliver(e.channels, wall))
+
+    def _take_over(self) -> None:
+        """Just took the lead: store what this instance found in standby (by identity,
+        so what the previous holder stored stays one breach); then it goes on writing."""
+        out = Outcome()
+        self.judge.take_over(out)
+        for gateway, gw in self.gateways.states.items():
+            out.store += [(gateway, b) for b in gw.offline.values()]
+        try:
+            self._persist(out)
+        except Exception:
+            self.lead.release()  # won again on the next tick, and the takeover retried
+            raise
 
     def _replay_asked(self) -> None:
         """Put back what an operator asked for (``coldchain quarantine replay``): each
@@ -353,6 +383,9 @@ class AlertService:
         alarms raised once it has committed."""
         if not out.store and not out.supersede:
             return
+        if not self.lead.held:
+            self.counters.standby_outcomes += 1
+            return  # standby: the holder of the lead stores the same findings
         lines: list[str] = []
         with transaction(self.engine) as s:
             for gateway, breach in out.store:

@@ -171,7 +171,6 @@ def run(broker: LocalBroker, workdir: Path, sensors: int, seconds: int, paced: b
         make_engine(url),
         MqttConfig(port=broker.port),
         client_id=f"bench-alerts-{paced}",
-        group=f"bench-{paced}",
         sites=(SITE,),
         on_alarm=lambda _line: None,
         due=due,

@@ -247,6 +247,7 @@ def test_a_restart_mid_breach_keeps_one_breach_that_ends_when_back_in_range(
         ("high", "critical", None),
         ("door_open", "warning", None),
     }
+    before.stop()
     after = service(engine)  # the service restarts; its memory is gone
     after.process(
         batch(
@@ -279,6 +280,7 @@ def test_a_delay_under_way_when_the_service_stops_still_counts_after_the_restart
     before = service(engine, history=lambda: SqliteStore(readings_db))
     before.process(batch(warm))
     assert breaches(engine) == []  # 20 minutes: under the delay
+    before.stop()
     after = service(engine, history=lambda: SqliteStore(readings_db))
     after.process(batch(temps("cr1-th.temp", [-16.5] * 3, start=t0 + 25 * MIN), seq=2))
     (row,) = breaches(engine)
@@ -342,6 +344,7 @@ def test_a_gateway_offline_too_long_is_one_breach_across_a_restart_and_ends_when
     )
     assert json.loads(row.batches) == ["B-APL", "B-YAK"]  # every room the gateway serves
     assert row.site_id == "store"
+    svc.stop()
     restarted = service(engine)  # the retained offline status arrives again
     restarted.on_status(status("offline", T0 - MIN, reason="lwt"), now_ms=T0 + 40 * MIN)
     restarted.watch(T0 + 41 * MIN)
@@ -448,7 +451,6 @@ def test_a_gateway_killed_under_a_real_broker_is_one_offline_breach_that_ends_wh
         engine,
         MqttConfig(port=running_broker.port),
         client_id=f"alerts-{unique}",
-        group=f"alerts-{unique}",
         sites=(setup.site,),
         time_scale=60.0,  # the 10-minute offline delay is 10 s here
         on_alarm=alarms.append,

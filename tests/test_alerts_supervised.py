@@ -108,7 +108,6 @@ def started(engine: Engine, broker: Broker, unique: str, alarms: list[str]) -> A
         engine,
         MqttConfig(port=broker.port, keepalive_s=5),
         client_id=f"alerts-{unique}",
-        group=f"alerts-{unique}",
         sites=(SITE,),
         on_alarm=alarms.append,
     )

@@ -53,6 +53,7 @@ def sync_alarm(s: Session, breach: BreachRow, now: int | None = None) -> tuple[A
             level=breach.level,
             state=State.ACTIVE.value,
             raised_ms=breach.raised_ms,
+            over_when_known=breach.end_ms is not None,
         )
         s.add(row)
     if breach.end_ms is not None:
