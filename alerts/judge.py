@@ -351,6 +351,7 @@ class Judge:
                 self.reconcile(series, out)
             return []
         changed: list[Breach] = []
+        watched = series.watchdog if fresh and last is not None else None
         if fresh and series.watchdog is not None and last is None:
             # a no-data breach stored before a restart: data is back, it ends here
             series.watchdog.end_ts_ms = fresh[0].ts_ms
@@ -361,6 +362,10 @@ class Judge:
             series.watchdog = None
             series.history.append(point)
             changed += series.evaluator.feed(point)
+        if watched is not None and watched.identity not in {b.identity for b in changed}:
+            # the watchdog saw silence, but the readings were there (they came late, in
+            # order): no gap, no breach; the stored one is superseded, never left open
+            out.supersede.append((series.gateway, watched))
         if fresh:
             horizon = fresh[-1].ts_ms - HISTORY_MS
             if series.history[0].ts_ms < horizon:

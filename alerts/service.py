@@ -280,7 +280,10 @@ class AlertService:
         if now >= self._next_reload:
             self._next_reload = now + self.reload_s
             self._job("reload", self.reload)
-        self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
+        if self.consumer.caught_up:
+            # behind on a backlog of its own (back after an outage), the last reading
+            # judged is old by the wall clock: silence is judged once caught up
+            self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
         if not held:
             return  # standby: judged in memory, nothing written or sent
         self._job("replay", self._replay_asked)

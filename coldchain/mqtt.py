@@ -149,6 +149,10 @@ class Consumer:
         self.failure: Exception | None = None
         #: connected to the broker now
         self.connected = False
+        #: the worker found the queue empty since the last (re)connect: whatever the
+        #: broker had queued for this session has been handled (a consumer catching up on
+        #: a backlog is behind the wall clock)
+        self.caught_up = False
         #: messages received from the broker, and those handled and acknowledged
         self.received = 0
         self.handled = 0
@@ -179,6 +183,7 @@ class Consumer:
         self.health.clear("broker")
         self._generation += 1
         self.connected = True
+        self.caught_up = False  # until a poll finds nothing more: the session's backlog
         if self.subscriptions:
             client.subscribe(self.subscriptions)
         log.info(
@@ -260,7 +265,9 @@ class Consumer:
                 if self._tick is not None:
                     self._tick()
                 batch = self._take_batch()
-                if batch and self._handler(batch):
+                if not batch:
+                    self.caught_up = self.connected
+                elif self._handler(batch):
                     self._acknowledge(batch)
         except Exception as exc:
             # never a live connection with a dead worker in silence: what is in hand stays

@@ -266,3 +266,35 @@ def test_postgresql_refusing_and_dropping_connections_is_retried_and_nothing_is_
         svc.stop()
         engine.dispose()
         relay.stop()
+
+
+def test_a_no_data_breach_the_watchdog_saw_while_readings_were_only_late_is_superseded(
+    db_url: str,
+) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    t0 = now_ms() - 3 * 3_600_000
+    try:
+        minute = [
+            Reading(sensor=AIR, ts_ms=t0 + i * MIN, q=Quality.OK, temp_c=-20.0) for i in range(90)
+        ]
+        svc.process(_batch(minute[:10], 1))
+        svc.watch(t0 + 80 * MIN)  # silent for 71 minutes by the wall clock: no data
+        (silent,) = [b for b in rows(engine, BreachRow) if b.kind == "no_data"]
+        assert silent.end_ms is None
+        svc.process(_batch(minute[10:], 2))  # the readings were there, only late
+        (silent,) = [b for b in rows(engine, BreachRow) if b.kind == "no_data"]
+        assert silent.end_reason == "superseded"
+        (alarm,) = [a for a in rows(engine, AlarmRow) if a.breach_id == silent.id]
+        assert alarm.cleared_ms is not None
+    finally:
+        svc.stop()
+        engine.dispose()
+
+
+def _batch(readings: list[Reading], seq: int) -> ReadingsBatch:
+    return ReadingsBatch(
+        v=wire.SCHEMA_VERSION, gateway=GW, site=SITE, epoch=1, seq=seq, readings=readings
+    )

@@ -5,6 +5,7 @@ down instead of keeping it alive and green."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from coldchain.health import Health
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.runner import run_until_signalled
 from coldchain.settings import MqttConfig
-from tests.harness import wait_for
+from tests.harness import Broker, wait_for
 
 
 def publish(port: int, topic: str, payload: bytes) -> None:
@@ -79,3 +80,39 @@ def test_the_runner_takes_a_process_with_a_dead_worker_down(
     assert exit_info.value.code == 1
     assert stopped == ["stopped"]
     assert health.exists()  # it was healthy while the worker ran
+
+
+def test_a_consumer_is_caught_up_only_once_its_sessions_backlog_is_handled(
+    running_broker: Broker, unique: str
+) -> None:
+    config = MqttConfig(port=running_broker.port)
+    topic = f"test/{unique}/backlog"
+    session = SessionSpec(f"c-{unique}", clean_start=False, expiry_s=300)
+    handled: list[bytes] = []
+    behind_while_handling: list[bool] = []
+
+    def slow(batch: Sequence[Delivery]) -> bool:
+        behind_while_handling.append(not first.caught_up)
+        time.sleep(0.02)
+        handled.extend(item.payload for item in batch)
+        return True
+
+    first = Consumer(config, session, [(topic, 1)], slow, name="slow")
+    first.start()
+    wait_for(lambda: first.caught_up, 10, "caught up on an empty session")
+    first.stop()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    publisher.connect("127.0.0.1", running_broker.port)
+    publisher.loop_start()
+    for i in range(200):
+        publisher.publish(topic, str(i).encode(), qos=1).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+    first = Consumer(config, session, [(topic, 1)], slow, name="slow")
+    first.start()
+    try:
+        wait_for(lambda: len(handled) == 200, 30, "the backlog handled")
+        wait_for(lambda: first.caught_up, 10, "caught up once it is handled")
+        assert behind_while_handling and all(behind_while_handling)
+    finally:
+        first.stop(end_session=True)
