@@ -28,6 +28,9 @@ class GatewayState:
     #: back online with buffered readings still draining (heartbeat ``backlog`` > 0):
     #: gaps in its sensors' data are held, not judged, until it has caught up
     backfilling: bool = False
+    backfill_since_ms: int | None = None
+    #: stopped on purpose (its clean offline status, reason ``shutdown``): no alarm
+    planned: bool = False
     #: readings its last heartbeat reported not yet sent
     backlog: int = 0
     offline: dict[Level, Breach] = field(default_factory=dict)
@@ -46,13 +49,20 @@ class GatewayState:
 
 @dataclass(frozen=True)
 class GatewayRule:
-    """Gateway offline (last will or a planned stop): warning, then critical, after these
-    many minutes without it (DOMAIN.md: yellow after about an hour, red at two)."""
+    """Gateway offline (its last will; a planned stop raises nothing): warning, then
+    critical, after these many minutes without it (DOMAIN.md: yellow after about an hour,
+    red at two)."""
 
     levels: tuple[tuple[Level, float], ...] = ((Level.WARNING, 10.0), (Level.CRITICAL, 120.0))
+    #: the longest a gateway's back-filling may hold its sensors' no-data judgement: past
+    #: it the gaps are judged anyway (a heartbeat that never reports a drained outbox)
+    backfill_max_min: float = 60.0
 
 
 DEFAULT_GATEWAY_RULE = GatewayRule()
+
+#: the reason of the clean offline status a gateway publishes when it is stopped
+PLANNED_STOP = "shutdown"
 
 #: the ongoing offline breach of a gateway at a level stored before a restart, if any
 Adopt = Callable[[str, Level], Breach | None]
@@ -88,6 +98,7 @@ class Gateways:
         if gw is None:
             gw = self.states[status.gateway] = self._adopt(status.gateway)
         if status.state == "offline":
+            gw.planned = status.reason == PLANNED_STOP
             if gw.online:
                 gw.online, gw.reason = False, status.reason
                 # the will was written at connect time: the outage began after the last
@@ -104,14 +115,38 @@ class Gateways:
             if not gw.online:
                 log.warning("gateway %s back online", status.gateway)
             gw.offline, gw.online, gw.offline_since_ms = {}, True, None
+            gw.planned = False
             gw.backfilling = True  # until a heartbeat says its outbox has drained
         if status.stats is not None:
             gw.backlog = status.stats.get("backlog", 0)
-            backfilling = gw.backlog > 0
+            # "behind": unsent readings older than a poll cycle or so (what is in the
+            # cycle being sent is not a backlog); older gateways report only "backlog"
+            backfilling = status.stats.get("behind", gw.backlog) > 0
             if gw.backfilling and not backfilling:
                 out.settled, gw.held = gw.held, set()
             gw.backfilling = backfilling
+        if not gw.backfilling:
+            gw.backfill_since_ms = None
+        elif gw.backfill_since_ms is None:
+            gw.backfill_since_ms = now_ms
         return out
+
+    def expire_backfill(self, now_ms: int) -> dict[str, set[str]]:
+        """Back-filling held longer than the bound ends: the held sensors of each such
+        gateway, to be judged now on what they have."""
+        bound_ms = int(self.rule.backfill_max_min * MINUTE_MS / self.time_scale)
+        settled: dict[str, set[str]] = {}
+        for gateway, gw in self.states.items():
+            since = gw.backfill_since_ms
+            if gw.backfilling and since is not None and now_ms - since > bound_ms:
+                log.warning(
+                    "gateway %s still back-filling after %.0f min: its sensors are judged now",
+                    gateway,
+                    (now_ms - since) / MINUTE_MS,
+                )
+                gw.backfilling, gw.backfill_since_ms = False, None
+                settled[gateway], gw.held = gw.held, set()
+        return settled
 
     def _adopt(self, gateway: str) -> GatewayState:
         """A gateway first heard of since start: ongoing offline breaches stored before a
@@ -128,8 +163,8 @@ class Gateways:
         """Gateways offline too long on the wall clock: their new offline breaches."""
         found: list[tuple[str, Breach]] = []
         for gateway, gw in self.states.items():
-            if gw.online or gw.offline_since_ms is None:
-                continue
+            if gw.online or gw.offline_since_ms is None or gw.planned:
+                continue  # a planned stop says so and raises no alarm
             for level, delay_min in self.rule.levels:
                 delay_ms = int(delay_min * MINUTE_MS / self.time_scale)
                 start = gw.offline_since_ms

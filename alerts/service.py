@@ -372,6 +372,8 @@ class AlertService:
         """Live checks on the wall clock: gateways offline too long, sensors silent while
         their gateway is online and caught up."""
         out = Outcome(store=self.gateways.watch(now_ms))
+        for gateway, sensors in self.gateways.expire_backfill(now_ms).items():
+            self.judge.settle(gateway, sensors, out)
 
         def quiet(gateway: str) -> bool:
             state = self.gateways.get(gateway)

@@ -195,7 +195,8 @@ class LiveHub:
                 )
         elif isinstance(message, wire.Status):
             state: str = message.state
-            if state == "online" and message.stats and message.stats.get("backlog", 0) > 0:
+            stats = message.stats or {}
+            if state == "online" and stats.get("behind", stats.get("backlog", 0)) > 0:
                 state = "back-filling"
             if self.gateways.get(message.gateway) != state:
                 self.gateways[message.gateway] = state

@@ -24,6 +24,9 @@ from gateway.sink import Sink
 
 log = logging.getLogger("coldchain.gateway")
 
+#: unsent for longer than this, a reading is a backlog (not the cycle being sent)
+BEHIND_MS = 60_000
+
 
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
@@ -112,11 +115,16 @@ class Gateway:
 
     async def stats(self) -> dict[str, int]:
         box = await self.outbox.call(self.outbox.sync.stats)
+        now = now_ms()
+        behind, oldest_ms = await self.outbox.call(self.outbox.sync.behind, now - BEHIND_MS)
         c = self.sink.counters
         return {
             "readings_taken": c.readings_taken,
             "readings_acked": self.publisher.counters.acked_readings,
             "backlog": box.pending + box.sealed_rows,
+            # a backlog: unsent for longer than a minute (not the cycle being sent)
+            "behind": behind,
+            "oldest_unsent_age_s": 0 if oldest_ms is None else max(0, (now - oldest_ms) // 1000),
             "dropped": box.dropped,
             "rejects": box.rejects,
             "modbus_requests": c.modbus_requests,

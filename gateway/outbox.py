@@ -285,6 +285,19 @@ class Outbox:
             taken_readings=self._meta("taken.readings") or 0,
         )
 
+    def behind(self, older_than_ms: int) -> tuple[int, int | None]:
+        """Unsent readings and events taken before ``older_than_ms`` (a backlog, not the
+        cycle in hand), and the edge time of the oldest unsent one."""
+        pending, oldest_pending = self._db.execute(
+            "SELECT COUNT(*), MIN(ts_ms) FROM pending WHERE ts_ms < ?", (older_than_ms,)
+        ).fetchone()
+        sealed, oldest_sealed = self._db.execute(
+            "SELECT COALESCE(SUM(n), 0), MIN(created_ms) FROM sealed WHERE created_ms < ?",
+            (older_than_ms,),
+        ).fetchone()
+        oldest = [t for t in (oldest_pending, oldest_sealed) if t is not None]
+        return int(pending) + int(sealed), (min(oldest) if oldest else None)
+
     def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:
         return [
             (int(t), s, r, bytes(raw))

@@ -298,3 +298,57 @@ def _batch(readings: list[Reading], seq: int) -> ReadingsBatch:
     return ReadingsBatch(
         v=wire.SCHEMA_VERSION, gateway=GW, site=SITE, epoch=1, seq=seq, readings=readings
     )
+
+
+def _status(state: str, ts_ms: int, **kw: object) -> wire.Status:
+    return wire.Status(v=1, gateway=GW, site=SITE, state=state, ts_ms=ts_ms, **kw)  # type: ignore[arg-type]
+
+
+def test_a_planned_stop_says_so_and_raises_no_alarm(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    t0 = now_ms() - 4 * 3_600_000
+    try:
+        svc.on_status(_status("online", t0, stats={"backlog": 0, "behind": 0}), now_ms=t0)
+        svc.process(_batch([Reading(sensor=AIR, ts_ms=t0, q=Quality.OK, temp_c=-20.0)], 1))
+        svc.on_status(_status("offline", t0 + MIN, reason="shutdown"), now_ms=t0 + MIN)
+        svc.watch(t0 + 3 * 3_600_000)  # three hours stopped: past both offline levels
+        assert rows(engine, BreachRow) == []
+        # a lost connection (the will) is an alarm as before
+        svc.on_status(_status("online", t0 + 181 * MIN, stats={"behind": 0}), now_ms=t0 + 181 * MIN)
+        svc.on_status(_status("offline", t0 + MIN, reason="lwt"), now_ms=t0 + 182 * MIN)
+        svc.watch(t0 + 200 * MIN)
+        assert [b.kind for b in rows(engine, BreachRow)] == ["gateway_offline"]
+    finally:
+        svc.stop()
+        engine.dispose()
+
+
+def test_back_filling_ends_with_the_backlog_or_at_its_bound_and_silence_is_then_judged(
+    db_url: str,
+) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    t0 = now_ms() - 5 * 3_600_000
+    try:
+        # a healthy gateway: the cycle being sent is no backlog
+        svc.on_status(_status("online", t0, stats={"backlog": 40, "behind": 0}), now_ms=t0)
+        state = svc.gateways.get(GW)
+        assert state is not None and not state.backfilling
+        svc.process(_batch([Reading(sensor=AIR, ts_ms=t0, q=Quality.OK, temp_c=-20.0)], 1))
+        # a heartbeat that says it is behind for ever: held at most the bound (60 min)
+        svc.on_status(_status("online", t0, stats={"behind": 900}), now_ms=t0 + MIN)
+        assert state.backfilling
+        svc.watch(t0 + 50 * MIN)
+        assert rows(engine, BreachRow) == []
+        svc.watch(t0 + 62 * MIN)
+        assert not state.backfilling
+        svc.watch(t0 + 80 * MIN)  # silent for 80 minutes and no longer held: no data
+        assert [b.kind for b in rows(engine, BreachRow)] == ["no_data"]
+    finally:
+        svc.stop()
+        engine.dispose()

@@ -116,3 +116,16 @@ def test_rejected_input_is_kept_with_its_reason(tmp_path: Path) -> None:
         (box.rejects()[0][0], "ct-probe", "checksum mismatch", b"$TMP,01,-1x.3,OK*3A")
     ]
     assert box.stats().rejects == 1
+
+
+def test_behind_counts_only_what_waits_longer_than_the_cycle_in_hand(tmp_path: Path) -> None:
+    clock = [NOW - 600_000]
+    box = make(tmp_path / "o.sqlite", clock=lambda: clock[0])
+    box.add(Stream.READINGS, rows(30, start_ts=NOW - 600_000))  # ten minutes ago
+    box.seal(Stream.READINGS, limit=10)  # sealed then, never acknowledged
+    clock[0] = NOW
+    box.add(Stream.READINGS, rows(5, start_ts=NOW))  # the cycle being sent
+    behind, oldest = box.behind(NOW - 60_000)
+    assert (behind, oldest) == (30, NOW - 600_000)
+    assert box.behind(NOW - 900_000) == (0, None)
+    box.close()
