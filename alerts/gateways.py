@@ -159,8 +159,10 @@ class Gateways:
                 gw.offline[level] = breach
         return gw
 
-    def watch(self, now_ms: int) -> list[tuple[str, Breach]]:
-        """Gateways offline too long on the wall clock: their new offline breaches."""
+    def watch(self, now_ms: int, heard_since_ms: int | None = None) -> list[tuple[str, Breach]]:
+        """Gateways offline too long on the wall clock: their new offline breaches. The
+        delay counts from ``heard_since_ms`` at the earliest (since the service last
+        reached the broker: while the broker was down, nobody could hear a gateway)."""
         found: list[tuple[str, Breach]] = []
         for gateway, gw in self.states.items():
             if gw.online or gw.offline_since_ms is None or gw.planned:
@@ -168,14 +170,15 @@ class Gateways:
             for level, delay_min in self.rule.levels:
                 delay_ms = int(delay_min * MINUTE_MS / self.time_scale)
                 start = gw.offline_since_ms
-                if level in gw.offline or now_ms - start < delay_ms:
+                counted_from = max(start, heard_since_ms or start)
+                if level in gw.offline or now_ms - counted_from < delay_ms:
                     continue
                 breach = Breach(
                     GATEWAY_WIDE,
                     Kind.GATEWAY_OFFLINE,
                     level,
                     start,
-                    start + delay_ms,
+                    counted_from + delay_ms,
                     settings={"offline_min": delay_min, "reason": gw.reason or "stopped"},
                 )
                 gw.offline[level] = breach

@@ -147,6 +147,10 @@ class AlertService:
         )
         self.health = self.consumer.health
         self.limits = Limits()
+        #: when the service last (re)connected to the broker: gateways' offline delays
+        #: count from then at the earliest (a broker outage is not theirs)
+        self._heard_since_ms: int | None = None
+        self.consumer.on_connected = self._on_connected
         self._last_refusal: dict[str, str] = {}
         self.refused_by: dict[str, int] = {}
         self.metrics = registry_of(
@@ -280,7 +284,7 @@ class AlertService:
         if now >= self._next_reload:
             self._next_reload = now + self.reload_s
             self._job("reload", self.reload)
-        if self.consumer.caught_up:
+        if self.consumer.connected and self.consumer.caught_up:
             # behind on a backlog of its own (back after an outage), the last reading
             # judged is old by the wall clock: silence is judged once caught up
             self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
@@ -300,6 +304,9 @@ class AlertService:
                 lambda: remind_calibrations(self.engine, e.policy, e.routes, wall, e.site_policies),
             )
         self._job("delivery", lambda: self._deliver(e.channels, wall))
+
+    def _on_connected(self, _session_present: bool) -> None:
+        self._heard_since_ms = time.time_ns() // 1_000_000
 
     def _take_over(self) -> None:
         """Just took the lead: store what this instance found in standby (by identity,
@@ -371,7 +378,7 @@ class AlertService:
     def watch(self, now_ms: int) -> None:
         """Live checks on the wall clock: gateways offline too long, sensors silent while
         their gateway is online and caught up."""
-        out = Outcome(store=self.gateways.watch(now_ms))
+        out = Outcome(store=self.gateways.watch(now_ms, self._heard_since_ms))
         for gateway, sensors in self.gateways.expire_backfill(now_ms).items():
             self.judge.settle(gateway, sensors, out)
 

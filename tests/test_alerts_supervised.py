@@ -352,3 +352,28 @@ def test_back_filling_ends_with_the_backlog_or_at_its_bound_and_silence_is_then_
     finally:
         svc.stop()
         engine.dispose()
+
+
+def test_gateways_are_not_called_offline_for_the_time_the_broker_itself_was_down(
+    db_url: str,
+) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    t0 = now_ms() - 4 * 3_600_000
+    try:
+        svc.on_status(_status("online", t0, stats={"behind": 0}), now_ms=t0)
+        # a planned broker stop delivers every gateway's will; the broker stays down 2 h
+        svc.on_status(_status("offline", t0, reason="lwt"), now_ms=t0 + MIN)
+        svc._on_connected(False)  # the broker is back: heard from now on
+        back = svc._heard_since_ms
+        assert back is not None
+        svc.watch(back + 5 * MIN)  # 2 h since the will, 5 min since the broker came back
+        assert rows(engine, BreachRow) == []
+        svc.watch(back + 11 * MIN)  # the gateway itself has not come back: its own outage
+        (row,) = rows(engine, BreachRow)
+        assert (row.kind, row.start_ms) == ("gateway_offline", t0)
+    finally:
+        svc.stop()
+        engine.dispose()
