@@ -49,4 +49,11 @@ def run_alerts(config: AlertsConfig) -> None:
         engine.dispose,
         health=[service.health],
         registry=service.metrics,
+        beat=lambda: service.consumer.publish_beat(
+            {
+                "readings": service.counters.readings,
+                "alarms_raised": service.counters.alarms_raised,
+                "lead": int(service.lead.held),
+            }
+        ),
     )

@@ -123,39 +123,12 @@ class AppriseConfig(Strict):
 ChannelConfig = Annotated[WebhookConfig | EmailConfig | AppriseConfig, Field(discriminator="kind")]
 
 
-class AlertsConfig(Strict):
-    alerts: AlertsSection = AlertsSection()
-    mqtt: MqttConfig = MqttConfig()
-    escalation: EscalationConfig | None = None
-    #: per-site policies by site id; other sites follow [escalation]
-    site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
+class Notifying(Strict):
+    """Who is reached how: recipients' routes and the configured channels (the alert
+    service's escalations, the watchdog's notices)."""
+
     routes: tuple[RouteConfig, ...] = ()
-    #: the readings store (as the collectors write it): after a restart each sensor is
-    #: judged again from its last 48 h, so a delay under way keeps counting
-    store: Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminator="kind")] | None = (
-        None
-    )
     channels: Annotated[dict[str, ChannelConfig], Field(default_factory=dict)]
-
-    @model_validator(mode="after")
-    def _site_policies_need_a_default(self) -> AlertsConfig:
-        if self.site_escalation and self.escalation is None:
-            raise ValueError("site_escalation needs a default [escalation] policy")
-        named = {r.recipient for r in self.routes}
-        policies = ([self.escalation] if self.escalation else []) + list(
-            self.site_escalation.values()
-        )
-        for policy in policies:
-            for step in policy.steps:
-                missing = [n for n in step.notify if n not in named]
-                if missing:
-                    raise ValueError(
-                        f"escalation step notifies {missing}, who have no [[routes]] entry"
-                    )
-        return self
-
-    def site_policies(self) -> dict[str, Policy]:
-        return {site: e.policy() for site, e in self.site_escalation.items()}
 
     def route_map(self) -> dict[str, tuple[Route, ...]]:
         routes: dict[str, list[Route]] = {}
@@ -187,3 +160,36 @@ class AlertsConfig(Strict):
                 urls = tuple(secret(c.urls_env, f"channels.{name}.urls_env").split())
                 out[name] = AppriseChannel(urls, name=name)
         return out
+
+
+class AlertsConfig(Notifying):
+    alerts: AlertsSection = AlertsSection()
+    mqtt: MqttConfig = MqttConfig()
+    escalation: EscalationConfig | None = None
+    #: per-site policies by site id; other sites follow [escalation]
+    site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
+    #: the readings store (as the collectors write it): after a restart each sensor is
+    #: judged again from its last 48 h, so a delay under way keeps counting
+    store: Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminator="kind")] | None = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _site_policies_need_a_default(self) -> AlertsConfig:
+        if self.site_escalation and self.escalation is None:
+            raise ValueError("site_escalation needs a default [escalation] policy")
+        named = {r.recipient for r in self.routes}
+        policies = ([self.escalation] if self.escalation else []) + list(
+            self.site_escalation.values()
+        )
+        for policy in policies:
+            for step in policy.steps:
+                missing = [n for n in step.notify if n not in named]
+                if missing:
+                    raise ValueError(
+                        f"escalation step notifies {missing}, who have no [[routes]] entry"
+                    )
+        return self
+
+    def site_policies(self) -> dict[str, Policy]:
+        return {site: e.policy() for site, e in self.site_escalation.items()}

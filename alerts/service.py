@@ -142,6 +142,7 @@ class AlertService:
             readings + statuses,
             self.handle,
             name="alerts",
+            beat_as=("alerts", client_id),
             batch_max=100,
             tick=self._tick,
         )

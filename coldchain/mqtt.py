@@ -17,6 +17,7 @@ packet id (the id may now belong to a redelivered copy): the generation guard.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -33,6 +34,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from coldchain.health import Health
+from coldchain.heartbeat import BEAT_VERSION, ServiceBeat, beat_topic, encode_beat
 from coldchain.settings import MqttConfig
 
 log = logging.getLogger("coldchain.mqtt")
@@ -131,6 +133,7 @@ class Consumer:
         tick: Callable[[], None] | None = None,
         poll_s: float = 0.2,
         health: Health | None = None,
+        beat_as: tuple[str, str] | None = None,
     ) -> None:
         self.config = config
         self.session = dataclasses.replace(session, manual_ack=True)
@@ -167,6 +170,11 @@ class Consumer:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        #: (kind, service id) of this service's heartbeat, with its last will set
+        self.beat_as = beat_as
+        if beat_as is not None:
+            will = self._beat("dead", ["the process died or lost its broker connection"], {})
+            self.client.will_set(beat_topic(*beat_as), will, qos=1, retain=True)
 
     # ------------------------------------------------------------------ network thread
     def _on_connect(
@@ -221,10 +229,39 @@ class Consumer:
         self._worker = threading.Thread(target=self._work, name=self.name, daemon=True)
         self._worker.start()
 
+    def publish_beat(self, progress: dict[str, int]) -> None:
+        """This service's heartbeat: its health now and counters that show progress."""
+        if self.beat_as is None or not self.connected:
+            return
+        status = self.health.status()
+        payload = self._beat(status.state.value, list(status.reasons), progress)
+        self.client.publish(beat_topic(*self.beat_as), payload, qos=1, retain=True)
+
+    def _beat(self, state: str, reasons: list[str], progress: dict[str, int]) -> bytes:
+        assert self.beat_as is not None
+        kind, service = self.beat_as
+        return encode_beat(
+            ServiceBeat(
+                BEAT_VERSION,
+                kind,
+                service,
+                state,  # type: ignore[arg-type]
+                now_ms(),
+                [r[:256] for r in reasons[:32]],
+                progress,
+            )
+        )
+
     def stop(self, *, end_session: bool = False) -> None:
         """Finish the batch in hand, then disconnect (what is unacknowledged comes again
         next time, unless ``end_session`` discards the session)."""
         self.stop_worker()
+        if self.beat_as is not None and self.connected:
+            info = self.client.publish(
+                beat_topic(*self.beat_as), self._beat("stopped", [], {}), qos=1, retain=True
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(2)
         if end_session:
             disconnect_for_good(self.client)
         else:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def run_until_signalled(
     *stops: Callable[[], None],
     health: Sequence[Health],
     registry: CollectorRegistry | None = None,
+    beat: Callable[[], None] | None = None,
+    beat_every_s: float = 5.0,
 ) -> None:
     """Start, wait for SIGINT/SIGTERM (or for a worker to die), then run the stops in
     order; SystemExit(1) if a worker died."""
@@ -46,8 +49,12 @@ def run_until_signalled(
         log.info("health and metrics on http://%s:%s/health and /metrics", host, port)
     start()
     died = False
+    next_beat = 0.0
     try:
         while not stop.wait(1.0):  # a timed wait lets the signal handlers run
+            if beat is not None and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat_every_s
+                beat()  # from this thread: a stuck worker shows as stalled, not silent
             states = [h.status().state for h in health]
             if State.DEAD in states:
                 died = True

@@ -84,6 +84,7 @@ class Collector:
             [(topic, 1) for topic in subscriptions(section.group, section.sites)],
             self.handle,
             name="collector-writer",
+            beat_as=("collector", section.id),
             batch_max=section.batch_max_messages,
             linger_ms=section.linger_ms,
         )
@@ -267,6 +268,13 @@ def run_collector(config: CollectorConfig) -> None:
         store.close,
         health=[service.health],
         registry=service.metrics,
+        beat=lambda: service.consumer.publish_beat(
+            {
+                "messages": service.counters.messages,
+                "readings_stored": service.counters.readings_stored,
+                "quarantined": service.counters.quarantined,
+            }
+        ),
     )
 
 

@@ -2,7 +2,7 @@
 Debian's ``mosquitto_passwd``, never stored in the clear) and an ACL block per account.
 
 A gateway may write only under ``coldchain/v1/{site}/{gateway}/`` and read nothing; each
-service reads what it consumes and writes nothing.
+service reads what it consumes and writes only its heartbeat.
 """
 
 from __future__ import annotations
@@ -14,21 +14,26 @@ import tempfile
 from pathlib import Path
 
 from coldchain import wire
+from coldchain.heartbeat import SERVICES_ROOT
 from coldchain.wire import Stream
 
 SERVICE_RULES: dict[str, list[str]] = {
     "collector": [
         f"topic read {wire.subscription(Stream.READINGS, '+')}",
         f"topic read {wire.subscription(Stream.EVENTS, '+')}",
+        f"topic write {SERVICES_ROOT}/collector/#",
     ],
     "alerts": [
         f"topic read {wire.subscription(Stream.READINGS, '+')}",
         f"topic read {wire.subscription(Stream.STATUS, '+')}",
+        f"topic write {SERVICES_ROOT}/alerts/#",
     ],
     "api": [
         f"topic read {wire.subscription(Stream.READINGS, '+')}",
         f"topic read {wire.subscription(Stream.STATUS, '+')}",
+        f"topic read {SERVICES_ROOT}/#",
     ],
+    "watchdog": [f"topic read {SERVICES_ROOT}/#"],
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from coldchain import __version__, logs
-from ops.cli import admin, alerts, collector, demo, edge, quarantine, readings, web
+from ops.cli import admin, alerts, collector, demo, edge, quarantine, readings, watchdog, web
 
 
 @click.group()
@@ -22,6 +22,6 @@ def main(log_level: str) -> None:
     logs.setup(log_level)
 
 
-for group in (edge, collector, alerts, readings, quarantine, web, admin, demo):
+for group in (edge, collector, alerts, readings, quarantine, watchdog, web, admin, demo):
     for command in group.COMMANDS:
         main.add_command(command)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from coldchain.settings import ConfigError, secret
+from ops.accounts import SERVICE_RULES
 from ops.cli.common import fail
 
 
@@ -84,14 +85,14 @@ def broker_add_gateway(
 
 @broker.command("add-service")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["collector", "alerts", "api"]), required=True)
+@click.option("--role", type=click.Choice(sorted(SERVICE_RULES)), required=True)
 @click.option("--password-env", required=True, help="the variable holding its password")
 @_broker_files
 def broker_add_service(
     username: str, role: str, password_env: str, passwd: Path, acl: Path
 ) -> None:
     """A service account: it reads what the service consumes and writes nothing."""
-    from ops.accounts import SERVICE_RULES, AccountError, add_account
+    from ops.accounts import AccountError, add_account
 
     try:
         add_account(
