@@ -20,16 +20,15 @@ aside in the quarantine, acknowledged and counted; each scheduler job fails on i
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from alerts.breach import Breach, Kind
+from alerts.announce import alarm_line
+from alerts.breach import Breach
 from alerts.calibration import calibrations_by_sensor
 from alerts.db import reading, transaction, transient
 from alerts.escalation import Route, escalate, remind_calibrations
@@ -37,7 +36,7 @@ from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
 from alerts.leader import Lead
 from alerts.lifecycle import Policy
-from alerts.models import BreachRow, Location, ProfileRow, SensorAssignment
+from alerts.models import Location, ProfileRow, SensorAssignment
 from alerts.notify import Channel, deliver_due
 from alerts.profiles import ProductProfile
 from alerts.reads import StoreReads
@@ -50,7 +49,7 @@ from alerts.repo.quarantine import asked_replays, keep_aside, release
 from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
-from coldchain.health import CountersCollector, registry_of
+from coldchain.health import CountersCollector, one_line, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
@@ -232,16 +231,24 @@ class AlertService:
         """Run a step of taking a message: True when done; retried with backoff while
         the database is unavailable (False if stopping meanwhile); on any other error
         the message is kept aside (None)."""
+        try:
+            return self._retrying(step)
+        except Exception as exc:
+            self._keep_aside(item, exc)
+            return None
+
+    def _retrying(self, step: Callable[[], None]) -> bool:
+        """Run ``step``, again with backoff while the database is unavailable (health
+        degraded); False if stopping meanwhile. Any other error goes to the caller."""
         backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 step()
             except Exception as exc:
                 if not transient(exc):
-                    self._keep_aside(item, exc)
-                    return None
+                    raise
                 self.counters.database_retries += 1
-                self.health.problem("database", f"unavailable: {_short(exc)}; retrying")
+                self.health.problem("database", f"unavailable: {one_line(exc)}; retrying")
                 if self.consumer.wait(backoff.failed()):
                     return False
                 self.health.beat()  # alive and retrying: degraded, not stalled
@@ -253,7 +260,7 @@ class AlertService:
         reason = f"judging failed: {type(exc).__name__}: {exc}"[:2000]
         log.error("kept a message on %s aside: %s", item.topic, reason, exc_info=exc)
         # its series may be half-fed: they are rebuilt from the store's record
-        self.judge.forget_gateway(_gateway_of(item.topic))
+        self.judge.forget_gateway(item.topic.split("/")[3] if item.topic.count("/") == 4 else "")
 
         def store() -> None:
             with transaction(self.engine) as s:
@@ -261,18 +268,9 @@ class AlertService:
                     s, item.topic, item.payload, reason, item.received_ms
                 )
 
-        backoff = Backoff(0.5, 30.0)
-        while True:  # an error that is not "not now" here stops the worker: a bug
-            try:
-                store()
-                break
-            except Exception as err:
-                if not transient(err):
-                    raise
-                self.health.problem("database", f"unavailable: {_short(err)}; retrying")
-                if self.consumer.wait(backoff.failed()):
-                    return
-        self.counters.quarantined += 1
+        # an error that is not "not now" while keeping it aside stops the worker: a bug
+        if self._retrying(store):
+            self.counters.quarantined += 1
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -350,7 +348,7 @@ class AlertService:
             run()
         except Exception as exc:
             self.counters.job_failures += 1
-            new = self.health.problem(name, f"failed: {_short(exc)}; tried again next tick")
+            new = self.health.problem(name, f"failed: {one_line(exc)}; tried again next tick")
             if new and not transient(exc):
                 log.error("%s failed", name, exc_info=exc)
             return
@@ -408,43 +406,10 @@ class AlertService:
                 if created:
                     self.counters.alarms_raised += 1
                     name = self.judge.location_name(row.location_id)
-                    lines.append(_alarm_line(name, gateway, breach, row, alarm.id))
+                    lines.append(alarm_line(name, gateway, breach, row, alarm.id))
             for gateway, breach in out.supersede:
                 if supersede_breach(s, gateway, breach):
                     self.counters.superseded += 1
                     log.info("breach %s superseded by late data", breach.identity)
         for line in lines:
             self.on_alarm(line)
-
-
-def _short(exc: BaseException) -> str:
-    """An exception in one line: a driver's message can run over many."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _gateway_of(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[3] if len(parts) == 5 else ""
-
-
-def _alarm_line(
-    location: str | None, gateway: str, breach: Breach, row: BreachRow, alarm_id: int
-) -> str:
-    name = location if location is not None else f"gateway {gateway}"
-    since = datetime.fromtimestamp(breach.start_ts_ms / 1000, UTC).strftime("%H:%M:%S")
-    unit = "%" if breach.kind in (Kind.RH_HIGH, Kind.RH_LOW) else " °C"
-    values = ""
-    if (
-        breach.kind in (Kind.HIGH, Kind.CUMULATIVE_HIGH, Kind.RH_HIGH)
-        and breach.max_value is not None
-    ):
-        values = f" max {breach.max_value:.1f}{unit}"
-    elif breach.min_value is not None:
-        values = f" min {breach.min_value:.1f}{unit}"
-    where = f"{gateway}/{breach.sensor}" if breach.sensor else gateway
-    batches = ", ".join(json.loads(row.batches)) or "none"
-    return (
-        f"ALARM {breach.level.value} {breach.kind.value}: {name} ({where}) since "
-        f"{since}Z{values}; batches {batches} [alarm {alarm_id}]"
-    )

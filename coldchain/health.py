@@ -31,6 +31,13 @@ from prometheus_client.registry import Collector
 log = logging.getLogger("coldchain.health")
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception in one line, for a health reason: a driver's message can run over
+    many."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 class State(enum.StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
