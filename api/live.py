@@ -20,12 +20,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.models import AlarmRow
-from coldchain import wire
+from coldchain import heartbeat, wire
 from coldchain.accept import accept
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
@@ -82,6 +83,7 @@ class LiveHub:
         self._poller: asyncio.Task[None] | None = None
         topics = [(wire.subscription(Stream.READINGS, site), 0) for site in sites]
         topics += [(wire.subscription(Stream.STATUS, site), 1) for site in sites]
+        topics += [(heartbeat.subscription(), 1)]  # the services' heartbeats, for /api/health
         self._consumer = Consumer(
             mqtt_config,
             SessionSpec(client_id or f"coldchain-api-{id(self):x}", clean_start=True),
@@ -96,6 +98,8 @@ class LiveHub:
         self.health = self._consumer.health
         #: messages the one way in refused
         self.refused = 0
+        #: each service's last heartbeat and when it came ("kind/id")
+        self.services: dict[str, tuple[heartbeat.ServiceBeat, float]] = {}
 
     @property
     def broker_connected(self) -> bool:
@@ -151,6 +155,14 @@ class LiveHub:
         return True
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.startswith(heartbeat.SERVICES_ROOT + "/"):
+            try:
+                beat = heartbeat.decode_beat(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.refused += 1
+                return
+            self.services[f"{beat.kind}/{beat.service}"] = (beat, time.monotonic())
+            return
         try:
             message = accept(topic, payload).message  # the one way in
         except wire.WireError:

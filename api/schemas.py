@@ -237,12 +237,24 @@ class PartHealth(Model):
     reasons: list[str]
 
 
+class ServiceBeatOut(Model):
+    """A collector's or the alert service's last heartbeat, as the API heard it."""
+
+    service: str
+    #: what the service said; ``silent`` when its heartbeat has not come for 30 s
+    state: Literal["ok", "degraded", "stalled", "dead", "stopped", "silent"]
+    reasons: list[str]
+    age_s: float
+
+
 class Health(Model):
     #: ok only when the database answers and the live hub is ok (or off)
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
     broker: Literal["connected", "disconnected", "off"]
     live: PartHealth | None = None
+    #: the services' heartbeats (reported; they do not make the API itself unhealthy)
+    services: list[ServiceBeatOut] = []
 
 
 class StepOut(Model):

@@ -22,6 +22,7 @@ from api.deps import require
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
 from tests.api_server import PASSWORD, Api, an_alarm, user_of
+from tests.harness import wait_for
 
 MIN = 60_000
 
@@ -393,3 +394,22 @@ def test_escalation_policies_are_shown_as_the_alert_service_runs_them(api: Api) 
     ]
     assert policies["default"]["quiet_start"] == "22:00"
     assert policies["sites"]["county-fleet"]["steps"][0]["notify"] == ["fleet-dispatcher"]
+
+
+def test_health_reports_the_services_heartbeats_and_a_silent_one_as_silent(api: Api) -> None:
+    from coldchain.heartbeat import ServiceBeat, beat_topic, encode_beat
+    from tests.test_consumer import publish
+
+    now = time.time_ns() // 1_000_000
+    degraded = ServiceBeat(1, "collector", "c-health", "degraded", now, ["store: disk full"], {})
+    publish(api.broker.port, beat_topic("collector", "c-health"), encode_beat(degraded))
+
+    def services() -> dict[str, dict[str, object]]:
+        body = api.client().get("/api/health").json()
+        return {s["service"]: s for s in body["services"]}
+
+    wait_for(lambda: "collector/c-health" in services(), 10, "the heartbeat reported")
+    reply = api.client().get("/api/health")
+    assert reply.status_code == 200 and reply.json()["live"]["state"] == "ok"
+    seen = services()["collector/c-health"]
+    assert seen["state"] == "degraded" and seen["reasons"] == ["store: disk full"]

@@ -14,11 +14,14 @@ from sqlalchemy.orm import Session
 from alerts.models import Batch, Location, Site
 from alerts.report import batch_report
 from api.deps import ServicesDep, StoreDep
-from api.schemas import Health, PartHealth, TraceOut, TraceStay
+from api.schemas import Health, PartHealth, ServiceBeatOut, TraceOut, TraceStay
 
 router = APIRouter(prefix="/api", tags=["public"])
 
 PUBLIC = {"/api/trace/{code}", "/api/health"}
+
+#: a service heartbeat older than this is reported silent (they come every 5 s)
+SILENT_S = 30.0
 
 
 @router.get("/trace/{code}", responses={404: {"description": "no batch has this code"}})
@@ -76,11 +79,28 @@ def health(svc: ServicesDep, response: Response) -> Health:
     broker = (
         "off" if svc.hub is None else "connected" if svc.hub.broker_connected else "disconnected"
     )
-    live = None
+    live, services = None, []
     if svc.hub is not None:
         status = svc.hub.health.status()
         live = PartHealth(state=status.state.value, reasons=list(status.reasons))
+        now = time.monotonic()
+        for name, (beat, at) in sorted(svc.hub.services.items()):
+            age = now - at
+            services.append(
+                ServiceBeatOut(
+                    service=name,
+                    state="silent" if age > SILENT_S else beat.state,
+                    reasons=list(beat.reasons),
+                    age_s=round(age, 1),
+                )
+            )
     ok = database == "ok" and (live is None or live.state == "ok")
     if not ok:
         response.status_code = 503
-    return Health(status="ok" if ok else "degraded", database=database, broker=broker, live=live)
+    return Health(
+        status="ok" if ok else "degraded",
+        database=database,
+        broker=broker,
+        live=live,
+        services=services,
+    )
