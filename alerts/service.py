@@ -50,6 +50,7 @@ from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
 from coldchain.health import CountersCollector, one_line, registry_of
+from coldchain.logs import Throttled
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
@@ -151,7 +152,7 @@ class AlertService:
         #: count from then at the earliest (a broker outage is not theirs)
         self._heard_since_ms: int | None = None
         self.consumer.on_connected = self._on_connected
-        self._last_refusal: dict[str, str] = {}
+        self._refusals = Throttled(log)
         self.refused_by: dict[str, int] = {}
         self.metrics = registry_of(
             CountersCollector(
@@ -210,9 +211,7 @@ class AlertService:
         except wire.WireError as exc:
             self.counters.refused += 1
             self.refused_by[exc.kind] = self.refused_by.get(exc.kind, 0) + 1
-            if self._last_refusal.get(item.topic) != str(exc):  # once per change per topic
-                self._last_refusal[item.topic] = str(exc)
-                log.warning("refused a message on %s: %s", item.topic, exc)
+            self._refusals.warning(item.topic, "refused a message on %s: %s", item.topic, exc)
             return True
         out = Outcome()  # kept across retries: what judging found is stored once
         judged = self._supervised(lambda: self._judge(message, out), item)

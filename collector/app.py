@@ -23,6 +23,7 @@ from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
 from coldchain.health import CountersCollector, registry_of
+from coldchain.logs import Throttled
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.runner import run_until_signalled
 from coldchain.wire import EventsBatch, ReadingsBatch, Stream, WireError
@@ -69,7 +70,7 @@ class Collector:
         self.counters = CollectorCounters()
         section = config.collector
         self.limits = Limits(future_tolerance_ms=int(section.future_tolerance_s * 1000))
-        self._last_rejection: dict[str, str] = {}
+        self._rejections = Throttled(log)
         self._last_commit = time.monotonic()
         #: messages quarantined, by the rule they broke
         self.quarantined_by: dict[str, int] = {}
@@ -252,10 +253,11 @@ class Collector:
         c.quarantine_dropped += result.quarantine_dropped
         for item in rejected:
             self.quarantined_by[item.kind] = self.quarantined_by.get(item.kind, 0) + 1
-            # once per change of reason per topic, not once per bad message
-            if self._last_rejection.get(item.topic) != item.reason:
-                self._last_rejection[item.topic] = item.reason
-                log.warning("quarantined a message on %s: %s", item.topic, item.reason)
+            # per topic: the first, then one line a minute with the count (a flood of
+            # bad messages is counted, not written out)
+            self._rejections.warning(
+                item.topic, "quarantined a message on %s: %s", item.topic, item.reason
+            )
 
 
 def run_collector(config: CollectorConfig) -> None:
