@@ -41,6 +41,7 @@ GOLDEN = Path(__file__).parent / "golden"
 SITE, GW = "county-store", "store-gw"  # the golden payloads' gateway: fuzzed
 CONTROL_GW, CONTROL = "ctrl-gw", "ctrl.air"
 SITES = (SITE, "county-fleet")  # the golden payloads' sites
+WINDOW = 5000
 MIN = 60_000
 
 ADVERSARIAL_VALUES: list[Any] = [
@@ -206,7 +207,6 @@ def run(workdir: Path, broker_port: int, *, messages: int, excursions: int, seed
     found = Findings()
     sent: list[tuple[str, bytes]] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    client.max_queued_messages_set(0)
     client.connect("127.0.0.1", broker_port)
     client.loop_start()
     started = time.monotonic()
@@ -219,6 +219,8 @@ def run(workdir: Path, broker_port: int, *, messages: int, excursions: int, seed
         every = max(1, messages // max(1, len(control)))
         infos = []
         for i, (topic, payload) in enumerate(payloads(seed, messages)):
+            if len(infos) >= WINDOW:  # packet ids wrap at 65,535: a window in flight
+                infos[len(infos) - WINDOW].wait_for_publish(60)
             infos.append(client.publish(topic, payload, qos=1))
             sent.append((topic, payload))
             if i % every == 0 and control:

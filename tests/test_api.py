@@ -413,3 +413,51 @@ def test_health_reports_the_services_heartbeats_and_a_silent_one_as_silent(api: 
     assert reply.status_code == 200 and reply.json()["live"]["state"] == "ok"
     seen = services()["collector/c-health"]
     assert seen["state"] == "degraded" and seen["reasons"] == ["store: disk full"]
+
+
+def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_stamps(
+    api: Api,
+) -> None:
+    from tests.test_consumer import publish
+
+    now = time.time_ns() // 1_000_000
+    topic = wire.topic("county-store", "store-gw", Stream.READINGS)
+
+    def batch(ts_ms: int, value: float, gateway: str = "store-gw", seq: int = 1) -> bytes:
+        reading = Reading(sensor="cr2-ctrl.air", ts_ms=ts_ms, q=Quality.OK, temp_c=value)
+        return wire.encode(
+            ReadingsBatch(
+                v=1, gateway=gateway, site="county-store", epoch=9, seq=seq, readings=[reading]
+            )
+        )
+
+    def latest() -> object:
+        with api.client(Role.VIEWER) as viewer:
+            reply = viewer.get("/api/sites")
+            assert reply.status_code == 200, reply.text
+            cr2 = next(
+                loc
+                for loc in {s["id"]: s for s in reply.json()}["county-store"]["locations"]
+                if loc["id"] == "cr2"
+            )
+            return next(
+                (r["value"] for r in cr2["readings"] if r["sensor"] == "cr2-ctrl.air"), None
+            )
+
+    publish(api.broker.port, topic, batch(now, 2.5))
+    wait_for(lambda: latest() == 2.5, 10, "the real reading on the board")
+    # a future-dated reading, another gateway's account naming this one, a stamp of 10^400
+    publish(api.broker.port, topic, batch(now + 86_400_000, 99.0, seq=2))
+    publish(
+        api.broker.port,
+        wire.topic("county-store", "intruder-gw", Stream.READINGS),
+        batch(now + 1, 50.0, seq=3),
+    )
+    publish(
+        api.broker.port,
+        topic,
+        batch(now, 1.0, seq=4).replace(str(now).encode(), b"1" + b"0" * 400),
+    )
+    publish(api.broker.port, topic, batch(now + 2, 2.75, seq=5))
+    wait_for(lambda: latest() == 2.75, 10, "the next real reading on the board")
+    assert api.app.state.services.hub.refused >= 3

@@ -185,3 +185,63 @@ def test_validation_accepts_the_golden_payloads() -> None:
             r.ts_ms for r in (msg.readings if isinstance(msg, ReadingsBatch) else msg.events)
         )  # type: ignore[union-attr]
         assert validate(topic, payload, Limits(), now_ms=latest) is not None
+
+
+def test_influxdb_answers_are_classified_retryable_or_refused_with_the_servers_message(
+    tmp_path: Path,
+) -> None:
+    """A real HTTP server answering the write API as InfluxDB does when it cannot take
+    a batch now (503, 429 with Retry-After) and when it never will (400, 413)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from collector.errors import StoreRefused
+    from collector.influx_store import InfluxStore
+
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            code, headers, body = answers.pop(0)
+            self.send_response(code)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = InfluxStore(
+        url=f"http://127.0.0.1:{server.server_address[1]}",
+        org="county",
+        bucket="coldchain",
+        token="t",
+        quarantine_path=tmp_path / "q.sqlite",
+    )
+    msg = validate(TOPIC, mutate(), Limits(), now_ms=NOW)
+    try:
+        answers.append((503, {}, b'{"code":"unavailable","message":"starting"}'))
+        with pytest.raises(StoreUnavailable) as unavailable:
+            store.write([Incoming(msg, NOW)], [])
+        assert unavailable.value.retry_after_s is None and "503" in str(unavailable.value)
+        answers.append((429, {"Retry-After": "7"}, b'{"code":"too many requests"}'))
+        with pytest.raises(StoreUnavailable) as limited:
+            store.write([Incoming(msg, NOW)], [])
+        assert limited.value.retry_after_s == 7.0
+        for code, text in (
+            (400, b"unable to parse 'temp_c,site=x value=': missing field"),
+            (413, b"request too large"),
+        ):
+            answers.append((code, {}, b'{"code":"invalid","message":"' + text + b'"}'))
+            with pytest.raises(StoreRefused) as refused:
+                store.write([Incoming(msg, NOW)], [])
+            assert str(code) in refused.value.reason and text.decode() in refused.value.reason
+    finally:
+        store.close()
+        server.shutdown()
+        server.server_close()
