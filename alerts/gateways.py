@@ -31,8 +31,9 @@ class GatewayState:
     backfill_since_ms: int | None = None
     #: stopped on purpose (its clean offline status, reason ``shutdown``): no alarm
     planned: bool = False
-    #: readings its last heartbeat reported not yet sent
+    #: readings its last heartbeat reported not yet sent, and the age of the oldest
     backlog: int = 0
+    oldest_unsent_age_s: int = 0
     offline: dict[Level, Breach] = field(default_factory=dict)
     #: sensors whose judgement waits until the gateway has caught up
     held: set[str] = field(default_factory=set)
@@ -91,6 +92,10 @@ class Gateways:
         """Each gateway's unsent readings, as its last heartbeat reported them."""
         return {gateway: state.backlog for gateway, state in self.states.items()}
 
+    def unsent_ages(self) -> dict[str, int]:
+        """The age of each gateway's oldest unsent reading, in seconds."""
+        return {gateway: state.oldest_unsent_age_s for gateway, state in self.states.items()}
+
     def on_status(self, status: wire.Status, now_ms: int) -> StatusOutcome:
         """A gateway's retained status, its last will or a heartbeat."""
         out = StatusOutcome()
@@ -119,6 +124,7 @@ class Gateways:
             gw.backfilling = True  # until a heartbeat says its outbox has drained
         if status.stats is not None:
             gw.backlog = status.stats.get("backlog", 0)
+            gw.oldest_unsent_age_s = status.stats.get("oldest_unsent_age_s", 0)
             # "behind": unsent readings older than a poll cycle or so (what is in the
             # cycle being sent is not a backlog); older gateways report only "backlog"
             backfilling = status.stats.get("behind", gw.backlog) > 0

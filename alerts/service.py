@@ -162,7 +162,10 @@ class AlertService:
                 gauges=lambda: {"queued_messages": self.consumer.queued},
                 totals=lambda: {"messages_received": self.consumer.received},
                 labelled=lambda: {"refused_by_reason": ("reason", self.refused_by)},
-                levels=lambda: {"gateway_backlog_readings": ("gateway", self.gateways.backlogs())},
+                levels=lambda: {
+                    "gateway_backlog_readings": ("gateway", self.gateways.backlogs()),
+                    "gateway_oldest_unsent_age_seconds": ("gateway", self.gateways.unsent_ages()),
+                },
             )
         )
 

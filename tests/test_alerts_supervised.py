@@ -377,3 +377,46 @@ def test_gateways_are_not_called_offline_for_the_time_the_broker_itself_was_down
     finally:
         svc.stop()
         engine.dispose()
+
+
+def test_the_alert_services_metrics_are_scraped_over_http_and_name_its_counters(
+    tmp_path: Path,
+) -> None:
+    import urllib.request
+
+    from coldchain.health import serve
+
+    url = f"sqlite:///{tmp_path / 'alerts.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    server = serve(lambda: [svc.health], svc.metrics, "127.0.0.1", 0)
+    try:
+        t0 = now_ms() - 3_600_000
+        svc.on_status(_status("online", t0, stats={"backlog": 12, "oldest_unsent_age_s": 90}))
+        svc.process(_batch(excursion(AIR, t0 + 40 * MIN), 1))
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            scraped = answer.read().decode()
+        for name in (
+            "coldchain_alerts_messages_received_total",
+            "coldchain_alerts_readings_total 35.0",
+            "coldchain_alerts_breaches_changed_total",
+            "coldchain_alerts_alarms_raised_total",
+            "coldchain_alerts_notifications_sent_total",
+            "coldchain_alerts_notifications_failed_total",
+            "coldchain_alerts_quarantined_total",
+            "coldchain_alerts_database_retries_total",
+            "coldchain_alerts_queued_messages",
+            'coldchain_alerts_gateway_backlog_readings{gateway="store-gw"} 12.0',
+            'coldchain_alerts_gateway_oldest_unsent_age_seconds{gateway="store-gw"} 90.0',
+            "coldchain_alerts_worker_beat_age_seconds",
+        ):
+            assert name in scraped, name
+        assert "coldchain_alerts_alarms_raised_total 0.0" not in scraped  # the excursion alarmed
+    finally:
+        server.shutdown()
+        server.server_close()
+        svc.stop()
+        engine.dispose()
