@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,10 @@ from sqlalchemy.orm import Session
 from alerts.db import make_engine, upgrade
 from alerts.models import AlarmRow, BreachRow
 from coldchain.wire import Quality, Reading
-from tests.harness import Broker, CliProcess, free_port, wait_for
+from tests.harness import Broker, CliProcess, wait_for
 from tests.test_alerts_service import seed
 from tests.test_alerts_supervised import AIR, GW, MIN, SITE, Gateway, now_ms
+from tests.test_notify import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -57,37 +56,16 @@ secret_env = "COLDCHAIN_TEST_HOOK_SECRET"
 """
 
 
-class Receiver:
-    """A real HTTP server that keeps every notification posted to it."""
-
-    def __init__(self) -> None:
-        self.posted: list[dict[str, object]] = []
-        received = self.posted
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    r = Receiver(status=204)
     yield r
     r.close()
+
+
+def posted(receiver: Receiver) -> list[dict[str, object]]:
+    """The notifications the webhook receiver was sent, decoded."""
+    return [json.loads(body) for _headers, body in receiver.requests]
 
 
 def temps(values: list[float], end_ms: int) -> list[Reading]:
@@ -114,7 +92,7 @@ def test_the_standby_takes_over_from_a_killed_writer_and_nothing_is_twice_or_mis
                 ident=f"alerts-{name}-{unique}",
                 site=SITE,
                 port=running_broker.port,
-                hook=receiver.port,
+                hook=receiver.server.server_address[1],
             )
         )
         instances[name] = CliProcess(
@@ -145,7 +123,7 @@ def test_the_standby_takes_over_from_a_killed_writer_and_nothing_is_twice_or_mis
         end = now_ms() - 20 * MIN
         # in range for 5 minutes, then 17 minutes at -10 °C: critical (> -15 °C for 15 min)
         gateway.send(temps([-20.0] * 5 + [-10.0] * 17, end))
-        wait_for(lambda: len(receiver.posted) == 1, 30, "the critical alarm notified")
+        wait_for(lambda: len(posted(receiver)) == 1, 30, "the critical alarm notified")
         breaches, _ = rows()
         assert [(x.kind, x.level, x.end_ms) for x in breaches] == [("high", "critical", None)]
         a.kill9()  # mid-excursion
@@ -160,7 +138,7 @@ def test_the_standby_takes_over_from_a_killed_writer_and_nothing_is_twice_or_mis
             30,
             "the survivor's warning raised and both ended",
         )
-        wait_for(lambda: len(receiver.posted) == 2, 30, "the warning notified by the survivor")
+        wait_for(lambda: len(posted(receiver)) == 2, 30, "the warning notified by the survivor")
         time.sleep(3)  # nothing else comes
         breaches, alarms = rows()
         assert sorted((x.kind, x.level) for x in breaches) == [
@@ -168,11 +146,11 @@ def test_the_standby_takes_over_from_a_killed_writer_and_nothing_is_twice_or_mis
             ("high", "warning"),
         ]
         assert len(alarms) == 2 and {x.breach_id for x in alarms} == {x.id for x in breaches}
-        severities = sorted(str(p["severity"]) for p in receiver.posted)
-        assert severities == ["critical", "warning"], receiver.posted
-        assert len({p["alarm_id"] for p in receiver.posted}) == 2
+        severities = sorted(str(p["severity"]) for p in posted(receiver))
+        assert severities == ["critical", "warning"], posted(receiver)
+        assert len({p["alarm_id"] for p in posted(receiver)}) == 2
         # the warning's excursion was over when it became known: told once, as such
-        (late,) = [p for p in receiver.posted if p["severity"] == "warning"]
+        (late,) = [p for p in posted(receiver) if p["severity"] == "warning"]
         assert "while monitoring was down" in str(late["subject"])
         assert "over since" in str(late["body"])
         assert {x.state for x in alarms} == {"cleared"}  # on the board until acknowledged

@@ -5,6 +5,7 @@ says degraded, and the excursion that happened meanwhile is alarmed when it is b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -271,12 +272,8 @@ def test_postgresql_refusing_and_dropping_connections_is_retried_and_nothing_is_
 def test_a_no_data_breach_the_watchdog_saw_while_readings_were_only_late_is_superseded(
     db_url: str,
 ) -> None:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    seed(engine, gateway=GW, site=SITE)
-    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
-    t0 = now_ms() - 3 * 3_600_000
-    try:
+    with standalone(db_url) as (svc, engine):
+        t0 = now_ms() - 3 * 3_600_000
         minute = [
             Reading(sensor=AIR, ts_ms=t0 + i * MIN, q=Quality.OK, temp_c=-20.0) for i in range(90)
         ]
@@ -289,6 +286,17 @@ def test_a_no_data_breach_the_watchdog_saw_while_readings_were_only_late_is_supe
         assert silent.end_reason == "superseded"
         (alarm,) = [a for a in rows(engine, AlarmRow) if a.breach_id == silent.id]
         assert alarm.cleared_ms is not None
+
+
+@contextlib.contextmanager
+def standalone(db_url: str) -> Iterator[tuple[AlertService, Engine]]:
+    """The service on a seeded database, not connected: tests feed it directly."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    seed(engine, gateway=GW, site=SITE)
+    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
+    try:
+        yield svc, engine
     finally:
         svc.stop()
         engine.dispose()
@@ -305,12 +313,8 @@ def _status(state: str, ts_ms: int, **kw: object) -> wire.Status:
 
 
 def test_a_planned_stop_says_so_and_raises_no_alarm(db_url: str) -> None:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    seed(engine, gateway=GW, site=SITE)
-    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
-    t0 = now_ms() - 4 * 3_600_000
-    try:
+    with standalone(db_url) as (svc, engine):
+        t0 = now_ms() - 4 * 3_600_000
         svc.on_status(_status("online", t0, stats={"backlog": 0, "behind": 0}), now_ms=t0)
         svc.process(_batch([Reading(sensor=AIR, ts_ms=t0, q=Quality.OK, temp_c=-20.0)], 1))
         svc.on_status(_status("offline", t0 + MIN, reason="shutdown"), now_ms=t0 + MIN)
@@ -321,20 +325,13 @@ def test_a_planned_stop_says_so_and_raises_no_alarm(db_url: str) -> None:
         svc.on_status(_status("offline", t0 + MIN, reason="lwt"), now_ms=t0 + 182 * MIN)
         svc.watch(t0 + 200 * MIN)
         assert [b.kind for b in rows(engine, BreachRow)] == ["gateway_offline"]
-    finally:
-        svc.stop()
-        engine.dispose()
 
 
 def test_back_filling_ends_with_the_backlog_or_at_its_bound_and_silence_is_then_judged(
     db_url: str,
 ) -> None:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    seed(engine, gateway=GW, site=SITE)
-    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
-    t0 = now_ms() - 5 * 3_600_000
-    try:
+    with standalone(db_url) as (svc, engine):
+        t0 = now_ms() - 5 * 3_600_000
         # a healthy gateway: the cycle being sent is no backlog
         svc.on_status(_status("online", t0, stats={"backlog": 40, "behind": 0}), now_ms=t0)
         state = svc.gateways.get(GW)
@@ -349,20 +346,13 @@ def test_back_filling_ends_with_the_backlog_or_at_its_bound_and_silence_is_then_
         assert not state.backfilling
         svc.watch(t0 + 80 * MIN)  # silent for 80 minutes and no longer held: no data
         assert [b.kind for b in rows(engine, BreachRow)] == ["no_data"]
-    finally:
-        svc.stop()
-        engine.dispose()
 
 
 def test_gateways_are_not_called_offline_for_the_time_the_broker_itself_was_down(
     db_url: str,
 ) -> None:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    seed(engine, gateway=GW, site=SITE)
-    svc = AlertService(engine, MqttConfig(port=1), on_alarm=lambda _line: None)
-    t0 = now_ms() - 4 * 3_600_000
-    try:
+    with standalone(db_url) as (svc, engine):
+        t0 = now_ms() - 4 * 3_600_000
         svc.on_status(_status("online", t0, stats={"behind": 0}), now_ms=t0)
         # a planned broker stop delivers every gateway's will; the broker stays down 2 h
         svc.on_status(_status("offline", t0, reason="lwt"), now_ms=t0 + MIN)
@@ -374,9 +364,6 @@ def test_gateways_are_not_called_offline_for_the_time_the_broker_itself_was_down
         svc.watch(back + 11 * MIN)  # the gateway itself has not come back: its own outage
         (row,) = rows(engine, BreachRow)
         assert (row.kind, row.start_ms) == ("gateway_offline", t0)
-    finally:
-        svc.stop()
-        engine.dispose()
 
 
 def test_the_alert_services_metrics_are_scraped_over_http_and_name_its_counters(

@@ -14,7 +14,8 @@ import pytest
 
 from alerts.db import upgrade
 from tests.harness import Broker, CliProcess, wait_for
-from tests.test_alerts_standby import Receiver
+from tests.test_alerts_standby import posted
+from tests.test_notify import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +69,7 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 def subjects(receiver: Receiver) -> list[str]:
-    return [str(p["subject"]) for p in receiver.posted]
+    return [str(p["subject"]) for p in posted(receiver)]
 
 
 def test_the_watchdog_tells_when_the_broker_dies_and_when_the_alert_service_stops_working(
@@ -79,7 +80,7 @@ def test_the_watchdog_tells_when_the_broker_dies_and_when_the_alert_service_stop
     upgrade(db_url)
     (tmp_path / "alerts.toml").write_text(ALERTS.format(port=own_broker.port))
     (tmp_path / "watchdog.toml").write_text(
-        WATCHDOG.format(port=own_broker.port, hook=receiver.port)
+        WATCHDOG.format(port=own_broker.port, hook=receiver.server.server_address[1])
     )
     alerts = CliProcess(
         ["alerts", "run", "--config", str(tmp_path / "alerts.toml")],
