@@ -95,6 +95,11 @@ def test_the_shipped_service_configs_are_valid() -> None:
     alerts = load_toml(configs / "alerts.toml", AlertsConfig)
     assert alerts.store is not None and alerts.escalation is not None
     assert "county-fleet" in alerts.site_escalation
+    from ops.watchdog import WatchdogConfig
+
+    watchdog = load_toml(configs / "watchdog.toml", WatchdogConfig)
+    watched = {(s.kind, s.id) for s in watchdog.watchdog.services}
+    assert {("alerts", alerts.alerts.id), ("collector", "collector-1")} <= watched
 
 
 def test_the_example_env_file_holds_placeholders_for_every_secret() -> None:
