@@ -114,6 +114,29 @@ def test_an_ordered_batch_comes_back_as_it_came() -> None:
         ("seq 2^63", TOPIC, batch(temp("a", NOW, 1.0), seq=2**63), "<= 9007199254740991"),
         ("5,001 readings", TOPIC, batch(*[temp("a", NOW - i, 1.0) for i in range(5001)]), "length"),
         (
+            "an event count past 2^63",
+            "coldchain/v1/county-store/store-gw/events",
+            json.dumps(
+                {
+                    "v": 1,
+                    "gateway": "store-gw",
+                    "site": "county-store",
+                    "epoch": 1,
+                    "seq": 1,
+                    "events": [
+                        {
+                            "ts_ms": NOW,
+                            "kind": "outbox",
+                            "source": "store-gw",
+                            "state": "overflow",
+                            "count": 2**63,
+                        }
+                    ],
+                }
+            ).encode(),
+            "<= 9007199254740991",
+        ),
+        (
             "a status of another gateway",
             "coldchain/v1/county-store/store-gw/status",
             json.dumps(
