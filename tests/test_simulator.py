@@ -431,3 +431,10 @@ def test_demo_scripted_events_raise_breaches_on_the_right_batches(tmp_path: Path
     assert not any(r[1] == "no_data" and r[0].startswith("truck-02") for r in rows)
     # one alarm per breach: the live stream and any re-evaluation never doubled one
     assert len(alarms) == len(rows)
+    # ending the run stops every gateway on purpose: no other gateway is called offline
+    con = sqlite3.connect(tmp_path / "alerts.sqlite")
+    offline_gateways = {
+        g for (g,) in con.execute("SELECT gateway FROM breaches WHERE kind = 'gateway_offline'")
+    }
+    con.close()
+    assert offline_gateways == {"truck-02"}, offline_gateways
