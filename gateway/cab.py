@@ -9,11 +9,13 @@ import time
 from html import escape
 from importlib import resources
 
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from coldchain.health import CountersCollector, registry_of
 from coldchain.wire import Quality
 from gateway.config import GatewayConfig
 from gateway.sink import Sink
@@ -64,4 +66,19 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/", page), Route("/latest.json", latest)])
+    metrics = registry_of(
+        CountersCollector("coldchain_gateway", lambda: sink.counters),
+        CountersCollector(
+            "coldchain_gateway_publisher", lambda: getattr(uplink, "counters", sink.counters)
+        ),
+    )
+
+    async def scrape(_request: Request) -> Response:
+        """The gateway's counters for Prometheus (readings taken, Modbus requests, no
+        responses, exceptions, bad answers, garbled lines, overruns; messages published
+        and acknowledged)."""
+        return Response(generate_latest(metrics), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[Route("/", page), Route("/latest.json", latest), Route("/metrics", scrape)]
+    )

@@ -358,6 +358,14 @@ def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_
     expect(front.locator(".setpoint")).to_contain_text("-20.0")
     expect(page.locator("#uplink")).not_to_have_class("down")
     shoot(page, "gateway-cab-online")
+    scraped = httpx.get(f"{cab}metrics", timeout=5).text  # the gateway's own metrics
+    for name in (
+        "coldchain_gateway_readings_taken_total",
+        "coldchain_gateway_modbus_requests_total",
+        "coldchain_gateway_modbus_bad_responses_total",
+        "coldchain_gateway_publisher_published_messages_total",
+    ):
+        assert name in scraped, name
     running_broker.stop()  # the truck loses its signal: the central service is gone
     try:
         expect(page.locator("#uplink")).to_have_class("down", timeout=30_000)
