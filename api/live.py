@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from alerts.models import AlarmRow
 from coldchain import heartbeat, wire
 from coldchain.accept import accept
+from coldchain.health import CountersCollector, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
 from coldchain.wire import Stream
@@ -49,6 +50,15 @@ class LatestReading:
     lat_deg: float | None = None
     lon_deg: float | None = None
     speed_kmh: float | None = None
+
+
+@dataclass
+class LiveCounters:
+    #: messages the one way in refused (the collector quarantines its copy)
+    refused: int = 0
+    #: readings and gateway states passed on to the pages
+    readings: int = 0
+    statuses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +106,19 @@ class LiveHub:
         self._consumer.on_disconnected = self._on_disconnect
         #: the hub's worker and the broker connection, for /api/health
         self.health = self._consumer.health
-        #: messages the one way in refused
-        self.refused = 0
+        self.counters = LiveCounters()
+        self.metrics = registry_of(
+            CountersCollector(
+                "coldchain_api_live",
+                lambda: self.counters,
+                self.health,
+                gauges=lambda: {
+                    "clients": len(self._clients),
+                    "queued_messages": self._consumer.queued,
+                },
+                totals=lambda: {"messages_received": self._consumer.received},
+            )
+        )
         #: each service's last heartbeat and when it came ("kind/id")
         self.services: dict[str, tuple[heartbeat.ServiceBeat, float]] = {}
 
@@ -159,14 +180,14 @@ class LiveHub:
             try:
                 beat = heartbeat.decode_beat(payload)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                self.refused += 1
+                self.counters.refused += 1
                 return
             self.services[f"{beat.kind}/{beat.service}"] = (beat, time.monotonic())
             return
         try:
             message = accept(topic, payload).message  # the one way in
         except wire.WireError:
-            self.refused += 1
+            self.counters.refused += 1
             return  # the collector quarantines its copy
         if isinstance(message, wire.ReadingsBatch):
             for reading in message.readings:
@@ -188,6 +209,7 @@ class LiveHub:
                 if current is not None and current.ts_ms >= reading.ts_ms:
                     continue  # a backlog reading: older than what is shown
                 self.latest[key] = latest
+                self.counters.readings += 1
                 self._emit(
                     Event(
                         "reading",
@@ -212,6 +234,7 @@ class LiveHub:
                 state = "back-filling"
             if self.gateways.get(message.gateway) != state:
                 self.gateways[message.gateway] = state
+                self.counters.statuses += 1
                 self._emit(Event("status", {"gateway": message.gateway, "state": state}))
 
     # ------------------------------------------------------------------ alarms

@@ -79,6 +79,29 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
         and acknowledged)."""
         return Response(generate_latest(metrics), media_type="text/plain; version=0.0.4")
 
+    # alive and making progress: a poll cycle within three of the slowest bus's intervals
+    stall_s = max(30.0, 3 * max((bus.interval_s for bus in config.buses), default=10.0))
+    progress = {"cycles": -1, "at": time.monotonic()}
+
+    async def health(_request: Request) -> JSONResponse:
+        now = time.monotonic()
+        if sink.counters.poll_cycles != progress["cycles"]:
+            progress.update(cycles=sink.counters.poll_cycles, at=now)
+        reasons = []
+        stalled = now - progress["at"] > stall_s
+        if stalled:
+            reasons.append(f"no poll cycle for {now - progress['at']:.0f} s")
+        if not getattr(uplink, "connected", False):
+            reasons.append("uplink down: readings are kept in the outbox")
+        state = "stalled" if stalled else "degraded" if reasons else "ok"
+        body = {"service": config.gateway.id, "state": state, "reasons": reasons}
+        return JSONResponse(body, status_code=200 if state == "ok" else 503)
+
     return Starlette(
-        routes=[Route("/", page), Route("/latest.json", latest), Route("/metrics", scrape)]
+        routes=[
+            Route("/", page),
+            Route("/latest.json", latest),
+            Route("/metrics", scrape),
+            Route("/health", health),
+        ]
     )

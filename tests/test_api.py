@@ -460,4 +460,18 @@ def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_s
     )
     publish(api.broker.port, topic, batch(now + 2, 2.75, seq=5))
     wait_for(lambda: latest() == 2.75, 10, "the next real reading on the board")
-    assert api.app.state.services.hub.refused >= 3
+    hub = api.app.state.services.hub
+    assert hub.counters.refused >= 3
+    from coldchain.health import serve
+
+    server = serve(lambda: [hub.health], hub.metrics, "127.0.0.1", 0)  # COLDCHAIN_HEALTH_PORT
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        scraped = httpx.get(f"{base}/metrics", timeout=5).text
+        assert f"coldchain_api_live_refused_total {float(hub.counters.refused)}" in scraped
+        for name in ("coldchain_api_live_readings_total", "coldchain_api_live_clients"):
+            assert name in scraped, name
+        assert httpx.get(f"{base}/health", timeout=5).json()["ok"] is True
+    finally:
+        server.shutdown()
+        server.server_close()

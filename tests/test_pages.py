@@ -366,12 +366,16 @@ def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_
         "coldchain_gateway_publisher_published_messages_total",
     ):
         assert name in scraped, name
+    assert httpx.get(f"{cab}health", timeout=5).json()["state"] == "ok"
     running_broker.stop()  # the truck loses its signal: the central service is gone
     try:
         expect(page.locator("#uplink")).to_have_class("down", timeout=30_000)
         time.sleep(3)
         page.reload()  # served by the gateway itself, from its own readings
         expect(front.locator(".temp .value")).to_have_text("-19.5")
+        answer = httpx.get(f"{cab}health", timeout=5)  # still polling, but not sending
+        assert answer.status_code == 503 and answer.json()["state"] == "degraded"
+        assert "uplink down" in answer.json()["reasons"][0]
         ages = front.locator(".age").inner_text()
         assert int(ages.split()[0]) < 10, ages  # still reading the devices
         shoot(page, "gateway-cab-no-signal")

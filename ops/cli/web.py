@@ -3,6 +3,8 @@ who sign in to them."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from coldchain.settings import ConfigError
@@ -29,7 +31,17 @@ def api_command(host: str, port: int) -> None:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         ]
         fail(ConfigError("environment", problems), 2)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    app = create_app(settings)
+    health_port = os.environ.get("COLDCHAIN_HEALTH_PORT")
+    hub = app.state.services.hub
+    if health_port and hub is not None:
+        # the live hub's health and the API's metrics on an internal port, as for the
+        # collectors and the alert service (the public /api/health stays on the API)
+        from coldchain.health import serve
+
+        health_host = os.environ.get("COLDCHAIN_HEALTH_HOST", "127.0.0.1")
+        serve(lambda: [hub.health], hub.metrics, health_host, int(health_port))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @click.group()
