@@ -41,6 +41,10 @@ def find_mosquitto() -> str:
     return found
 
 
+#: what a broker for coldchain needs beyond persistence (README, "What a broker needs")
+BROKER_NEEDS = ("max_queued_messages 1000000", "max_queued_bytes 0", "max_packet_size 4194304")
+
+
 class LocalBroker:
     def __init__(
         self, workdir: Path, port: int | None = None, extra_lines: list[str] | None = None
@@ -56,7 +60,7 @@ class LocalBroker:
             "persistence true",
             f"persistence_location {workdir / 'data'}/",
             "autosave_interval 1",
-            "max_queued_messages 1000000",
+            *BROKER_NEEDS,
             "max_inflight_messages 100",
             f"log_dest file {workdir / 'mosquitto.log'}",
         ]

@@ -486,3 +486,14 @@ def test_the_provisioning_files_are_the_dashboards_the_code_builds() -> None:
         for path in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")
     }
     assert shipped == grafana.dashboards(), "run `coldchain grafana export` and commit"
+
+
+def test_the_shipped_broker_config_keeps_what_it_acknowledges() -> None:
+    from simulator.broker import BROKER_NEEDS
+
+    lines = {
+        line.strip()
+        for line in (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    }
+    for needed in ("persistence true", "autosave_interval 1", *BROKER_NEEDS):
+        assert needed in lines, needed
