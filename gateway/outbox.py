@@ -20,13 +20,15 @@ power cut.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import IO, ParamSpec, TypeVar
 
 from coldchain import wire
 from coldchain.wire import Event, Stream
@@ -107,6 +109,7 @@ class Outbox:
         self.max_age_ms = int(max_age_h * 3_600_000)
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _hold_lock(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -308,6 +311,33 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()  # the kernel frees the lock with the file
+
+
+class OutboxBusy(RuntimeError):
+    """Another process holds this outbox: two gateways on one outbox would hand out the
+    same sequence numbers and lose readings as duplicates."""
+
+
+def _hold_lock(path: Path) -> IO[str]:
+    """One process per outbox: an exclusive lock on ``<outbox>.lock``, which names the
+    holder's PID; a second process is refused, naming the first."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise OutboxBusy(
+            f"outbox {path} is in use by process {holder}: one gateway process per outbox"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 class _Transaction:

@@ -199,3 +199,24 @@ def test_gateway_started_without_a_broker_delivers_everything_once_one_is_there(
     setup.gateway.stop()
     received, _ = check_exactly_once(setup)
     assert received >= 5 * READINGS_PER_CYCLE
+
+
+def test_a_second_gateway_process_on_one_config_is_refused_naming_the_first(
+    setup: Setup,
+) -> None:
+    import subprocess
+    import sys
+
+    setup.gateway.start()
+    wait_for_messages(setup.recorder, 2)
+    assert setup.gateway.proc is not None
+    second = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "gateway", "run", "--config", str(setup.gateway.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 3, second.stderr
+    assert f"in use by process {setup.gateway.proc.pid}" in second.stderr
+    assert setup.gateway.running  # the first goes on
+    wait_for_messages(setup.recorder, 2)

@@ -40,8 +40,12 @@ def gateway() -> None:
 def gateway_run(config_path: Path) -> None:
     """Run a gateway until SIGINT/SIGTERM."""
     from gateway.app import run_gateway
+    from gateway.outbox import OutboxBusy
 
-    run_gateway(_load_gateway_config(config_path))
+    try:
+        run_gateway(_load_gateway_config(config_path))
+    except OutboxBusy as exc:  # a second gateway process on one config
+        fail(exc, 3)
 
 
 @gateway.command("check")
