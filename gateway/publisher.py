@@ -311,11 +311,13 @@ class Publisher:
             if room <= 0:
                 return
             self._refill_tokens()
-            if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self._opts.backlog_rate_per_s)
+            if self._tokens < 0:
+                # a full chunk went out on credit: wait the debt off, so that the rate
+                # holds on average and every backlog message is a full chunk
+                await asyncio.sleep(-self._tokens / self._opts.backlog_rate_per_s)
                 self._wake.set()  # come back to live first
                 return
-            limit = max(1, min(self._opts.backlog_chunk, int(self._tokens)))
+            limit = self._opts.backlog_chunk
             msg = None
             for stream in self._sendable_streams():
                 msg = await self.outbox.call(

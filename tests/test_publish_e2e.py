@@ -220,3 +220,28 @@ def test_a_second_gateway_process_on_one_config_is_refused_naming_the_first(
     assert f"in use by process {setup.gateway.proc.pid}" in second.stderr
     assert setup.gateway.running  # the first goes on
     wait_for_messages(setup.recorder, 2)
+
+
+def test_a_backlog_drains_in_full_chunks_at_the_configured_rate(
+    setup: Setup, running_broker: Broker
+) -> None:
+    setup.gateway.start()
+    wait_for_messages(setup.recorder, 3)
+    running_broker.stop()
+    time.sleep(4.0)  # a backlog of about 20 poll cycles
+    backlog = outbox_counts(setup.outbox)["pending"]
+    assert backlog >= 10 * READINGS_PER_CYCLE
+    before = len(readings_messages(setup.recorder))
+    running_broker.start()
+    wait_for(
+        lambda: outbox_counts(setup.outbox)["pending"] < 2 * READINGS_PER_CYCLE,
+        60,
+        "the backlog drained",
+    )
+    sizes = [len(m.readings) for m in readings_messages(setup.recorder)[before:]]
+    chunk = 25  # backlog_chunk in the test gateway's config (tests/scenario.py)
+    full = [n for n in sizes if n == chunk]
+    # every backlog message is a full chunk but the last; live cycles are their own size
+    assert len(full) >= backlog // chunk - 1, sizes
+    assert not [n for n in sizes if READINGS_PER_CYCLE < n < chunk], sizes
+    setup.gateway.stop()
