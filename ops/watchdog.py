@@ -188,9 +188,15 @@ class Watchdog:
         threading.Thread(target=self._loop, name="watchdog-check", daemon=True).start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.config.watchdog.check_s):
-            self.consumer.health.beat()
-            self.check()
+        try:
+            while not self._stop.wait(self.config.watchdog.check_s):
+                self.consumer.health.beat()
+                self.check()
+        except Exception as exc:
+            # a watchdog that stopped checking must not look alive: the runner ends the
+            # process (exit 1) for its restart policy
+            log.critical("the watchdog's checks stopped on an error: %r", exc, exc_info=exc)
+            self.consumer.health.died(repr(exc))
 
     def stop(self) -> None:
         self._stop.set()
