@@ -270,6 +270,9 @@ class AlertService:
                     s, item.topic, item.payload, reason, item.received_ms
                 )
 
+        if not self.lead.held:
+            self.counters.quarantined += 1
+            return  # standby: the holder of the lead keeps its own copy aside
         # an error that is not "not now" while keeping it aside stops the worker: a bug
         if self._retrying(store):
             self.counters.quarantined += 1
