@@ -69,7 +69,7 @@ def accept(
     limits: Limits = Limits(),
     now: int | None = None,
     *,
-    streams: frozenset[Stream] = frozenset(Stream),
+    streams: frozenset[Stream] = wire.GATEWAY_STREAMS,
 ) -> Accepted:
     """Decode, check and normalise one message; raises WireError with the reason."""
     parts = wire.parse_topic(topic)

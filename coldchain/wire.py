@@ -8,12 +8,18 @@ Topics (all under ``coldchain/v1/{site}/{gateway}/``):
 - ``readings`` (QoS 1): a :class:`ReadingsBatch`, one poll cycle or one backlog chunk.
 - ``events``   (QoS 1): an :class:`EventsBatch`: device/sensor state changes, door, outbox.
 - ``status``   (QoS 1, retained): a :class:`Status`; the same topic carries the last will.
+- ``stored``   (QoS 1, retained), the other way: a :class:`Stored` from the collectors,
+  the highest seq of each stream that the store holds with every seq below it; the
+  gateway frees a message only when this covers it (docs/design-zero-loss.md).
 
 Rules every producer keeps and every consumer may rely on:
 
 - ``seq`` increases by one per message of a stream (readings and events count apart)
   and survives restarts; ``(gateway, epoch, seq)`` identifies a message for ever.
   QoS 1 may deliver a message twice; the pair lets a consumer drop the copy.
+- ``held_from`` (optional) is the lowest seq of the stream the gateway still holds when
+  it seals the message: every seq below it was confirmed stored or given up (and
+  reported by an ``outbox`` event), so a store need not wait for it.
 - A reading carries exactly one measurand: one value field whose name carries its unit,
   or a position (``lat_deg`` + ``lon_deg``, optionally ``speed_kmh``, ``course_deg``).
 - ``ts_ms`` is the edge time the value was taken, UTC milliseconds since the epoch.
@@ -54,6 +60,7 @@ class Stream(enum.StrEnum):
     READINGS = "readings"
     EVENTS = "events"
     STATUS = "status"
+    STORED = "stored"
 
 
 class Quality(enum.StrEnum):
@@ -74,6 +81,9 @@ class Quantity(enum.StrEnum):
     RUN_H = "run_h"
     POSITION = "position"  # lat_deg + lon_deg (+ speed_kmh, course_deg)
 
+
+#: the streams a gateway publishes (``stored`` goes the other way)
+GATEWAY_STREAMS: Final = frozenset({Stream.READINGS, Stream.EVENTS, Stream.STATUS})
 
 BOOLEAN_QUANTITIES: Final = frozenset(
     {Quantity.DOOR_OPEN, Quantity.COMPRESSOR_ON, Quantity.DEFROST_ON}
@@ -200,13 +210,14 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         raise WireError(f"reading of {self.sensor} has no value and is not a fault", "measurand")
 
 
-class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True):
+class ReadingsBatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     v: int
     gateway: Id
     site: Id
     epoch: TimestampMs
     seq: Seq
     readings: Annotated[list[Reading], msgspec.Meta(max_length=MAX_ITEMS)]
+    held_from: Seq | None = None
 
 
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -225,13 +236,14 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     count: Count | None = None
 
 
-class EventsBatch(msgspec.Struct, forbid_unknown_fields=True):
+class EventsBatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     v: int
     gateway: Id
     site: Id
     epoch: TimestampMs
     seq: Seq
     events: Annotated[list[Event], msgspec.Meta(max_length=MAX_ITEMS)]
+    held_from: Seq | None = None
 
 
 class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -248,6 +260,22 @@ class Status(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     stats: Annotated[dict[Id, Count], msgspec.Meta(max_length=64)] | None = None
 
 
+class Stored(msgspec.Struct, omit_defaults=True):
+    """What the store holds of one gateway's outbox epoch, published by the collectors
+    after each commit: per stream, the highest seq stored with every seq below it
+    (``None``: nothing of that stream yet). ``ts_ms`` is the collector's clock when it
+    was sent, a time reference for the gateway. Unknown fields are ignored, not refused:
+    collectors are upgraded before gateways and may add some."""
+
+    v: int
+    gateway: Id
+    site: Id
+    epoch: TimestampMs
+    ts_ms: TimestampMs
+    readings: Count | None = None
+    events: Count | None = None
+
+
 Message = ReadingsBatch | EventsBatch | Status
 
 _encoder: Final = msgspec.json.Encoder()
@@ -256,11 +284,12 @@ _decoders: Final[dict[Stream, msgspec.json.Decoder[Any]]] = {
     Stream.EVENTS: msgspec.json.Decoder(EventsBatch),
     Stream.STATUS: msgspec.json.Decoder(Status),
 }
+_stored_decoder: Final = msgspec.json.Decoder(Stored)
 _reading_decoder: Final = msgspec.json.Decoder(Reading)
 _event_decoder: Final = msgspec.json.Decoder(Event)
 
 
-def encode(obj: Message | Reading | Event) -> bytes:
+def encode(obj: Message | Stored | Reading | Event) -> bytes:
     return _encoder.encode(obj)
 
 
@@ -283,6 +312,19 @@ def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> 
     return msg
 
 
+def decode_stored(payload: bytes) -> Stored:
+    """Decode a stored watermark; raises WireError with the reason."""
+    try:
+        msg = _stored_decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"does not follow the stored schema: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"not valid JSON: {exc}", "json") from None
+    if msg.v != SCHEMA_VERSION:
+        raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}", "version")
+    return msg
+
+
 def decode_reading(body: bytes) -> Reading:
     return _reading_decoder.decode(body)
 
@@ -292,13 +334,27 @@ def decode_event(body: bytes) -> Event:
 
 
 def assemble(
-    stream: Stream, *, gateway: str, site: str, epoch: int, seq: int, bodies: list[bytes]
+    stream: Stream,
+    *,
+    gateway: str,
+    site: str,
+    epoch: int,
+    seq: int,
+    bodies: list[bytes],
+    held_from: int | None = None,
 ) -> bytes:
     """Build a batch payload from already-encoded readings or events (no re-encoding)."""
-    if stream is Stream.STATUS:
-        raise WireError("status is not a batch")
+    if stream not in (Stream.READINGS, Stream.EVENTS):
+        raise WireError(f"{stream} is not a batch")
     items = "readings" if stream is Stream.READINGS else "events"
-    head = _encoder.encode(
-        {"v": SCHEMA_VERSION, "gateway": gateway, "site": site, "epoch": epoch, "seq": seq}
-    )
+    fields: dict[str, object] = {
+        "v": SCHEMA_VERSION,
+        "gateway": gateway,
+        "site": site,
+        "epoch": epoch,
+        "seq": seq,
+    }
+    if held_from is not None:
+        fields["held_from"] = held_from
+    head = _encoder.encode(fields)
     return b"".join((head[:-1], b',"', items.encode(), b'":[', b",".join(bodies), b"]}"))

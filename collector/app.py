@@ -24,9 +24,9 @@ from coldchain.accept import Limits, accept
 from coldchain.backoff import Backoff
 from coldchain.health import CountersCollector, registry_of
 from coldchain.logs import Throttled
-from coldchain.mqtt import Consumer, Delivery, SessionSpec
+from coldchain.mqtt import Consumer, Delivery, SessionSpec, now_ms
 from coldchain.runner import run_until_signalled
-from coldchain.wire import EventsBatch, ReadingsBatch, Stream, WireError
+from coldchain.wire import EventsBatch, ReadingsBatch, Stored, Stream, WireError
 from collector.config import CollectorConfig
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import Quarantine, quarantine_file
@@ -52,6 +52,8 @@ class CollectorCounters:
     #: readings kept marked out_of_range, and copies of a reading in one message dropped
     readings_out_of_range: int = 0
     reading_copies: int = 0
+    #: stored watermarks published to gateways
+    confirmations: int = 0
 
 
 def subscriptions(group: str, sites: tuple[str, ...]) -> list[str]:
@@ -185,7 +187,41 @@ class Collector:
         if not stored:
             return False  # stopping: nothing acknowledged, the broker sends it again
         self.counters.messages += len(batch)
+        self._confirm([i.message for _, i in incoming])
         return True
+
+    def _confirm(self, messages: list[ReadingsBatch | EventsBatch]) -> None:
+        """Tell each gateway in the batch what the store now holds of its outbox (read
+        from the store, which several collectors share), retained on its ``stored``
+        topic: the gateway frees what this covers. A watermark not sent now is sent
+        with the next commit of that gateway, and the gateway resends what stays
+        unconfirmed, so a failure here loses nothing."""
+        if not messages or not self.consumer.connected:
+            return
+        outboxes = {(m.gateway, m.epoch): m.site for m in messages}
+        try:
+            found = self.store.watermarks(outboxes)
+        except StoreUnavailable as exc:
+            self._rejections.warning("stored", "could not read the seq watermarks: %s", exc)
+            return
+        now = now_ms()
+        for (gateway, epoch), streams in found.items():
+            stored = Stored(
+                v=wire.SCHEMA_VERSION,
+                gateway=gateway,
+                site=outboxes[(gateway, epoch)],
+                epoch=epoch,
+                ts_ms=now,
+                readings=streams.get(Stream.READINGS.value),
+                events=streams.get(Stream.EVENTS.value),
+            )
+            self.consumer.client.publish(
+                wire.topic(stored.site, gateway, Stream.STORED),
+                wire.encode(stored),
+                qos=1,
+                retain=True,
+            )
+            self.counters.confirmations += 1
 
     def _write_one_by_one(
         self,

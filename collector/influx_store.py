@@ -12,14 +12,14 @@ Data model (documented in the README):
 - time: the edge timestamp, millisecond precision.
 
 InfluxDB keeps one point per measurement, tag set and time, so writing the same reading
-twice leaves one point: redelivery is harmless by construction. The quarantine lives in
-a small SQLite file next to the collector (raw payloads are not time series).
+twice leaves one point: redelivery is harmless by construction. The quarantine and the
+seq watermark live in a small SQLite file next to the collector (collector.watermark).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -30,6 +30,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from coldchain.wire import Quality, Quantity, ReadingsBatch
+from collector import watermark
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import SCHEMA as QUARANTINE_SCHEMA
 from collector.quarantine import trim
@@ -86,6 +87,13 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
     return points, readings, events
 
 
+def _outbox_seqs(batch: list[Incoming]) -> Iterator[tuple[watermark.Key, int, int | None]]:
+    for item in batch:
+        msg = item.message
+        stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
+        yield (msg.gateway, stream, msg.epoch), msg.seq, msg.held_from
+
+
 def flux_readings(
     bucket: str,
     start_ms: int,
@@ -131,11 +139,18 @@ class InfluxStore:
             url=url, token=token, org=org, timeout=timeout_ms, retries=False
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        # the side file: the quarantine (raw payloads are not time series) and the seq
+        # watermark (the collectors' record of what they wrote, published to gateways);
+        # collectors sharing a group share this file
+        self.side_path = quarantine_path
         quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-        self._side = sqlite3.connect(quarantine_path, isolation_level=None, check_same_thread=False)
+        self._side = sqlite3.connect(
+            quarantine_path, isolation_level=None, check_same_thread=False, timeout=2.0
+        )
         self._side.execute("PRAGMA journal_mode=WAL")
         self._side.execute("PRAGMA synchronous=FULL")
         self._side.execute(QUARANTINE_SCHEMA)
+        watermark.create(self._side)
 
     def write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
         points, readings, events = points_of(batch)
@@ -151,23 +166,34 @@ class InfluxStore:
                 raise _classified(self.url, exc) from None
             except (HTTPError, OSError) as exc:
                 raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
-        dropped = 0
-        if quarantine:
-            try:
-                self._side.execute("BEGIN IMMEDIATE")
+        try:
+            self._side.execute("BEGIN IMMEDIATE")
+            copies = sum(
+                watermark.record(self._side, key, seq, held_from)
+                for key, seq, held_from in _outbox_seqs(batch)
+            )
+            dropped = 0
+            if quarantine:
                 self._side.executemany(
                     "INSERT INTO quarantine (received_ms, topic, payload, reason) "
                     "VALUES (?, ?, ?, ?)",
                     [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
                 )
                 dropped = trim(self._side, max(q.received_ms for q in quarantine))
-                self._side.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self._side.in_transaction:
-                    self._side.execute("ROLLBACK")
-                raise StoreUnavailable(f"quarantine file: {exc}") from None
+            self._side.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._side.in_transaction:
+                self._side.execute("ROLLBACK")
+            # InfluxDB has the points: the batch comes again and overwrites them
+            raise StoreUnavailable(f"side file {self.side_path}: {exc}") from None
         # InfluxDB does not say whether a point replaced an identical one
-        return WriteResult(readings, 0, 0, events, len(quarantine), dropped)
+        return WriteResult(readings, 0, copies, events, len(quarantine), dropped)
+
+    def watermarks(self, outboxes: Iterable[tuple[str, int]]) -> watermark.Watermarks:
+        try:
+            return watermark.read(self._side, outboxes)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"side file {self.side_path}: {exc}") from None
 
     def readings(
         self,

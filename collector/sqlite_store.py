@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import heapq
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, ReadingsBatch
+from collector import watermark
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import trim
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
@@ -172,7 +173,8 @@ class SqliteStore:
         for item in batch:
             msg = item.message
             stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
-            if self._seen(msg.gateway, stream, msg.epoch, msg.seq):
+            key = (msg.gateway, stream, msg.epoch)
+            if watermark.record(self._db, key, msg.seq, msg.held_from):
                 duplicate_messages += 1
             if isinstance(msg, ReadingsBatch):
                 # always insert-or-ignore: correctness rests on the reading's identity
@@ -261,48 +263,11 @@ class SqliteStore:
         )
         return int(cur.rowcount)
 
-    def _seen(self, gateway: str, stream: str, epoch: int, seq: int) -> bool:
-        """Record (gateway, stream, epoch, seq); True if it was already recorded."""
-        key = (gateway, stream, epoch)
-        row = self._db.execute(
-            "SELECT upto FROM seq_watermark WHERE gateway = ? AND stream = ? AND epoch = ?", key
-        ).fetchone()
-        if row is None:
-            # first message of this gateway outbox seen by this store
-            self._db.execute("INSERT INTO seq_watermark VALUES (?, ?, ?, ?)", (*key, seq - 1))
-            upto = seq - 1
-        else:
-            upto = int(row[0])
-        if seq <= upto:
-            return True
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO seq_seen VALUES (?, ?, ?, ?)", (*key, seq)
-        ).rowcount
-        if not inserted:
-            return True
-        if seq == upto + 1:
-            self._advance(key, upto)
-        return False
-
-    def _advance(self, key: tuple[str, str, int], upto: int) -> None:
-        """Move the watermark over every contiguous seq recorded above it."""
-        rows = self._db.execute(
-            "SELECT seq FROM seq_seen WHERE gateway = ? AND stream = ? AND epoch = ? "
-            "AND seq > ? ORDER BY seq LIMIT 10000",
-            (*key, upto),
-        ).fetchall()
-        for (seq,) in rows:
-            if seq != upto + 1:
-                break
-            upto = seq
-        self._db.execute(
-            "DELETE FROM seq_seen WHERE gateway = ? AND stream = ? AND epoch = ? AND seq <= ?",
-            (*key, upto),
-        )
-        self._db.execute(
-            "UPDATE seq_watermark SET upto = ? WHERE gateway = ? AND stream = ? AND epoch = ?",
-            (upto, *key),
-        )
+    def watermarks(self, outboxes: Iterable[tuple[str, int]]) -> watermark.Watermarks:
+        try:
+            return watermark.read(self._db, outboxes)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
 
     # ------------------------------------------------------------------ reading
     def readings(

@@ -8,12 +8,13 @@ history through :meth:`Store.readings`, whichever store is configured.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from coldchain.wire import BOOLEAN_QUANTITIES, EventsBatch, Quality, Quantity, ReadingsBatch
 from collector.config import InfluxStoreConfig, SqliteStoreConfig
+from collector.watermark import Watermarks
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,11 @@ class Store(Protocol):
         gateway: str | None = None,
     ) -> Iterator[StoredReading]:
         """History in time order, ``start_ms <= ts_ms < end_ms``; a sensor or a site."""
+        ...
+
+    def watermarks(self, outboxes: Iterable[tuple[str, int]]) -> Watermarks:
+        """Per (gateway, epoch): the highest seq of each stream held with every seq
+        below it (collector.watermark), as the store holds it now."""
         ...
 
     def close(self) -> None: ...

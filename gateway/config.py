@@ -47,6 +47,13 @@ class OutboxConfig(Strict):
     require_subscriber: bool = True
     #: on a planned stop, keep sending buffered rows for at most this long
     drain_on_stop_s: Annotated[float, Field(ge=0)] = 10.0
+    #: what frees a message: ``store``, the collectors' stored watermark (a PUBACK only
+    #: says the broker has it in memory), or ``broker``, the PUBACK alone (for
+    #: collectors that publish no watermark; a broker crash can then lose readings)
+    confirm: Literal["store", "broker"] = "store"
+    #: a message the broker took and the store has not confirmed after this long is
+    #: sent again (see gateway/confirm.py for when)
+    confirm_timeout_s: Annotated[float, Field(ge=1)] = 120.0
 
 
 class DeviceConfig(Strict):

@@ -3,7 +3,9 @@
 Tables:
 
 - ``pending``: readings and events written by the buses, not yet in a message.
-- ``sealed``: messages with their final ``seq`` and payload, waiting for a PUBACK.
+- ``sealed``: messages with their final ``seq`` and payload: unpublished until the
+  broker's PUBACK (``published_ms`` null), then kept until a collector says the store
+  holds them (:meth:`Outbox.confirm`): a PUBACK only says the broker has it in memory.
 - ``meta``: ``epoch`` (creation time, part of every message's identity), the next
   ``seq`` per stream, and lifetime counters.
 - ``rejects``: input kept aside (garbled serial lines) with its reason.
@@ -20,18 +22,17 @@ power cut.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from coldchain import wire
 from coldchain.wire import Event, Stream
+from gateway.outbox_file import Transaction, hold_lock
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS sealed (
     n          INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
     payload    BLOB    NOT NULL,
+    published_ms INTEGER,
     PRIMARY KEY (stream, seq)
 );
 CREATE TABLE IF NOT EXISTS meta (
@@ -65,7 +67,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_REJECTS = 10_000
 
 
@@ -84,11 +86,17 @@ class SealedMessage:
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     pending: int
+    #: sealed messages: not yet published, or published and not yet confirmed stored
     sealed_messages: int
     sealed_rows: int
     dropped: int
     rejects: int
     taken_readings: int
+    #: sealed messages not yet taken by the broker (a PUBACK frees none of them)
+    unpublished: int = 0
+    #: published and not yet confirmed stored, and when the oldest of them was published
+    unconfirmed: int = 0
+    oldest_unconfirmed_ms: int | None = None
 
 
 class Outbox:
@@ -109,14 +117,16 @@ class Outbox:
         self.max_age_ms = int(max_age_h * 3_600_000)
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _hold_lock(path)
+        self._lock = hold_lock(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         with self._tx():
-            if self._meta("schema") is None:
-                self._set_meta("schema", SCHEMA_VERSION)
+            if (self._meta("schema") or SCHEMA_VERSION) < 2:
+                # version 1 deleted a message on its PUBACK: what is left was never acked
+                self._db.execute("ALTER TABLE sealed ADD COLUMN published_ms INTEGER")
+            self._set_meta("schema", SCHEMA_VERSION)
             if self._meta("epoch") is None:
                 self._set_meta("epoch", self._clock())
         self.epoch = int(self._meta("epoch") or 0)
@@ -126,7 +136,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ helpers
     def _tx(self) -> sqlite3.Connection:
-        return _Transaction(self._db)  # type: ignore[return-value]
+        return Transaction(self._db)  # type: ignore[return-value]
 
     def _count(self, sql: str) -> int:
         return int(self._db.execute(sql).fetchone()[0])
@@ -180,15 +190,18 @@ class Outbox:
         dropped = 0
         oldest: int | None = None
         excess = self._pending + self._sealed_rows - self.max_rows
-        if excess > 0:
+        if excess > 0 and self._sealed_rows:
+            # sealed messages waiting for the store are the oldest rows: they go first
+            dropped, oldest = self._drop_sealed(excess)
+        if excess > dropped:
             row = self._db.execute(
                 "SELECT MAX(id), MIN(ts_ms) FROM (SELECT id, ts_ms FROM pending "
                 "ORDER BY id LIMIT ?)",
-                (excess,),
+                (excess - dropped,),
             ).fetchone()
             if row[0] is not None:
                 dropped += self._db.execute("DELETE FROM pending WHERE id <= ?", (row[0],)).rowcount
-                oldest = row[1]
+                oldest = row[1] if oldest is None else min(oldest, row[1])
         now = self._clock()
         if now - self._last_age_check_ms > 60_000:
             self._last_age_check_ms = now
@@ -202,7 +215,7 @@ class Outbox:
                     "DELETE FROM pending WHERE ts_ms < ?", (cutoff,)
                 ).rowcount
         if dropped:
-            self._pending -= dropped
+            self._pending = self._count("SELECT COUNT(*) FROM pending")
             self._add_meta("dropped", dropped)
             event = Event(
                 ts_ms=now,
@@ -218,6 +231,25 @@ class Outbox:
                 (Stream.EVENTS.value, now, wire.encode(event)),
             )
             self._pending += 1
+
+    def _drop_sealed(self, rows: int) -> tuple[int, int | None]:
+        """Drop the oldest sealed messages, up to ``rows`` rows or one message more (the
+        store never confirmed them: given up, reported by the overflow event, never
+        waited for: the next messages' ``held_from`` tells the store). Returns (rows
+        dropped, the oldest one's created_ms)."""
+        freed = 0
+        oldest: int | None = None
+        for stream, seq, n, created in self._db.execute(
+            "SELECT stream, seq, n, created_ms FROM sealed ORDER BY created_ms, seq LIMIT ?",
+            (rows,),  # each message holds one row at least
+        ).fetchall():
+            if freed >= rows:
+                break
+            self._db.execute("DELETE FROM sealed WHERE stream = ? AND seq = ?", (stream, seq))
+            freed += int(n)
+            oldest = int(created) if oldest is None else oldest
+        self._sealed_rows -= freed
+        return freed, oldest
 
     # ------------------------------------------------------------------ sealing
     def last_pending_id(self) -> int:
@@ -240,6 +272,9 @@ class Outbox:
             seq_key = f"next_seq.{stream.value}"
             seq = self._meta(seq_key) or 1
             self._set_meta(seq_key, seq + 1)
+            held = self._db.execute(
+                "SELECT MIN(seq) FROM sealed WHERE stream = ?", (stream.value,)
+            ).fetchone()[0]
             payload = wire.assemble(
                 stream,
                 gateway=self.gateway,
@@ -247,6 +282,7 @@ class Outbox:
                 epoch=self.epoch,
                 seq=seq,
                 bodies=[r[1] for r in rows],
+                held_from=seq if held is None else int(held),
             )
             self._db.execute(
                 "DELETE FROM pending WHERE stream = ? AND id >= ? AND id <= ?",
@@ -260,32 +296,76 @@ class Outbox:
             self._sealed_rows += len(rows)
             return SealedMessage(stream, seq, len(rows), payload)
 
-    def unacked(self) -> list[SealedMessage]:
-        """Sealed messages not yet acknowledged, oldest first (to republish at start)."""
+    def unpublished(self) -> list[SealedMessage]:
+        """Sealed messages the broker has not taken, oldest first (to send at start)."""
+        return self._messages(
+            "SELECT stream, seq, n, payload FROM sealed WHERE published_ms IS NULL "
+            "ORDER BY created_ms, stream, seq"
+        )
+
+    def overdue(self, stream: Stream, published_before_ms: int, limit: int) -> list[SealedMessage]:
+        """Published before then and still not confirmed stored, lowest seq first."""
+        return self._messages(
+            "SELECT stream, seq, n, payload FROM sealed WHERE stream = ? AND "
+            "published_ms < ? ORDER BY seq LIMIT ?",
+            (stream.value, published_before_ms, limit),
+        )
+
+    def _messages(self, sql: str, args: tuple[object, ...] = ()) -> list[SealedMessage]:
         return [
             SealedMessage(Stream(s), seq, n, bytes(p))
-            for s, seq, n, p in self._db.execute(
-                "SELECT stream, seq, n, payload FROM sealed ORDER BY created_ms, stream, seq"
-            )
+            for s, seq, n, p in self._db.execute(sql, args)
         ]
 
+    def published(self, stream: Stream, seq: int) -> None:
+        """The broker took it (PUBACK): kept until a stored watermark covers it."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE sealed SET published_ms = ? WHERE stream = ? AND seq = ?",
+                (self._clock(), stream.value, seq),
+            )
+
+    def confirm(self, stream: Stream, upto: int) -> int:
+        """The store holds every seq of ``stream`` up to ``upto``: free those messages.
+        Returns the number of rows freed."""
+        with self._tx():
+            freed = sum(
+                int(n)
+                for (n,) in self._db.execute(
+                    "DELETE FROM sealed WHERE stream = ? AND seq <= ? RETURNING n",
+                    (stream.value, upto),
+                )
+            )
+            if freed:
+                self._sealed_rows -= freed
+                self._add_meta(f"confirmed.{stream.value}", freed)
+            return freed
+
     def ack(self, stream: Stream, seq: int) -> None:
+        """Free one message on the broker's word alone (``confirm = "broker"``: for a
+        broker whose collectors publish no stored watermark)."""
         with self._tx():
             row = self._db.execute(
                 "DELETE FROM sealed WHERE stream = ? AND seq = ? RETURNING n", (stream.value, seq)
             ).fetchone()
             if row is not None:
                 self._sealed_rows -= int(row[0])
-                self._add_meta(f"acked.{stream.value}", int(row[0]))
+                self._add_meta(f"confirmed.{stream.value}", int(row[0]))
 
     def stats(self) -> OutboxStats:
+        sealed, unpublished, oldest = self._db.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(published_ms), MIN(published_ms) FROM sealed"
+        ).fetchone()
         return OutboxStats(
             pending=self._pending,
-            sealed_messages=self._count("SELECT COUNT(*) FROM sealed"),
+            sealed_messages=int(sealed),
             sealed_rows=self._sealed_rows,
             dropped=self._meta("dropped") or 0,
             rejects=self._count("SELECT COUNT(*) FROM rejects"),
             taken_readings=self._meta("taken.readings") or 0,
+            unpublished=int(unpublished),
+            unconfirmed=int(sealed) - int(unpublished),
+            oldest_unconfirmed_ms=None if oldest is None else int(oldest),
         )
 
     def behind(self, older_than_ms: int) -> tuple[int, int | None]:
@@ -312,51 +392,6 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
         self._lock.close()  # the kernel frees the lock with the file
-
-
-class OutboxBusy(RuntimeError):
-    """Another process holds this outbox: two gateways on one outbox would hand out the
-    same sequence numbers and lose readings as duplicates."""
-
-
-def _hold_lock(path: Path) -> IO[str]:
-    """One process per outbox: an exclusive lock on ``<outbox>.lock``, which names the
-    holder's PID; a second process is refused, naming the first."""
-    lock_path = path.with_name(path.name + ".lock")
-    handle = lock_path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise OutboxBusy(
-            f"outbox {path} is in use by process {holder}: one gateway process per outbox"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error (nestable: inner levels no-op)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._outer = True
-        return self._db
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if not self._outer:
-            return
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 class AsyncOutbox:

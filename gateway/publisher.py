@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from coldchain.backoff import Backoff
 from coldchain.mqtt import SessionSpec, connect, make_client
 from coldchain.wire import Status, Stream
 from gateway.config import GatewayConfig
+from gateway.confirm import Confirmations
 from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
 
 log = logging.getLogger("coldchain.gateway.mqtt")
@@ -68,7 +70,14 @@ class Publisher:
         self._refusal: dict[Stream, str] = {}
         self._retry_backoff = {s: Backoff(1.0, 60.0) for s in (Stream.READINGS, Stream.EVENTS)}
         self._retry_tasks: dict[Stream, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._by_store = self._opts.confirm == "store"
+        self.confirmations = Confirmations(
+            outbox, gateway=self._gw.id, timeout_s=self._opts.confirm_timeout_s
+        )
+        #: overdue messages waiting to be sent again, and which (stream, seq) they are
+        self._resends: deque[SealedMessage] = deque()
+        self._resending: set[tuple[Stream, int]] = set()
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
         self._stopping = False
@@ -93,6 +102,7 @@ class Publisher:
         client.on_connect = self._on_connect_thread
         client.on_disconnect = self._on_disconnect_thread
         client.on_publish = self._on_publish_thread
+        client.on_message = self._on_message_thread
         return client
 
     def topic(self, stream: Stream) -> str:
@@ -111,6 +121,9 @@ class Publisher:
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
     ) -> None:
         self._soon(self._on_disconnect, reason)
+
+    def _on_message_thread(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self._soon(self._on_stored, bytes(msg.payload), bool(msg.retain))
 
     def _on_publish_thread(
         self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties | None
@@ -139,6 +152,8 @@ class Publisher:
             stats.pending,
             stats.sealed_messages,
         )
+        if self._by_store:
+            self._client.subscribe(self.topic(Stream.STORED), qos=1)
         self.publish_status("online")
         refused, self._refused = self._refused, []
         for msg in refused:
@@ -151,6 +166,8 @@ class Publisher:
             self.counters.disconnects += 1
         self._connected = False
         self._boundary = None
+        self._resends.clear()  # the next check queues what is still overdue
+        self._resending.clear()
 
     def _on_publish(self, mid: int, reason: ReasonCode) -> None:
         msg = self._inflight.pop(mid, None)
@@ -198,8 +215,31 @@ class Publisher:
             self._send(msg)
 
     async def _ack(self, msg: SealedMessage) -> None:
-        await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
+        if self._by_store:  # kept until the store confirms it
+            await self.outbox.call(self.outbox.sync.published, msg.stream, msg.seq)
+            self._resending.discard((msg.stream, msg.seq))
+        else:
+            await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
         self._wake.set()
+
+    def _on_stored(self, payload: bytes, retained: bool) -> None:
+        task = asyncio.ensure_future(self.confirmations.on_stored(payload, retained))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_confirmations(self) -> None:
+        """Queue what the store has not confirmed in time (gateway/confirm.py)."""
+        every_s = min(5.0, self._opts.confirm_timeout_s / 4)
+        while not self._stopping:
+            await asyncio.sleep(every_s)
+            if not self._connected:
+                continue
+            for msg in await self.confirmations.overdue(2 * self._opts.window):
+                if (msg.stream, msg.seq) not in self._resending:
+                    self._resending.add((msg.stream, msg.seq))
+                    self._resends.append(msg)
+            if self._resends:
+                self._wake.set()
 
     # ------------------------------------------------------------------ public
     def notify(self) -> None:
@@ -228,6 +268,10 @@ class Publisher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         connect(self._client, self.config.mqtt, self._session)
+        if self._by_store:
+            watcher = asyncio.ensure_future(self._watch_confirmations())
+            self._tasks.add(watcher)
+            watcher.add_done_callback(self._tasks.discard)
         try:
             while not self._stopping:
                 await self._wake.wait()
@@ -242,8 +286,8 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while self._connected and time.monotonic() < deadline:
             stats = await self.outbox.call(self.outbox.sync.stats)
-            if stats.pending == 0 and stats.sealed_messages == 0:
-                return True
+            if stats.pending == 0 and stats.unpublished == 0 and not self._inflight:
+                return True  # published: what the store has not confirmed stays on disk
             self._wake.set()
             await asyncio.sleep(0.05)
         return False
@@ -272,7 +316,7 @@ class Publisher:
 
     async def _republish_previous_run(self) -> None:
         """Sealed messages left by a previous process go first, in seq order."""
-        leftovers = await self.outbox.call(self.outbox.sync.unacked)
+        leftovers = await self.outbox.call(self.outbox.sync.unpublished)
         for msg in leftovers:
             while self._room() <= 0 and self._connected:
                 await self._wait_for_room()
@@ -317,6 +361,12 @@ class Publisher:
                 await asyncio.sleep(-self._tokens / self._opts.backlog_rate_per_s)
                 self._wake.set()  # come back to live first
                 return
+            if self._resends:  # what the store did not confirm goes before new backlog
+                again = self._resends.popleft()
+                self._tokens -= again.n
+                self.confirmations.counters.resent_messages += 1
+                self._send(again)
+                continue
             limit = self._opts.backlog_chunk
             msg = None
             for stream in self._sendable_streams():

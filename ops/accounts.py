@@ -1,7 +1,8 @@
 """Broker accounts for the production Mosquitto: a password file entry (hashed by
 Debian's ``mosquitto_passwd``, never stored in the clear) and an ACL block per account.
 
-A gateway may write only under ``coldchain/v1/{site}/{gateway}/`` and read nothing; each
+A gateway may write only its own streams under ``coldchain/v1/{site}/{gateway}/`` and
+read only its own ``stored`` watermark; each
 service reads what it consumes and writes only its heartbeat.
 """
 
@@ -21,6 +22,7 @@ SERVICE_RULES: dict[str, list[str]] = {
     "collector": [
         f"topic read {wire.subscription(Stream.READINGS, '+')}",
         f"topic read {wire.subscription(Stream.EVENTS, '+')}",
+        f"topic write {wire.subscription(Stream.STORED, '+')}",
         f"topic write {SERVICES_ROOT}/collector/#",
     ],
     "alerts": [
@@ -42,7 +44,11 @@ class AccountError(RuntimeError):
 
 
 def gateway_rules(site: str, gateway: str) -> list[str]:
-    return [f"topic write coldchain/v1/{site}/{gateway}/#"]
+    """A gateway writes its own streams and reads only what the store holds of them."""
+    return [
+        *(f"topic write {wire.topic(site, gateway, s)}" for s in sorted(wire.GATEWAY_STREAMS)),
+        f"topic read {wire.topic(site, gateway, Stream.STORED)}",
+    ]
 
 
 def _hash(username: str, password: str) -> str:

@@ -59,7 +59,12 @@ def make_setup(
     """Simulated devices, a gateway config pointing at ``broker``, a recorder."""
     cleanups: list[Callable[[], None]] = []
 
-    def make(broker: Broker, record: bool = True) -> Setup:
+    def make(
+        broker: Broker, record: bool = True, confirm: str = "broker", **outbox: object
+    ) -> Setup:
+        """``confirm = "broker"``: the recorder is the only subscriber, nothing publishes a
+        stored watermark, so a PUBACK frees a message (the gateway-broker leg on its own;
+        tests/test_zero_loss.py runs the whole path with collectors confirming)."""
         port = free_port()
         values: dict[str, float | bool] = {
             "setpoint": -20.0,
@@ -91,7 +96,13 @@ def make_setup(
         config = tmp_path / "gateway.toml"
         config.write_text(
             GATEWAY_CONFIG.format(
-                site=site, gw=gw, broker_port=broker.port, port=port, interval_s=INTERVAL_S
+                site=site,
+                gw=gw,
+                broker_port=broker.port,
+                port=port,
+                interval_s=INTERVAL_S,
+                confirm=confirm,
+                more="".join(f"{k} = {v!r}\n" for k, v in outbox.items()),
             )
         )
         recorder: Recorder | None = None
@@ -131,7 +142,8 @@ path = "outbox.sqlite"
 backlog_chunk = 25
 backlog_rate_per_s = 150
 linger_ms = 20
-
+confirm = "{confirm}"
+{more}
 [[buses]]
 kind = "modbus_tcp"
 name = "room"

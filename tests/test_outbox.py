@@ -57,16 +57,66 @@ def test_sealed_payload_is_a_valid_batch_in_insertion_order(tmp_path: Path) -> N
     assert (batch.gateway, batch.site, batch.seq, batch.epoch) == ("gw", "s", 1, box.epoch)
 
 
-def test_unacked_messages_are_republished_byte_for_byte_after_a_crash(tmp_path: Path) -> None:
+def test_unpublished_messages_are_sent_byte_for_byte_after_a_crash(tmp_path: Path) -> None:
     box = make(tmp_path / "o.sqlite")
-    box.add(Stream.READINGS, rows(4))
+    box.add(Stream.READINGS, rows(6))
     a = box.seal(Stream.READINGS, limit=2)
     b = box.seal(Stream.READINGS, limit=2)
-    assert a and b
-    box.ack(Stream.READINGS, a.seq)
+    c = box.seal(Stream.READINGS, limit=2)
+    assert a and b and c
+    box.published(Stream.READINGS, a.seq)  # the broker took a,
+    box.published(Stream.READINGS, b.seq)
+    box.confirm(Stream.READINGS, a.seq)  # and the store holds a
     box.close()  # the process dies here; the file is all that is left
-    again = make(tmp_path / "o.sqlite").unacked()
-    assert [(m.seq, m.payload) for m in again] == [(b.seq, b.payload)]
+    again = make(tmp_path / "o.sqlite")
+    assert [(m.seq, m.payload) for m in again.unpublished()] == [(c.seq, c.payload)]
+    # b is kept, waiting for the store: overdue once it was published long enough ago
+    assert [m.seq for m in again.overdue(Stream.READINGS, now_ms() + 1, 10)] == [b.seq]
+    stats = again.stats()
+    assert (stats.sealed_messages, stats.unpublished, stats.unconfirmed) == (2, 1, 1)
+
+
+def test_a_puback_keeps_the_message_until_the_store_confirms_it(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(9))
+    sealed = [box.seal(Stream.READINGS, limit=3) for _ in range(3)]
+    for msg in sealed:
+        assert msg is not None
+        box.published(Stream.READINGS, msg.seq)
+    assert box.stats().sealed_rows == 9
+    assert box.confirm(Stream.READINGS, 2) == 6
+    assert box.confirm(Stream.READINGS, 2) == 0  # a second copy of a watermark frees nothing
+    assert box.stats().sealed_rows == 3
+
+
+def test_each_message_says_the_lowest_seq_the_gateway_still_holds(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(4))
+    first = box.seal(Stream.READINGS, limit=1)
+    second = box.seal(Stream.READINGS, limit=1)
+    assert first and second
+    box.confirm(Stream.READINGS, first.seq)
+    third = box.seal(Stream.READINGS, limit=1)
+    box.confirm(Stream.READINGS, third.seq if third else 0)
+    fourth = box.seal(Stream.READINGS, limit=1)
+    assert third and fourth
+    held = [json.loads(m.payload)["held_from"] for m in (first, second, third, fourth)]
+    assert held == [1, 1, 2, 4]
+
+
+def test_a_full_outbox_gives_up_the_oldest_unconfirmed_messages_and_says_so(
+    tmp_path: Path,
+) -> None:
+    box = make(tmp_path / "o.sqlite", max_rows=100)
+    box.add(Stream.READINGS, rows(100))
+    while (msg := box.seal(Stream.READINGS, limit=10)) is not None:
+        box.published(Stream.READINGS, msg.seq)  # nobody confirms: the collector is away
+    box.add(Stream.READINGS, rows(5, start_ts=NOW + 5000))
+    stats = box.stats()
+    assert stats.dropped == 10  # one whole message of ten, the oldest
+    assert stats.pending + stats.sealed_rows == 95 + 1  # and the overflow event
+    nxt = box.seal(Stream.READINGS)
+    assert nxt is not None and json.loads(nxt.payload)["held_from"] == 2
 
 
 def test_streams_have_their_own_sequences(tmp_path: Path) -> None:

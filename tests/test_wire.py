@@ -30,6 +30,28 @@ def test_golden_payload_decodes_and_reencodes_to_the_same_json(name: str, stream
     assert json.loads(wire.encode(msg)) == json.loads(raw)
 
 
+def test_golden_stored_watermark_decodes_and_ignores_fields_it_does_not_know() -> None:
+    raw = (GOLDEN / "stored.json").read_bytes()
+    stored = wire.decode_stored(raw)
+    assert (stored.gateway, stored.epoch, stored.readings, stored.events) == (
+        "truck-02",
+        1795430000000,
+        76,
+        12,
+    )
+    assert json.loads(wire.encode(stored)) == json.loads(raw)
+    newer = json.loads(raw) | {"collector": "collector-3"}  # a newer collector's field
+    assert wire.decode_stored(json.dumps(newer).encode()) == stored
+    with pytest.raises(wire.WireError):
+        wire.decode_stored(b'{"v":1,"gateway":"truck-02"}')
+
+
+def test_a_backlog_chunk_says_the_lowest_seq_its_gateway_still_holds() -> None:
+    msg = wire.decode(Stream.READINGS, (GOLDEN / "readings_truck_backlog.json").read_bytes())
+    assert isinstance(msg, wire.ReadingsBatch)
+    assert (msg.seq, msg.held_from) == (77, 61)
+
+
 def test_golden_readings_carry_one_measurand_each() -> None:
     msg = wire.decode(Stream.READINGS, (GOLDEN / "readings_store_poll.json").read_bytes())
     assert isinstance(msg, wire.ReadingsBatch)

@@ -40,7 +40,7 @@ def gateway() -> None:
 def gateway_run(config_path: Path) -> None:
     """Run a gateway until SIGINT/SIGTERM."""
     from gateway.app import run_gateway
-    from gateway.outbox import OutboxBusy
+    from gateway.outbox_file import OutboxBusy
 
     try:
         run_gateway(_load_gateway_config(config_path))

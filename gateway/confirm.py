@@ -1,0 +1,119 @@
+"""What the store has confirmed of this outbox, and what to send again.
+
+The collectors publish, retained, what the store holds of this gateway's outbox
+(``coldchain/v1/{site}/{gateway}/stored``: per stream the highest seq held with every
+seq below it). A confirmation frees the sealed messages it covers. A message the broker
+took (PUBACK) but the store never got (a broker that crashed before saving it, dropped
+it from a full queue, or queued it for a shared member that never returns) is sent again:
+
+- while the collectors are heard confirming (a live watermark within the timeout) and a
+  stream's watermark has not moved for the timeout, its overdue messages go again,
+  lowest seq first (a watermark that keeps moving is a collector catching up: nothing
+  is sent twice for it);
+- while nothing is heard, only the oldest overdue message goes, once per timeout: a
+  probe that brings a watermark back if a collector is there, and adds one copy to the
+  broker's queue if none is (the store's keys absorb the copies either way).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coldchain import wire
+from coldchain.logs import Throttled
+from coldchain.wire import Stream, WireError
+from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
+
+log = logging.getLogger("coldchain.gateway.confirm")
+
+BATCH_STREAMS = (Stream.EVENTS, Stream.READINGS)
+
+
+@dataclass
+class ConfirmCounters:
+    #: stored watermarks received, and those that did not follow the contract
+    confirmations: int = 0
+    bad_confirmations: int = 0
+    #: readings and events freed because the store confirmed them
+    confirmed_rows: int = 0
+    #: messages sent again because the store did not confirm them in time
+    resent_messages: int = 0
+
+
+class Confirmations:
+    def __init__(
+        self,
+        outbox: AsyncOutbox,
+        *,
+        gateway: str,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self.gateway = gateway
+        self.timeout_s = timeout_s
+        self.counters = ConfirmCounters()
+        self._clock = clock
+        #: the highest watermark seen per stream of this outbox's epoch
+        self.upto: dict[Stream, int] = {}
+        start = clock()
+        self._moved_at = dict.fromkeys(BATCH_STREAMS, start)
+        self._heard_at: float | None = None
+        self._probed_at = start
+        #: the collector's clock minus ours, from the last live watermark (ms)
+        self.skew_ms: int | None = None
+        self._bad = Throttled(log)
+
+    async def on_stored(self, payload: bytes, retained: bool) -> int:
+        """Take a watermark; returns the number of rows it freed."""
+        try:
+            stored = wire.decode_stored(payload)
+        except WireError as exc:
+            self.counters.bad_confirmations += 1
+            self._bad.warning("stored", "ignored a stored watermark: %s", exc)
+            return 0
+        self.counters.confirmations += 1
+        if stored.gateway != self.gateway or stored.epoch != self.outbox.sync.epoch:
+            return 0  # another outbox's (an older epoch's, moved aside): nothing to free
+        now = self._clock()
+        if not retained:  # a retained copy may be days old: it says nobody is there now
+            self._heard_at = now
+            self.skew_ms = stored.ts_ms - now_ms()
+        freed = 0
+        for stream, upto in ((Stream.READINGS, stored.readings), (Stream.EVENTS, stored.events)):
+            if upto is None or upto <= self.upto.get(stream, 0):
+                continue  # several collectors: a watermark never goes back
+            self.upto[stream] = upto
+            self._moved_at[stream] = now
+            freed += await self.outbox.call(self.outbox.sync.confirm, stream, upto)
+        self.counters.confirmed_rows += freed
+        return freed
+
+    @property
+    def heard(self) -> bool:
+        """A collector confirmed this outbox within the timeout."""
+        return self._heard_at is not None and self._clock() - self._heard_at < self.timeout_s
+
+    async def overdue(self, limit: int) -> list[SealedMessage]:
+        """Messages to send again now (see the module's docstring)."""
+        now = self._clock()
+        published_before = now_ms() - int(self.timeout_s * 1000)
+        if self.heard:
+            due: list[SealedMessage] = []
+            for stream in BATCH_STREAMS:
+                if now - self._moved_at[stream] >= self.timeout_s:
+                    due += await self.outbox.call(
+                        self.outbox.sync.overdue, stream, published_before, limit
+                    )
+            return due
+        if now - self._probed_at < self.timeout_s:
+            return []
+        self._probed_at = now
+        for stream in BATCH_STREAMS:
+            oldest = await self.outbox.call(self.outbox.sync.overdue, stream, published_before, 1)
+            if oldest:
+                return oldest
+        return []
