@@ -125,6 +125,12 @@ class Gateway:
             # a backlog: unsent for longer than a minute (not the cycle being sent)
             "behind": behind,
             "oldest_unsent_age_s": 0 if oldest_ms is None else max(0, (now - oldest_ms) // 1000),
+            # published and not yet confirmed stored by a collector, and for how long
+            "unconfirmed": box.unconfirmed,
+            "oldest_unconfirmed_age_s": 0
+            if box.oldest_unconfirmed_ms is None
+            else max(0, (now - box.oldest_unconfirmed_ms) // 1000),
+            "resent_messages": self.publisher.confirmations.counters.resent_messages,
             "dropped": box.dropped,
             "rejects": box.rejects,
             "modbus_requests": c.modbus_requests,

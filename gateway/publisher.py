@@ -35,6 +35,7 @@ from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
 log = logging.getLogger("coldchain.gateway.mqtt")
 
 LIVE_RESERVE = 2  # window slots the backlog lane never takes
+RESEND_BATCH = 500  # unconfirmed messages queued to go again per check, at most
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason: accepted, but delivered to nobody
 
 
@@ -234,12 +235,25 @@ class Publisher:
             await asyncio.sleep(every_s)
             if not self._connected:
                 continue
-            for msg in await self.confirmations.overdue(2 * self._opts.window):
-                if (msg.stream, msg.seq) not in self._resending:
-                    self._resending.add((msg.stream, msg.seq))
-                    self._resends.append(msg)
-            if self._resends:
-                self._wake.set()
+            probe = not self.confirmations.heard
+            again = [
+                msg
+                for msg in await self.confirmations.overdue(RESEND_BATCH)
+                if (msg.stream, msg.seq) not in self._resending
+            ]
+            if not again:
+                continue
+            log.info(
+                "%s: sending again %d messages from %s seq %d (published, never confirmed)",
+                "nobody confirms, a probe" if probe else "the store has not confirmed them",
+                len(again),
+                again[0].stream,
+                again[0].seq,
+            )
+            for msg in again:
+                self._resending.add((msg.stream, msg.seq))
+                self._resends.append(msg)
+            self._wake.set()
 
     # ------------------------------------------------------------------ public
     def notify(self) -> None:
@@ -286,8 +300,11 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while self._connected and time.monotonic() < deadline:
             stats = await self.outbox.call(self.outbox.sync.stats)
-            if stats.pending == 0 and stats.unpublished == 0 and not self._inflight:
-                return True  # published: what the store has not confirmed stays on disk
+            published = stats.pending == 0 and stats.unpublished == 0 and not self._inflight
+            # and confirmed, while collectors are confirming; what they have not
+            # confirmed by the deadline stays on disk for the next start
+            if published and (stats.unconfirmed == 0 or not self.confirmations.heard):
+                return True
             self._wake.set()
             await asyncio.sleep(0.05)
         return False

@@ -3,6 +3,7 @@ T/H transmitter on one Modbus TCP port), a gateway config and process, a recorde
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,63 @@ def outbox_counts(path: Path) -> dict[str, int]:
     }
 
 
+def store_counts(path: Path, gateway: str) -> dict[str, int]:
+    if not path.exists():
+        return {"stored": 0, "quarantined": 0, "upto": 0, "gaps": 0}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        if not db.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'quarantine'"
+        ).fetchone()[0]:
+            return {"stored": 0, "quarantined": 0, "upto": 0, "gaps": 0}
+        stored = db.execute(
+            "SELECT COUNT(*) FROM readings WHERE gateway = ?", (gateway,)
+        ).fetchone()[0]
+        quarantined = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        upto = db.execute(
+            "SELECT COALESCE(MAX(upto), 0) FROM seq_watermark WHERE gateway = ? "
+            "AND stream = 'readings'",
+            (gateway,),
+        ).fetchone()[0]
+        gaps = db.execute(
+            "SELECT COUNT(*) FROM seq_seen WHERE gateway = ? AND stream = 'readings'", (gateway,)
+        ).fetchone()[0]
+    finally:
+        db.close()
+    return {"stored": stored, "quarantined": quarantined, "upto": upto, "gaps": gaps}
+
+
+def collector_config(
+    path: Path,
+    broker: Broker,
+    store: Path,
+    ident: str,
+    group: str,
+    site: str,
+    extra_store: str = "",
+) -> Path:
+    path.write_text(f"""
+[collector]
+id = "{ident}"
+group = "{group}"
+sites = ["{site}"]
+linger_ms = 50
+retry_min_s = 0.2
+retry_max_s = 1.0
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+keepalive_s = 5
+reconnect_min_s = 1
+reconnect_max_s = 1
+
+[store]
+{extra_store or f'kind = "sqlite"{chr(10)}path = "{store}"'}
+""")
+    return path
+
+
 @pytest.fixture
 def make_setup(
     tmp_path: Path, loop_thread: LoopThread, unique: str
@@ -60,7 +118,11 @@ def make_setup(
     cleanups: list[Callable[[], None]] = []
 
     def make(
-        broker: Broker, record: bool = True, confirm: str = "broker", **outbox: object
+        broker: Broker,
+        record: bool = True,
+        confirm: str = "broker",
+        interval_s: float = INTERVAL_S,
+        **outbox: object,
     ) -> Setup:
         """``confirm = "broker"``: the recorder is the only subscriber, nothing publishes a
         stored watermark, so a PUBACK frees a message (the gateway-broker leg on its own;
@@ -94,17 +156,15 @@ def make_setup(
         gw = f"gw-{unique}"
         site = f"site-{unique}"  # collectors of other tests never see it
         config = tmp_path / "gateway.toml"
-        config.write_text(
-            GATEWAY_CONFIG.format(
-                site=site,
-                gw=gw,
-                broker_port=broker.port,
-                port=port,
-                interval_s=INTERVAL_S,
-                confirm=confirm,
-                more="".join(f"{k} = {v!r}\n" for k, v in outbox.items()),
-            )
+        text = GATEWAY_CONFIG.format(
+            site=site, gw=gw, broker_port=broker.port, port=port, interval_s=interval_s
         )
+        for key, value in {"confirm": confirm, **outbox}.items():  # [outbox] settings
+            line = f"{key} = {value!r}".replace("'", '"')
+            text, found = re.subn(rf"^{key} = .*$", line, text, count=1, flags=re.M)
+            if not found:
+                text = text.replace("[outbox]\n", f"[outbox]\n{line}\n")
+        config.write_text(text)
         recorder: Recorder | None = None
         if record:
             recorder = Recorder(broker.port, f"coldchain/v1/{site}/{gw}/#", f"rec-{unique}")
@@ -142,8 +202,7 @@ path = "outbox.sqlite"
 backlog_chunk = 25
 backlog_rate_per_s = 150
 linger_ms = 20
-confirm = "{confirm}"
-{more}
+
 [[buses]]
 kind = "modbus_tcp"
 name = "room"

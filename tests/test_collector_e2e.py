@@ -25,35 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from simulator.broker import free_port, stop_process
 from tests.harness import Broker, CollectorProcess, wait_for
-from tests.scenario import READINGS_PER_CYCLE, Setup, outbox_counts
+from tests.scenario import READINGS_PER_CYCLE, Setup, collector_config, outbox_counts, store_counts
 
 pytestmark = pytest.mark.e2e
-
-
-def store_counts(path: Path, gateway: str) -> dict[str, int]:
-    if not path.exists():
-        return {"stored": 0, "quarantined": 0, "upto": 0, "gaps": 0}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        if not db.execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'quarantine'"
-        ).fetchone()[0]:
-            return {"stored": 0, "quarantined": 0, "upto": 0, "gaps": 0}
-        stored = db.execute(
-            "SELECT COUNT(*) FROM readings WHERE gateway = ?", (gateway,)
-        ).fetchone()[0]
-        quarantined = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
-        upto = db.execute(
-            "SELECT COALESCE(MAX(upto), 0) FROM seq_watermark WHERE gateway = ? "
-            "AND stream = 'readings'",
-            (gateway,),
-        ).fetchone()[0]
-        gaps = db.execute(
-            "SELECT COUNT(*) FROM seq_seen WHERE gateway = ? AND stream = 'readings'", (gateway,)
-        ).fetchone()[0]
-    finally:
-        db.close()
-    return {"stored": stored, "quarantined": quarantined, "upto": upto, "gaps": gaps}
 
 
 @dataclass
@@ -92,37 +66,6 @@ class Pipeline:
         assert counts["stored"] == taken, counts
         assert counts["gaps"] == 0, counts
         return taken
-
-
-def collector_config(
-    path: Path,
-    broker: Broker,
-    store: Path,
-    ident: str,
-    group: str,
-    site: str,
-    extra_store: str = "",
-) -> Path:
-    path.write_text(f"""
-[collector]
-id = "{ident}"
-group = "{group}"
-sites = ["{site}"]
-linger_ms = 50
-retry_min_s = 0.2
-retry_max_s = 1.0
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-keepalive_s = 5
-reconnect_min_s = 1
-reconnect_max_s = 1
-
-[store]
-{extra_store or f'kind = "sqlite"{chr(10)}path = "{store}"'}
-""")
-    return path
 
 
 @pytest.fixture
@@ -576,3 +519,39 @@ def test_influxdb_writer_writing_the_same_batch_twice_keeps_one_point_per_readin
     wait_for(lambda: victoria.count(match) >= 20, 15, "the 20 readings")
     time.sleep(1.0)
     assert victoria.count(match) == 20
+
+
+def test_influxdb_collectors_sharing_a_side_file_publish_one_watermark(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    """Two collectors of one group, each with its share of a gateway's messages: the
+    watermark comes from the side file they share, so it covers both shares."""
+    from coldchain.wire import Quality, Reading, ReadingsBatch
+    from collector.influx_store import InfluxStore
+    from collector.store import Incoming
+
+    now = time.time_ns() // 1_000_000
+
+    def message(seq: int) -> Incoming:
+        reading = Reading(sensor="a.temp", ts_ms=now + seq, q=Quality.OK, temp_c=-18.0)
+        return Incoming(
+            ReadingsBatch(
+                v=1, gateway="wm-gw", site="s", epoch=7, seq=seq, readings=[reading], held_from=1
+            ),
+            now,
+        )
+
+    side = tmp_path / "side.sqlite"
+    stores = [
+        InfluxStore(url=victoria.url, org="o", bucket="b", token="t", quarantine_path=side)
+        for _ in range(2)
+    ]
+    try:
+        stores[0].write([message(1), message(3)], [])
+        assert stores[1].watermarks([("wm-gw", 7)]) == {("wm-gw", 7): {"readings": 1}}
+        result = stores[1].write([message(2), message(4), message(3)], [])
+        assert result.messages_duplicate == 1  # the copy of 3
+        assert stores[0].watermarks([("wm-gw", 7)]) == {("wm-gw", 7): {"readings": 4}}
+    finally:
+        for store in stores:
+            store.close()

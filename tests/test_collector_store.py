@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from coldchain import wire
@@ -74,6 +75,41 @@ def test_watermark_advances_over_out_of_order_seqs(tmp_path: Path) -> None:
     left = store._db.execute("SELECT COUNT(*) FROM seq_seen").fetchone()[0]
     assert (upto, left) == (5, 0)
     assert store.write([batch(3, [temp(NOW + 3)])], []).messages_duplicate == 1
+    store.close()
+
+
+def held(seq: int, held_from: int | None) -> Incoming:
+    one = batch(seq, [temp(NOW + seq)])
+    assert isinstance(one.message, ReadingsBatch)
+    return Incoming(msgspec.structs.replace(one.message, held_from=held_from), NOW)
+
+
+def test_the_watermark_claims_only_seqs_the_store_holds(tmp_path: Path) -> None:
+    """A first message seen at seq 3 (1 and 2 lost at the broker) must not tell the
+    gateway that 1 and 2 are stored: it would free them."""
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write([held(3, 1)], [])
+    assert store.watermarks([("store-gw", 1)]) == {("store-gw", 1): {"readings": 0}}
+    store.write([held(1, 1)], [])
+    assert store.watermarks([("store-gw", 1)])[("store-gw", 1)] == {"readings": 1}
+    store.write([held(2, 1)], [])  # the gap filled: over 2 and 3 at once
+    assert store.watermarks([("store-gw", 1)])[("store-gw", 1)] == {"readings": 3}
+    assert store.watermarks([("other-gw", 1)]) == {("other-gw", 1): {}}
+    store.close()
+
+
+def test_the_watermark_moves_past_what_the_gateway_gave_up(tmp_path: Path) -> None:
+    """A gateway that dropped unconfirmed messages (its bound) says so with held_from;
+    a store that starts late (a new database) starts where the gateway's outbox is."""
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write([held(40, 37)], [])
+    assert store.watermarks([("store-gw", 1)])[("store-gw", 1)] == {"readings": 36}
+    store.write([held(37, 37), held(38, 37)], [])
+    store.write([held(45, 44)], [])  # 39, 41–43 given up: not waited for; 44 still held
+    assert store.watermarks([("store-gw", 1)])[("store-gw", 1)] == {"readings": 43}
+    store.write([held(46, 46)], [])  # 44 given up too: over 45 (seen) to 46
+    assert store.watermarks([("store-gw", 1)])[("store-gw", 1)] == {"readings": 46}
+    assert store._db.execute("SELECT COUNT(*) FROM seq_seen").fetchone()[0] == 0
     store.close()
 
 
