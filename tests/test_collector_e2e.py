@@ -71,7 +71,7 @@ class Pipeline:
 @pytest.fixture
 def collector_setup(make_setup: Callable[..., Setup], running_broker: Broker) -> Setup:
     """Devices and a gateway, and no other subscriber than the collectors under test."""
-    return make_setup(running_broker, record=False)
+    return make_setup(running_broker, record=False, confirm="store")
 
 
 @pytest.fixture
