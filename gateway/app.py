@@ -17,7 +17,8 @@ from gateway.cab import cab_app
 from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
-from gateway.outbox import AsyncOutbox, Outbox, now_ms
+from gateway.outbox import Outbox, now_ms
+from gateway.outbox_file import AsyncOutbox
 from gateway.publisher import Publisher
 from gateway.serial_bus import AsciiDevice, GpsDevice
 from gateway.sink import Sink
@@ -42,8 +43,16 @@ class Gateway:
             )
         )
         self.publisher = Publisher(config, self.outbox, __version__)
-        self.sink = Sink(self.outbox, self.publisher.notify)
+        self.sink = Sink(
+            self.outbox,
+            self.publisher.notify,
+            gateway=config.gateway.id,
+            memory_rows=box.memory_rows,
+        )
         self.health = Health(self.sink.add_event)
+        self.publisher.confirmations.went_back = lambda detail: self.health.report(
+            "outbox", config.gateway.id, "went_back", now_ms(), detail[:256]
+        )
         self.buses: list[ModbusBus | AsciiDevice | GpsDevice] = []
         for bus in config.buses:
             if isinstance(bus, ModbusTcpBus | ModbusRtuBus):
@@ -67,6 +76,10 @@ class Gateway:
             self.config.outbox.path,
         )
         self.health.report("gateway", gw.id, "started", now_ms(), f"version {__version__}")
+        replaced = self.outbox.sync.replaced
+        if replaced is not None:  # a new epoch: say what became of the old outbox
+            log.error("%s; a new outbox starts epoch %d", replaced, self.outbox.sync.epoch)
+            self.health.report("outbox", gw.id, "replaced", now_ms(), replaced[:256])
         tasks: list[asyncio.Task[Any]] = [self._spawn(bus.run()) for bus in self.buses]
         publisher = self._spawn(self.publisher.run())
         tasks.append(self._spawn(self._heartbeat()))
@@ -140,6 +153,8 @@ class Gateway:
             "bus_failures": c.bus_failures,
             "lines_garbled": c.lines_garbled,
             "overruns": c.overruns,
+            "held_in_memory": c.held_in_memory,
+            "lost_in_memory": c.lost_in_memory,
         }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -45,6 +45,8 @@ class OutboxConfig(Strict):
     #: a PUBACK saying "no matching subscribers" means nobody stored the message (no
     #: collector session exists yet): keep it and send it again later
     require_subscriber: bool = True
+    #: rows kept in memory while the outbox cannot be written (a full disk), at most
+    memory_rows: Annotated[int, Field(ge=100)] = 100_000
     #: on a planned stop, keep sending buffered rows for at most this long
     drain_on_stop_s: Annotated[float, Field(ge=0)] = 10.0
     #: what frees a message: ``store``, the collectors' stored watermark (a PUBACK only

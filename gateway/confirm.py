@@ -17,7 +17,9 @@ it from a full queue, or queued it for a shared member that never returns) is se
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,13 @@ from dataclasses import dataclass
 from coldchain import wire
 from coldchain.logs import Throttled
 from coldchain.wire import Stream, WireError
-from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
+from gateway.outbox import SealedMessage, now_ms
+from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway.confirm")
 
 BATCH_STREAMS = (Stream.EVENTS, Stream.READINGS)
+RESEND_BATCH = 500  # unconfirmed messages queued to go again per check, at most
 
 
 @dataclass
@@ -66,6 +70,10 @@ class Confirmations:
         #: the collector's clock minus ours, from the last live watermark (ms)
         self.skew_ms: int | None = None
         self._bad = Throttled(log)
+        #: told when the store holds seqs the outbox has not handed out (an event)
+        self.went_back: Callable[[str], object] | None = None
+        #: (stream, seq) queued to go again and not yet taken by the broker
+        self.resending: set[tuple[Stream, int]] = set()
 
     async def on_stored(self, payload: bytes, retained: bool) -> int:
         """Take a watermark; returns the number of rows it freed."""
@@ -86,11 +94,32 @@ class Confirmations:
         for stream, upto in ((Stream.READINGS, stored.readings), (Stream.EVENTS, stored.events)):
             if upto is None or upto <= self.upto.get(stream, 0):
                 continue  # several collectors: a watermark never goes back
+            if stream not in self.upto:  # the first word of the store since the start
+                await self._check_not_behind(stream, upto)
+            try:
+                freed += await self.outbox.call(self.outbox.sync.confirm, stream, upto)
+            except sqlite3.OperationalError as exc:
+                if not unwritable(exc):
+                    raise
+                self._bad.warning("disk", "cannot free confirmed messages (%s)", exc)
+                continue  # freed with the next watermark
             self.upto[stream] = upto
             self._moved_at[stream] = now
-            freed += await self.outbox.call(self.outbox.sync.confirm, stream, upto)
         self.counters.confirmed_rows += freed
         return freed
+
+    async def _check_not_behind(self, stream: Stream, upto: int) -> None:
+        nxt = await self.outbox.call(self.outbox.sync.catch_up, stream, upto)
+        if nxt is None:
+            return
+        detail = (
+            f"the store holds {stream} up to seq {upto} but this outbox was at seq {nxt}: "
+            f"its newest writes were lost (a -wal file gone?); {stream} goes on at "
+            f"seq {upto + 1}"
+        )
+        log.error("%s", detail)
+        if self.went_back is not None:
+            self.went_back(detail)
 
     @property
     def heard(self) -> bool:
@@ -117,3 +146,30 @@ class Confirmations:
             if oldest:
                 return oldest
         return []
+
+    async def watch(
+        self, connected: Callable[[], bool], resend: Callable[[list[SealedMessage]], None]
+    ) -> None:
+        """Hand what the store has not confirmed in time to ``resend``, for ever."""
+        every_s = min(5.0, self.timeout_s / 4)
+        while True:
+            await asyncio.sleep(every_s)
+            if not connected():
+                continue
+            probe = not self.heard
+            again = [
+                msg
+                for msg in await self.overdue(RESEND_BATCH)
+                if (msg.stream, msg.seq) not in self.resending
+            ]
+            if not again:
+                continue
+            log.info(
+                "%s: sending again %d messages from %s seq %d (published, never confirmed)",
+                "nobody confirms, a probe" if probe else "the store has not confirmed them",
+                len(again),
+                again[0].stream,
+                again[0].seq,
+            )
+            self.resending.update((msg.stream, msg.seq) for msg in again)
+            resend(again)

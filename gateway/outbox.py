@@ -16,26 +16,28 @@ The database runs in WAL mode with ``synchronous=FULL``: a committed poll surviv
 power cut.
 
 :class:`Outbox` is synchronous and must be used from one thread;
-:class:`AsyncOutbox` runs it on a dedicated worker thread for the event loop.
+:class:`gateway.outbox_file.AsyncOutbox` runs it on a worker thread for the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 from coldchain import wire
 from coldchain.wire import Event, Stream
-from gateway.outbox_file import Transaction, hold_lock
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from gateway.outbox_file import (
+    Transaction,
+    drop_oldest_sealed,
+    hold_lock,
+    move_aside,
+    open_checked,
+    record_epoch,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -117,26 +119,67 @@ class Outbox:
         self.max_age_ms = int(max_age_h * 3_600_000)
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = hold_lock(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        with self._tx():
-            if (self._meta("schema") or SCHEMA_VERSION) < 2:
-                # version 1 deleted a message on its PUBACK: what is left was never acked
-                self._db.execute("ALTER TABLE sealed ADD COLUMN published_ms INTEGER")
-            self._set_meta("schema", SCHEMA_VERSION)
-            if self._meta("epoch") is None:
-                self._set_meta("epoch", self._clock())
+        self._lock, before = hold_lock(path)
+        self._pending = self._sealed_rows = 0
+        #: why the outbox found at start could not be used, and what it held (an event)
+        self.replaced: str | None = None
+        if not path.exists() and before.get("epoch"):
+            self.replaced = (
+                f"the outbox of epoch {before['epoch']} is gone (deleted, or lost with its "
+                "disk): what it held is unknown"
+            )
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:  # a power cut's damage: never a crash loop
+            self.replaced = move_aside(path, exc)
+            self._db = self._open()
         self.epoch = int(self._meta("epoch") or 0)
+        record_epoch(self._lock, self.epoch)
         self._pending = self._count("SELECT COUNT(*) FROM pending")
         self._sealed_rows = self._count("SELECT COALESCE(SUM(n), 0) FROM sealed")
         self._last_age_check_ms = 0
 
+    def _open(self) -> sqlite3.Connection:
+        db = open_checked(self.path)
+        try:
+            db.executescript(_SCHEMA)
+            self._db = db
+            with self._tx():
+                if (self._meta("schema") or SCHEMA_VERSION) < 2:
+                    # version 1 deleted a message on its PUBACK: what is left was never acked
+                    db.execute("ALTER TABLE sealed ADD COLUMN published_ms INTEGER")
+                self._set_meta("schema", SCHEMA_VERSION)
+                if self._meta("epoch") is None:
+                    self._set_meta("epoch", self._clock())
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def catch_up(self, stream: Stream, stored_upto: int) -> int | None:
+        """The store holds seqs this outbox has not handed out yet: the file went back
+        in time (its -wal lost after a power cut). Skip past them, so that no seq names
+        two payloads; returns the next seq it would have used, or None if all is well."""
+        key = f"next_seq.{stream.value}"
+        with self._tx():
+            nxt = self._meta(key) or 1
+            if nxt > stored_upto:
+                return None
+            self._set_meta(key, stored_upto + 1)
+            return nxt
+
     # ------------------------------------------------------------------ helpers
-    def _tx(self) -> sqlite3.Connection:
-        return Transaction(self._db)  # type: ignore[return-value]
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; the row counters come back with a rollback (a full disk
+        fails a COMMIT)."""
+        counts = (self._pending, self._sealed_rows)
+        try:
+            with Transaction(self._db):
+                yield self._db
+        except BaseException:
+            self._pending, self._sealed_rows = counts
+            raise
 
     def _count(self, sql: str) -> int:
         return int(self._db.execute(sql).fetchone()[0])
@@ -165,11 +208,10 @@ class Outbox:
         if not items:
             return self.last_pending_id()
         with self._tx():
-            cur = self._db.executemany(
+            self._db.executemany(
                 "INSERT INTO pending (stream, ts_ms, body) VALUES (?, ?, ?)",
                 [(stream.value, ts, body) for ts, body in items],
             )
-            del cur
             self._add_meta(f"taken.{stream.value}", len(items))
             self._pending += len(items)
             self._enforce_bounds()
@@ -192,7 +234,8 @@ class Outbox:
         excess = self._pending + self._sealed_rows - self.max_rows
         if excess > 0 and self._sealed_rows:
             # sealed messages waiting for the store are the oldest rows: they go first
-            dropped, oldest = self._drop_sealed(excess)
+            dropped, oldest = drop_oldest_sealed(self._db, excess)
+            self._sealed_rows -= dropped
         if excess > dropped:
             row = self._db.execute(
                 "SELECT MAX(id), MIN(ts_ms) FROM (SELECT id, ts_ms FROM pending "
@@ -231,25 +274,6 @@ class Outbox:
                 (Stream.EVENTS.value, now, wire.encode(event)),
             )
             self._pending += 1
-
-    def _drop_sealed(self, rows: int) -> tuple[int, int | None]:
-        """Drop the oldest sealed messages, up to ``rows`` rows or one message more (the
-        store never confirmed them: given up, reported by the overflow event, never
-        waited for: the next messages' ``held_from`` tells the store). Returns (rows
-        dropped, the oldest one's created_ms)."""
-        freed = 0
-        oldest: int | None = None
-        for stream, seq, n, created in self._db.execute(
-            "SELECT stream, seq, n, created_ms FROM sealed ORDER BY created_ms, seq LIMIT ?",
-            (rows,),  # each message holds one row at least
-        ).fetchall():
-            if freed >= rows:
-                break
-            self._db.execute("DELETE FROM sealed WHERE stream = ? AND seq = ?", (stream, seq))
-            freed += int(n)
-            oldest = int(created) if oldest is None else oldest
-        self._sealed_rows -= freed
-        return freed, oldest
 
     # ------------------------------------------------------------------ sealing
     def last_pending_id(self) -> int:
@@ -392,21 +416,3 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
         self._lock.close()  # the kernel frees the lock with the file
-
-
-class AsyncOutbox:
-    """Runs an :class:`Outbox` on one worker thread, so fsyncs never block the loop."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.sync = outbox
-        self.closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        self.sync.close()
-        self.closed = True

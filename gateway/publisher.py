@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -26,16 +27,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from coldchain import wire
 from coldchain.backoff import Backoff
+from coldchain.logs import Throttled
 from coldchain.mqtt import SessionSpec, connect, make_client
 from coldchain.wire import Status, Stream
 from gateway.config import GatewayConfig
 from gateway.confirm import Confirmations
-from gateway.outbox import AsyncOutbox, SealedMessage, now_ms
+from gateway.outbox import SealedMessage, now_ms
+from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway.mqtt")
 
 LIVE_RESERVE = 2  # window slots the backlog lane never takes
-RESEND_BATCH = 500  # unconfirmed messages queued to go again per check, at most
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason: accepted, but delivered to nobody
 
 
@@ -76,9 +78,9 @@ class Publisher:
         self.confirmations = Confirmations(
             outbox, gateway=self._gw.id, timeout_s=self._opts.confirm_timeout_s
         )
-        #: overdue messages waiting to be sent again, and which (stream, seq) they are
+        #: overdue messages waiting to be sent again
         self._resends: deque[SealedMessage] = deque()
-        self._resending: set[tuple[Stream, int]] = set()
+        self._disk = Throttled(log)
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
         self._stopping = False
@@ -168,7 +170,7 @@ class Publisher:
         self._connected = False
         self._boundary = None
         self._resends.clear()  # the next check queues what is still overdue
-        self._resending.clear()
+        self.confirmations.resending.clear()
 
     def _on_publish(self, mid: int, reason: ReasonCode) -> None:
         msg = self._inflight.pop(mid, None)
@@ -216,11 +218,17 @@ class Publisher:
             self._send(msg)
 
     async def _ack(self, msg: SealedMessage) -> None:
-        if self._by_store:  # kept until the store confirms it
-            await self.outbox.call(self.outbox.sync.published, msg.stream, msg.seq)
-            self._resending.discard((msg.stream, msg.seq))
-        else:
-            await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
+        try:
+            if self._by_store:  # kept until the store confirms it
+                await self.outbox.call(self.outbox.sync.published, msg.stream, msg.seq)
+                self.confirmations.resending.discard((msg.stream, msg.seq))
+            else:
+                await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
+        except sqlite3.OperationalError as exc:
+            if not unwritable(exc):
+                raise
+            # still unpublished on disk: it goes again (a copy the store absorbs)
+            self._disk.warning("outbox", "cannot record a PUBACK in the outbox (%s)", exc)
         self._wake.set()
 
     def _on_stored(self, payload: bytes, retained: bool) -> None:
@@ -228,32 +236,9 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _watch_confirmations(self) -> None:
-        """Queue what the store has not confirmed in time (gateway/confirm.py)."""
-        every_s = min(5.0, self._opts.confirm_timeout_s / 4)
-        while not self._stopping:
-            await asyncio.sleep(every_s)
-            if not self._connected:
-                continue
-            probe = not self.confirmations.heard
-            again = [
-                msg
-                for msg in await self.confirmations.overdue(RESEND_BATCH)
-                if (msg.stream, msg.seq) not in self._resending
-            ]
-            if not again:
-                continue
-            log.info(
-                "%s: sending again %d messages from %s seq %d (published, never confirmed)",
-                "nobody confirms, a probe" if probe else "the store has not confirmed them",
-                len(again),
-                again[0].stream,
-                again[0].seq,
-            )
-            for msg in again:
-                self._resending.add((msg.stream, msg.seq))
-                self._resends.append(msg)
-            self._wake.set()
+    def _queue_resends(self, messages: list[SealedMessage]) -> None:
+        self._resends.extend(messages)
+        self._wake.set()
 
     # ------------------------------------------------------------------ public
     def notify(self) -> None:
@@ -283,7 +268,9 @@ class Publisher:
         self._loop = asyncio.get_running_loop()
         connect(self._client, self.config.mqtt, self._session)
         if self._by_store:
-            watcher = asyncio.ensure_future(self._watch_confirmations())
+            watcher = asyncio.ensure_future(
+                self.confirmations.watch(lambda: self._connected, self._queue_resends)
+            )
             self._tasks.add(watcher)
             watcher.add_done_callback(self._tasks.discard)
         try:
@@ -291,7 +278,7 @@ class Publisher:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._connected and self._boundary is not None:
-                    await self._pump()
+                    await self._pump_unless_unwritable()
         finally:
             self._client.loop_stop()
 
@@ -324,6 +311,18 @@ class Publisher:
     # ------------------------------------------------------------------ pumping
     def _room(self) -> int:
         return self._opts.window - len(self._inflight)
+
+    async def _pump_unless_unwritable(self) -> None:
+        """Pump; an outbox the disk does not take (full) is tried again a second later,
+        never the end of the publisher (the sink keeps the polls in memory meanwhile)."""
+        try:
+            await self._pump()
+        except sqlite3.OperationalError as exc:
+            if not unwritable(exc):
+                raise
+            self._disk.warning("outbox", "cannot seal in the outbox (%s); trying again", exc)
+            await asyncio.sleep(1.0)
+            self._wake.set()
 
     async def _pump(self) -> None:
         if not self._republish_done:

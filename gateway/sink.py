@@ -1,15 +1,24 @@
-"""Where bus drivers put what they read: the outbox, then a nudge to the publisher."""
+"""Where bus drivers put what they read: the outbox, then a nudge to the publisher.
+
+When the outbox cannot be written (its disk is full or failing) polling goes on: rows
+wait in a bounded memory buffer, oldest first, and are written as soon as the disk takes
+them again; an ``outbox`` event says when writing stopped (``unwritable``) and when it
+resumed (``writable``, with the rows lost if the buffer overflowed meanwhile)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from coldchain import wire
 from coldchain.wire import Event, Reading, Stream
-from gateway.outbox import AsyncOutbox
+from gateway.outbox import now_ms
+from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway")
 
@@ -31,33 +40,132 @@ class Counters:
     overruns: int = 0
     lines_ok: int = 0
     lines_garbled: int = 0
+    #: rows waiting in memory because the outbox could not be written, and rows lost
+    #: because that buffer overflowed
+    held_in_memory: int = 0
+    lost_in_memory: int = 0
+
+
+#: (stream, edge time, encoded reading or event)
+Row = tuple[Stream, int, bytes]
 
 
 class Sink:
-    def __init__(self, outbox: AsyncOutbox, notify: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        outbox: AsyncOutbox,
+        notify: Callable[[], None],
+        *,
+        gateway: str = "gateway",
+        memory_rows: int = 100_000,
+    ) -> None:
         self.outbox = outbox
         self.notify = notify
+        self.gateway = gateway
         self.counters = Counters()
         #: the newest reading of each sensor (the cab view shows them)
         self.latest: dict[str, Reading] = {}
         self._events: list[Event] = []
         self._flushing: asyncio.Task[None] | None = None
+        #: rows the outbox could not take yet, oldest first, at most ``memory_rows``
+        self._held: deque[Row] = deque()
+        self._memory_rows = memory_rows
+        self._lost_since = 0
+        self._unwritable_since: float | None = None
+        self._writing = asyncio.Lock()
 
     async def add_readings(self, readings: list[Reading]) -> None:
         if not readings:
             return
-        items = [(r.ts_ms, wire.encode(r)) for r in readings]
-
-        def commit_and_count() -> None:
-            # counted on the outbox thread right after the commit: a poll cancelled while
-            # its rows were being written (a stop) is still counted if they were written
-            self.outbox.sync.add(Stream.READINGS, items)
-            self.counters.readings_taken += len(items)
-
-        await self.outbox.call(commit_and_count)
         for r in readings:
             self.latest[r.sensor] = r
+        await self._write([(Stream.READINGS, r.ts_ms, wire.encode(r)) for r in readings])
+
+    async def _write(self, rows: list[Row]) -> None:
+        async with self._writing:  # the buffer is touched by one write at a time
+            self._hold(rows)
+            try:
+                await self.outbox.call(self._write_held)
+            except sqlite3.OperationalError as exc:
+                if not unwritable(exc):
+                    raise
+                self._stopped_writing(exc)
+                return
+        if self._unwritable_since is not None:
+            self._resumed_writing()
         self.notify()
+
+    def _hold(self, rows: list[Row]) -> None:
+        self._held.extend(rows)
+        excess = len(self._held) - self._memory_rows
+        for _ in range(max(0, excess)):
+            self._held.popleft()
+        if excess > 0:
+            self._lost_since += excess
+            self.counters.lost_in_memory += excess
+        self.counters.held_in_memory = len(self._held)
+
+    def _write_held(self) -> None:
+        """On the outbox thread: write what is held, stream by stream, oldest first;
+        a row leaves memory only once its transaction committed."""
+        while self._held:
+            stream = self._held[0][0]
+            items: list[tuple[int, bytes]] = []
+            for row in self._held:
+                if row[0] is not stream or len(items) >= 5000:
+                    break
+                items.append((row[1], row[2]))
+            self.outbox.sync.add(stream, items)
+            for _ in items:
+                self._held.popleft()
+            if stream is Stream.READINGS:
+                # counted right after the commit: a poll cancelled while its rows were
+                # being written (a stop) is still counted if they were written
+                self.counters.readings_taken += len(items)
+            self.counters.held_in_memory = len(self._held)
+
+    def _stopped_writing(self, exc: sqlite3.OperationalError) -> None:
+        if self._unwritable_since is not None:
+            return
+        self._unwritable_since = time.monotonic()
+        log.error(
+            "the outbox cannot be written (%s): polling goes on, up to %d rows wait in memory",
+            exc,
+            self._memory_rows,
+        )
+        self.add_event(
+            Event(
+                ts_ms=now_ms(),
+                kind="outbox",
+                source=self.gateway,
+                state="unwritable",
+                detail=f"{exc}: rows wait in memory (at most {self._memory_rows})"[:256],
+            )
+        )
+
+    def _resumed_writing(self) -> None:
+        assert self._unwritable_since is not None
+        down_s = time.monotonic() - self._unwritable_since
+        lost, self._lost_since = self._lost_since, 0
+        self._unwritable_since = None
+        log.warning(
+            "the outbox is written again after %.0f s; %d rows were lost from memory",
+            down_s,
+            lost,
+        )
+        self.add_event(
+            Event(
+                ts_ms=now_ms(),
+                kind="outbox",
+                source=self.gateway,
+                state="writable",
+                count=lost,
+                detail=f"written again after {down_s:.0f} s; {lost} rows lost "
+                "(the memory buffer overflowed)"
+                if lost
+                else f"written again after {down_s:.0f} s; nothing lost",
+            )
+        )
 
     def add_event(self, event: Event) -> None:
         """Called synchronously (from Health); written by a task soon after."""
@@ -69,9 +177,7 @@ class Sink:
     async def _flush_events(self) -> None:
         while self._events:
             batch, self._events = self._events, []
-            items = [(e.ts_ms, wire.encode(e)) for e in batch]
-            await self.outbox.call(self.outbox.sync.add, Stream.EVENTS, items)
-            self.notify()
+            await self._write([(Stream.EVENTS, e.ts_ms, wire.encode(e)) for e in batch])
 
     async def flush(self) -> None:
         if self._flushing is not None:

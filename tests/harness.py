@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,9 @@ __all__ = [
     "LoopThread",
     "Recorder",
     "TcpRelay",
+    "fill",
     "free_port",
+    "tmpfs",
     "wait_for",
 ]
 
@@ -52,6 +54,29 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def fill(disk: Path) -> Path:
+    """Fill a small file system of our own to the last block; returns the ballast file."""
+    ballast = disk / "ballast"
+    with ballast.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 4096)
+        except OSError:
+            pass  # no space left: what it wrote stays
+    return ballast
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of our own at ``path`` (a full disk on demand), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 class Broker(LocalBroker):

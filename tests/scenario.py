@@ -122,7 +122,7 @@ def make_setup(
         record: bool = True,
         confirm: str = "broker",
         interval_s: float = INTERVAL_S,
-        **outbox: object,
+        **outbox_settings: object,
     ) -> Setup:
         """``confirm = "broker"``: the recorder is the only subscriber, nothing publishes a
         stored watermark, so a PUBACK frees a message (the gateway-broker leg on its own;
@@ -159,7 +159,7 @@ def make_setup(
         text = GATEWAY_CONFIG.format(
             site=site, gw=gw, broker_port=broker.port, port=port, interval_s=interval_s
         )
-        for key, value in {"confirm": confirm, **outbox}.items():  # [outbox] settings
+        for key, value in {"confirm": confirm, **outbox_settings}.items():  # [outbox]
             line = f"{key} = {value!r}".replace("'", '"')
             text, found = re.subn(rf"^{key} = .*$", line, text, count=1, flags=re.M)
             if not found:
@@ -171,7 +171,7 @@ def make_setup(
             cleanups.append(recorder.close)
         gateway = GatewayProcess(config, tmp_path / "gateway.log")
         cleanups.append(gateway.stop)
-        outbox = tmp_path / "outbox.sqlite"
+        outbox = Path(str(outbox_settings.get("path", tmp_path / "outbox.sqlite")))
         return Setup(gateway, recorder, outbox, site, gw)  # type: ignore[arg-type]
 
     yield make

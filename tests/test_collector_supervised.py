@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from coldchain.wire import Quality, Reading
-from tests.harness import Broker, CollectorProcess, free_port, wait_for
+from tests.harness import Broker, CollectorProcess, fill, free_port, tmpfs, wait_for
+from tests.scenario import collector_config
 from tests.test_alerts_supervised import Gateway
-from tests.test_collector_e2e import collector_config
 
 SITE, GW = "store", "store-gw"
 PER_BATCH = 50
@@ -79,24 +79,8 @@ def cycle(seq: int, sensor_prefix: str = "s") -> list[Reading]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs of our own: the store's file system, filled and freed at will."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "2m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    ballast = disk / "ballast"
-    with ballast.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 4096)
-        except OSError:
-            pass  # no space left: what it wrote stays
-    return ballast
 
 
 def start_collector(

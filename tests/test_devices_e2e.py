@@ -16,7 +16,8 @@ from coldchain.wire import Event, Quality, Reading
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
-from gateway.outbox import AsyncOutbox, Outbox
+from gateway.outbox import Outbox
+from gateway.outbox_file import AsyncOutbox
 from gateway.profiles import ModbusProfile, load_profile
 from gateway.serial_bus import AsciiDevice, GpsDevice
 from gateway.sink import Sink

@@ -179,3 +179,53 @@ def test_behind_counts_only_what_waits_longer_than_the_cycle_in_hand(tmp_path: P
     assert (behind, oldest) == (30, NOW - 600_000)
     assert box.behind(NOW - 900_000) == (0, None)
     box.close()
+
+
+def test_a_truncated_outbox_is_moved_aside_and_a_new_epoch_starts(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = make(path)
+    box.add(Stream.READINGS, rows(2000))
+    old_epoch = box.epoch
+    box.close()
+    size = path.stat().st_size
+    with path.open("r+b") as f:  # a power cut's damage: half the file
+        f.truncate(size // 2)
+    (tmp_path / "o.sqlite-wal").unlink(missing_ok=True)
+    again = make(path, clock=lambda: old_epoch + 1000)
+    assert again.epoch == old_epoch + 1000
+    assert again.replaced is not None and "unusable" in again.replaced
+    aside = [p.name for p in tmp_path.iterdir() if ".unusable-" in p.name]
+    assert aside and aside[0] in again.replaced  # kept for inspection, and named
+    again.add(Stream.READINGS, rows(1))  # and it works
+    assert again.stats().pending == 1
+
+
+def test_a_garbled_header_is_moved_aside_too(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    make(path).close()
+    with path.open("r+b") as f:
+        f.write(b"not a database at all")
+    again = make(path)
+    assert again.replaced is not None and "moved aside" in again.replaced
+
+
+def test_a_deleted_outbox_is_news_not_a_first_start(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    first = make(path)
+    epoch = first.epoch
+    first.close()
+    assert make(tmp_path / "fresh.sqlite").replaced is None  # a first start is quiet
+    for part in ("o.sqlite", "o.sqlite-wal", "o.sqlite-shm"):
+        (tmp_path / part).unlink(missing_ok=True)
+    again = make(path)
+    assert again.replaced is not None and f"epoch {epoch} is gone" in again.replaced
+
+
+def test_an_outbox_that_went_back_in_time_skips_the_seqs_the_store_holds(tmp_path: Path) -> None:
+    box = make(tmp_path / "o.sqlite")
+    box.add(Stream.READINGS, rows(3))
+    box.seal(Stream.READINGS, limit=1)  # seq 1; the store says it holds up to 5
+    assert box.catch_up(Stream.READINGS, 5) == 2
+    assert box.catch_up(Stream.READINGS, 5) is None
+    nxt = box.seal(Stream.READINGS, limit=1)
+    assert nxt is not None and nxt.seq == 6  # no seq names two payloads

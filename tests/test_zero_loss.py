@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Broker, CollectorProcess, wait_for
+from collector.sqlite_store import SqliteStore
+from tests.harness import Broker, CollectorProcess, fill, tmpfs, wait_for
 from tests.scenario import (
     INTERVAL_S,
     READINGS_PER_CYCLE,
@@ -207,3 +208,28 @@ def test_a_shared_member_killed_for_good_loses_nothing(make_run: Callable[..., R
     run.wait_stored(10 * READINGS_PER_CYCLE)
     run.finish_and_count()
     assert resent_for_loss(run.setup.gateway.log) >= 1
+
+
+def test_an_outbox_on_a_full_disk_for_60_s_loses_nothing(
+    make_run: Callable[..., Run], tmp_path: Path
+) -> None:
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        run = make_run([], path=str(disk / "outbox.sqlite"))
+        run.collectors["c1"].start()
+        run.setup.gateway.start()
+        run.wait_stored(5 * READINGS_PER_CYCLE)
+        ballast = fill(disk)
+        time.sleep(60)  # polls go on into memory, the cab view with them
+        stored_while_full = run.stored()
+        ballast.unlink()
+        run.finish_and_count()
+        assert stored_while_full < outbox_counts(run.setup.outbox)["taken"]
+        log = run.setup.gateway.log.read_text()
+        assert log.count("the outbox cannot be written") == 1, "one line per change of state"
+        assert "the outbox is written again after" in log
+        states = [
+            state
+            for _gw, kind, _source, state in SqliteStore(run.store).events()
+            if kind == "outbox"
+        ]
+        assert states == ["unwritable", "writable"], states
