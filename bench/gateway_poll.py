@@ -92,6 +92,8 @@ host = "127.0.0.1"
 port = {broker.port}
 [outbox]
 path = "outbox.sqlite"
+# the subscriber here is not a collector: nobody publishes a stored watermark
+confirm = "broker"
 {buses}""")
 
     messages = [0]

@@ -54,11 +54,14 @@ class MqttConfig(Strict):
     username: str | None = None
     #: name of the environment variable that holds the password (never the password)
     password_env: str | None = None
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    #: sized for trucks: a dead (half-open) connection is noticed within two keepalives
+    #: (at most 14 s), and a lost one is tried again every few seconds at most, so a
+    #: link that comes back is used within seconds
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 7
     tls: bool = False
     ca_file: Path | None = None
     reconnect_min_s: Annotated[int, Field(ge=1)] = 1
-    reconnect_max_s: Annotated[int, Field(ge=1)] = 60
+    reconnect_max_s: Annotated[int, Field(ge=1)] = 5
 
     def password(self) -> str | None:
         if self.password_env is None:
