@@ -72,8 +72,28 @@ class Confirmations:
         self._bad = Throttled(log)
         #: told when the store holds seqs the outbox has not handed out (an event)
         self.went_back: Callable[[str], object] | None = None
+        #: PUBACKs waiting for the write under way
+        self._to_mark: list[tuple[Stream, int]] = []
+        self._marking = False
         #: (stream, seq) queued to go again and not yet taken by the broker
         self.resending: set[tuple[Stream, int]] = set()
+
+    async def published(self, stream: Stream, seq: int) -> None:
+        """A PUBACK: the message is kept until confirmed. PUBACKs that come while a
+        write is under way go with the next, in one transaction (one fsync)."""
+        self._to_mark.append((stream, seq))
+        if self._marking:
+            return
+        self._marking = True
+        try:
+            while self._to_mark:
+                await asyncio.sleep(0)  # let the PUBACKs already queued on the loop join
+                marks, self._to_mark = self._to_mark, []
+                await self.outbox.call(self.outbox.sync.published, marks)
+                self.resending.difference_update(marks)
+        finally:
+            self._marking = False
+            self._to_mark.clear()  # not written: they stay unpublished and go again
 
     async def on_stored(self, payload: bytes, retained: bool) -> int:
         """Take a watermark; returns the number of rows it freed."""

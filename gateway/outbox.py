@@ -341,12 +341,14 @@ class Outbox:
             for s, seq, n, p in self._db.execute(sql, args)
         ]
 
-    def published(self, stream: Stream, seq: int) -> None:
-        """The broker took it (PUBACK): kept until a stored watermark covers it."""
+    def published(self, messages: list[tuple[Stream, int]]) -> None:
+        """The broker took them (PUBACKs, several in one transaction): kept until a
+        stored watermark covers them."""
         with self._tx():
-            self._db.execute(
+            now = self._clock()
+            self._db.executemany(
                 "UPDATE sealed SET published_ms = ? WHERE stream = ? AND seq = ?",
-                (self._clock(), stream.value, seq),
+                [(now, stream.value, seq) for stream, seq in messages],
             )
 
     def confirm(self, stream: Stream, upto: int) -> int:

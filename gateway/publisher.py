@@ -80,6 +80,7 @@ class Publisher:
         )
         #: overdue messages waiting to be sent again
         self._resends: deque[SealedMessage] = deque()
+
         self._disk = Throttled(log)
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
@@ -220,8 +221,7 @@ class Publisher:
     async def _ack(self, msg: SealedMessage) -> None:
         try:
             if self._by_store:  # kept until the store confirms it
-                await self.outbox.call(self.outbox.sync.published, msg.stream, msg.seq)
-                self.confirmations.resending.discard((msg.stream, msg.seq))
+                await self.confirmations.published(msg.stream, msg.seq)
             else:
                 await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
         except sqlite3.OperationalError as exc:

@@ -64,8 +64,7 @@ def test_unpublished_messages_are_sent_byte_for_byte_after_a_crash(tmp_path: Pat
     b = box.seal(Stream.READINGS, limit=2)
     c = box.seal(Stream.READINGS, limit=2)
     assert a and b and c
-    box.published(Stream.READINGS, a.seq)  # the broker took a,
-    box.published(Stream.READINGS, b.seq)
+    box.published([(Stream.READINGS, a.seq), (Stream.READINGS, b.seq)])  # the broker took a, b
     box.confirm(Stream.READINGS, a.seq)  # and the store holds a
     box.close()  # the process dies here; the file is all that is left
     again = make(tmp_path / "o.sqlite")
@@ -82,7 +81,7 @@ def test_a_puback_keeps_the_message_until_the_store_confirms_it(tmp_path: Path) 
     sealed = [box.seal(Stream.READINGS, limit=3) for _ in range(3)]
     for msg in sealed:
         assert msg is not None
-        box.published(Stream.READINGS, msg.seq)
+        box.published([(Stream.READINGS, msg.seq)])
     assert box.stats().sealed_rows == 9
     assert box.confirm(Stream.READINGS, 2) == 6
     assert box.confirm(Stream.READINGS, 2) == 0  # a second copy of a watermark frees nothing
@@ -110,7 +109,7 @@ def test_a_full_outbox_gives_up_the_oldest_unconfirmed_messages_and_says_so(
     box = make(tmp_path / "o.sqlite", max_rows=100)
     box.add(Stream.READINGS, rows(100))
     while (msg := box.seal(Stream.READINGS, limit=10)) is not None:
-        box.published(Stream.READINGS, msg.seq)  # nobody confirms: the collector is away
+        box.published([(Stream.READINGS, msg.seq)])  # nobody confirms: the collector is away
     box.add(Stream.READINGS, rows(5, start_ts=NOW + 5000))
     stats = box.stats()
     assert stats.dropped == 10  # one whole message of ten, the oldest
