@@ -298,14 +298,7 @@ def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> 
 
     ``check_measurands=False`` leaves the one-measurand-per-reading check to a caller that
     measures every reading anyway (the collector), so that it is done once."""
-    try:
-        msg: Message = _decoders[stream].decode(payload)
-    except msgspec.ValidationError as exc:
-        raise WireError(f"does not follow the {stream} schema: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise WireError(f"not valid JSON: {exc}", "json") from None
-    if msg.v != SCHEMA_VERSION:
-        raise WireError(f"schema version {msg.v} is not {SCHEMA_VERSION}", "version")
+    msg: Message = _decoded(_decoders[stream], stream, payload)
     if check_measurands and isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
             reading.measurand()
@@ -314,10 +307,16 @@ def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> 
 
 def decode_stored(payload: bytes) -> Stored:
     """Decode a stored watermark; raises WireError with the reason."""
+    stored: Stored = _decoded(_stored_decoder, Stream.STORED, payload)
+    return stored
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], stream: Stream, payload: bytes) -> Any:
+    """msgspec's errors translated into the contract's, and the version checked."""
     try:
-        msg = _stored_decoder.decode(payload)
+        msg = decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise WireError(f"does not follow the stored schema: {exc}") from None
+        raise WireError(f"does not follow the {stream} schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise WireError(f"not valid JSON: {exc}", "json") from None
     if msg.v != SCHEMA_VERSION:

@@ -87,13 +87,6 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
     return points, readings, events
 
 
-def _outbox_seqs(batch: list[Incoming]) -> Iterator[tuple[watermark.Key, int, int | None]]:
-    for item in batch:
-        msg = item.message
-        stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
-        yield (msg.gateway, stream, msg.epoch), msg.seq, msg.held_from
-
-
 def flux_readings(
     bucket: str,
     start_ms: int,
@@ -168,10 +161,7 @@ class InfluxStore:
                 raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None
         try:
             self._side.execute("BEGIN IMMEDIATE")
-            copies = sum(
-                watermark.record(self._side, key, seq, held_from)
-                for key, seq, held_from in _outbox_seqs(batch)
-            )
+            copies = sum(watermark.record_message(self._side, i.message) for i in batch)
             dropped = 0
             if quarantine:
                 self._side.executemany(

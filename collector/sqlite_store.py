@@ -172,9 +172,7 @@ class SqliteStore:
         written: list[tuple[object, ...]] = []
         for item in batch:
             msg = item.message
-            stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
-            key = (msg.gateway, stream, msg.epoch)
-            if watermark.record(self._db, key, msg.seq, msg.held_from):
+            if watermark.record_message(self._db, msg):
                 duplicate_messages += 1
             if isinstance(msg, ReadingsBatch):
                 # always insert-or-ignore: correctness rests on the reading's identity

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from coldchain.wire import EventsBatch, ReadingsBatch
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seq_watermark (
     gateway TEXT    NOT NULL,
@@ -37,6 +39,12 @@ CREATE TABLE IF NOT EXISTS seq_seen (
 Key = tuple[str, str, int]
 #: (gateway, epoch) → {stream: upto}
 Watermarks = dict[tuple[str, int], dict[str, int]]
+
+
+def record_message(db: sqlite3.Connection, msg: ReadingsBatch | EventsBatch) -> bool:
+    """:func:`record` for one message; True if the store held it already (a copy)."""
+    stream = "readings" if isinstance(msg, ReadingsBatch) else "events"
+    return record(db, (msg.gateway, stream, msg.epoch), msg.seq, msg.held_from)
 
 
 def create(db: sqlite3.Connection) -> None:

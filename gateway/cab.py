@@ -71,6 +71,10 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
         CountersCollector(
             "coldchain_gateway_publisher", lambda: getattr(uplink, "counters", sink.counters)
         ),
+        CountersCollector(
+            "coldchain_gateway_confirm",
+            lambda: getattr(getattr(uplink, "confirmations", None), "counters", sink.counters),
+        ),
     )
 
     async def scrape(_request: Request) -> Response:
@@ -93,6 +97,11 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
             reasons.append(f"no poll cycle for {now - progress['at']:.0f} s")
         if not getattr(uplink, "connected", False):
             reasons.append("uplink down: readings are kept in the outbox")
+        if sink.counters.held_in_memory:
+            reasons.append(
+                f"the outbox cannot be written: {sink.counters.held_in_memory} rows wait "
+                f"in memory ({sink.counters.lost_in_memory} lost so far)"
+            )
         state = "stalled" if stalled else "degraded" if reasons else "ok"
         body = {"service": config.gateway.id, "state": state, "reasons": reasons}
         return JSONResponse(body, status_code=200 if state == "ok" else 503)

@@ -89,11 +89,14 @@ class Confirmations:
             while self._to_mark:
                 await asyncio.sleep(0)  # let the PUBACKs already queued on the loop join
                 marks, self._to_mark = self._to_mark, []
-                await self.outbox.call(self.outbox.sync.published, marks)
+                try:
+                    await self.outbox.call(self.outbox.sync.published, marks)
+                except BaseException:
+                    self._to_mark = marks + self._to_mark  # written with the next PUBACK
+                    raise
                 self.resending.difference_update(marks)
         finally:
             self._marking = False
-            self._to_mark.clear()  # not written: they stay unpublished and go again
 
     async def on_stored(self, payload: bytes, retained: bool) -> int:
         """Take a watermark; returns the number of rows it freed."""

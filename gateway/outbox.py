@@ -171,8 +171,7 @@ class Outbox:
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; the row counters come back with a rollback (a full disk
-        fails a COMMIT)."""
+        """One transaction; a rollback (a full disk fails a COMMIT) restores the counts."""
         counts = (self._pending, self._sealed_rows)
         try:
             with Transaction(self._db):
@@ -236,6 +235,7 @@ class Outbox:
             # sealed messages waiting for the store are the oldest rows: they go first
             dropped, oldest = drop_oldest_sealed(self._db, excess)
             self._sealed_rows -= dropped
+        sealed_dropped = dropped
         if excess > dropped:
             row = self._db.execute(
                 "SELECT MAX(id), MIN(ts_ms) FROM (SELECT id, ts_ms FROM pending "
@@ -258,7 +258,7 @@ class Outbox:
                     "DELETE FROM pending WHERE ts_ms < ?", (cutoff,)
                 ).rowcount
         if dropped:
-            self._pending = self._count("SELECT COUNT(*) FROM pending")
+            self._pending -= dropped - sealed_dropped
             self._add_meta("dropped", dropped)
             event = Event(
                 ts_ms=now,

@@ -18,11 +18,11 @@ import logging
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from coldchain import wire
@@ -74,6 +74,8 @@ class Publisher:
         self._retry_backoff = {s: Backoff(1.0, 60.0) for s in (Stream.READINGS, Stream.EVENTS)}
         self._retry_tasks: dict[Stream, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: the error that stopped a helper task (the run loop raises it)
+        self._failure: BaseException | None = None
         self._by_store = self._opts.confirm == "store"
         self.confirmations = Confirmations(
             outbox, gateway=self._gw.id, timeout_s=self._opts.confirm_timeout_s
@@ -93,20 +95,15 @@ class Publisher:
     def _make_client(self) -> mqtt.Client:
         client = make_client(self.config.mqtt, self._session)
         client.max_inflight_messages_set(self._opts.window)
-        will = Status(
-            v=wire.SCHEMA_VERSION,
-            gateway=self._gw.id,
-            site=self._gw.site,
-            state="offline",
-            ts_ms=now_ms(),
-            reason="lwt",
-            version=self.version,
+        will = self._status("offline", "lwt")
+        client.will_set(self.topic(Stream.STATUS), will, qos=1, retain=True)
+        # paho calls these on its network thread: each hands over to the loop
+        client.on_connect = lambda _c, _u, _f, reason, _p: self._soon(self._on_connect, reason)
+        client.on_disconnect = lambda _c, _u, _f, why, _p: self._soon(self._on_disconnect, why)
+        client.on_publish = lambda _c, _u, mid, why, _p: self._soon(self._on_publish, mid, why)
+        client.on_message = lambda _c, _u, msg: self._soon(
+            self._on_stored, bytes(msg.payload), bool(msg.retain)
         )
-        client.will_set(self.topic(Stream.STATUS), wire.encode(will), qos=1, retain=True)
-        client.on_connect = self._on_connect_thread
-        client.on_disconnect = self._on_disconnect_thread
-        client.on_publish = self._on_publish_thread
-        client.on_message = self._on_message_thread
         return client
 
     def topic(self, stream: Stream) -> str:
@@ -115,24 +112,6 @@ class Publisher:
     def _soon(self, fn: Any, *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
-
-    def _on_connect_thread(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        self._soon(self._on_connect, reason)
-
-    def _on_disconnect_thread(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        self._soon(self._on_disconnect, reason)
-
-    def _on_message_thread(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._soon(self._on_stored, bytes(msg.payload), bool(msg.retain))
-
-    def _on_publish_thread(
-        self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        self._soon(self._on_publish, mid, reason)
 
     # ------------------------------------------------------------------ events (loop)
     def _on_connect(self, reason: ReasonCode) -> None:
@@ -144,7 +123,7 @@ class Publisher:
         self._refused_connect = None
         self._connected = True
         self.counters.connects += 1
-        self._tasks.add(asyncio.ensure_future(self._after_connect()))
+        self._spawn(self._after_connect())
 
     async def _after_connect(self) -> None:
         self._boundary = await self.outbox.call(self.outbox.sync.last_pending_id)
@@ -200,14 +179,12 @@ class Publisher:
         self.counters.acked_messages += 1
         if msg.stream is Stream.READINGS:
             self.counters.acked_readings += msg.n
-        task = asyncio.ensure_future(self._ack(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._ack(msg))
 
     def _schedule_retry(self, stream: Stream) -> None:
         task = self._retry_tasks.get(stream)
         if task is None or task.done():
-            self._retry_tasks[stream] = asyncio.ensure_future(self._retry_refused(stream))
+            self._retry_tasks[stream] = self._spawn(self._retry_refused(stream))
 
     async def _retry_refused(self, stream: Stream) -> None:
         await asyncio.sleep(self._retry_backoff[stream].failed())
@@ -232,9 +209,21 @@ class Publisher:
         self._wake.set()
 
     def _on_stored(self, payload: bytes, retained: bool) -> None:
-        task = asyncio.ensure_future(self.confirmations.on_stored(payload, retained))
+        self._spawn(self.confirmations.on_stored(payload, retained))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """A helper task whose error ends the publisher (and so the gateway, whose unit
+        restarts it), never a task that dies unseen."""
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+            self._wake.set()
 
     def _queue_resends(self, messages: list[SealedMessage]) -> None:
         self._resends.extend(messages)
@@ -252,31 +241,34 @@ class Publisher:
     def publish_status(
         self, state: str, reason: str | None = None, stats: dict[str, int] | None = None
     ) -> None:
-        status = Status(
-            v=wire.SCHEMA_VERSION,
-            gateway=self._gw.id,
-            site=self._gw.site,
-            state="online" if state == "online" else "offline",
-            ts_ms=now_ms(),
-            reason=reason,
-            version=self.version,
-            stats=stats,
+        status = self._status(state, reason, stats)
+        self._client.publish(self.topic(Stream.STATUS), status, qos=1, retain=True)
+
+    def _status(self, state: str, reason: str | None, stats: dict[str, int] | None = None) -> bytes:
+        return wire.encode(
+            Status(
+                v=wire.SCHEMA_VERSION,
+                gateway=self._gw.id,
+                site=self._gw.site,
+                state="online" if state == "online" else "offline",
+                ts_ms=now_ms(),
+                reason=reason,
+                version=self.version,
+                stats=stats,
+            )
         )
-        self._client.publish(self.topic(Stream.STATUS), wire.encode(status), qos=1, retain=True)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         connect(self._client, self.config.mqtt, self._session)
         if self._by_store:
-            watcher = asyncio.ensure_future(
-                self.confirmations.watch(lambda: self._connected, self._queue_resends)
-            )
-            self._tasks.add(watcher)
-            watcher.add_done_callback(self._tasks.discard)
+            self._spawn(self.confirmations.watch(lambda: self._connected, self._queue_resends))
         try:
             while not self._stopping:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._failure is not None:  # a helper task cannot go on: neither can we
+                    raise self._failure
                 if self._connected and self._boundary is not None:
                     await self._pump_unless_unwritable()
         finally:

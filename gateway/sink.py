@@ -83,20 +83,20 @@ class Sink:
 
     async def _write(self, rows: list[Row]) -> None:
         async with self._writing:  # the buffer is touched by one write at a time
-            self._hold(rows)
+            self._held.extend(rows)
             try:
                 await self.outbox.call(self._write_held)
             except sqlite3.OperationalError as exc:
                 if not unwritable(exc):
                     raise
+                self._bound_held()  # only what could not be written counts against it
                 self._stopped_writing(exc)
                 return
         if self._unwritable_since is not None:
             self._resumed_writing()
         self.notify()
 
-    def _hold(self, rows: list[Row]) -> None:
-        self._held.extend(rows)
+    def _bound_held(self) -> None:
         excess = len(self._held) - self._memory_rows
         for _ in range(max(0, excess)):
             self._held.popleft()
