@@ -225,11 +225,12 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     kind/state pairs: ``device`` ok|no_response|exception|garbled|stale,
     ``sensor`` ok|fault|out_of_range, ``door`` open|closed, ``outbox`` overflow,
-    ``gateway`` started|stopping, ``gps`` fix|no_fix.
+    ``gateway`` started|stopping, ``gps`` fix|no_fix, ``clock`` off|ok (against a
+    reference) and stepped_back.
     """
 
     ts_ms: TimestampMs
-    kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps"]
+    kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock"]
     source: Id
     state: Annotated[str, msgspec.Meta(max_length=32)]
     detail: Text | None = None

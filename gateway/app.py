@@ -13,11 +13,13 @@ import uvicorn
 
 from coldchain import __version__
 from coldchain.webserver import EmbeddedServer
+from coldchain.wire import Event
 from gateway.cab import cab_app
+from gateway.clock import CLOCK, ClockCheck, describe_span, now_ms
 from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
-from gateway.outbox import Outbox, now_ms
+from gateway.outbox import Outbox
 from gateway.outbox_file import AsyncOutbox
 from gateway.publisher import Publisher
 from gateway.serial_bus import AsciiDevice, GpsDevice
@@ -42,6 +44,7 @@ class Gateway:
                 max_age_h=box.max_age_h,
             )
         )
+        CLOCK.start_from(self.outbox.sync.newest_ms)  # a clock set back repeats no stamp
         self.publisher = Publisher(config, self.outbox, __version__)
         self.sink = Sink(
             self.outbox,
@@ -53,6 +56,15 @@ class Gateway:
         self.publisher.confirmations.went_back = lambda detail: self.health.report(
             "outbox", config.gateway.id, "went_back", now_ms(), detail[:256]
         )
+        gw_id = config.gateway.id
+        self.clock_check = ClockCheck(
+            lambda state, detail: self.health.report("clock", gw_id, state, now_ms(), detail),
+            tolerance_ms=int(config.gateway.clock_tolerance_s * 1000),
+        )
+        self.publisher.confirmations.on_time = lambda ref, local: self.clock_check.observe(
+            ref, local, "collector"
+        )
+        CLOCK.on_step_back = self._clock_stepped_back
         self.buses: list[ModbusBus | AsciiDevice | GpsDevice] = []
         for bus in config.buses:
             if isinstance(bus, ModbusTcpBus | ModbusRtuBus):
@@ -60,11 +72,24 @@ class Gateway:
             elif isinstance(bus, SerialAsciiBus):
                 self.buses.append(AsciiDevice(bus, self.sink, self.health))
             elif isinstance(bus, NmeaGpsBus):
-                self.buses.append(GpsDevice(bus, self.sink, self.health))
+                gps = GpsDevice(bus, self.sink, self.health)
+                gps.on_time = lambda ref, local: self.clock_check.observe(ref, local, "GPS")
+                self.buses.append(gps)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _clock_stepped_back(self, step_ms: int, absorbed: bool) -> None:
+        what = (
+            "stamps slow down until it has caught up"
+            if absorbed
+            else "too far to absorb: stamps follow it"
+        )
+        detail = f"the wall clock went back {describe_span(step_ms)}; {what}"
+        log.warning("gateway %s: %s", self.config.gateway.id, detail)
+        gw_id, ts = self.config.gateway.id, now_ms()
+        self.sink.add_event(Event(ts, "clock", gw_id, "stepped_back", detail))
 
     async def run(self) -> None:
         gw = self.config.gateway
@@ -155,6 +180,8 @@ class Gateway:
             "overruns": c.overruns,
             "held_in_memory": c.held_in_memory,
             "lost_in_memory": c.lost_in_memory,
+            "clock_steps_back": CLOCK.steps_back,
+            **self.clock_check.stats(),
         }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -26,6 +26,9 @@ class GatewayIdentity(Strict):
     site: DeviceId
     #: wall-clock interval of the retained status heartbeat with counters
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    #: the gateway's clock further off than this from a reference (the collector's
+    #: clock, a GPS receiver's UTC) is reported (a ``clock`` event, the heartbeat)
+    clock_tolerance_s: Annotated[float, Field(gt=0)] = 60.0
 
 
 class OutboxConfig(Strict):

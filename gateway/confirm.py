@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from coldchain import wire
 from coldchain.logs import Throttled
 from coldchain.wire import Stream, WireError
-from gateway.outbox import SealedMessage, now_ms
+from gateway.clock import now_ms
+from gateway.outbox import SealedMessage
 from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway.confirm")
@@ -68,7 +69,8 @@ class Confirmations:
         self._heard_at: float | None = None
         self._probed_at = start
         #: the collector's clock minus ours, from the last live watermark (ms)
-        self.skew_ms: int | None = None
+        #: told (reference, local) ms on each live watermark: the collector's clock
+        self.on_time: Callable[[int, int], None] | None = None
         self._bad = Throttled(log)
         #: told when the store holds seqs the outbox has not handed out (an event)
         self.went_back: Callable[[str], object] | None = None
@@ -112,7 +114,8 @@ class Confirmations:
         now = self._clock()
         if not retained:  # a retained copy may be days old: it says nobody is there now
             self._heard_at = now
-            self.skew_ms = stored.ts_ms - now_ms()
+            if self.on_time is not None:
+                self.on_time(stored.ts_ms, now_ms())
         freed = 0
         for stream, upto in ((Stream.READINGS, stored.readings), (Stream.EVENTS, stored.events)):
             if upto is None or upto <= self.upto.get(stream, 0):

@@ -12,7 +12,7 @@ from coldchain.wire import Event
 
 log = logging.getLogger("coldchain.gateway")
 
-EventKind = Literal["device", "sensor", "door", "outbox", "gateway", "gps"]
+EventKind = Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock"]
 
 
 @dataclass

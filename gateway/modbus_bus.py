@@ -23,6 +23,7 @@ from pymodbus.pdu import ExceptionResponse as PduExceptionResponse
 
 from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
+from gateway.clock import now_ms
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
 from gateway.decode import ReadBlock, decode_point, plan_reads
 from gateway.errors import BadResponse, DeviceError, ExceptionResponse, NoResponse
@@ -44,10 +45,6 @@ MODBUS_EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ModbusDevice:

@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from coldchain import wire
 from coldchain.wire import Event, Stream
+from gateway.clock import now_ms
 from gateway.outbox_file import (
     Transaction,
     drop_oldest_sealed,
     hold_lock,
     move_aside,
+    newest_time,
     open_checked,
     record_epoch,
 )
@@ -71,10 +72,6 @@ CREATE TABLE IF NOT EXISTS rejects (
 
 SCHEMA_VERSION = 2
 MAX_REJECTS = 10_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +135,8 @@ class Outbox:
         self._pending = self._count("SELECT COUNT(*) FROM pending")
         self._sealed_rows = self._count("SELECT COALESCE(SUM(n), 0) FROM sealed")
         self._last_age_check_ms = 0
+        #: the newest edge time this outbox has seen: the clock never stamps before it
+        self.newest_ms = newest_time(self._db)
 
     def _open(self) -> sqlite3.Connection:
         db = open_checked(self.path)
@@ -312,9 +311,11 @@ class Outbox:
                 "DELETE FROM pending WHERE stream = ? AND id >= ? AND id <= ?",
                 (stream.value, rows[0][0], rows[-1][0]),
             )
+            created = self._clock()
+            self._set_meta("clock_ms", created)  # survives the message: the clock's floor
             self._db.execute(
                 "INSERT INTO sealed (stream, seq, n, created_ms, payload) VALUES (?, ?, ?, ?, ?)",
-                (stream.value, seq, len(rows), self._clock(), payload),
+                (stream.value, seq, len(rows), created, payload),
             )
             self._pending -= len(rows)
             self._sealed_rows += len(rows)
@@ -408,12 +409,8 @@ class Outbox:
         return int(pending) + int(sealed), (min(oldest) if oldest else None)
 
     def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:
-        return [
-            (int(t), s, r, bytes(raw))
-            for t, s, r, raw in self._db.execute(
-                "SELECT ts_ms, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?", (limit,)
-            )
-        ]
+        sql = "SELECT ts_ms, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?"
+        return [(int(t), s, r, bytes(raw)) for t, s, r, raw in self._db.execute(sql, (limit,))]
 
     def close(self) -> None:
         self._db.close()

@@ -106,6 +106,17 @@ def open_checked(path: Path) -> sqlite3.Connection:
     return db
 
 
+def newest_time(db: sqlite3.Connection) -> int:
+    """The newest edge time the outbox has seen: its newest row or message, or the time
+    of the last seal (kept after its message is confirmed and gone)."""
+    row = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(ts_ms) FROM pending), 0), "
+        "COALESCE((SELECT MAX(created_ms) FROM sealed), 0), "
+        "COALESCE((SELECT value FROM meta WHERE key = 'clock_ms'), 0))"
+    ).fetchone()
+    return int(row[0])
+
+
 def drop_oldest_sealed(db: sqlite3.Connection, rows: int) -> tuple[int, int | None]:
     """Drop the oldest sealed messages, up to ``rows`` rows or one message more (the
     store never confirmed them: given up, reported by the overflow event, never

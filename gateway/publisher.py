@@ -30,9 +30,10 @@ from coldchain.backoff import Backoff
 from coldchain.logs import Throttled
 from coldchain.mqtt import SessionSpec, connect, make_client
 from coldchain.wire import Status, Stream
+from gateway.clock import now_ms
 from gateway.config import GatewayConfig
 from gateway.confirm import Confirmations
-from gateway.outbox import SealedMessage, now_ms
+from gateway.outbox import SealedMessage
 from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway.mqtt")

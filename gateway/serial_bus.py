@@ -14,12 +14,15 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import serial
 
 from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
+from gateway.clock import now_ms
 from gateway.config import NmeaGpsBus, SerialAsciiBus
 from gateway.decode import quality_of
 from gateway.errors import GarbledLine
@@ -30,10 +33,6 @@ from gateway.sink import Sink
 log = logging.getLogger("coldchain.gateway.serial")
 
 MAX_LINE_BYTES = 512
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def nmea_checksum(body: bytes) -> int:
@@ -249,6 +248,26 @@ def _nmea_coord(value: str, hemisphere: str, degree_digits: int) -> float:
     return -coord if hemisphere in ("S", "W") else coord
 
 
+def _rmc_utc_ms(hhmmss: str, ddmmyy: str) -> int | None:
+    """The UTC of an RMC fix (time ``hhmmss.ss``, date ``ddmmyy``); None if absent."""
+    if len(hhmmss) < 6 or len(ddmmyy) != 6:
+        return None
+    try:
+        ms = round(float(hhmmss[6:]) * 1000) if hhmmss[6:7] == "." else 0
+        when = datetime(
+            2000 + int(ddmmyy[4:]),
+            int(ddmmyy[2:4]),
+            int(ddmmyy[:2]),
+            int(hhmmss[:2]),
+            int(hhmmss[2:4]),
+            int(hhmmss[4:6]),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+    return int(when.timestamp()) * 1000 + ms
+
+
 class GpsDevice(LineDevice):
     """NMEA 0183: RMC (and GGA) sentences; a position reading every ``interval_s``."""
 
@@ -260,6 +279,8 @@ class GpsDevice(LineDevice):
         self.sensor = f"{self.device_id}.pos"
         self.fix: Fix | None = None
         self._last_published = 0.0
+        #: told (the receiver's UTC, the gateway's clock) ms with each valid RMC fix
+        self.on_time: Callable[[int, int], None] | None = None
 
     def parse(self, line: bytes, ts_ms: int) -> list[Reading]:
         if not check_nmea_checksum(line):
@@ -277,6 +298,10 @@ class GpsDevice(LineDevice):
             raise GarbledLine(self.device_id, f"malformed {kind} sentence", line) from None
         if fix is None:
             return []
+        if kind == "RMC" and self.on_time is not None:
+            utc_ms = _rmc_utc_ms(fields[1], fields[9])
+            if utc_ms is not None:
+                self.on_time(utc_ms, ts_ms)
         self.fix = fix
         self.health.report("gps", self.device_id, "fix", ts_ms)
         if fix.monotonic - self._last_published < self.profile.interval_s:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from coldchain import wire
 from coldchain.wire import Event, Reading, Stream
-from gateway.outbox import now_ms
+from gateway.clock import now_ms
 from gateway.outbox_file import AsyncOutbox, unwritable
 
 log = logging.getLogger("coldchain.gateway")

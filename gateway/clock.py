@@ -1,0 +1,149 @@
+"""Edge time: the time a reading is stamped with, and how far off it is.
+
+:class:`EdgeClock` gives wall time that never goes backwards. It follows the wall clock
+forward at once (NTP setting a clock that was behind). When the wall clock steps back
+(a Raspberry Pi without a real-time clock set right after a power cut, a clock set by
+hand) the stamps do not go back with it: they go on at half the monotonic clock's rate
+until the wall clock has caught up, so every sensor's stamps keep increasing and rejoin
+true time within twice the step. A step back larger than ``max_slew_ms`` is not a glitch
+but a clock set to another time: the stamps follow it (the store keeps a reading that
+shares a timestamp with an older one, see docs/design-zero-loss.md) and it is reported.
+
+:class:`ClockCheck` compares the gateway's clock with a reference it has: the
+collector's clock carried on each live ``stored`` watermark, and the UTC of a GPS
+receiver's fixes on trucks. Past ``tolerance_ms`` it reports a ``clock`` event (``off``,
+with how far and against what) and the heartbeat carries the offset; within half the
+tolerance again it reports ``ok``. It never corrects the clock: the operator's alarm
+says to fix it (the stamps stay what the gateway measured).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+#: the largest step back absorbed by slowing the stamps down
+MAX_SLEW_MS: Final = 10 * 60_000
+#: the rate of the stamps while the wall clock is behind them
+SLEW_RATE: Final = 0.5
+
+
+def _wall_ms() -> float:
+    return time.time_ns() / 1_000_000
+
+
+def _monotonic_ms() -> float:
+    return time.monotonic_ns() / 1_000_000
+
+
+class EdgeClock:
+    def __init__(
+        self,
+        wall: Callable[[], float] = _wall_ms,
+        monotonic: Callable[[], float] = _monotonic_ms,
+        *,
+        max_slew_ms: int = MAX_SLEW_MS,
+    ) -> None:
+        self._wall = wall
+        self._monotonic = monotonic
+        self.max_slew_ms = max_slew_ms
+        self._last = 0.0
+        self._last_mono = monotonic()
+        #: steps back seen, and the latest one's size (the heartbeat reports them)
+        self.steps_back = 0
+        self.last_step_back_ms = 0
+        self._slewing = False
+        #: called with the size of a step back when one begins (an event)
+        self.on_step_back: Callable[[int, bool], None] | None = None
+
+    def start_from(self, floor_ms: int) -> None:
+        """Never stamp before ``floor_ms`` (the newest time the outbox has seen): a
+        restart with a clock set back does not repeat the stamps before it."""
+        if floor_ms > self._last:
+            self._last = float(floor_ms)
+            self._last_mono = self._monotonic()
+
+    def now_ms(self) -> int:
+        wall, mono = self._wall(), self._monotonic()
+        elapsed = max(0.0, mono - self._last_mono)
+        self._last_mono = mono
+        behind = self._last - wall
+        step: tuple[int, bool] | None = None
+        size = int(behind + elapsed)  # how far the wall clock went back
+        if behind < 0:
+            self._slewing = False
+            self._last = wall
+        elif behind > self.max_slew_ms + elapsed:
+            step, self._slewing, self._last = (size, False), False, wall
+        else:
+            if not self._slewing and behind > max(1000.0, elapsed):
+                step, self._slewing = (size, True), True
+            self._last += elapsed * SLEW_RATE
+        stamp = int(self._last)
+        if step is not None:  # told after the stamp is settled: the callback may stamp
+            self.steps_back += 1
+            self.last_step_back_ms = step[0]
+            if self.on_step_back is not None:
+                self.on_step_back(*step)
+        return stamp
+
+
+#: the process's edge clock: every stamp of a gateway comes from it
+CLOCK: Final = EdgeClock()
+
+
+def now_ms() -> int:
+    return CLOCK.now_ms()
+
+
+def describe_span(span_ms: int) -> str:
+    """'10 min 3 s', '1 d 0 h': a span as a person reads it."""
+    s = abs(span_ms) // 1000
+    if s >= 86_400:
+        return f"{s // 86_400} d {s % 86_400 // 3600} h"
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s} s"
+
+
+def describe_offset(offset_ms: int) -> str:
+    """'10 min 3 s ahead', '1 d 0 h behind': how a person reads a clock's error."""
+    return f"{describe_span(offset_ms)} {'ahead' if offset_ms > 0 else 'behind'}"
+
+
+@dataclass
+class ClockCheck:
+    """The gateway's clock against a reference; ``report(state, detail)`` is called once
+    per change between ``ok`` and ``off``."""
+
+    report: Callable[[str, str], object]
+    tolerance_ms: int = 60_000
+    #: the latest offset (the gateway's clock minus the reference), and against what
+    offset_ms: int | None = None
+    source: str | None = None
+    off: bool = False
+    checks: int = 0
+
+    def observe(self, reference_ms: int, local_ms: int, source: str) -> None:
+        self.checks += 1
+        self.offset_ms, self.source = local_ms - reference_ms, source
+        size = abs(self.offset_ms)
+        if not self.off and size > self.tolerance_ms:
+            self.off = True
+            self.report("off", f"{describe_offset(self.offset_ms)} of the {source}'s clock")
+        elif self.off and size < self.tolerance_ms // 2:
+            self.off = False
+            self.report("ok", f"within {size // 1000} s of the {source}'s clock")
+
+    def stats(self) -> dict[str, int]:
+        """For the heartbeat: how far ahead or behind (wire counts are not negative)."""
+        if self.offset_ms is None:
+            return {}
+        return {
+            "clock_ahead_ms": max(0, self.offset_ms),
+            "clock_behind_ms": max(0, -self.offset_ms),
+        }
