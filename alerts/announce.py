@@ -23,6 +23,8 @@ def alarm_line(
         values = f" max {breach.max_value:.1f}{unit}"
     elif breach.min_value is not None:
         values = f" min {breach.min_value:.1f}{unit}"
+    if breach.kind is Kind.GATEWAY_CLOCK:  # "gateway X's clock is N min off"
+        values = f" clock {breach.settings.get('off_min')} min {breach.settings.get('way')}"
     where = f"{gateway}/{breach.sensor}" if breach.sensor else gateway
     batches = ", ".join(json.loads(row.batches)) or "none"
     return (

@@ -21,6 +21,8 @@ class Kind(enum.StrEnum):
     RH_HIGH = "rh_high"
     RH_LOW = "rh_low"
     GATEWAY_OFFLINE = "gateway_offline"
+    #: the gateway's clock is off: its readings' times are not to be trusted
+    GATEWAY_CLOCK = "gateway_clock"
 
 
 class Level(enum.StrEnum):
@@ -45,6 +47,8 @@ class EndReason(enum.StrEnum):
     SETTINGS_CHANGED = "settings_changed"
     #: the gateway is back online
     BACK_ONLINE = "back_online"
+    #: the gateway's clock is right again
+    CLOCK_RIGHT = "clock_right"
     #: late data showed it did not happen as judged (kept, never deleted)
     SUPERSEDED = "superseded"
 

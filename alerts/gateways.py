@@ -1,7 +1,8 @@
 """What the alert service knows of each gateway: online or offline (its retained status
 and last will), back-filling while its buffered readings drain, and the gateway-offline
-breaches (warning, then critical) while it stays away. Pure bookkeeping: it returns the
-breaches that changed; the service stores them."""
+breaches (warning, then critical) while it stays away, and the breach of a gateway whose
+clock is off (from its heartbeat's own check, or from readings stamped too far ahead).
+Pure bookkeeping: it returns the breaches that changed; the service stores them."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class GatewayState:
     offline: dict[Level, Breach] = field(default_factory=dict)
     #: sensors whose judgement waits until the gateway has caught up
     held: set[str] = field(default_factory=set)
+    #: the ongoing "clock is off" breach
+    clock: Breach | None = None
 
     @property
     def holding(self) -> bool:
@@ -58,6 +61,9 @@ class GatewayRule:
     #: the longest a gateway's back-filling may hold its sensors' no-data judgement: past
     #: it the gaps are judged anyway (a heartbeat that never reports a drained outbox)
     backfill_max_min: float = 60.0
+    #: a gateway's clock further off than this is a warning (its readings' times are
+    #: doubtful); it ends when the gateway reports it within half of it again
+    clock_tolerance_min: float = 1.0
 
 
 DEFAULT_GATEWAY_RULE = GatewayRule()
@@ -65,8 +71,8 @@ DEFAULT_GATEWAY_RULE = GatewayRule()
 #: the reason of the clean offline status a gateway publishes when it is stopped
 PLANNED_STOP = "shutdown"
 
-#: the ongoing offline breach of a gateway at a level stored before a restart, if any
-Adopt = Callable[[str, Level], Breach | None]
+#: the ongoing gateway-wide breach of a kind and level stored before a restart, if any
+Adopt = Callable[[str, Kind, Level], Breach | None]
 
 
 @dataclass
@@ -111,7 +117,7 @@ class Gateways:
                 gw.offline_since_ms = gw.last_seen_ms if gw.last_seen_ms is not None else now_ms
                 log.warning("gateway %s offline (%s)", status.gateway, status.reason or "stopped")
             return out
-        gw.seen(status.ts_ms)
+        gw.seen(min(status.ts_ms, now_ms))  # a clock ahead does not make it fresher
         if not gw.online or gw.offline:
             for breach in gw.offline.values():
                 breach.end_ts_ms = max(status.ts_ms, breach.start_ts_ms)
@@ -122,6 +128,9 @@ class Gateways:
             gw.offline, gw.online, gw.offline_since_ms = {}, True, None
             gw.planned = False
             gw.backfilling = True  # until a heartbeat says its outbox has drained
+        if status.stats is not None and "clock_ahead_ms" in status.stats:
+            offset = status.stats["clock_ahead_ms"] - status.stats.get("clock_behind_ms", 0)
+            out.changed += [b for _, b in self.on_clock(status.gateway, offset, now_ms)]
         if status.stats is not None:
             gw.backlog = status.stats.get("backlog", 0)
             gw.oldest_unsent_age_s = status.stats.get("oldest_unsent_age_s", 0)
@@ -154,15 +163,43 @@ class Gateways:
                 settled[gateway], gw.held = gw.held, set()
         return settled
 
+    def on_clock(self, gateway: str, offset_ms: int, now_ms: int) -> list[tuple[str, Breach]]:
+        """How far the gateway's clock is off (ahead > 0): the clock breach opens past the
+        tolerance and ends within half of it."""
+        gw = self.states.get(gateway)
+        if gw is None:
+            gw = self.states[gateway] = self._adopt(gateway)
+        tolerance_ms = self.rule.clock_tolerance_min * MINUTE_MS
+        breach = gw.clock
+        if breach is None and abs(offset_ms) > tolerance_ms:
+            way = "ahead" if offset_ms > 0 else "behind"
+            off_min = round(abs(offset_ms) / MINUTE_MS, 1)
+            log.warning("gateway %s: its clock is %s min %s", gateway, off_min, way)
+            settings = {"off_min": off_min, "way": way, "tolerance_min": tolerance_ms / MINUTE_MS}
+            breach = Breach(GATEWAY_WIDE, Kind.GATEWAY_CLOCK, Level.WARNING, now_ms, now_ms)
+            breach.settings = settings
+            gw.clock = breach
+            return [(gateway, breach)]
+        if breach is not None and abs(offset_ms) < tolerance_ms / 2:
+            log.info("gateway %s: its clock is right again", gateway)
+            breach.end_ts_ms, breach.end_reason = (
+                max(now_ms, breach.start_ts_ms),
+                EndReason.CLOCK_RIGHT,
+            )
+            gw.clock = None
+            return [(gateway, breach)]
+        return []
+
     def _adopt(self, gateway: str) -> GatewayState:
         """A gateway first heard of since start: ongoing offline breaches stored before a
         restart are taken over (they stay one breach each)."""
         gw = GatewayState(backfilling=True)
         for level, _delay in self.rule.levels:
-            breach = self._adopt_breach(gateway, level)
+            breach = self._adopt_breach(gateway, Kind.GATEWAY_OFFLINE, level)
             if breach is not None:
                 gw.online, gw.offline_since_ms = False, breach.start_ts_ms
                 gw.offline[level] = breach
+        gw.clock = self._adopt_breach(gateway, Kind.GATEWAY_CLOCK, Level.WARNING)
         return gw
 
     def watch(self, now_ms: int, heard_since_ms: int | None = None) -> list[tuple[str, Breach]]:

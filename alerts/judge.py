@@ -196,6 +196,8 @@ class Judge:
         """Judge one readings batch; returns the breaches it changed."""
         points: dict[tuple[str, str], tuple[Series, list[Point]]] = {}
         for reading in batch.readings:
+            if reading.q is Quality.CLOCK_SUSPECT:
+                continue  # its time is not known: the gateway's clock alarm says so
             quantity, value = reading.measure()
             if gw is not None:
                 gw.seen(reading.ts_ms)

@@ -32,9 +32,10 @@ class StoreReads:
         with reading(self.engine) as s:
             return stored_breaches(s, gateway, sensor, since_ms)
 
-    def offline_breach(self, gateway: str, level: Level) -> Breach | None:
+    def gateway_breach(self, gateway: str, kind: Kind, level: Level) -> Breach | None:
+        """The ongoing gateway-wide breach of a kind and level, if any."""
         with reading(self.engine) as s:
-            row = open_breach(s, gateway, GATEWAY_WIDE, Kind.GATEWAY_OFFLINE, level)
+            row = open_breach(s, gateway, GATEWAY_WIDE, kind, level)
             return None if row is None else breach_of(row)
 
     def recent(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> list[StoredReading]:

@@ -40,14 +40,10 @@ from alerts.models import Location, ProfileRow, SensorAssignment
 from alerts.notify import Channel, deliver_due
 from alerts.profiles import ProductProfile
 from alerts.reads import StoreReads
-from alerts.repo import (
-    supersede_breach,
-    sync_alarm,
-    upsert_breach,
-)
+from alerts.repo import supersede_breach, sync_alarm, upsert_breach
 from alerts.repo.quarantine import asked_replays, keep_aside, release
 from coldchain import wire
-from coldchain.accept import Limits, accept
+from coldchain.accept import Accepted, Limits, accept
 from coldchain.backoff import Backoff
 from coldchain.health import CountersCollector, one_line, registry_of
 from coldchain.logs import Throttled
@@ -123,7 +119,7 @@ class AlertService:
         #: hot standby: only the lead's holder writes, escalates and sends
         self.lead = Lead(engine, client_id)
         self.lead.poll()
-        self.gateways = Gateways(gateway_rule, time_scale, reads.offline_breach)
+        self.gateways = Gateways(gateway_rule, time_scale, reads.gateway_breach)
         self._next_tick = 0.0
         self._next_reminder = 0.0
         self._next_reload = time.monotonic() + reload_s
@@ -210,20 +206,23 @@ class AlertService:
 
     def _take(self, item: Delivery) -> bool:
         try:
-            message = accept(item.topic, item.payload, self.limits).message
+            taken = accept(item.topic, item.payload, self.limits)
         except wire.WireError as exc:
             self.counters.refused += 1
             self.refused_by[exc.kind] = self.refused_by.get(exc.kind, 0) + 1
             self._refusals.warning(item.topic, "refused a message on %s: %s", item.topic, exc)
             return True
         out = Outcome()  # kept across retries: what judging found is stored once
-        judged = self._supervised(lambda: self._judge(message, out), item)
+        judged = self._supervised(lambda: self._judge(taken, item.received_ms, out), item)
         if judged is not True:
             return judged is None  # None: kept aside; False: stopping
         stored = self._supervised(lambda: self._persist(out), item)
         return stored is not False
 
-    def _judge(self, message: wire.Message, out: Outcome) -> None:
+    def _judge(self, taken: Accepted, received_ms: int, out: Outcome) -> None:
+        message = taken.message
+        if taken.clock_ahead_ms:  # stamped by a clock ahead: the gateway's clock alarm
+            out.store += self.gateways.on_clock(message.gateway, taken.clock_ahead_ms, received_ms)
         if isinstance(message, wire.ReadingsBatch):
             self.judge.process(message, self.gateways.get(message.gateway), out)
         elif isinstance(message, wire.Status):

@@ -36,6 +36,10 @@ from coldchain.wire import Stream
 log = logging.getLogger("coldchain.api.live")
 
 QUEUE_SIZE = 2000
+#: a gateway whose oldest published message has waited this long for a store's
+#: confirmation is marked: its data reaches the broker but is not being stored (the
+#: gateway sends again after its confirm_timeout_s, 120 s by default)
+UNCONFIRMED_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class LiveHub:
         self.engine = engine
         self.sites, self.poll_s = sites, poll_s
         self.latest: dict[tuple[str, str], LatestReading] = {}
-        #: gateway id: online | offline | back-filling
+        #: gateway id: online | offline | back-filling | unconfirmed
         self.gateways: dict[str, str] = {}
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -230,7 +234,9 @@ class LiveHub:
         elif isinstance(message, wire.Status):
             state: str = message.state
             stats = message.stats or {}
-            if state == "online" and stats.get("behind", stats.get("backlog", 0)) > 0:
+            if state == "online" and stats.get("oldest_unconfirmed_age_s", 0) > UNCONFIRMED_S:
+                state = "unconfirmed"  # the broker takes its data, no store confirms it
+            elif state == "online" and stats.get("behind", stats.get("backlog", 0)) > 0:
                 state = "back-filling"
             if self.gateways.get(message.gateway) != state:
                 self.gateways[message.gateway] = state

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,6 +70,8 @@ class AlarmGroup:
     batches: list[str]
     acknowledged_by: str | None
     ack_comment: str | None
+    #: the settings in force with the first alarm (a clock's offset, the limits)
+    settings: dict[str, object] = field(default_factory=dict)
 
 
 def group_alarms(alarms: list[AlarmOut]) -> list[AlarmGroup]:
@@ -92,6 +94,7 @@ def group_alarms(alarms: list[AlarmOut]) -> list[AlarmGroup]:
                 list(a.batches),
                 a.acknowledged_by,
                 a.ack_comment,
+                dict(a.settings),
             )
             continue
         g.ids.append(a.id)

@@ -82,7 +82,7 @@ class SiteOut(Model):
     kind: str
     county: str | None
     locations: list[LocationOut]
-    gateways: dict[str, str]  # gateway id: online | offline | back-filling | unknown
+    gateways: dict[str, str]  # gateway id: online | offline | back-filling | unconfirmed | unknown
 
 
 class ReadingOut(Model):

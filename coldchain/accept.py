@@ -3,10 +3,17 @@ live hub all take it (see docs/design-supervision.md).
 
 :func:`accept` parses the topic, decodes the payload against the stream's bounded
 schema, holds the payload to the topic (an account publishes on its own topic only, so
-the topic is the truth), keeps every timestamp inside the accepted window, and
-normalises the readings: a value outside its physical range is kept and marked
-``out_of_range``; each sensor's readings come sorted by time, an exact copy dropped.
-A message it refuses raises :class:`~coldchain.wire.WireError` with the reason.
+the topic is the truth), refuses a time before 2020 (a dead clock), and normalises
+the readings: a value outside its physical range is kept and marked ``out_of_range``;
+each sensor's readings come sorted by time, an exact copy dropped. A message it refuses
+raises :class:`~coldchain.wire.WireError` with the reason.
+
+A time further ahead of the consumer's clock than ``Limits.future_tolerance_ms`` is a
+gateway clock that is ahead, not a reason to refuse: the message is kept, its readings
+that were ``ok`` are marked ``clock_suspect`` (a fault or an out_of_range reading keeps
+its mark: that is the graver news), and :attr:`Accepted.clock_ahead_ms` says by how
+much, so that the alert service can raise "gateway X's clock is N min off". The store
+keeps the received time beside the edge time.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ BOUNDS: Final[dict[Quantity, tuple[float, float]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How far ahead of the consumer's clock an edge timestamp may be."""
+    """How far ahead of the consumer's clock an edge timestamp may be before it is
+    taken as the gateway's clock being ahead."""
 
     future_tolerance_ms: int = 5 * 60_000
 
@@ -57,6 +65,10 @@ class Accepted:
     #: readings marked out_of_range here, and exact copies dropped
     out_of_range: int = 0
     copies: int = 0
+    #: how far the newest time of the message is past the consumer's clock, when past
+    #: the tolerance (0 otherwise), and the readings marked clock_suspect for it
+    clock_ahead_ms: int = 0
+    clock_suspect: int = 0
 
 
 def now_ms() -> int:
@@ -82,29 +94,42 @@ def accept(
             f"but the topic says {parts.site}/{parts.gateway}",
             "topic",
         )
-    window = (EARLIEST_TS_MS, (now_ms() if now is None else now) + limits.future_tolerance_ms)
+    received = now_ms() if now is None else now
     if isinstance(msg, Status):
-        _check_time(msg.ts_ms, window)
-        return Accepted(parts, msg)
+        return Accepted(parts, msg, clock_ahead_ms=_ahead([msg.ts_ms], received, limits))
     items = msg.readings if isinstance(msg, ReadingsBatch) else msg.events
     if not items:
         raise WireError("empty batch", "empty")
-    for item in items:
-        _check_time(item.ts_ms, window)
+    ahead = _ahead([item.ts_ms for item in items], received, limits)
     if isinstance(msg, EventsBatch):
-        return Accepted(parts, msg)
+        return Accepted(parts, msg, clock_ahead_ms=ahead)
     readings, out_of_range, copies = normalised(msg.readings)
-    if out_of_range or copies or readings is not msg.readings:
+    suspect = 0
+    if ahead:
+        readings, suspect = _clock_suspect(readings, received + limits.future_tolerance_ms)
+    if out_of_range or copies or suspect or readings is not msg.readings:
         msg = msgspec.structs.replace(msg, readings=readings)
-    return Accepted(parts, msg, out_of_range, copies)
+    return Accepted(parts, msg, out_of_range, copies, ahead, suspect)
 
 
-def _check_time(ts_ms: int, window: tuple[int, int]) -> None:
-    if ts_ms > window[1]:
-        ahead_s = (ts_ms - window[1]) / 1000
-        raise WireError(f"timestamp {ts_ms} is {ahead_s:.0f} s past the accepted future", "time")
-    if ts_ms < window[0]:
-        raise WireError(f"timestamp {ts_ms} is before 2020", "time")
+def _ahead(times: list[int], received_ms: int, limits: Limits) -> int:
+    """How far the newest time is past the receiver's clock, if past the tolerance;
+    WireError for a time before 2020 (a clock that was never set)."""
+    oldest, newest = min(times), max(times)
+    if oldest < EARLIEST_TS_MS:
+        raise WireError(f"timestamp {oldest} is before 2020", "time")
+    ahead = newest - received_ms
+    return ahead if ahead > limits.future_tolerance_ms else 0
+
+
+def _clock_suspect(readings: list[Reading], latest_ms: int) -> tuple[list[Reading], int]:
+    marked = [
+        msgspec.structs.replace(r, q=Quality.CLOCK_SUSPECT)
+        if r.ts_ms > latest_ms and r.q is Quality.OK
+        else r
+        for r in readings
+    ]
+    return marked, sum(1 for a, b in zip(readings, marked, strict=True) if a is not b)
 
 
 def normalised(readings: list[Reading]) -> tuple[list[Reading], int, int]:

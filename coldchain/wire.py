@@ -25,7 +25,8 @@ Rules every producer keeps and every consumer may rely on:
 - ``ts_ms`` is the edge time the value was taken, UTC milliseconds since the epoch.
 - A value that could not be obtained is ``null`` with ``q = "fault"`` and a ``fault``
   reason; a value outside the sensor's physical range keeps its value with
-  ``q = "out_of_range"``.
+  ``q = "out_of_range"``. A consumer marks ``q = "clock_suspect"`` a reading stamped
+  too far ahead of its own clock (kept, with the time it was received beside it).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class Quality(enum.StrEnum):
     OK = "ok"
     FAULT = "fault"
     OUT_OF_RANGE = "out_of_range"
+    #: set by consumers, never sent: stamped by a clock ahead of the receiver's by more
+    #: than its tolerance (the value is real, its time is not; see coldchain.accept)
+    CLOCK_SUSPECT = "clock_suspect"
 
 
 class Quantity(enum.StrEnum):

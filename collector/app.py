@@ -52,6 +52,8 @@ class CollectorCounters:
     #: readings kept marked out_of_range, and copies of a reading in one message dropped
     readings_out_of_range: int = 0
     reading_copies: int = 0
+    #: readings kept marked clock_suspect: stamped by a gateway clock that is ahead
+    readings_clock_suspect: int = 0
     #: stored watermarks published to gateways
     confirmations: int = 0
 
@@ -179,6 +181,15 @@ class Collector:
             assert isinstance(taken.message, ReadingsBatch | EventsBatch)
             self.counters.readings_out_of_range += taken.out_of_range
             self.counters.reading_copies += taken.copies
+            if taken.clock_ahead_ms:
+                self.counters.readings_clock_suspect += taken.clock_suspect
+                self._rejections.warning(
+                    f"clock {taken.parts.gateway}",
+                    "gateway %s's clock is %.0f s ahead: its readings are kept marked "
+                    "clock_suspect, with the time they were received",
+                    taken.parts.gateway,
+                    taken.clock_ahead_ms / 1000,
+                )
             incoming.append((item, Incoming(taken.message, item.received_ms)))
         try:
             stored = self._write_until_stored([i for _, i in incoming], rejected)

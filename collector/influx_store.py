@@ -7,12 +7,16 @@ Data model (documented in the README):
 - tags: ``site``, ``gateway``, ``sensor`` (events: ``site``, ``gateway``, ``kind``,
   ``source``);
 - fields: ``value`` (float, or boolean for door/compressor/defrost; absent for a fault),
-  ``q`` (string), ``q_code`` (0 ok, 1 fault, 2 out_of_range), ``fault`` (string);
-  position: ``lat_deg``, ``lon_deg``, ``speed_kmh``;
-- time: the edge timestamp, millisecond precision.
+  ``q`` (string), ``q_code`` (0 ok, 1 fault, 2 out_of_range, 3 clock_suspect),
+  ``fault`` (string), ``received_ms`` (clock_suspect readings); position: ``lat_deg``,
+  ``lon_deg``, ``speed_kmh``;
+- time: the edge timestamp in milliseconds, plus a nudge below the millisecond that
+  names the message (:func:`message_nudge_ns`).
 
-InfluxDB keeps one point per measurement, tag set and time, so writing the same reading
-twice leaves one point: redelivery is harmless by construction. The quarantine and the
+InfluxDB keeps one point per measurement, tag set and time, so writing the same message
+twice leaves one point each: redelivery is harmless by construction; a different
+reading that shares a sensor's millisecond comes in another message, with another nudge,
+and is kept beside it. The quarantine and the
 seq watermark live in a small SQLite file next to the collector (collector.watermark).
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -36,7 +41,17 @@ from collector.quarantine import SCHEMA as QUARANTINE_SCHEMA
 from collector.quarantine import trim
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
-Q_CODE = {Quality.OK: 0, Quality.FAULT: 1, Quality.OUT_OF_RANGE: 2}
+Q_CODE = {Quality.OK: 0, Quality.FAULT: 1, Quality.OUT_OF_RANGE: 2, Quality.CLOCK_SUSPECT: 3}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def message_nudge_ns(epoch: int, seq: int) -> int:
+    """Nanoseconds below the millisecond that tell messages apart: InfluxDB keeps one
+    point per series and time, so a different reading sharing a sensor's millisecond (a
+    clock set back) would overwrite the first. The same message always gets the same
+    nudge (a copy overwrites itself); two messages share one only when their seqs and
+    epochs are alike modulo 1000."""
+    return (seq % 1000) * 1000 + epoch % 1000
 
 
 def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
@@ -45,6 +60,7 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
     readings = events = 0
     for item in batch:
         msg = item.message
+        nudge = message_nudge_ns(msg.epoch, msg.seq)
         if isinstance(msg, ReadingsBatch):
             for r in msg.readings:
                 quantity = r.measurand()
@@ -55,8 +71,10 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
                     .tag("sensor", r.sensor)
                     .field("q", r.q.value)
                     .field("q_code", Q_CODE[r.q])
-                    .time(r.ts_ms, WritePrecision.MS)
+                    .time(r.ts_ms * 1_000_000 + nudge, WritePrecision.NS)
                 )
+                if r.q is Quality.CLOCK_SUSPECT:
+                    p = p.field("received_ms", item.received_ms)
                 if quantity is Quantity.POSITION:
                     p = p.field("lat_deg", r.lat_deg).field("lon_deg", r.lon_deg)
                     if r.speed_kmh is not None:
@@ -76,7 +94,7 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
                     .tag("kind", e.kind)
                     .tag("source", e.source)
                     .field("state", e.state)
-                    .time(e.ts_ms, WritePrecision.MS)
+                    .time(e.ts_ms * 1_000_000 + nudge, WritePrecision.NS)
                 )
                 if e.detail:
                     p = p.field("detail", e.detail)
@@ -153,7 +171,7 @@ class InfluxStore:
                     bucket=self.bucket,
                     org=self.org,
                     record=points,
-                    write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                    write_precision=WritePrecision.NS,  # type: ignore[arg-type]
                 )
             except ApiException as exc:
                 raise _classified(self.url, exc) from None
@@ -203,7 +221,7 @@ class InfluxStore:
                     values["site"],
                     values["gateway"],
                     values["sensor"],
-                    int(rec.get_time().timestamp() * 1000),
+                    (rec.get_time() - _EPOCH) // timedelta(milliseconds=1),
                     rec.get_measurement(),
                     values.get("value"),
                     values.get("q", "ok"),

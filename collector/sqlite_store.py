@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, ReadingsBatch
@@ -89,7 +89,47 @@ MIGRATIONS: list[str] = [
         reason      TEXT    NOT NULL
     );
     """,
+    # 2: a different reading that shares a sensor's time with a stored one (a gateway
+    # clock set back) is kept beside it, numbered by ``dup``; a copy of a message is
+    # still dropped by its (gateway, epoch, seq)
+    """
+    CREATE TABLE readings_v2 (
+        gateway     TEXT    NOT NULL,
+        sensor      TEXT    NOT NULL,
+        ts_ms       INTEGER NOT NULL,
+        dup         INTEGER NOT NULL DEFAULT 0,
+        site        TEXT    NOT NULL,
+        quantity    TEXT    NOT NULL,
+        value       REAL,
+        q           TEXT    NOT NULL,
+        fault       TEXT,
+        lat_deg     REAL,
+        lon_deg     REAL,
+        speed_kmh   REAL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (gateway, sensor, ts_ms, dup)
+    ) WITHOUT ROWID;
+    INSERT INTO readings_v2 (gateway, sensor, ts_ms, site, quantity, value, q, fault,
+        lat_deg, lon_deg, speed_kmh, received_ms)
+    SELECT gateway, sensor, ts_ms, site, quantity, value, q, fault, lat_deg, lon_deg,
+        speed_kmh, received_ms FROM readings;
+    DROP TABLE readings;
+    ALTER TABLE readings_v2 RENAME TO readings
+    """,
 ]
+
+_INSERT_READING = (
+    "INSERT OR IGNORE INTO readings (gateway, sensor, ts_ms, site, quantity, "
+    "value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: the same, numbered after the readings already stored at that sensor and time
+_INSERT_BESIDE = (
+    "INSERT INTO readings (gateway, sensor, ts_ms, site, quantity, value, q, fault, "
+    "lat_deg, lon_deg, speed_kmh, received_ms, dup) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(dup), -1) + 1 FROM readings "
+    "WHERE gateway = ? AND sensor = ? AND ts_ms = ?"
+)
 
 #: errors that mean "not now" rather than "bug"
 _UNAVAILABLE = (
@@ -172,8 +212,8 @@ class SqliteStore:
         written: list[tuple[object, ...]] = []
         for item in batch:
             msg = item.message
-            if watermark.record_message(self._db, msg):
-                duplicate_messages += 1
+            copy = watermark.record_message(self._db, msg)
+            duplicate_messages += copy
             if isinstance(msg, ReadingsBatch):
                 # always insert-or-ignore: correctness rests on the reading's identity
                 rows = [
@@ -194,14 +234,9 @@ class SqliteStore:
                     for r in msg.readings
                     for q, v in (r.measure(),)
                 ]
-                cur = self._db.executemany(
-                    "INSERT OR IGNORE INTO readings (gateway, sensor, ts_ms, site, quantity, "
-                    "value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                stored += cur.rowcount
-                duplicate_readings += len(rows) - cur.rowcount
+                added = self._insert_readings(rows, copy)
+                stored += added
+                duplicate_readings += len(rows) - added
                 written += rows
             else:
                 events += self._write_events(msg, item.received_ms)
@@ -216,6 +251,23 @@ class SqliteStore:
         return WriteResult(
             stored, duplicate_readings, duplicate_messages, events, len(quarantine), dropped
         )
+
+    def _insert_readings(self, rows: Sequence[tuple[object, ...]], copy: bool) -> int:
+        """Insert a message's readings; returns how many were new. A reading already
+        stored at its sensor and time is a copy when its message is one; in a message
+        never seen before it is a different reading (a clock set back) and is kept
+        beside the first."""
+        self._db.execute("SAVEPOINT readings")
+        added = int(self._db.executemany(_INSERT_READING, rows).rowcount)
+        if added == len(rows) or copy:
+            self._db.execute("RELEASE readings")
+            return added
+        self._db.execute("ROLLBACK TO readings")  # row by row: which ones share a time
+        self._db.execute("RELEASE readings")
+        for row in rows:
+            if not self._db.execute(_INSERT_READING, row).rowcount:
+                self._db.execute(_INSERT_BESIDE, (*row, row[0], row[1], row[2]))
+        return len(rows)
 
     def _update_catalogue(self, rows: list[tuple[object, ...]]) -> None:
         """Extend each sensor's time span in the series catalogue, from the reading rows

@@ -61,8 +61,8 @@ class Gateway:
             lambda state, detail: self.health.report("clock", gw_id, state, now_ms(), detail),
             tolerance_ms=int(config.gateway.clock_tolerance_s * 1000),
         )
-        self.publisher.confirmations.on_time = lambda ref, local: self.clock_check.observe(
-            ref, local, "collector"
+        self.publisher.confirmations.on_time = lambda ref: self.clock_check.observe(
+            ref, "collector"
         )
         CLOCK.on_step_back = self._clock_stepped_back
         self.buses: list[ModbusBus | AsciiDevice | GpsDevice] = []
@@ -73,7 +73,7 @@ class Gateway:
                 self.buses.append(AsciiDevice(bus, self.sink, self.health))
             elif isinstance(bus, NmeaGpsBus):
                 gps = GpsDevice(bus, self.sink, self.health)
-                gps.on_time = lambda ref, local: self.clock_check.observe(ref, local, "GPS")
+                gps.on_time = lambda ref: self.clock_check.observe(ref, "GPS receiver")
                 self.buses.append(gps)
         self._stop = asyncio.Event()
 

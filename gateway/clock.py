@@ -9,7 +9,7 @@ true time within twice the step. A step back larger than ``max_slew_ms`` is not 
 but a clock set to another time: the stamps follow it (the store keeps a reading that
 shares a timestamp with an older one, see docs/design-zero-loss.md) and it is reported.
 
-:class:`ClockCheck` compares the gateway's clock with a reference it has: the
+:class:`ClockCheck` compares the gateway's wall clock with a reference it has: the
 collector's clock carried on each live ``stored`` watermark, and the UTC of a GPS
 receiver's fixes on trucks. Past ``tolerance_ms`` it reports a ``clock`` event (``off``,
 with how far and against what) and the heartbeat carries the offset; within half the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 #: the largest step back absorbed by slowing the stamps down
@@ -100,7 +100,7 @@ def now_ms() -> int:
 
 def describe_span(span_ms: int) -> str:
     """'10 min 3 s', '1 d 0 h': a span as a person reads it."""
-    s = abs(span_ms) // 1000
+    s = round(abs(span_ms) / 1000)
     if s >= 86_400:
         return f"{s // 86_400} d {s % 86_400 // 3600} h"
     if s >= 3600:
@@ -122,19 +122,24 @@ class ClockCheck:
 
     report: Callable[[str, str], object]
     tolerance_ms: int = 60_000
+    #: the wall clock, not the stamps: after a step back the stamps take a while to
+    #: follow, the clock's error is there at once
+    wall: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     #: the latest offset (the gateway's clock minus the reference), and against what
     offset_ms: int | None = None
     source: str | None = None
     off: bool = False
     checks: int = 0
 
-    def observe(self, reference_ms: int, local_ms: int, source: str) -> None:
+    def observe(self, reference_ms: int, source: str) -> None:
+        """A reference time just received (a live watermark, a GPS fix)."""
         self.checks += 1
-        self.offset_ms, self.source = local_ms - reference_ms, source
+        self.offset_ms, self.source = self.wall() - reference_ms, source
         size = abs(self.offset_ms)
         if not self.off and size > self.tolerance_ms:
             self.off = True
-            self.report("off", f"{describe_offset(self.offset_ms)} of the {source}'s clock")
+            against = "of the" if self.offset_ms > 0 else "the"
+            self.report("off", f"{describe_offset(self.offset_ms)} {against} {source}'s clock")
         elif self.off and size < self.tolerance_ms // 2:
             self.off = False
             self.report("ok", f"within {size // 1000} s of the {source}'s clock")

@@ -69,8 +69,8 @@ class Confirmations:
         self._heard_at: float | None = None
         self._probed_at = start
         #: the collector's clock minus ours, from the last live watermark (ms)
-        #: told (reference, local) ms on each live watermark: the collector's clock
-        self.on_time: Callable[[int, int], None] | None = None
+        #: told the collector's clock (ms) carried on each live watermark
+        self.on_time: Callable[[int], None] | None = None
         self._bad = Throttled(log)
         #: told when the store holds seqs the outbox has not handed out (an event)
         self.went_back: Callable[[str], object] | None = None
@@ -115,7 +115,7 @@ class Confirmations:
         if not retained:  # a retained copy may be days old: it says nobody is there now
             self._heard_at = now
             if self.on_time is not None:
-                self.on_time(stored.ts_ms, now_ms())
+                self.on_time(stored.ts_ms)
         freed = 0
         for stream, upto in ((Stream.READINGS, stored.readings), (Stream.EVENTS, stored.events)):
             if upto is None or upto <= self.upto.get(stream, 0):

@@ -279,8 +279,8 @@ class GpsDevice(LineDevice):
         self.sensor = f"{self.device_id}.pos"
         self.fix: Fix | None = None
         self._last_published = 0.0
-        #: told (the receiver's UTC, the gateway's clock) ms with each valid RMC fix
-        self.on_time: Callable[[int, int], None] | None = None
+        #: told the receiver's UTC (ms) with each valid RMC fix
+        self.on_time: Callable[[int], None] | None = None
 
     def parse(self, line: bytes, ts_ms: int) -> list[Reading]:
         if not check_nmea_checksum(line):
@@ -301,7 +301,7 @@ class GpsDevice(LineDevice):
         if kind == "RMC" and self.on_time is not None:
             utc_ms = _rmc_utc_ms(fields[1], fields[9])
             if utc_ms is not None:
-                self.on_time(utc_ms, ts_ms)
+                self.on_time(utc_ms)
         self.fix = fix
         self.health.report("gps", self.device_id, "fix", ts_ms)
         if fix.monotonic - self._last_published < self.profile.interval_s:

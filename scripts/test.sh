@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # victoria-metrics speaks InfluxDB's v2 write API: the InfluxDB writer is tested against it;
 # Debian's Chromium drives the page tests (Playwright never downloads a browser); pango and
 # a CJK font for the PDF reports; poppler-utils to read the PDFs back; docker-compose (v1)
-# validates the production compose file without a Docker engine
+# validates the production compose file without a Docker engine; faketime runs a gateway
+# on a wrong clock
 bash scripts/bootstrap.sh victoria-metrics chromium fonts-wqy-zenhei \
-    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils docker-compose systemd
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils docker-compose systemd faketime
 # the alert service's store is tested against a real PostgreSQL as well as SQLite
 bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"

@@ -205,8 +205,8 @@ class CliProcess:
 
 
 class GatewayProcess(CliProcess):
-    def __init__(self, config: Path, log: Path) -> None:
-        super().__init__(["gateway", "run", "--config", str(config)], log)
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(["gateway", "run", "--config", str(config)], log, env)
         self.config = config
 
 

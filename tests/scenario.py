@@ -122,6 +122,7 @@ def make_setup(
         record: bool = True,
         confirm: str = "broker",
         interval_s: float = INTERVAL_S,
+        gateway_env: dict[str, str] | None = None,
         **outbox_settings: object,
     ) -> Setup:
         """``confirm = "broker"``: the recorder is the only subscriber, nothing publishes a
@@ -169,7 +170,7 @@ def make_setup(
         if record:
             recorder = Recorder(broker.port, f"coldchain/v1/{site}/{gw}/#", f"rec-{unique}")
             cleanups.append(recorder.close)
-        gateway = GatewayProcess(config, tmp_path / "gateway.log")
+        gateway = GatewayProcess(config, tmp_path / "gateway.log", gateway_env)
         cleanups.append(gateway.stop)
         outbox = Path(str(outbox_settings.get("path", tmp_path / "outbox.sqlite")))
         return Setup(gateway, recorder, outbox, site, gw)  # type: ignore[arg-type]

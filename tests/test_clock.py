@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from coldchain.wire import Stream
@@ -42,7 +43,7 @@ def test_a_clock_stepped_back_120_s_never_repeats_a_stamp_and_rejoins_the_wall_c
     for _ in range(300):
         stamps.append(clock.now_ms())
         c.run(1000)
-    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(b > a for a, b in pairwise(stamps))
     assert c.steps == [(120_000, True)] and clock.steps_back == 1
     # half speed while behind: caught up within twice the step, then the wall clock again
     assert stamps[-1] == int(c.wall - 1000)
@@ -87,15 +88,20 @@ def test_a_restart_never_stamps_before_the_newest_time_of_its_outbox(tmp_path: P
 
 def test_the_clock_check_reports_once_when_off_and_once_when_right_again() -> None:
     told: list[tuple[str, str]] = []
-    check = ClockCheck(lambda state, detail: told.append((state, detail)), tolerance_ms=60_000)
+    wall = [T0]
+    check = ClockCheck(
+        lambda state, detail: told.append((state, detail)), 60_000, wall=lambda: wall[0]
+    )
     for offset in (1_000, 603_000, 601_000, 45_000, 20_000, 10_000):
-        check.observe(T0, T0 + offset, "collector")
+        wall[0] = T0 + offset
+        check.observe(T0, "collector")
     assert told == [
         ("off", "10 min 3 s ahead of the collector's clock"),
         ("ok", "within 20 s of the collector's clock"),
     ]
-    check.observe(T0, T0 - 86_400_000, "GPS")
-    assert told[-1] == ("off", "1 d 0 h behind of the GPS's clock")
+    wall[0] = T0 - 86_400_000
+    check.observe(T0, "GPS receiver")
+    assert told[-1] == ("off", "1 d 0 h behind the GPS receiver's clock")
     assert check.stats() == {"clock_ahead_ms": 0, "clock_behind_ms": 86_400_000}
 
 

@@ -284,7 +284,7 @@ BAD_PAYLOADS = [
     b'{"v": 1, "gateway": "another-gw", "site": "%(site)s", "epoch": 1, "seq": 1, "readings": '
     b'[{"sensor": "x.temp", "ts_ms": %(now)d, "q": "ok", "temp_c": 4.0}]}',
     b'{"v": 1, "gateway": "%(gw)s", "site": "%(site)s", "epoch": 1, "seq": 2, "readings": '
-    b'[{"sensor": "x.temp", "ts_ms": %(future)d, "q": "ok", "temp_c": 4.0}]}',
+    b'[{"sensor": "x.temp", "ts_ms": 60000, "q": "ok", "temp_c": 4.0}]}',  # a dead clock
 ]
 
 
@@ -309,7 +309,6 @@ def test_malformed_messages_are_quarantined_and_good_ones_still_stored(
                 b"gw": gw.encode(),
                 b"site": pipeline.setup.site.encode(),
                 b"now": now,
-                b"future": now + 86_400_000,
             },
             qos=1,
         ).wait_for_publish(5)
@@ -332,7 +331,7 @@ def test_malformed_messages_are_quarantined_and_good_ones_still_stored(
         "missing required field `seq`",
         "Expected `int` <= 9007199254740991",
         "but the topic says",
-        "past the accepted future",
+        "before 2020",
     ):
         assert any(fragment in r for r in reasons), (fragment, reasons)
     assert collector.running

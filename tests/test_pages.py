@@ -19,6 +19,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from alerts.announce import alarm_line
+from alerts.db import transaction
+from alerts.gateways import GatewayRule, Gateways
+from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
@@ -147,9 +151,12 @@ def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_
         quality.context.close()
 
 
-def test_the_board_shows_a_gateway_back_filling_after_an_outage(web: Api, page: Page) -> None:
+def test_the_board_shows_a_gateway_back_filling_and_one_whose_data_is_not_confirmed(
+    web: Api, page: Page
+) -> None:
     """DOMAIN.md's status "back-fill in progress": a gateway back online with buffered
-    readings still draining says so until its outbox is empty."""
+    readings still draining says so until its outbox is empty; a gateway whose published
+    data no store has confirmed for minutes says that (its heartbeat's figures)."""
     sign_in(page, web, Role.OPERATOR)
     badge = page.locator('.gateway[data-gateway="truck-02"]')
     expect(badge).to_be_attached()
@@ -157,14 +164,18 @@ def test_the_board_shows_a_gateway_back_filling_after_an_outage(web: Api, page: 
     client.connect("127.0.0.1", web.broker.port)
     client.loop_start()
     try:
-        for backlog, text in ((420, "Back-filling"), (0, "Online")):
+        for stats, text in (
+            ({"backlog": 420, "behind": 400}, "Back-filling"),
+            ({"backlog": 60, "unconfirmed": 12, "oldest_unconfirmed_age_s": 900}, "Not confirmed"),
+            ({"backlog": 0}, "Online"),
+        ):
             status = wire.Status(
                 v=wire.SCHEMA_VERSION,
                 gateway="truck-02",
                 site="county-fleet",
                 state="online",
                 ts_ms=time.time_ns() // 1_000_000,
-                stats={"backlog": backlog},
+                stats=stats,
             )
             # sent again every second, as a gateway's heartbeat is: the API's live hub
             # may still be subscribing when the first one goes out
@@ -175,16 +186,41 @@ def test_the_board_shows_a_gateway_back_filling_after_an_outage(web: Api, page: 
                     qos=1,
                 ).wait_for_publish(5)
                 try:
-                    expect(badge).to_have_text(f"truck-02: {text}", timeout=1_000)
+                    expect(badge).to_contain_text(f"truck-02: {text}", timeout=1_000)
                     break
                 except AssertionError:
                     if attempt == 14:
                         raise
-            if backlog:
-                shoot(page, "board-en-back-filling")
+            if stats["backlog"]:
+                shoot(page, f"board-en-{text.lower().replace(' ', '-')}")
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_a_gateway_whose_clock_is_off_is_an_alarm_that_says_by_how_much(
+    web: Api, page: Page
+) -> None:
+    gateways = Gateways(GatewayRule(), 1.0, lambda *_: None)
+    now = time.time_ns() // 1_000_000
+    ((gateway, breach),) = gateways.on_clock("store-gw", 10 * 60_000 + 3_000, now)
+    with transaction(web.engine) as s:
+        row = upsert_breach(s, gateway, breach)
+    with transaction(web.engine) as s:
+        alarm, _ = sync_alarm(s, row)
+        line = alarm_line(None, gateway, breach, row, alarm.id)
+    assert "gateway_clock: gateway store-gw (store-gw)" in line
+    assert "clock 10.1 min ahead" in line
+    sign_in(page, web, Role.OPERATOR)
+    item = page.locator(f'#alarms li.alarm[data-alarm="{alarm.id}"]')
+    expect(item).to_contain_text("Gateway clock off")
+    expect(item.locator(".values")).to_have_text("10.1 min ahead")
+    # the same words when the board's script draws it again from the API
+    page.evaluate("refreshAlarms()")
+    expect(item.locator(".values")).to_have_text("10.1 min ahead")
+    shoot(page, "board-en-gateway-clock")
+    # reported right again by the gateway's heartbeat: the breach ends
+    assert gateways.on_clock("store-gw", 20_000, now + 60_000)[0][1].end_reason == "clock_right"
 
 
 def test_one_room_warming_past_two_probes_is_one_item_acknowledged_once(
