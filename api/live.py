@@ -31,7 +31,7 @@ from coldchain.accept import accept
 from coldchain.health import CountersCollector, registry_of
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig
-from coldchain.wire import Stream
+from coldchain.wire import Quality, Stream
 
 log = logging.getLogger("coldchain.api.live")
 
@@ -210,8 +210,11 @@ class LiveHub:
                 )
                 key = (message.gateway, reading.sensor)
                 current = self.latest.get(key)
-                if current is not None and current.ts_ms >= reading.ts_ms:
-                    continue  # a backlog reading: older than what is shown
+                if current is not None and current.ts_ms >= reading.ts_ms and not (
+                    current.q == Quality.CLOCK_SUSPECT and reading.q is not Quality.CLOCK_SUSPECT
+                ):
+                    continue  # a backlog reading: older than what is shown (a reading
+                    # from a clock that was ahead gives way to one from a right clock)
                 self.latest[key] = latest
                 self.counters.readings += 1
                 self._emit(

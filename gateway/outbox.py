@@ -34,6 +34,7 @@ from gateway.outbox_file import (
     Transaction,
     drop_oldest_sealed,
     hold_lock,
+    lost_epoch,
     move_aside,
     newest_time,
     open_checked,
@@ -120,17 +121,14 @@ class Outbox:
         self._pending = self._sealed_rows = 0
         #: why the outbox found at start could not be used, and what it held (an event)
         self.replaced: str | None = None
-        if not path.exists() and before.get("epoch"):
-            self.replaced = (
-                f"the outbox of epoch {before['epoch']} is gone (deleted, or lost with its "
-                "disk): what it held is unknown"
-            )
+        existed = path.exists()
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:  # a power cut's damage: never a crash loop
             self.replaced = move_aside(path, exc)
             self._db = self._open()
         self.epoch = int(self._meta("epoch") or 0)
+        self.replaced = self.replaced or lost_epoch(before, self.epoch, existed)
         record_epoch(self._lock, self.epoch)
         self._pending = self._count("SELECT COUNT(*) FROM pending")
         self._sealed_rows = self._count("SELECT COALESCE(SUM(n), 0) FROM sealed")

@@ -106,6 +106,24 @@ def open_checked(path: Path) -> sqlite3.Connection:
     return db
 
 
+def lost_epoch(before: dict[str, str], epoch: int, existed: bool) -> str | None:
+    """What the lock file says became of the outbox last used here, when the outbox
+    found now is not it: deleted (or lost with its disk), or gone back to before its
+    epoch began (its -wal lost: a new file's first writes live in the -wal)."""
+    last = before.get("epoch")
+    if not last or int(last) == epoch:
+        return None
+    if not existed:
+        return (
+            f"the outbox of epoch {last} is gone (deleted, or lost with its disk): what it "
+            "held is unknown"
+        )
+    return (
+        f"the outbox of epoch {last} went back to before that epoch began (its -wal "
+        "lost): what it held is unknown"
+    )
+
+
 def newest_time(db: sqlite3.Connection) -> int:
     """The newest edge time the outbox has seen: its newest row or message, or the time
     of the last seal (kept after its message is confirmed and gone)."""

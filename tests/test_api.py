@@ -446,8 +446,11 @@ def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_s
 
     publish(api.broker.port, topic, batch(now, 2.5))
     wait_for(lambda: latest() == 2.5, 10, "the real reading on the board")
-    # a future-dated reading, another gateway's account naming this one, a stamp of 10^400
+    # a reading a day ahead (a gateway clock ahead: shown marked clock_suspect until a
+    # reading from a right clock comes), another gateway's account naming this one, a
+    # stamp of 10^400
     publish(api.broker.port, topic, batch(now + 86_400_000, 99.0, seq=2))
+    wait_for(lambda: latest() == 99.0, 10, "the clock-suspect reading on the board")
     publish(
         api.broker.port,
         wire.topic("county-store", "intruder-gw", Stream.READINGS),
@@ -461,7 +464,7 @@ def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_s
     publish(api.broker.port, topic, batch(now + 2, 2.75, seq=5))
     wait_for(lambda: latest() == 2.75, 10, "the next real reading on the board")
     hub = api.app.state.services.hub
-    assert hub.counters.refused >= 3
+    assert hub.counters.refused >= 2
     from coldchain.health import serve
 
     server = serve(lambda: [hub.health], hub.metrics, "127.0.0.1", 0)  # COLDCHAIN_HEALTH_PORT

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from coldchain import wire
@@ -218,6 +220,30 @@ def test_a_deleted_outbox_is_news_not_a_first_start(tmp_path: Path) -> None:
         (tmp_path / part).unlink(missing_ok=True)
     again = make(path)
     assert again.replaced is not None and f"epoch {epoch} is gone" in again.replaced
+
+
+def test_an_outbox_that_lost_its_first_wal_is_news_not_a_new_epoch_in_silence(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite"
+    script = (
+        "import os, sys, pathlib\n"
+        "from tests.test_outbox import make, rows\n"
+        "from coldchain.wire import Stream\n"
+        "box = make(pathlib.Path(sys.argv[1]))\n"
+        "box.add(Stream.READINGS, rows(5)); box.seal(Stream.READINGS)\n"
+        "print(box.epoch, flush=True)\n"
+        "os._exit(0)  # a power cut: nothing checkpointed, all of it in the -wal\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, check=True, timeout=60
+    )
+    epoch = int(out.stdout)
+    for part in ("o.sqlite-wal", "o.sqlite-shm"):
+        (tmp_path / part).unlink()
+    again = make(path)
+    assert again.epoch != epoch
+    assert again.replaced is not None and f"epoch {epoch} went back" in again.replaced
 
 
 def test_an_outbox_that_went_back_in_time_skips_the_seqs_the_store_holds(tmp_path: Path) -> None:
