@@ -210,8 +210,13 @@ class LiveHub:
                 )
                 key = (message.gateway, reading.sensor)
                 current = self.latest.get(key)
-                if current is not None and current.ts_ms >= reading.ts_ms and not (
-                    current.q == Quality.CLOCK_SUSPECT and reading.q is not Quality.CLOCK_SUSPECT
+                if (
+                    current is not None
+                    and current.ts_ms >= reading.ts_ms
+                    and not (
+                        current.q == Quality.CLOCK_SUSPECT
+                        and reading.q is not Quality.CLOCK_SUSPECT
+                    )
                 ):
                     continue  # a backlog reading: older than what is shown (a reading
                     # from a clock that was ahead gives way to one from a right clock)

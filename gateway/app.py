@@ -17,6 +17,7 @@ from coldchain.wire import Event
 from gateway.cab import cab_app
 from gateway.clock import CLOCK, ClockCheck, describe_span, now_ms
 from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
+from gateway.errors import TaskFailed
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
 from gateway.outbox import Outbox
@@ -76,6 +77,8 @@ class Gateway:
                 gps.on_time = lambda ref: self.clock_check.observe(ref, "GPS receiver")
                 self.buses.append(gps)
         self._stop = asyncio.Event()
+        #: the error of the first task that died (the gateway then stops, and says so)
+        self.failure: BaseException | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -133,6 +136,8 @@ class Gateway:
                 await asyncio.wait_for(publisher, 5)
             self.outbox.close()
             log.info("gateway %s stopped", gw.id)
+        if self.failure is not None:
+            raise TaskFailed(f"a gateway task died: {self.failure!r}") from self.failure
 
     def _cab_server(self) -> EmbeddedServer | None:
         cab = self.config.cab
@@ -195,6 +200,7 @@ class Gateway:
         exc = task.exception()
         if exc is not None:
             log.critical("a gateway task died: %r; stopping", exc, exc_info=exc)
+            self.failure = self.failure or exc
             self._stop.set()
 
 

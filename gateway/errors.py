@@ -16,6 +16,9 @@
 
 - :class:`GarbledLine`: a serial line that does not match the device's line format or
   fails its checksum. It is kept aside, never decoded into a value.
+- :class:`TaskFailed`: a task of the running gateway (a bus, the publisher and its
+  helpers, the heartbeat) died of an error no retry mends: the gateway stops, and its
+  command exits non-zero so that its unit restarts it.
 
 Library exceptions (pymodbus, pyserial) are translated into these at the bus drivers;
 nothing above the drivers sees a library exception.
@@ -32,6 +35,7 @@ __all__ = [
     "ExceptionResponse",
     "GarbledLine",
     "NoResponse",
+    "TaskFailed",
 ]
 
 
@@ -72,3 +76,7 @@ class GarbledLine(DeviceError):
     def __init__(self, device: str, detail: str, raw: bytes) -> None:
         self.raw = raw
         super().__init__(device, detail)
+
+
+class TaskFailed(GatewayError):
+    """A gateway task died; the gateway stopped because of it."""

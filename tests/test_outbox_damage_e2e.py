@@ -101,3 +101,32 @@ def test_a_gateway_on_an_outbox_damaged_by_a_power_cut_goes_on_and_says_so(
     log = gateway.log.read_text()
     assert "Traceback" not in log
     assert log.count("starting:") == 2, "started twice: once before the cut, once after"
+
+
+def test_a_gateway_whose_outbox_breaks_under_it_stops_with_a_failure_for_its_unit(
+    make_run: Callable[..., Run],
+) -> None:
+    """A task of the running gateway (here the publisher and its helpers: sealing,
+    recording PUBACKs, freeing what a watermark covers) that fails on anything but a full
+    disk ends the process with a failure, never a live gateway that frees nothing; the
+    unit starts it again and it goes on."""
+    run = make_run([])
+    run.collectors["c1"].start()
+    gateway = run.setup.gateway
+    gateway.start()
+    run.wait_stored(10 * READINGS_PER_CYCLE)
+    db = sqlite3.connect(run.setup.outbox, timeout=10)
+    try:
+        db.execute("DROP TABLE sealed")  # the file changed under the gateway
+        db.commit()
+    finally:
+        db.close()
+    assert gateway.proc is not None
+    wait_for(lambda: gateway.proc is not None and gateway.proc.poll() is not None, 30, "the end")
+    assert gateway.proc.returncode == 1
+    log = gateway.log.read_text()
+    assert "a gateway task died" in log and "no such table: sealed" in log
+    before = run.stored()
+    gateway.start()  # what its unit does (Restart=always)
+    run.wait_stored(10 * READINGS_PER_CYCLE)
+    assert gateway.running and run.stored() > before

@@ -40,12 +40,15 @@ def gateway() -> None:
 def gateway_run(config_path: Path) -> None:
     """Run a gateway until SIGINT/SIGTERM."""
     from gateway.app import run_gateway
+    from gateway.errors import TaskFailed
     from gateway.outbox_file import OutboxBusy
 
     try:
         run_gateway(_load_gateway_config(config_path))
     except OutboxBusy as exc:  # a second gateway process on one config
         fail(exc, 3)
+    except TaskFailed as exc:  # logged where it died; the unit restarts the gateway
+        fail(exc, 1)
 
 
 @gateway.command("check")
