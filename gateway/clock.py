@@ -13,12 +13,15 @@ shares a timestamp with an older one, see docs/design-zero-loss.md) and it is re
 collector's clock carried on each live ``stored`` watermark, and the UTC of a GPS
 receiver's fixes on trucks. Past ``tolerance_ms`` it reports a ``clock`` event (``off``,
 with how far and against what) and the heartbeat carries the offset; within half the
-tolerance again it reports ``ok``. It never corrects the clock: the operator's alarm
-says to fix it (the stamps stay what the gateway measured).
+tolerance again it reports ``ok``. The heartbeat also says whether the kernel knows the
+clock to be kept synchronized by NTP (``clock_ntp_synced``). It never corrects the
+clock: the operator's alarm says to fix it (the stamps stay what the gateway measured).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +93,21 @@ class EdgeClock:
         return stamp
 
 
+#: adjtimex(2)'s state for a clock the kernel does not know to be synchronized
+_TIME_ERROR: Final = 5
+
+
+def ntp_synchronized() -> bool | None:
+    """Whether the kernel says an NTP client keeps the clock synchronized (adjtimex(2),
+    read only); None where that cannot be asked (not Linux)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        state = int(libc.adjtimex(ctypes.create_string_buffer(512)))  # modes 0: read
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state != _TIME_ERROR
+
+
 #: the process's edge clock: every stamp of a gateway comes from it
 CLOCK: Final = EdgeClock()
 
@@ -146,9 +164,12 @@ class ClockCheck:
 
     def stats(self) -> dict[str, int]:
         """For the heartbeat: how far ahead or behind (wire counts are not negative)."""
+        synced = ntp_synchronized()
+        found = {} if synced is None else {"clock_ntp_synced": int(synced)}
         if self.offset_ms is None:
-            return {}
+            return found
         return {
+            **found,
             "clock_ahead_ms": max(0, self.offset_ms),
             "clock_behind_ms": max(0, -self.offset_ms),
         }
