@@ -57,6 +57,8 @@ class PartitionableRelay:
             self._listener = None
 
     def heal(self) -> None:
+        if self._listener is not None:
+            return
         self._listener = socket.create_server(("127.0.0.1", self.port), backlog=64)
         self._open.set()
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
@@ -158,8 +160,8 @@ profile = "{PROFILE}"
         reconnect_s = wait_line(log, "broker connected", 2, 180)
         return notice_s, reconnect_s
     finally:
-        relay.heal()
         stop_process(gw)
+        relay.heal()
 
 
 def main() -> None:

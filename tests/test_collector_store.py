@@ -13,6 +13,7 @@ import pytest
 from coldchain import wire
 from coldchain.wire import Quality, Quantity, Reading, ReadingsBatch
 from collector.errors import Rejected, StoreUnavailable
+from collector.influx_store import points_of
 from collector.sqlite_store import MIGRATIONS, SqliteStore
 from collector.store import Incoming, QuarantineItem
 from collector.validate import Limits, validate
@@ -328,3 +329,20 @@ def test_influxdb_answers_are_classified_retryable_or_refused_with_the_servers_m
         store.close()
         server.shutdown()
         server.server_close()
+
+
+def test_influx_points_of_two_messages_at_one_millisecond_stay_two_and_a_copy_stays_one() -> None:
+    first = batch(7, [temp(NOW, -18.0)], epoch=1_796_000_000_123)
+    other = batch(8, [temp(NOW, -17.0)], epoch=1_796_000_000_123)  # a clock set back
+    copy = batch(7, [temp(NOW, -18.0)], epoch=1_796_000_000_123)
+
+    def line(item: Incoming) -> str:
+        (point,), _, _ = points_of([item])
+        return str(point.to_line_protocol())
+
+    assert line(first) == line(copy)
+    times = {int(line(i).rsplit(" ", 1)[1]) for i in (first, other)}
+    assert len(times) == 2
+    assert {t // 1_000_000 for t in times} == {NOW}  # the same millisecond, read back
+    suspect = batch(9, [msgspec.structs.replace(temp(NOW), q=Quality.CLOCK_SUSPECT)])
+    assert "received_ms=" in line(suspect) and "q_code=3i" in line(suspect)
