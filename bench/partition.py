@@ -5,8 +5,9 @@ A Mosquitto of its own, one simulated Modbus device, and a real gateway process
 (``coldchain gateway run``) that reaches the broker through a TCP relay that can be
 partitioned: while partitioned it forwards nothing, so bytes wait in the kernel's
 buffers as they do behind a dead radio link (TCP retransmits them once
-it heals) and the gateway's connection turns half-open, and a new connection is
-refused (the gateway backs off between attempts). Per round: partition the link,
+it heals) and the gateway's connection turns half-open, and a new connection goes
+unanswered (its SYNs dropped: each attempt times out, then the gateway backs off).
+Per round: partition the link,
 time until the gateway logs the connection as lost (``notice_s``), keep it partitioned
 ``--outage-s`` in all, heal it, time until the gateway logs the broker connected again
 (``reconnect_s``).
@@ -14,7 +15,7 @@ time until the gateway logs the connection as lost (``notice_s``), keep it parti
 Compared: keepalive 30 s / reconnect backoff up to 60 s (the measurement that opened
 issue 13) and the defaults now (``MqttConfig``: keepalive 7 s, backoff up to 5 s).
 
-Usage: python bench/partition.py [--rounds 1] [--outage-s 60]
+Usage: python bench/partition.py [--rounds 1] [--outage-s 150]
 """
 
 from __future__ import annotations
@@ -41,34 +42,36 @@ PROFILE = "multi_channel_temp_10"
 class PartitionableRelay:
     """127.0.0.1:port -> 127.0.0.1:target. ``partition()``: the connections open stop
     (nothing read: the kernel buffers what is sent, as TCP does behind a dead link) and
-    a new connection finds no one (the listener is closed: a connect fails, the gateway
-    backs off as it does when its SYNs go unanswered); ``heal()`` undoes both."""
+    new ones go unanswered (nothing accepted, the accept queue cut to one: the kernel
+    drops further SYNs, so a connect times out as behind a dead link); ``heal()`` undoes
+    both."""
 
     def __init__(self, target: int) -> None:
         self.target, self.port = target, free_port()
         self._open = threading.Event()
-        self._listener: socket.socket | None = None
-        self.heal()
+        self._open.set()
+        self._listener = socket.create_server(("127.0.0.1", self.port), backlog=64)
+        self._listener.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def partition(self) -> None:
         self._open.clear()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        self._listener.listen(0)
 
     def heal(self) -> None:
-        if self._listener is not None:
-            return
-        self._listener = socket.create_server(("127.0.0.1", self.port), backlog=64)
+        self._listener.listen(64)
         self._open.set()
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
+            self._open.wait()
             try:
-                client, _ = listener.accept()
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
-                return  # closed by a partition; heal() listens again
+                return
+            client.settimeout(None)
             upstream = socket.create_connection(("127.0.0.1", self.target))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -167,7 +170,7 @@ profile = "{PROFILE}"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--outage-s", type=float, default=60.0)
+    parser.add_argument("--outage-s", type=float, default=150.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coldchain-bench-"))
     broker = LocalBroker(work / "broker")

@@ -121,20 +121,21 @@ EVENTS = EventsBatch(
 
 
 def test_readings_and_events_map_to_line_protocol_with_series_identity() -> None:
+    # times in ns: the edge ms, then the nudge naming the message (seq 7 or 3, epoch 1)
     points, readings, events = points_of([Incoming(READINGS, 0), Incoming(EVENTS, 0)])
     lines = [p.to_line_protocol() for p in points]
     assert (readings, events) == (4, 1)
     assert lines == [
         "temp_c,gateway=truck-02,sensor=truck-02-reefer.air,site=county-fleet "
-        'q="ok",q_code=0i,value=-17.8 1795437005000',
+        'q="ok",q_code=0i,value=-17.8 1795437005000007001',
         "door_open,gateway=truck-02,sensor=truck-02-rear.door,site=county-fleet "
-        'q="ok",q_code=0i,value=true 1795437005003',
+        'q="ok",q_code=0i,value=true 1795437005003007001',
         "temp_c,gateway=truck-02,sensor=truck-02-rear.temp,site=county-fleet "
-        'fault="sentinel",q="fault",q_code=1i 1795437005003',
+        'fault="sentinel",q="fault",q_code=1i 1795437005003007001',
         "position,gateway=truck-02,sensor=truck-02-gps.pos,site=county-fleet "
-        'lat_deg=35.441,lon_deg=103.312,q="ok",q_code=0i,speed_kmh=32 1795437000000',
+        'lat_deg=35.441,lon_deg=103.312,q="ok",q_code=0i,speed_kmh=32 1795437000000007001',
         "event,gateway=truck-02,kind=outbox,site=county-fleet,source=truck-02 "
-        'count=1200i,detail="dropped",state="overflow" 1795437800000',
+        'count=1200i,detail="dropped",state="overflow" 1795437800000003001',
     ]
 
 
