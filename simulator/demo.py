@@ -12,6 +12,7 @@ import contextlib
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -305,18 +306,27 @@ def _print_banner(
     echo("Ctrl-C stops everything.")
 
 
+async def _unconfirmed(gateway: Gateway) -> int:
+    """Rows a gateway holds that no store has confirmed: through its outbox's own
+    thread while it runs (its connection is not shared), from the file once stopped."""
+    if not gateway.outbox.closed:
+        stats = await gateway.outbox.call(gateway.outbox.sync.stats)
+        return stats.pending + stats.sealed_rows
+    db = sqlite3.connect(f"file:{gateway.outbox.sync.path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute(
+            "SELECT (SELECT COUNT(*) FROM pending) + (SELECT COALESCE(SUM(n), 0) FROM sealed)"
+        ).fetchone()
+    finally:
+        db.close()
+    return int(row[0])
+
+
 async def _summary(system: System) -> str:
     gateways = system.gateways
     taken = sum(g.sink.counters.readings_taken for g in gateways)
     acked = sum(g.publisher.counters.acked_readings for g in gateways)
-    # through each outbox's own thread: its SQLite connection is not shared
-    backlog = sum(
-        [
-            (await g.outbox.call(g.outbox.sync.stats)).pending
-            for g in gateways
-            if not g.outbox.closed
-        ]
-    )
+    backlog = sum([await _unconfirmed(g) for g in gateways])
     c = system.collector.counters
     online = sum(1 for s in system.watcher.online.values() if s == "online")
     return (
