@@ -7,12 +7,14 @@ import asyncio
 import math
 import struct
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from coldchain.wire import Event, Quality, Reading
+from gateway.clock import ClockCheck
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.health import Health
 from gateway.modbus_bus import ModbusBus
@@ -393,6 +395,49 @@ def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
     assert math.isclose(pos.lon_deg, 103.0118, abs_tol=1e-5)
     assert pos.speed_kmh is not None and math.isclose(pos.speed_kmh, 36.0, abs_tol=0.2)
     assert sorted(rig.events_of("truck-gps")) == [("device", "ok"), ("gps", "fix")]
+
+
+def test_a_gps_receivers_utc_checks_the_gateways_clock_over_a_real_serial_line(
+    tmp_path: Path,
+) -> None:
+    """On a truck the GPS receiver is the reference: its fixes' UTC, 10 minutes behind
+    the gateway's clock here, and the gateway's clock check says so once."""
+    rig = Rig(tmp_path)
+    pty = PtyPair("gps", tmp_path)
+    where = Position(35.7521, 103.0118, 36.0, 215.5, None)
+    told: list[tuple[str, str]] = []
+    check = ClockCheck(lambda state, detail: told.append((state, detail)), 60_000)
+
+    async def scenario() -> list[Reading]:
+        writer = LineWriter(
+            pty,
+            0.05,
+            lambda: nmea_sentences(where, datetime.now(UTC) - timedelta(minutes=10)),
+        )
+        device = GpsDevice(
+            NmeaGpsBus(
+                kind="nmea_gps",
+                name="g",
+                port=pty.host,
+                devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")],
+            ),
+            rig.sink,
+            rig.health,
+        )
+        device.on_time = lambda utc_ms: check.observe(utc_ms, "GPS receiver")
+        return await run_line_device(rig, device, writer, ["ok"], 0.5)
+
+    try:
+        run(scenario)
+    finally:
+        pty.close()
+        rig.close()
+    assert check.checks >= 3  # every valid RMC fix
+    assert len(told) == 1 and told[0][0] == "off", told
+    assert told[0][1] in (
+        "10 min 0 s ahead of the GPS receiver's clock",
+        "10 min 1 s ahead of the GPS receiver's clock",  # the sentence's whole second
+    )
 
 
 async def misbehaving_modbus_device(port: int) -> asyncio.Server:
