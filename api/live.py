@@ -36,9 +36,10 @@ from coldchain.wire import Quality, Stream
 log = logging.getLogger("coldchain.api.live")
 
 QUEUE_SIZE = 2000
-#: a gateway whose oldest published message has waited this long for a store's
-#: confirmation is marked: its data reaches the broker but is not being stored (the
-#: gateway sends again after its confirm_timeout_s, 120 s by default)
+#: a gateway whose oldest published message has waited this many of its
+#: confirm_timeout_s (after which it sends again; 300 s for a gateway that does not say)
+#: for a store's confirmation is marked: its data reaches the broker, no store takes it
+UNCONFIRMED_TIMEOUTS = 2.5
 UNCONFIRMED_S = 300
 
 
@@ -242,7 +243,9 @@ class LiveHub:
         elif isinstance(message, wire.Status):
             state: str = message.state
             stats = message.stats or {}
-            if state == "online" and stats.get("oldest_unconfirmed_age_s", 0) > UNCONFIRMED_S:
+            timeout_s = stats.get("confirm_timeout_s")
+            limit = UNCONFIRMED_TIMEOUTS * timeout_s if timeout_s else UNCONFIRMED_S
+            if state == "online" and stats.get("oldest_unconfirmed_age_s", 0) > limit:
                 state = "unconfirmed"  # the broker takes its data, no store confirms it
             elif state == "online" and stats.get("behind", stats.get("backlog", 0)) > 0:
                 state = "back-filling"

@@ -174,6 +174,8 @@ class Gateway:
             if box.oldest_unconfirmed_ms is None
             else max(0, (now - box.oldest_unconfirmed_ms) // 1000),
             "resent_messages": self.publisher.confirmations.counters.resent_messages,
+            # what "not confirmed in time" means for this gateway (the board reads it)
+            "confirm_timeout_s": int(self.config.outbox.confirm_timeout_s),
             "dropped": box.dropped,
             "rejects": box.rejects,
             "modbus_requests": c.modbus_requests,

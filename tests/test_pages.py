@@ -167,6 +167,11 @@ def test_the_board_shows_a_gateway_back_filling_and_one_whose_data_is_not_confir
         for stats, text in (
             ({"backlog": 420, "behind": 400}, "Back-filling"),
             ({"backlog": 60, "unconfirmed": 12, "oldest_unconfirmed_age_s": 900}, "Not confirmed"),
+            ({"backlog": 0, "oldest_unconfirmed_age_s": 200, "confirm_timeout_s": 120}, "Online"),
+            (
+                {"backlog": 9, "oldest_unconfirmed_age_s": 200, "confirm_timeout_s": 60},
+                "Not confirmed",
+            ),
             ({"backlog": 0}, "Online"),
         ):
             status = wire.Status(
