@@ -68,7 +68,6 @@ class Confirmations:
         self._moved_at = dict.fromkeys(BATCH_STREAMS, start)
         self._heard_at: float | None = None
         self._probed_at = start
-        #: the collector's clock minus ours, from the last live watermark (ms)
         #: told the collector's clock (ms) carried on each live watermark
         self.on_time: Callable[[int], None] | None = None
         self._bad = Throttled(log)
