@@ -170,9 +170,17 @@ def test_a_message_the_store_refuses_for_good_is_quarantined_and_its_batch_mates
             gateway.send(cycle(seq, "bad" if seq == 6 else f"m{seq}-"))
         proc.start()
         wait_for(lambda: stored(store)[0] == 10 * PER_BATCH, 30, "the nine good messages stored")
-        db = sqlite3.connect(store)
-        reasons = [r for (r,) in db.execute("SELECT reason FROM quarantine")]
-        db.close()
+
+        def quarantined() -> list[str]:
+            db = sqlite3.connect(store)
+            try:
+                return [r for (r,) in db.execute("SELECT reason FROM quarantine")]
+            finally:
+                db.close()
+
+        # the refused one is quarantined after its batch mates are stored
+        wait_for(lambda: bool(quarantined()), 30, "the refused message quarantined")
+        reasons = quarantined()
         assert len(reasons) == 1 and "this sensor is refused here" in reasons[0], reasons
         assert "refused by the store" in reasons[0]
         wait_for(lambda: health(port)[0] == 200, 30, "health ok")
