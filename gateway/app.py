@@ -79,6 +79,8 @@ class Gateway:
         self._stop = asyncio.Event()
         #: the error of the first task that died (the gateway then stops, and says so)
         self.failure: BaseException | None = None
+        #: the event loop it runs on (a clock step seen on another thread is sent there)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -91,10 +93,21 @@ class Gateway:
         )
         detail = f"the wall clock went back {describe_span(step_ms)}; {what}"
         log.warning("gateway %s: %s", self.config.gateway.id, detail)
-        gw_id, ts = self.config.gateway.id, now_ms()
-        self.sink.add_event(Event(ts, "clock", gw_id, "stepped_back", detail))
+        event = Event(now_ms(), "clock", self.config.gateway.id, "stepped_back", detail)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not running: the log line is the record
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:  # seen on the outbox's worker thread, while sealing
+            on_loop = False
+        if on_loop:
+            self.sink.add_event(event)
+        else:
+            loop.call_soon_threadsafe(self.sink.add_event, event)
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         gw = self.config.gateway
         log.info(
             "gateway %s (site %s) starting: %d buses, outbox %s",

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ class EdgeClock:
         self.steps_back = 0
         self.last_step_back_ms = 0
         self._slewing = False
+        self._lock = threading.Lock()
         #: called with the size of a step back when one begins (an event)
         self.on_step_back: Callable[[int, bool], None] | None = None
 
@@ -69,6 +72,15 @@ class EdgeClock:
             self._last_mono = self._monotonic()
 
     def now_ms(self) -> int:
+        """The next stamp. Thread-safe: the buses stamp on the event loop, the outbox
+        on its worker thread; ``on_step_back`` is called on the thread that saw it."""
+        with self._lock:
+            stamp, step = self._advance()
+        if step is not None and self.on_step_back is not None:
+            self.on_step_back(*step)  # told after the stamp is settled: it may stamp
+        return stamp
+
+    def _advance(self) -> tuple[int, tuple[int, bool] | None]:
         wall, mono = self._wall(), self._monotonic()
         elapsed = max(0.0, mono - self._last_mono)
         self._last_mono = mono
@@ -84,25 +96,27 @@ class EdgeClock:
             if not self._slewing and behind > max(1000.0, elapsed):
                 step, self._slewing = (size, True), True
             self._last += elapsed * SLEW_RATE
-        stamp = int(self._last)
-        if step is not None:  # told after the stamp is settled: the callback may stamp
+        if step is not None:
             self.steps_back += 1
             self.last_step_back_ms = step[0]
-            if self.on_step_back is not None:
-                self.on_step_back(*step)
-        return stamp
+        return int(self._last), step
 
 
 #: adjtimex(2)'s state for a clock the kernel does not know to be synchronized
 _TIME_ERROR: Final = 5
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """Found once: find_library may run ldconfig, not a thing to do every heartbeat."""
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def ntp_synchronized() -> bool | None:
     """Whether the kernel says an NTP client keeps the clock synchronized (adjtimex(2),
     read only); None where that cannot be asked (not Linux)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        state = int(libc.adjtimex(ctypes.create_string_buffer(512)))  # modes 0: read
+        state = int(_libc().adjtimex(ctypes.create_string_buffer(512)))  # modes 0: read
     except (OSError, AttributeError):
         return None
     return None if state < 0 else state != _TIME_ERROR

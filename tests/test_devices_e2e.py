@@ -362,6 +362,20 @@ def test_ascii_probe_lines_are_read_and_garbled_lines_kept_aside(tmp_path: Path)
     assert rig.sink.counters.lines_garbled == len(rejects)
 
 
+def gps_device(rig: Rig, pty: PtyPair) -> GpsDevice:
+    """A truck's GPS receiver on the host side of a pty pair."""
+    return GpsDevice(
+        NmeaGpsBus(
+            kind="nmea_gps",
+            name="g",
+            port=pty.host,
+            devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")],
+        ),
+        rig.sink,
+        rig.health,
+    )
+
+
 def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     pty = PtyPair("gps", tmp_path)
@@ -370,16 +384,7 @@ def test_gps_fix_becomes_a_position_reading(tmp_path: Path) -> None:
     async def scenario() -> list[Reading]:
         gsv = f"$GPGSV,3,1,11*{_checksum('GPGSV,3,1,11')}\r\n".encode()
         writer = LineWriter(pty, 0.05, lambda: [gsv, *nmea_sentences(where)])
-        device = GpsDevice(
-            NmeaGpsBus(
-                kind="nmea_gps",
-                name="g",
-                port=pty.host,
-                devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        device = gps_device(rig, pty)
         return await run_line_device(rig, device, writer, ["ok"], 0.5)
 
     try:
@@ -414,16 +419,7 @@ def test_a_gps_receivers_utc_checks_the_gateways_clock_over_a_real_serial_line(
             0.05,
             lambda: nmea_sentences(where, datetime.now(UTC) - timedelta(minutes=10)),
         )
-        device = GpsDevice(
-            NmeaGpsBus(
-                kind="nmea_gps",
-                name="g",
-                port=pty.host,
-                devices=[DeviceConfig(id="truck-gps", profile="nmea_gps")],
-            ),
-            rig.sink,
-            rig.health,
-        )
+        device = gps_device(rig, pty)
         device.on_time = lambda utc_ms: check.observe(utc_ms, "GPS receiver")
         return await run_line_device(rig, device, writer, ["ok"], 0.5)
 
