@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import heapq
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, ReadingsBatch
 from collector import watermark
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import trim
+from collector.sqlite_readings import CatalogueBehind, ReadingsWriter
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
 MIGRATIONS: list[str] = [
@@ -118,19 +119,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INSERT_READING = (
-    "INSERT OR IGNORE INTO readings (gateway, sensor, ts_ms, site, quantity, "
-    "value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-#: the same, numbered after the readings already stored at that sensor and time
-_INSERT_BESIDE = (
-    "INSERT INTO readings (gateway, sensor, ts_ms, site, quantity, value, q, fault, "
-    "lat_deg, lon_deg, speed_kmh, received_ms, dup) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(dup), -1) + 1 FROM readings "
-    "WHERE gateway = ? AND sensor = ? AND ts_ms = ?"
-)
-
 #: errors that mean "not now" rather than "bug"
 _UNAVAILABLE = (
     "locked",
@@ -187,8 +175,16 @@ class SqliteStore:
         full or failing), StoreRefused for any other error (a bug or a value SQLite
         cannot hold): the collector then finds the message that causes it."""
         try:
+            return self._transaction(batch, quarantine, careful=False)
+        except CatalogueBehind:
+            return self._transaction(batch, quarantine, careful=True)
+
+    def _transaction(
+        self, batch: list[Incoming], quarantine: list[QuarantineItem], *, careful: bool
+    ) -> WriteResult:
+        try:
             self._db.execute("BEGIN IMMEDIATE")
-            result = self._write(batch, quarantine)
+            result = self._write(batch, quarantine, ReadingsWriter(self._db, careful=careful))
             self._db.execute("COMMIT")
             return result
         except (sqlite3.Error, OverflowError, ValueError) as exc:
@@ -207,40 +203,21 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
 
-    def _write(self, batch: list[Incoming], quarantine: list[QuarantineItem]) -> WriteResult:
+    def _write(
+        self, batch: list[Incoming], quarantine: list[QuarantineItem], readings: ReadingsWriter
+    ) -> WriteResult:
         stored = duplicate_readings = duplicate_messages = events = 0
-        written: list[tuple[object, ...]] = []
         for item in batch:
             msg = item.message
             copy = watermark.record_message(self._db, msg)
             duplicate_messages += copy
             if isinstance(msg, ReadingsBatch):
-                # always insert-or-ignore: correctness rests on the reading's identity
-                rows = [
-                    (
-                        msg.gateway,
-                        r.sensor,
-                        r.ts_ms,
-                        msg.site,
-                        q.value,
-                        _number(v),
-                        r.q.value,
-                        r.fault,
-                        r.lat_deg,
-                        r.lon_deg,
-                        r.speed_kmh,
-                        item.received_ms,
-                    )
-                    for r in msg.readings
-                    for q, v in (r.measure(),)
-                ]
-                added = self._insert_readings(rows, copy)
+                added = readings.add(msg, item.received_ms, copy)
                 stored += added
-                duplicate_readings += len(rows) - added
-                written += rows
+                duplicate_readings += len(msg.readings) - added
             else:
                 events += self._write_events(msg, item.received_ms)
-        self._update_catalogue(written)
+        readings.finish()
         dropped = 0
         if quarantine:
             self._db.executemany(
@@ -250,42 +227,6 @@ class SqliteStore:
             dropped = trim(self._db, max(q.received_ms for q in quarantine))
         return WriteResult(
             stored, duplicate_readings, duplicate_messages, events, len(quarantine), dropped
-        )
-
-    def _insert_readings(self, rows: Sequence[tuple[object, ...]], copy: bool) -> int:
-        """Insert a message's readings; returns how many were new. A reading already
-        stored at its sensor and time is a copy when its message is one; in a message
-        never seen before it is a different reading (a clock set back) and is kept
-        beside the first."""
-        self._db.execute("SAVEPOINT readings")
-        added = int(self._db.executemany(_INSERT_READING, rows).rowcount)
-        if added == len(rows) or copy:
-            self._db.execute("RELEASE readings")
-            return added
-        self._db.execute("ROLLBACK TO readings")  # row by row: which ones share a time
-        self._db.execute("RELEASE readings")
-        for row in rows:
-            if not self._db.execute(_INSERT_READING, row).rowcount:
-                self._db.execute(_INSERT_BESIDE, (*row, row[0], row[1], row[2]))
-        return len(rows)
-
-    def _update_catalogue(self, rows: list[tuple[object, ...]]) -> None:
-        """Extend each sensor's time span in the series catalogue, from the reading rows
-        just written (gateway, sensor, ts_ms, site, quantity, …), once per batch."""
-        spans: dict[tuple[object, object], tuple[object, object, int, int]] = {}
-        for gateway, sensor, ts, site, quantity, *_ in rows:
-            assert isinstance(ts, int)
-            span = spans.get((gateway, sensor))
-            if span is None:
-                spans[(gateway, sensor)] = (site, quantity, ts, ts)
-            else:
-                spans[(gateway, sensor)] = (span[0], span[1], min(span[2], ts), max(span[3], ts))
-        self._db.executemany(
-            "INSERT INTO sensors (gateway, sensor, site, quantity, first_ts_ms, last_ts_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, sensor) DO UPDATE SET "
-            "first_ts_ms = min(first_ts_ms, excluded.first_ts_ms), "
-            "last_ts_ms = max(last_ts_ms, excluded.last_ts_ms)",
-            [(g, s, *span) for (g, s), span in spans.items()],
         )
 
     def _write_events(self, msg: EventsBatch, received_ms: int) -> int:
@@ -394,9 +335,3 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _number(value: float | bool | None) -> float | None:
-    if value is None:
-        return None
-    return float(value)

@@ -82,6 +82,67 @@ def test_a_different_reading_sharing_a_sensors_time_is_kept_beside_the_first(
     store.close()
 
 
+def test_repeats_within_one_batch_and_one_message_are_kept_and_a_backlog_goes_in_behind(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    other = "cr2-th.temp"
+    result = store.write(
+        [
+            batch(1, [temp(NOW + 5000), temp(NOW + 6000), temp(NOW + 5000, sensor=other)]),
+            # the clock stepped back between two messages of one batch
+            batch(2, [temp(NOW + 6000, -17.5), temp(NOW + 7000)]),
+            # one message naming one sensor and time twice (a clock step inside it)
+            batch(3, [temp(NOW + 8000, -16.0), temp(NOW + 8000, -16.5)]),
+            # a backlog from before everything stored: nothing collides
+            batch(4, [temp(NOW), temp(NOW + 1000), temp(NOW, sensor=other)]),
+        ],
+        [],
+    )
+    assert (result.readings_stored, result.readings_duplicate) == (10, 0)
+    kept = sorted(
+        (r.sensor, r.ts_ms, r.value) for r in store.readings(start_ms=0, end_ms=NOW + 10_000)
+    )
+    assert [k[:2] for k in kept] == [
+        ("cr1-th.temp", NOW),
+        ("cr1-th.temp", NOW + 1000),
+        ("cr1-th.temp", NOW + 5000),
+        ("cr1-th.temp", NOW + 6000),
+        ("cr1-th.temp", NOW + 6000),
+        ("cr1-th.temp", NOW + 7000),
+        ("cr1-th.temp", NOW + 8000),
+        ("cr1-th.temp", NOW + 8000),
+        (other, NOW),
+        (other, NOW + 5000),
+    ]
+    spans = store._db.execute(
+        "SELECT sensor, first_ts_ms, last_ts_ms FROM sensors ORDER BY sensor"
+    ).fetchall()
+    assert spans == [("cr1-th.temp", NOW, NOW + 8000), (other, NOW, NOW + 5000)]
+    store.close()
+
+
+def test_a_catalogue_behind_its_readings_costs_a_retry_not_a_reading(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = SqliteStore(path)
+    store.write([batch(1, [temp(NOW)])], [])
+    # a reading the catalogue does not know of (a file edited by hand, or damaged)
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO readings (gateway, sensor, ts_ms, site, quantity, value, q, received_ms) "
+        "VALUES ('store-gw', 'cr1-th.temp', ?, 'county-store', 'temp_c', -18.5, 'ok', ?)",
+        (NOW + 1000, NOW),
+    )
+    db.commit()
+    db.close()
+    result = store.write([batch(2, [temp(NOW + 1000, -17.0), temp(NOW + 2000)])], [])
+    assert (result.readings_stored, result.readings_duplicate) == (2, 0)
+    kept = sorted((r.ts_ms, r.value) for r in store.readings(start_ms=0, end_ms=NOW + 10_000))
+    assert kept == [(NOW, -18.0), (NOW + 1000, -18.5), (NOW + 1000, -17.0), (NOW + 2000, -18.0)]
+    assert store._db.execute("SELECT last_ts_ms FROM sensors").fetchall() == [(NOW + 2000,)]
+    store.close()
+
+
 def test_a_store_of_schema_1_keeps_its_readings_when_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
