@@ -8,18 +8,20 @@ Finding out which rows collide used to cost a savepoint per message, whose state
 journal spills to disk and halves the insert rate. Instead this module reads the
 series catalogue (``sensors``: each sensor's last stored time) once per gateway and
 transaction; the transaction holds the write lock and updates the catalogue itself,
-so while it is open the catalogue is exact. A message that is not a copy, whose
-readings are all later than their sensor's last time and that names no (sensor, time)
-twice, cannot collide and goes in with one plain ``executemany``. Any other message (a
-backlog behind live data, a clock set back, a copy) goes in as one multi-row insert
-that returns the rows it took; the rest are kept beside or counted as duplicates.
-Should the fast path ever find a collision after all (a catalogue behind its readings,
-from a hand-made or damaged file), :class:`CatalogueBehind` makes the store roll the
-transaction back and write the batch again the careful way.
+so while it is open the catalogue is exact. A message that is not a copy and whose
+readings are each later than the one before of their sensor (the catalogue's last
+time, then the message's own) cannot collide: it goes in as one plain multi-row
+insert. Any other message (a backlog behind live data, a clock set back) goes in as
+one multi-row insert that returns the rows it took, and the rest are kept beside; of
+a copy, what is not taken is counted as duplicates. Should the fast path ever find a
+collision after all (a catalogue behind its readings, from a hand-made or damaged
+file), :class:`CatalogueBehind` makes the store roll the transaction back and write
+the batch again the careful way.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import Counter
 from typing import Final
@@ -31,7 +33,6 @@ _COLUMNS: Final = (
     "speed_kmh, received_ms"
 )
 _ONE_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_READING: Final = f"INSERT OR IGNORE INTO readings ({_COLUMNS}) VALUES {_ONE_ROW}"
 #: the same, numbered after the readings already stored at that sensor and time
 _INSERT_BESIDE: Final = (
     f"INSERT INTO readings ({_COLUMNS}, dup) "
@@ -40,11 +41,8 @@ _INSERT_BESIDE: Final = (
 )
 #: rows per multi-row insert: 12 parameters each, well under SQLite's 32,766
 _ROWS_PER_STATEMENT: Final = 500
-_BEFORE_ALL: Final = -(2**63)
 
 Row = tuple[object, ...]
-#: a sensor's span in the catalogue: site, quantity, first and last ts_ms
-Span = list[object]
 
 
 class CatalogueBehind(Exception):
@@ -58,101 +56,109 @@ class ReadingsWriter:
     def __init__(self, db: sqlite3.Connection, *, careful: bool = False) -> None:
         self._db = db
         self._careful = careful
-        #: gateway → sensor → last ts_ms stored, catalogue and this transaction
+        #: gateway → sensor → last ts_ms stored, as loaded and as now in this transaction
+        self._loaded: dict[str, dict[str, int]] = {}
         self._last: dict[str, dict[str, int]] = {}
-        #: (gateway, sensor) → span written by this transaction
-        self._spans: dict[tuple[str, str], Span] = {}
+        #: (gateway, sensor) → [site, quantity, first ts_ms] of a sensor new to the
+        #: catalogue, or given a reading older than its last (its first may move back)
+        self._firsts: dict[tuple[str, str], list[object]] = {}
 
     def add(self, msg: ReadingsBatch, received_ms: int, copy: bool) -> int:
         """Insert a message's readings; returns how many were new."""
         gateway, site = msg.gateway, msg.site
         last = self._last_of(gateway)
-        rows: list[Row] = []
-        later = True
-        for r in msg.readings:
-            quantity, value = r.measure()
-            # StrEnum members bind as their text; a boolean as 0/1, stored REAL by the
-            # column's affinity, as before
-            rows.append(
-                (
-                    gateway,
-                    r.sensor,
-                    r.ts_ms,
-                    site,
-                    quantity,
-                    value,
-                    r.q,
-                    r.fault,
-                    r.lat_deg,
-                    r.lon_deg,
-                    r.speed_kmh,
-                    received_ms,
-                )
+        # StrEnum members bind as their text; a boolean as 0/1, stored REAL by the
+        # column's affinity
+        rows: list[Row] = [
+            (
+                gateway,
+                r.sensor,
+                r.ts_ms,
+                site,
+                *r.measure(),
+                r.q,
+                r.fault,
+                r.lat_deg,
+                r.lon_deg,
+                r.speed_kmh,
+                received_ms,
             )
-            if later and r.ts_ms <= last.get(r.sensor, _BEFORE_ALL):
+            for r in msg.readings
+        ]
+        # one pass: move each sensor's last time on, and see whether every reading is
+        # later than the one before it of its sensor (then none can collide)
+        later = True
+        for row in rows:
+            sensor, ts = row[1], row[2]
+            assert isinstance(sensor, str) and isinstance(ts, int)
+            prev = last.get(sensor)
+            if prev is not None and ts > prev:
+                last[sensor] = ts
+                continue
+            if prev is None:
+                last[sensor] = ts
+            else:
                 later = False
+            first = self._firsts.setdefault((gateway, sensor), [site, row[4], ts])
+            if ts < first[2]:  # type: ignore[operator]
+                first[2] = ts
         if copy:
-            added = int(self._db.executemany(INSERT_READING, rows).rowcount)
-        elif later and not self._careful and _distinct(rows):
-            added = int(self._db.executemany(INSERT_READING, rows).rowcount)
+            added = self._insert(rows)
+        elif later and not self._careful:
+            added = self._insert(rows)
             if added != len(rows):
                 raise CatalogueBehind(f"gateway {gateway}: {len(rows) - added} collisions")
         else:
             added = self._insert_colliding(rows)
-        self._extend(gateway, site, rows, last)
         return added
 
     def finish(self) -> None:
-        """Extend each sensor's span in the catalogue, once per transaction."""
+        """Move each sensor's span in the catalogue, once per transaction."""
+        moved = [
+            (ts, gateway, sensor)
+            for gateway, last in self._last.items()
+            for sensor, ts in last.items()
+            if (gateway, sensor) not in self._firsts and self._loaded[gateway].get(sensor) != ts
+        ]
+        self._db.executemany(
+            "UPDATE sensors SET last_ts_ms = max(last_ts_ms, ?) WHERE gateway = ? AND sensor = ?",
+            moved,
+        )
         self._db.executemany(
             "INSERT INTO sensors (gateway, sensor, site, quantity, first_ts_ms, last_ts_ms) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, sensor) DO UPDATE SET "
             "first_ts_ms = min(first_ts_ms, excluded.first_ts_ms), "
             "last_ts_ms = max(last_ts_ms, excluded.last_ts_ms)",
-            [(g, s, *span) for (g, s), span in self._spans.items()],
+            [(g, s, *first, self._last[g][s]) for (g, s), first in self._firsts.items()],
         )
 
     def _last_of(self, gateway: str) -> dict[str, int]:
         last = self._last.get(gateway)
         if last is None:
-            last = self._last[gateway] = {
+            loaded = self._loaded[gateway] = {
                 sensor: int(ts)
                 for sensor, ts in self._db.execute(
                     "SELECT sensor, last_ts_ms FROM sensors WHERE gateway = ?", (gateway,)
                 )
             }
+            last = self._last[gateway] = dict(loaded)
         return last
 
-    def _extend(self, gateway: str, site: str, rows: list[Row], last: dict[str, int]) -> None:
-        spans = self._spans
-        for row in rows:
-            sensor, ts = row[1], row[2]
-            assert isinstance(sensor, str) and isinstance(ts, int)
-            span = spans.get((gateway, sensor))
-            if span is None:
-                spans[(gateway, sensor)] = [site, row[4], ts, ts]
-            else:
-                if ts < span[2]:  # type: ignore[operator]
-                    span[2] = ts
-                if ts > span[3]:  # type: ignore[operator]
-                    span[3] = ts
-            if ts > last.get(sensor, _BEFORE_ALL):
-                last[sensor] = ts
+    def _insert(self, rows: list[Row]) -> int:
+        """Insert-or-ignore in multi-row statements (a fifth faster than executemany);
+        returns how many went in."""
+        added = 0
+        for chunk in _chunks(rows):
+            added += self._db.execute(_insert_sql(len(chunk)), _flat(chunk)).rowcount
+        return added
 
     def _insert_colliding(self, rows: list[Row]) -> int:
         """Rows of a message never seen before, some of which may share a sensor and
         time with stored readings or with each other: those are kept beside."""
         taken: Counter[tuple[object, object]] = Counter()
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _ROWS_PER_STATEMENT]
-            sql = (
-                f"INSERT OR IGNORE INTO readings ({_COLUMNS}) VALUES "
-                + ", ".join([_ONE_ROW] * len(chunk))
-                + " RETURNING sensor, ts_ms"
-            )
-            taken.update(
-                (s, t) for s, t in self._db.execute(sql, [v for row in chunk for v in row])
-            )
+        for chunk in _chunks(rows):
+            sql = _insert_sql(len(chunk)) + " RETURNING sensor, ts_ms"
+            taken.update((s, t) for s, t in self._db.execute(sql, _flat(chunk)))
         for row in rows:  # in order: of repeats within the message, the first went in
             key = (row[1], row[2])
             if taken[key]:
@@ -162,5 +168,14 @@ class ReadingsWriter:
         return len(rows)
 
 
-def _distinct(rows: list[Row]) -> bool:
-    return len({(row[1], row[2]) for row in rows}) == len(rows)
+def _chunks(rows: list[Row]) -> list[list[Row]]:
+    return [rows[i : i + _ROWS_PER_STATEMENT] for i in range(0, len(rows), _ROWS_PER_STATEMENT)]
+
+
+def _flat(rows: list[Row]) -> list[object]:
+    return [value for row in rows for value in row]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(n: int) -> str:
+    return f"INSERT OR IGNORE INTO readings ({_COLUMNS}) VALUES " + ", ".join([_ONE_ROW] * n)
