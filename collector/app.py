@@ -33,6 +33,8 @@ from collector.quarantine import Quarantine, quarantine_file
 from collector.store import Incoming, QuarantineItem, Store, WriteResult, open_store
 
 _COLLECTED = frozenset({Stream.READINGS, Stream.EVENTS})
+#: a gateway's stored watermark goes out at most this often (see _publish_confirmations)
+CONFIRM_EVERY_S = 1.0
 
 log = logging.getLogger("coldchain.collector")
 
@@ -78,6 +80,10 @@ class Collector:
         self._last_commit = time.monotonic()
         #: messages quarantined, by the rule they broke
         self.quarantined_by: dict[str, int] = {}
+        #: outboxes (gateway, epoch) → site with commits not yet confirmed to the
+        #: gateway, and when each was last confirmed (monotonic)
+        self._to_confirm: dict[tuple[str, int], str] = {}
+        self._confirmed_at: dict[tuple[str, int], float] = {}
         self.consumer = Consumer(
             config.mqtt,
             SessionSpec(
@@ -92,6 +98,7 @@ class Collector:
             beat_as=("collector", section.id),
             batch_max=section.batch_max_messages,
             linger_ms=section.linger_ms,
+            tick=self._publish_confirmations,
         )
         self.health = self.consumer.health
         self.metrics = registry_of(
@@ -119,6 +126,8 @@ class Collector:
 
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect (the rest comes again next time)."""
+        self.consumer.stop_worker()
+        self._publish_confirmations(now=True)
         self.consumer.stop()
         c = self.counters
         log.info(
@@ -202,27 +211,42 @@ class Collector:
         return True
 
     def _confirm(self, messages: list[ReadingsBatch | EventsBatch]) -> None:
-        """Tell each gateway in the batch what the store now holds of its outbox (read
-        from the store, which several collectors share), retained on its ``stored``
-        topic: the gateway frees what this covers. A watermark not sent now is sent
-        with the next commit of that gateway, and the gateway resends what stays
-        unconfirmed, so a failure here loses nothing."""
-        if not messages or not self.consumer.connected:
+        """Note the outboxes of a committed batch, and tell their gateways now or soon."""
+        for m in messages:
+            self._to_confirm[(m.gateway, m.epoch)] = m.site
+        self._publish_confirmations()
+
+    def _publish_confirmations(self, *, now: bool = False) -> None:
+        """Tell each gateway noted what the store now holds of its outbox (read from the
+        store, which several collectors share), retained on its ``stored`` topic: the
+        gateway frees what this covers. Once per ``CONFIRM_EVERY_S`` per outbox at most
+        (the worker's tick sends what waits): a gateway polling several times a second
+        then takes one watermark a second, not one per message. A watermark not sent
+        stays noted, and the gateway resends what stays unconfirmed, so a failure here
+        loses nothing."""
+        if not self._to_confirm or not self.consumer.connected:
             return
-        outboxes = {(m.gateway, m.epoch): m.site for m in messages}
+        clock = time.monotonic()
+        due = {
+            key: site
+            for key, site in self._to_confirm.items()
+            if now or clock - self._confirmed_at.get(key, -CONFIRM_EVERY_S) >= CONFIRM_EVERY_S
+        }
+        if not due:
+            return
         try:
-            found = self.store.watermarks(outboxes)
+            found = self.store.watermarks(due)
         except StoreUnavailable as exc:
             self._rejections.warning("stored", "could not read the seq watermarks: %s", exc)
             return
-        now = now_ms()
+        ts = now_ms()
         for (gateway, epoch), streams in found.items():
             stored = Stored(
                 v=wire.SCHEMA_VERSION,
                 gateway=gateway,
-                site=outboxes[(gateway, epoch)],
+                site=due[(gateway, epoch)],
                 epoch=epoch,
-                ts_ms=now,
+                ts_ms=ts,
                 readings=streams.get(Stream.READINGS.value),
                 events=streams.get(Stream.EVENTS.value),
             )
@@ -233,6 +257,9 @@ class Collector:
                 retain=True,
             )
             self.counters.confirmations += 1
+        for key in due:
+            del self._to_confirm[key]
+            self._confirmed_at[key] = clock
 
     def _write_one_by_one(
         self,

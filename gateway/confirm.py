@@ -35,6 +35,9 @@ log = logging.getLogger("coldchain.gateway.confirm")
 
 BATCH_STREAMS = (Stream.EVENTS, Stream.READINGS)
 RESEND_BATCH = 500  # unconfirmed messages queued to go again per check, at most
+#: how long a PUBACK waits in memory for the store's confirmation before it is written
+#: (collectors confirm a gateway's outbox about once a second: collector.app)
+MARK_AFTER_S = 3.0
 
 
 @dataclass
@@ -73,31 +76,40 @@ class Confirmations:
         self._bad = Throttled(log)
         #: told when the store holds seqs the outbox has not handed out (an event)
         self.went_back: Callable[[str], object] | None = None
-        #: PUBACKs waiting for the write under way
+        #: PUBACKs not yet written (see :meth:`published`)
         self._to_mark: list[tuple[Stream, int]] = []
         self._marking = False
         #: (stream, seq) queued to go again and not yet taken by the broker
         self.resending: set[tuple[Stream, int]] = set()
 
     async def published(self, stream: Stream, seq: int) -> None:
-        """A PUBACK: the message is kept until confirmed. PUBACKs that come while a
-        write is under way go with the next, in one transaction (one fsync)."""
+        """A PUBACK: the message is kept until confirmed. Its mark on disk waits
+        ``MARK_AFTER_S``: the store's confirmation nearly always comes first and frees
+        the message, and then no mark is written at all (one transaction per message,
+        as when a PUBACK frees it). The marks still wanted then go in one transaction.
+        A mark lost with the process costs one copy sent at the next start."""
         self._to_mark.append((stream, seq))
         if self._marking:
             return
         self._marking = True
         try:
             while self._to_mark:
-                await asyncio.sleep(0)  # let the PUBACKs already queued on the loop join
-                marks, self._to_mark = self._to_mark, []
-                try:
-                    await self.outbox.call(self.outbox.sync.published, marks)
-                except BaseException:
-                    self._to_mark = marks + self._to_mark  # written with the next PUBACK
-                    raise
-                self.resending.difference_update(marks)
+                await asyncio.sleep(MARK_AFTER_S)
+                await self.write_marks()
         finally:
             self._marking = False
+
+    async def write_marks(self) -> None:
+        """Write the PUBACKs not yet written and not yet confirmed (also on a stop)."""
+        marks, self._to_mark = self._to_mark, []
+        wanted = [(st, seq) for st, seq in marks if seq > self.upto.get(st, 0)]
+        try:
+            if wanted:
+                await self.outbox.call(self.outbox.sync.published, wanted)
+        except BaseException:
+            self._to_mark = marks + self._to_mark  # written with the next PUBACK
+            raise
+        self.resending.difference_update(marks)
 
     async def on_stored(self, payload: bytes, retained: bool) -> int:
         """Take a watermark; returns the number of rows it freed."""

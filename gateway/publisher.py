@@ -136,8 +136,9 @@ class Publisher:
             stats.pending,
             stats.sealed_messages,
         )
-        if self._by_store:
-            self._client.subscribe(self.topic(Stream.STORED), qos=1)
+        if self._by_store:  # QoS 0: each watermark covers the ones before, and the
+            # retained one comes with every subscribe; no PUBACK for each
+            self._client.subscribe(self.topic(Stream.STORED), qos=0)
         self.publish_status("online")
         refused, self._refused = self._refused, []
         for msg in refused:
@@ -199,6 +200,7 @@ class Publisher:
     async def _ack(self, msg: SealedMessage) -> None:
         try:
             if self._by_store:  # kept until the store confirms it
+                self._wake.set()  # the window has room now, not when the mark is written
                 await self.confirmations.published(msg.stream, msg.seq)
             else:
                 await self.outbox.call(self.outbox.sync.ack, msg.stream, msg.seq)
@@ -296,6 +298,12 @@ class Publisher:
             deadline = time.monotonic() + timeout_s
             while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # PUBACKs arrive on paho's thread
+        if self._by_store:  # what the broker took is not sent again at the next start
+            try:
+                await self.confirmations.write_marks()
+            except sqlite3.OperationalError as exc:
+                if not unwritable(exc):
+                    raise
         self._stopping = True
         self._client.disconnect()
         log.info("disconnected from the broker")
