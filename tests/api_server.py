@@ -5,6 +5,7 @@ SQLite, and the live hub on the test broker."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +30,6 @@ from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
-from simulator.broker import free_port
 from tests.harness import Broker
 
 PASSWORD = "correct horse battery"
@@ -161,9 +161,15 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
         sites=("county-store", "county-fleet", "transfer-station"),
     )
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    # the listening socket is bound here and handed over: a port chosen and let go
+    # could be taken by another test's process before uvicorn binds it
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -175,6 +181,7 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     finally:
         server.should_exit = True
         thread.join(15)
+        sock.close()
         engine.dispose()
 
 
