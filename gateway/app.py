@@ -132,9 +132,7 @@ class Gateway:
         finally:
             if cab is not None:
                 cab.should_exit = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)
             self.health.report("gateway", gw.id, "stopping", now_ms())
             await self.sink.flush()
             if not await self.publisher.drain(self.config.outbox.drain_on_stop_s):
@@ -217,6 +215,20 @@ class Gateway:
             log.critical("a gateway task died: %r; stopping", exc, exc_info=exc)
             self.failure = self.failure or exc
             self._stop.set()
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again what goes on: Python 3.11's
+    ``asyncio.wait_for`` (under pymodbus's requests) loses a cancellation that comes as
+    the answer does, and the poller then polls on while the gateway waits for it."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(20):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
+    log.error("%d tasks did not stop when cancelled: stopping without them", len(pending))
 
 
 def run_gateway(config: GatewayConfig) -> None:
