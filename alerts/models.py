@@ -32,6 +32,23 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)  # cold_store, fleet, station
     county: Mapped[str | None] = mapped_column(String(100))
+    name_zh: Mapped[str | None] = mapped_column(String(200))
+    #: the IANA time zone its people read times in
+    timezone: Mapped[str] = mapped_column(
+        String(64), nullable=False, default="Asia/Shanghai", server_default="Asia/Shanghai"
+    )
+    address: Mapped[str | None] = mapped_column(String(300))
+
+
+class Gateway(Base):
+    """An edge gateway the county runs: which site it belongs to (its sensors are the
+    assignments that name it)."""
+
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), nullable=False)
+    name: Mapped[str | None] = mapped_column(String(200))
 
 
 class Location(Base):

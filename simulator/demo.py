@@ -28,7 +28,6 @@ from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.notify import Printed
-from alerts.seed import seed_county
 from alerts.service import AlertService, Escalation
 from coldchain import wire
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
@@ -43,6 +42,7 @@ from gateway.config import load_config
 from simulator.broker import LocalBroker, free_port
 from simulator.county import County
 from simulator.history import write_history
+from simulator.seed import seed_county
 
 
 class Watcher:

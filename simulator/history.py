@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import copy
 
-from alerts.seed import LOCATIONS
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.store import Incoming, Store
+from simulator.seed import sensors_of
 from simulator.thermal import Space
 
 MIN_MS = 60_000
@@ -33,12 +33,13 @@ def write_history(
     """Readings every ``step_min`` for every assigned sensor over ``hours`` before
     ``end_ms``; returns how many were written. ``spaces`` are not changed."""
     model = {name: copy.deepcopy(space) for name, space in spaces.items()}
+    located = sensors_of()
     steps = int(hours * 60 / step_min)
     start_ms = end_ms - steps * int(step_min * MIN_MS)
     per_gateway: dict[tuple[str, str], list[Reading]] = {}
     for i in range(steps):
         ts_ms = start_ms + i * int(step_min * MIN_MS)
-        for location, (site, _name, _kind, _profile, sensors) in LOCATIONS.items():
+        for location, (site, sensors) in located.items():
             space = model.get(location)
             if space is None:
                 continue

@@ -9,8 +9,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from alerts.audit import record
+from alerts.db import Base
 from alerts.errors import Conflict, NotFound, Refused
-from alerts.models import Location, ProfileRow, SensorAssignment, Site
+from alerts.models import Gateway, Location, ProfileRow, SensorAssignment, Site
 from alerts.profiles import ProductProfile
 
 
@@ -57,6 +58,66 @@ def add_site(s: Session, site: Site, locations: list[Location], *, actor: str) -
     )
 
 
+def save_row(
+    s: Session, model: type[Base], key: str, fields: dict[str, object], *, actor: str
+) -> bool:
+    """Create the site, location or gateway ``key`` with ``fields``, or change the
+    fields that differ; audited as ``<entity>.add`` / ``<entity>.change`` with the old
+    and new values of what changed. False if nothing differed (nothing written)."""
+    entity = {Site: "site", Location: "location", Gateway: "gateway"}[model]
+    row = s.get(model, key)
+    if row is None:
+        s.add(model(id=key, **fields))
+        s.flush()  # in the order given: a location after its site
+        record(s, actor=actor, action=f"{entity}.add", entity=entity, entity_id=key, new=fields)
+        return True
+    old = {k: getattr(row, k) for k, v in fields.items() if getattr(row, k) != v}
+    if not old:
+        return False
+    for k in old:
+        setattr(row, k, fields[k])
+    record(
+        s,
+        actor=actor,
+        action=f"{entity}.change",
+        entity=entity,
+        entity_id=key,
+        old=old,
+        new={k: fields[k] for k in old},
+    )
+    return True
+
+
+def _current_assignment(s: Session, gateway: str, sensor: str) -> SensorAssignment | None:
+    return s.execute(
+        select(SensorAssignment).where(
+            SensorAssignment.gateway == gateway,
+            SensorAssignment.sensor == sensor,
+            SensorAssignment.until_ms.is_(None),
+        )
+    ).scalar_one_or_none()
+
+
+def end_assignment(s: Session, gateway: str, sensor: str, *, at_ms: int, actor: str) -> None:
+    """The sensor measures no location from ``at_ms`` on (its readings before stay with
+    the location it measured)."""
+    current = _current_assignment(s, gateway, sensor)
+    if current is None:
+        raise NotFound(f"{gateway}/{sensor} measures no location now")
+    if at_ms <= current.from_ms:
+        raise Conflict(f"{gateway}/{sensor} is assigned since {current.from_ms}")
+    current.until_ms = at_ms
+    record(
+        s,
+        actor=actor,
+        action="sensor.unassign",
+        entity="sensor",
+        entity_id=f"{gateway}/{sensor}",
+        old={"location": current.location_id, "role": current.role},
+        new={"until_ms": at_ms},
+    )
+
+
 def assign_sensor(
     s: Session,
     *,
@@ -69,13 +130,7 @@ def assign_sensor(
 ) -> None:
     """The sensor measures this location from ``from_ms`` on (its previous assignment
     ends there)."""
-    current = s.execute(
-        select(SensorAssignment).where(
-            SensorAssignment.gateway == gateway,
-            SensorAssignment.sensor == sensor,
-            SensorAssignment.until_ms.is_(None),
-        )
-    ).scalar_one_or_none()
+    current = _current_assignment(s, gateway, sensor)
     old = None
     if current is not None:
         if from_ms <= current.from_ms:

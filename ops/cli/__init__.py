@@ -6,7 +6,18 @@ from __future__ import annotations
 import click
 
 from coldchain import __version__, logs
-from ops.cli import admin, alerts, collector, demo, edge, quarantine, readings, watchdog, web
+from ops.cli import (
+    admin,
+    alerts,
+    collector,
+    demo,
+    edge,
+    quarantine,
+    readings,
+    setup,
+    watchdog,
+    web,
+)
 
 
 @click.group()
@@ -22,6 +33,6 @@ def main(log_level: str) -> None:
     logs.setup(log_level)
 
 
-for group in (edge, collector, alerts, readings, quarantine, watchdog, web, admin, demo):
+for group in (edge, collector, alerts, readings, quarantine, watchdog, web, admin, setup, demo):
     for command in group.COMMANDS:
         main.add_command(command)

@@ -1,0 +1,166 @@
+"""A county set up from its county file with ``coldchain setup``, on SQLite and on
+PostgreSQL: applied from an empty database, applied again (nothing changes), exported
+and applied to a fresh database (the same state), a sensor moved (its history kept),
+and files that are wrong in the ways people get them wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from alerts.county import load
+from alerts.db import AuditRow, make_engine, reading
+from alerts.models import Location, ProfileRow, SensorAssignment, Site
+from alerts.repo import location_of
+from simulator.seed import COUNTY_FILE
+
+DAY_MS = 86_400_000
+
+
+def setup(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "setup", *args],
+        env={"COLDCHAIN_DB_URL": db_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_demo_county_file_applies_once_and_round_trips(db_url: str, tmp_path: Path) -> None:
+    demo = load(COUNTY_FILE)
+    first = setup(db_url, "apply", str(COUNTY_FILE))
+    assert first.returncode == 0, first.stderr
+    assert "add site county-store" in first.stdout
+    assert "assign store-gw/cr1-th.temp to cr1 as air" in first.stdout
+    engine = make_engine(db_url)
+    with reading(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Site)) == len(demo.sites)
+        assert s.scalar(select(func.count()).select_from(Location)) == len(demo.locations())
+        assert s.scalar(select(func.count()).select_from(SensorAssignment)) == sum(
+            len(loc.sensors) for _, loc in demo.locations()
+        )
+        # the shipped profiles, taken with default_profiles = true
+        assert "frozen-meat" in set(s.execute(select(ProfileRow.id)).scalars())
+        store = s.get(Site, "county-store")
+        assert store is not None and store.name_zh == "县公共冷库"
+        audited = s.scalar(select(func.count()).select_from(AuditRow))
+    again = setup(db_url, "apply", str(COUNTY_FILE))
+    assert again.returncode == 0, again.stderr
+    assert "nothing to change" in again.stdout
+    with reading(engine) as s:
+        assert s.scalar(select(func.count()).select_from(AuditRow)) == audited
+    engine.dispose()
+
+    exported = tmp_path / "exported.toml"
+    assert setup(db_url, "export", "-o", str(exported)).returncode == 0
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    applied = setup(fresh, "apply", str(exported))
+    assert applied.returncode == 0, applied.stderr
+    assert setup(fresh, "export").stdout == exported.read_text(encoding="utf-8")
+
+
+def test_a_dry_run_changes_nothing(db_url: str) -> None:
+    dry = setup(db_url, "apply", "--dry-run", str(COUNTY_FILE))
+    assert dry.returncode == 0, dry.stderr
+    assert "would be made (dry run: nothing changed)" in dry.stdout
+    engine = make_engine(db_url)
+    with reading(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Site)) == 0
+    engine.dispose()
+
+
+ROOM_A_SENSORS = (
+    'sensors = [{ sensor = "gw1/probe-1.temp" }, { sensor = "gw1/door-1.door", role = "door" }]'
+)
+COUNTY = f"""
+[[profiles]]
+id = "chilled"
+name = "Chilled"
+[profiles.warning]
+high_c = 4.0
+[profiles.critical]
+high_c = 7.0
+
+[[gateways]]
+id = "gw1"
+site = "s1"
+
+[[sites]]
+id = "s1"
+kind = "cold_store"
+name = "Store"
+
+[[sites.locations]]
+id = "room-a"
+kind = "cold_room"
+name = "Room A"
+profile = "chilled"
+{ROOM_A_SENSORS}
+
+[[sites.locations]]
+id = "room-b"
+kind = "cold_room"
+name = "Room B"
+profile = "chilled"
+sensors = []
+"""
+
+
+def test_a_sensor_moved_in_the_file_keeps_its_history(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "county.toml"
+    path.write_text(COUNTY, encoding="utf-8")
+    assert setup(db_url, "apply", "--since", "2026-11-01T08:00+08:00", str(path)).returncode == 0
+    # the probe goes to room B, the door contact is taken out
+    moved = COUNTY.replace("sensors = []", 'sensors = [{ sensor = "gw1/probe-1.temp" }]').replace(
+        ROOM_A_SENSORS, "sensors = []"
+    )
+    path.write_text(moved, encoding="utf-8")
+    changed = setup(db_url, "apply", "--since", "2026-11-02T08:00+08:00", str(path))
+    assert changed.returncode == 0, changed.stderr
+    assert "end assignment of gw1/door-1.door to room-a" in changed.stdout
+    assert "assign gw1/probe-1.temp to room-b as air (was room-a, air)" in changed.stdout
+    day1 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)  # the first apply
+    engine = make_engine(db_url)
+    with reading(engine) as s:
+        assert location_of(s, "gw1", "probe-1.temp", day1 + 3_600_000) == "room-a"
+        assert location_of(s, "gw1", "probe-1.temp", day1 + 2 * DAY_MS) == "room-b"
+        assert location_of(s, "gw1", "door-1.door", day1 + 2 * DAY_MS) is None
+        actions = list(s.execute(select(AuditRow.action).order_by(AuditRow.id)).scalars())
+    engine.dispose()
+    assert actions.count("sensor.assign") == 3
+    assert actions.count("sensor.unassign") == 1
+
+
+def test_a_wrong_file_names_the_file_the_field_and_what_was_expected(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "county.toml"
+    cases = {
+        COUNTY.replace('profile = "chilled"\nsensors = []', 'profile = "frozen"\nsensors = []'): (
+            "sites[0].locations[1].profile: no profile 'frozen' in the file or the database"
+        ),
+        COUNTY.replace('site = "s1"', 'site = "s2"'): "gateways[0].site: no site 's2'",
+        COUNTY.replace("sensors = []", 'sensors = [{ sensor = "gw1/probe-1.temp" }]'): (
+            "sensor gw1/probe-1.temp measures both room-a and room-b"
+        ),
+        COUNTY.replace('kind = "cold_room"', 'kind = "freezer"', 1): "kind",
+        COUNTY.replace('name = "Store"', 'name = "Store"\ntimezone = "China"'): (
+            "an IANA time zone such as Asia/Shanghai"
+        ),
+        COUNTY.replace('name = "Store"', 'name = "Store"\ncolour = "blue"'): "colour",
+    }
+    for text, expected in cases.items():
+        path.write_text(text, encoding="utf-8")
+        result = setup(db_url, "apply", str(path))
+        assert result.returncode == 2, (expected, result.stdout)
+        assert str(path) in result.stderr
+        assert expected in result.stderr, result.stderr
+    engine = make_engine(db_url)
+    with reading(engine) as s:  # each refused whole: nothing written
+        assert s.scalar(select(func.count()).select_from(Site)) == 0
+    engine.dispose()
