@@ -70,14 +70,22 @@ def mkt_of_series(
     return mkt_c([v for _, v in pairs], time_weights(ts, max_gap_ms), dh_r_k)
 
 
-def read_csv(path: Path) -> list[tuple[int, float]]:
-    """Rows with columns ``timestamp`` (ISO 8601; naive is UTC) and ``temp_c``."""
-    rows: list[tuple[int, float]] = []
+def read_csv(path: Path, sensor: str | None = None) -> list[tuple[int, float]]:
+    """Temperatures from a CSV: either columns ``timestamp`` (ISO 8601; naive is UTC)
+    and ``temp_c``, or what ``coldchain export`` writes (``ts_ms``, ``sensor``,
+    ``quantity``, ``value``: its temperature rows with a value, of one sensor)."""
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = {"timestamp", "temp_c"} - set(reader.fieldnames or [])
+        columns = set(reader.fieldnames or [])
+        if {"ts_ms", "sensor", "quantity", "value"} <= columns:
+            return _exported(path, reader, sensor)
+        missing = {"timestamp", "temp_c"} - columns
         if missing:
-            raise MktError(f"{path}: missing column(s) {sorted(missing)}; need timestamp, temp_c")
+            raise MktError(
+                f"{path}: missing column(s) {sorted(missing)}; need timestamp, temp_c "
+                "(or a file written by coldchain export)"
+            )
+        rows: list[tuple[int, float]] = []
         for number, row in enumerate(reader, start=2):
             try:
                 when = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
@@ -88,3 +96,28 @@ def read_csv(path: Path) -> list[tuple[int, float]]:
                 raise MktError(f"{path}, line {number}: {exc}") from None
     rows.sort()
     return rows
+
+
+def _exported(
+    path: Path, reader: csv.DictReader[str], sensor: str | None
+) -> list[tuple[int, float]]:
+    by_sensor: dict[str, list[tuple[int, float]]] = {}
+    for number, row in enumerate(reader, start=2):
+        if row["quantity"] != "temp_c" or not row["value"]:
+            continue  # other quantities, and fault readings (no value)
+        if sensor is not None and row["sensor"] != sensor:
+            continue
+        try:
+            point = (int(row["ts_ms"]), float(row["value"]))
+        except (ValueError, TypeError) as exc:
+            raise MktError(f"{path}, line {number}: {exc}") from None
+        by_sensor.setdefault(row["sensor"], []).append(point)
+    if len(by_sensor) > 1:
+        raise MktError(
+            f"{path} holds the temperatures of {len(by_sensor)} sensors "
+            f"({', '.join(sorted(by_sensor))}): choose one with --sensor"
+        )
+    if not by_sensor:
+        raise MktError(f"{path}: no temperature readings" + (f" of {sensor}" if sensor else ""))
+    (rows,) = by_sensor.values()
+    return sorted(rows)

@@ -29,7 +29,7 @@ TEXT: dict[str, dict[str, str]] = {
     "warning": {"zh": "警告", "en": "Warning"},
     "active": {"zh": "未确认", "en": "Unacknowledged"},
     "acknowledged": {"zh": "已确认", "en": "Acknowledged"},
-    "cleared": {"zh": "已恢复", "en": "Cleared"},
+    "cleared": {"zh": "已恢复，待确认", "en": "Cleared, not acknowledged"},
     "closed": {"zh": "已关闭", "en": "Closed"},
     "new_critical": {"zh": "新的严重报警", "en": "New critical alarm"},
     "rooms": {"zh": "库房与车厢", "en": "Rooms and compartments"},
@@ -112,6 +112,7 @@ TEXT: dict[str, dict[str, str]] = {
     "kind_truck_compartment": {"zh": "冷藏车厢", "en": "Truck compartment"},
     "kind_station_store": {"zh": "中转站冷库", "en": "Transfer-station store"},
     "forbidden": {"zh": "您的角色无权查看此页面", "en": "Your role may not see this page"},
+    "to_board": {"zh": "返回报警看板", "en": "Back to the alarm board"},
 }
 
 

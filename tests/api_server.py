@@ -18,11 +18,10 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from alerts.breach import Breach, Kind, Level
+from alerts.breach import Breach, EndReason, Kind, Level
 from alerts.db import make_engine, transaction, upgrade
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role, create_user
-from alerts.seed import seed_county
 from api.app import create_app
 from api.settings import ApiSettings
 from coldchain import wire
@@ -30,6 +29,7 @@ from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
+from simulator.seed import seed_county
 from tests.harness import Broker
 
 PASSWORD = "correct horse battery"
@@ -97,10 +97,14 @@ class Api:
         return token
 
 
-def an_alarm(api: Api, sensor: str = "cr2-ctrl.air") -> int:
-    """A critical high breach in cold room 2 with its alarm, as the service stores it."""
+def an_alarm(api: Api, sensor: str = "cr2-ctrl.air", *, ended: bool = False) -> int:
+    """A critical high breach in cold room 2 with its alarm, as the service stores it;
+    ``ended``: the room came back in range by itself (the alarm is cleared)."""
     breach = Breach(sensor, Kind.HIGH, Level.CRITICAL, api.t0_ms, api.t0_ms + 15 * MIN)
     breach.max_value = 9.5
+    if ended:
+        breach.end_ts_ms = api.t0_ms + 40 * MIN
+        breach.end_reason = EndReason.BACK_IN_RANGE
     with transaction(api.engine) as s:
         row = upsert_breach(s, "store-gw", breach)
     with transaction(api.engine) as s:

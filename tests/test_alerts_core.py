@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 from alerts.breach import Breach, Kind, Level, Point, SeriesSettings
 from alerts.disposition import Disposition, danger_zone_ms, disposition, in_danger_zone
 from alerts.door import door_open
-from alerts.mkt import MktError, mkt_c, read_csv, time_weights
+from alerts.mkt import MktError, mkt_c, mkt_of_series, read_csv, time_weights
 from alerts.profiles import LevelLimits, load_profiles
 from alerts.rules import evaluate
+from coldchain.wire import Quality, Reading, ReadingsBatch
+from collector.sqlite_store import SqliteStore
+from collector.store import Incoming
 
 MIN = 60_000
 T0 = 1_795_392_000_000  # 2026-11-23T00:00:00Z, a window boundary for daily windows
@@ -72,6 +75,38 @@ def test_mkt_dh_r_is_configurable_and_bad_input_is_refused() -> None:
         mkt_c([])
     with pytest.raises(MktError):
         mkt_c([1.0, 2.0], [0.0, 0.0])
+
+
+def test_mkt_reads_what_export_writes_for_one_sensor(tmp_path: Path) -> None:
+    db = tmp_path / "readings.sqlite"
+    store = SqliteStore(db)
+    temps = [2.0, 2.5, 3.0, 7.5, 3.0]
+    readings = [
+        Reading(sensor=sensor, ts_ms=T0 + i * 300_000, q=Quality.OK, temp_c=t + offset)
+        for i, t in enumerate(temps)
+        for sensor, offset in (("cr2-ctrl.air", 0.0), ("cr2-th.temp", 1.0))
+    ]
+    readings.append(Reading(sensor="cr2-th.rh", ts_ms=T0, q=Quality.OK, rh_pct=90.0))
+    batch = ReadingsBatch(
+        v=1, gateway="store-gw", site="county-store", epoch=1, seq=1, readings=readings
+    )
+    store.write([Incoming(batch, T0)], [])
+    store.close()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ops.cli", *args], capture_output=True, text=True, timeout=60
+        )
+
+    exported = tmp_path / "room.csv"
+    done = cli("export", "--db", str(db), "--site", "county-store", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    both = cli("mkt", str(exported))
+    assert both.returncode == 2 and "choose one with --sensor" in both.stderr
+    one = cli("mkt", str(exported), "--sensor", "cr2-ctrl.air")
+    assert one.returncode == 0, one.stderr
+    expected = mkt_of_series([(T0 + i * 300_000, t) for i, t in enumerate(temps)])
+    assert one.stdout.startswith(f"MKT {expected:.2f} °C over {len(temps)} readings")
 
 
 def test_mkt_command_reads_a_csv(tmp_path: Path) -> None:

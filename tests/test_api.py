@@ -140,6 +140,21 @@ def test_sign_in_failures_are_limited_and_a_right_password_does_not_skip_the_lim
 
 
 @pytest.mark.e2e
+def test_an_alarm_that_cleared_by_itself_stays_open_until_someone_acknowledges_it(
+    api: Api,
+) -> None:
+    alarm_id = an_alarm(api, ended=True)
+    with api.client(Role.OPERATOR) as operator:
+        (board,) = operator.get("/api/alarms").json()
+        assert (board["id"], board["state"]) == (alarm_id, "cleared")
+        done = operator.post(f"/api/alarms/{alarm_id}/ack", json={"comment": "door was open"})
+        assert done.status_code == 200 and done.json()["state"] == "closed"
+        assert operator.get("/api/alarms").json() == []
+        (kept,) = operator.get("/api/alarms", params={"scope": "all"}).json()
+        assert (kept["id"], kept["acknowledged_by"]) == (alarm_id, user_of(Role.OPERATOR))
+
+
+@pytest.mark.e2e
 def test_acknowledging_needs_a_comment_and_lands_in_the_audit_trail(api: Api) -> None:
     alarm_id = an_alarm(api)
     with api.client(Role.OPERATOR) as operator, api.client(Role.QUALITY) as quality:

@@ -1,4 +1,5 @@
-"""Alarms: the board's list (unacknowledged first, by severity and age), acknowledge with
+"""Alarms: the board's list (unacknowledged first, by severity and age; an alarm whose
+condition cleared stays until someone acknowledges it), acknowledge with
 a mandatory comment, assign. Both changes are audited by the store's operations."""
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an INTEGER key
 
+#: unacknowledged first: active, then cleared (back in range, nobody has answered)
 _STATE_ORDER = case(
     (AlarmRow.state == "active", 0),
-    (AlarmRow.state == "acknowledged", 1),
-    (AlarmRow.state == "cleared", 2),
+    (AlarmRow.state == "cleared", 1),
+    (AlarmRow.state == "acknowledged", 2),
     else_=3,
 )
 _LEVEL_ORDER = case((AlarmRow.level == "critical", 0), else_=1)
@@ -71,11 +73,13 @@ def alarms(
     batch: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlarmOut]:
-    """Open alarms are the active and acknowledged ones (not yet cleared). Active first,
+    """Open alarms are those not closed: active, cleared (the condition is over and
+    nobody has acknowledged it yet: an alarm stays until a person answers it) and
+    acknowledged (someone is on it, the condition goes on). Unacknowledged first,
     critical before warning, oldest first."""
     query = _query()
     if scope == "open":
-        query = query.where(AlarmRow.state.in_(("active", "acknowledged")))
+        query = query.where(AlarmRow.state != "closed")
     if site is not None:
         query = query.where(BreachRow.site_id == site)
     if batch is not None:

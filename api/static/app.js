@@ -84,7 +84,8 @@ function groupAlarms(alarms) {
 function alarmItem(a, canAck) {
   const clock = a.kind === "gateway_clock" && a.settings && a.settings.way ? W["clock_" + a.settings.way].replace("{n}", a.settings.off_min) : "";
   const values = esc(clock) + (a.max_value != null ? `max ${a.max_value.toFixed(1)}` : "") + (a.min_value != null ? ` min ${a.min_value.toFixed(1)}` : "");
-  const batches = a.batches.length ? a.batches.map((b) => `<a href="/batches/${esc(b)}">${esc(b)}</a>`).join(" ") : "—";
+  const links = alarmList.dataset.batchLinks === "yes";
+  const batches = a.batches.length ? a.batches.map((b) => links ? `<a href="/batches/${esc(b)}">${esc(b)}</a>` : `<span class="batch">${esc(b)}</span>`).join(" ") : "—";
   const acked = a.acknowledged_by ? ` · ${W.acknowledged_by} ${esc(a.acknowledged_by)}: “${esc(a.ack_comment)}”` : "";
   const ids = a.ids.join(",");
   const form = canAck && !a.acknowledged_by

@@ -110,12 +110,14 @@ def report(
     default=None,
     help="a reading stands for at most this long (gaps count for nothing more)",
 )
-def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None) -> None:
-    """Mean kinetic temperature of a CSV with columns timestamp (ISO 8601) and temp_c."""
+@click.option("--sensor", default=None, help="the sensor, in a file of several (export)")
+def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None, sensor: str | None) -> None:
+    """Mean kinetic temperature of a CSV: one written by `coldchain export`, or one with
+    columns timestamp (ISO 8601) and temp_c."""
     from alerts.mkt import MktError, mkt_of_series, read_csv
 
     try:
-        series = read_csv(csv_path)
+        series = read_csv(csv_path, sensor)
         value = mkt_of_series(
             series,
             dh_r_k=dh_r_k,
