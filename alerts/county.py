@@ -47,25 +47,28 @@ class SensorIn(Strict):
         return gateway, sensor
 
 
-class LocationIn(Strict):
-    id: Id
+class LocationFields(Strict):
+    """A location as the API changes it (its id in the path, its site in the body)."""
+
     kind: LocationKind
     name: Annotated[str, Field(min_length=1, max_length=200)]
     profile: Id | None = None
     #: a door open longer than this is a breach
     door_open_max_min: Annotated[float, Field(gt=0)] = 10.0
+
+
+class LocationIn(LocationFields):
+    id: Id
     sensors: tuple[SensorIn, ...] = ()
 
 
-class SiteIn(Strict):
-    id: Id
+class SiteFields(Strict):
     kind: SiteKind
     name: Annotated[str, Field(min_length=1, max_length=200)]
     name_zh: Annotated[str, Field(max_length=200)] | None = None
     county: Annotated[str, Field(max_length=100)] | None = None
     timezone: str = "Asia/Shanghai"
     address: Annotated[str, Field(max_length=300)] | None = None
-    locations: tuple[LocationIn, ...] = ()
 
     @field_validator("timezone")
     @classmethod
@@ -77,10 +80,18 @@ class SiteIn(Strict):
         return value
 
 
-class GatewayIn(Strict):
+class SiteIn(SiteFields):
     id: Id
+    locations: tuple[LocationIn, ...] = ()
+
+
+class GatewayFields(Strict):
     site: Id
     name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class GatewayIn(GatewayFields):
+    id: Id
 
 
 class CountyFile(Strict):
@@ -168,11 +179,11 @@ def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
                 )
             )
     for site in county.sites:
-        _row(s, out, Site, site.id, _site_fields(site), actor)
+        _row(s, out, Site, site.id, site_fields(site), actor)
     for gateway in county.gateways:
         _row(s, out, Gateway, gateway.id, {"site_id": gateway.site, "name": gateway.name}, actor)
     for site, loc in county.locations():
-        _row(s, out, Location, loc.id, _location_fields(site, loc), actor)
+        _row(s, out, Location, loc.id, location_fields(site.id, loc), actor)
     _assignments(s, out, county, at_ms, actor)
     named = {
         "profile": {p.id for p in county.all_profiles()},
@@ -233,7 +244,8 @@ def _check_references(s: Session, county: CountyFile) -> None:
         raise Unresolved(problems)
 
 
-def _site_fields(site: SiteIn) -> dict[str, object]:
+def site_fields(site: SiteFields) -> dict[str, object]:
+    """The columns of a site row."""
     return {
         "name": site.name,
         "kind": site.kind,
@@ -244,9 +256,10 @@ def _site_fields(site: SiteIn) -> dict[str, object]:
     }
 
 
-def _location_fields(site: SiteIn, loc: LocationIn) -> dict[str, object]:
+def location_fields(site_id: str, loc: LocationFields) -> dict[str, object]:
+    """The columns of a location row."""
     return {
-        "site_id": site.id,
+        "site_id": site_id,
         "name": loc.name,
         "kind": loc.kind,
         "profile_id": loc.profile,

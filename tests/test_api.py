@@ -50,6 +50,12 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/users"): Role.ADMIN,
     ("POST", "/api/users"): Role.ADMIN,
     ("PATCH", "/api/users/{username}"): Role.ADMIN,
+    ("GET", "/api/setup"): Role.ADMIN,
+    ("PUT", "/api/sites/{site_id}"): Role.ADMIN,
+    ("PUT", "/api/locations/{location_id}"): Role.ADMIN,
+    ("PUT", "/api/gateways/{gateway_id}"): Role.ADMIN,
+    ("PUT", "/api/sensors/{gateway}/{sensor}/assignment"): Role.ADMIN,
+    ("DELETE", "/api/sensors/{gateway}/{sensor}/assignment"): Role.ADMIN,
     ("GET", "/api/audit"): Role.QUALITY,
     ("GET", "/api/audit/verify"): Role.QUALITY,
     ("GET", "/api/trace/{code}"): None,
@@ -96,6 +102,11 @@ def test_each_role_reaches_exactly_the_routes_it_should(api: Api) -> None:
         "{profile_id}": "chilled-meat",
         "{username}": user_of(Role.VIEWER),
         "{code}": "ABCDEFGHJKLM",
+        "{site_id}": "county-store",
+        "{location_id}": "cr1",
+        "{gateway_id}": "store-gw",
+        "{gateway}": "store-gw",
+        "{sensor}": "no-such.temp",
     }
     clients = {role: api.client(role) for role in Role}
     anonymous = api.client()

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
-from alerts.county import load
+from alerts.county import CountyFile, GatewayIn, load
 from alerts.db import AuditRow, make_engine, reading
 from alerts.models import Location, ProfileRow, SensorAssignment, Site
 from alerts.repo import location_of
+from alerts.repo.users import Role
 from simulator.seed import COUNTY_FILE
+from tests.api_server import Api, user_of
 
 DAY_MS = 86_400_000
 
@@ -164,3 +168,59 @@ def test_a_wrong_file_names_the_file_the_field_and_what_was_expected(
     with reading(engine) as s:  # each refused whole: nothing written
         assert s.scalar(select(func.count()).select_from(Site)) == 0
     engine.dispose()
+
+
+@pytest.mark.e2e
+def test_a_site_set_up_through_the_api_alone_is_what_the_file_says(api: Api) -> None:
+    with api.client(Role.ADMIN) as admin:
+        site = {"kind": "cold_store", "name": "Township store", "name_zh": "乡镇冷库"}
+        assert admin.put("/api/sites/town-store", json=site).json() == {
+            "id": "town-store",
+            "changed": True,
+        }
+        assert admin.put("/api/sites/town-store", json=site).json()["changed"] is False
+        bad_zone = admin.put("/api/sites/town-store", json={**site, "timezone": "China"})
+        assert bad_zone.status_code == 422 and "IANA" in bad_zone.text
+        assert admin.put("/api/gateways/town-gw", json={"site": "town-store"}).status_code == 200
+        room = {"site": "town-store", "kind": "cold_room", "name": "Room 1", "profile": "apples"}
+        assert admin.put("/api/locations/tr1", json=room).status_code == 200
+        nowhere = admin.put("/api/locations/tr2", json={**room, "site": "nowhere"})
+        assert nowhere.status_code == 400 and "no site 'nowhere'" in nowhere.text
+        assigned = admin.put(
+            "/api/sensors/town-gw/tr1-th.temp/assignment",
+            json={"location": "tr1", "from_ms": api.t0_ms},
+        )
+        assert assigned.status_code == 200, assigned.text
+        door = admin.put(
+            "/api/sensors/town-gw/tr1-th.door/assignment",
+            json={"location": "tr1", "role": "door", "from_ms": api.t0_ms},
+        )
+        assert door.status_code == 200
+        ended = admin.delete(
+            "/api/sensors/town-gw/tr1-th.door/assignment", params={"at_ms": api.t0_ms + 1}
+        )
+        assert ended.status_code == 200
+        county = CountyFile.model_validate(admin.get("/api/setup").json())
+        trail = admin.get("/api/audit", params={"entity": "site"})
+    (town,) = [x for x in county.sites if x.id == "town-store"]
+    (tr1,) = town.locations
+    assert (town.name_zh, tr1.profile, [x.sensor for x in tr1.sensors]) == (
+        "乡镇冷库",
+        "apples",
+        ["town-gw/tr1-th.temp"],
+    )
+    assert GatewayIn(id="town-gw", site="town-store") in county.gateways
+    assert trail.status_code == 200
+    assert any(
+        (t["action"], t["entity_id"], t["actor"]) == ("site.add", "town-store", user_of(Role.ADMIN))
+        for t in trail.json()
+    )
+    # the command line exports the same county, and applying it changes nothing
+    db_url = str(api.engine.url.render_as_string(hide_password=False))
+    exported = setup(db_url, "export")
+    assert exported.returncode == 0, exported.stderr
+    assert CountyFile.model_validate(tomllib.loads(exported.stdout)) == county
+    path = api.readings_db.parent / "exported.toml"
+    path.write_text(exported.stdout, encoding="utf-8")
+    again = setup(db_url, "apply", str(path))
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
