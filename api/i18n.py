@@ -113,6 +113,12 @@ TEXT: dict[str, dict[str, str]] = {
     "kind_station_store": {"zh": "中转站冷库", "en": "Transfer-station store"},
     "forbidden": {"zh": "您的角色无权查看此页面", "en": "Your role may not see this page"},
     "to_board": {"zh": "返回报警看板", "en": "Back to the alarm board"},
+    "calibrated_note": {
+        "zh": "温度为校准值（已加上有效的校准修正），与报告一致",
+        "en": "Temperatures are calibrated (the correction in force applied), as in the reports",
+    },
+    "raw": {"zh": "原始值", "en": "raw"},
+    "correction": {"zh": "修正", "en": "correction"},
 }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from alerts.calibration import ByCalibratedSensor, calibrations_by_sensor, corrected, in_force
 from alerts.models import AlarmRow
 from coldchain import heartbeat, wire
 from coldchain.accept import accept
@@ -55,6 +56,10 @@ class LatestReading:
     lat_deg: float | None = None
     lon_deg: float | None = None
     speed_kmh: float | None = None
+    #: a temperature as measured, and the calibration correction in force that
+    #: ``value`` has applied (the reports apply the same, alerts.calibration)
+    raw_value: float | bool | None = None
+    correction_c: float = 0.0
 
 
 @dataclass
@@ -95,6 +100,9 @@ class LiveHub:
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alarms: dict[int, tuple[object, ...]] = {}
+        #: every sensor's calibrations, reloaded with the alarms (replaced whole: the
+        #: worker thread reads it)
+        self._calibrations: ByCalibratedSensor = {}
         self._poller: asyncio.Task[None] | None = None
         topics = [(wire.subscription(Stream.READINGS, site), 0) for site in sites]
         topics += [(wire.subscription(Stream.STATUS, site), 1) for site in sites]
@@ -196,7 +204,12 @@ class LiveHub:
             return  # the collector quarantines its copy
         if isinstance(message, wire.ReadingsBatch):
             for reading in message.readings:
-                quantity, value = reading.measure()
+                quantity, raw = reading.measure()
+                value, correction = raw, 0.0
+                cals = self._calibrations.get((message.gateway, reading.sensor))
+                if cals and quantity is wire.Quantity.TEMP_C and isinstance(raw, float):
+                    correction = in_force(cals, reading.ts_ms).correction_c
+                    value = corrected(cals, reading.ts_ms, raw)
                 latest = LatestReading(
                     message.gateway,
                     message.site,
@@ -208,6 +221,8 @@ class LiveHub:
                     reading.lat_deg,
                     reading.lon_deg,
                     reading.speed_kmh,
+                    raw,
+                    correction,
                 )
                 key = (message.gateway, reading.sensor)
                 current = self.latest.get(key)
@@ -237,6 +252,8 @@ class LiveHub:
                             "lat_deg": latest.lat_deg,
                             "lon_deg": latest.lon_deg,
                             "speed_kmh": latest.speed_kmh,
+                            "raw_value": latest.raw_value,
+                            "correction_c": latest.correction_c,
                         },
                     )
                 )
@@ -256,9 +273,11 @@ class LiveHub:
 
     # ------------------------------------------------------------------ alarms
     def _alarm_states(self) -> dict[int, tuple[object, ...]]:
-        """Alarms not closed, and those closed in the last minute (so a closing is seen)."""
+        """Alarms not closed, and those closed in the last minute (so a closing is seen);
+        the calibrations are read again on the way."""
         since = time.time_ns() // 1_000_000 - 60_000
         with Session(self.engine) as s:
+            self._calibrations = calibrations_by_sensor(s)
             rows = s.execute(
                 select(AlarmRow).where(or_(AlarmRow.state != "closed", AlarmRow.closed_ms >= since))
             ).scalars()

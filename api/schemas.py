@@ -60,6 +60,9 @@ class Latest(Model):
     q: str
     ts_ms: int
     age_s: float
+    #: a temperature as measured, before the calibration correction in ``value``
+    raw_value: float | bool | None = None
+    correction_c: float = 0.0
 
 
 class LocationOut(Model):
@@ -72,6 +75,9 @@ class LocationOut(Model):
     door_open_max_min: float
     #: latest readings of its assigned sensors (from the live hub)
     readings: list[Latest]
+    #: its air and product temperature sensors with no reading in the hub yet,
+    #: "gateway/sensor" (the board keeps a place for the first one to come)
+    waiting_sensors: list[str] = []
     open_alarms: int
     state: Literal["ok", "alarm", "stale", "no_data"]
 

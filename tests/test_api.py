@@ -15,7 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.routing import APIRoute
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy.orm import Session
 
+from alerts.calibration import calibration_at
 from alerts.repo.users import Role
 from api.app import ROUTERS
 from api.deps import require
@@ -340,7 +342,16 @@ def test_live_stream_sends_new_readings_and_alarm_changes(api: Api) -> None:
     publisher.disconnect()
     publisher.loop_stop()
     reading = next(e[1] for e in events if e[0] == "reading")
-    assert (reading["sensor"], reading["value"]) == ("cr2-ctrl.air", 3.3)
+    # the value shown is calibrated, as in the reports, and says by how much
+    with Session(api.engine) as s:
+        correction = calibration_at(s, "store-gw", "cr2-ctrl.air", now).correction_c
+    assert correction != 0.0  # the county calibrates this probe: the check means something
+    assert (reading["sensor"], reading["raw_value"], reading["correction_c"]) == (
+        "cr2-ctrl.air",
+        3.3,
+        correction,
+    )
+    assert reading["value"] == round(3.3 + correction, 3)
     alarm_id = an_alarm(api)
     thread.join(10)
     alarm = next(e[1] for e in events if e[0] == "alarm")
@@ -349,7 +360,8 @@ def test_live_stream_sends_new_readings_and_alarm_changes(api: Api) -> None:
         sites = {s["id"]: s for s in viewer.get("/api/sites").json()}
         cr2 = next(loc for loc in sites["county-store"]["locations"] if loc["id"] == "cr2")
         assert cr2["state"] == "alarm" and cr2["open_alarms"] == 1
-        assert any(r["sensor"] == "cr2-ctrl.air" for r in cr2["readings"])
+        (shown,) = [r for r in cr2["readings"] if r["sensor"] == "cr2-ctrl.air"]
+        assert (shown["value"], shown["raw_value"]) == (round(3.3 + correction, 3), 3.3)
 
 
 @pytest.mark.e2e
@@ -466,8 +478,8 @@ def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_s
                 for loc in {s["id"]: s for s in reply.json()}["county-store"]["locations"]
                 if loc["id"] == "cr2"
             )
-            return next(
-                (r["value"] for r in cr2["readings"] if r["sensor"] == "cr2-ctrl.air"), None
+            return next(  # as published (``value`` has the calibration applied)
+                (r["raw_value"] for r in cr2["readings"] if r["sensor"] == "cr2-ctrl.air"), None
             )
 
     publish(api.broker.port, topic, batch(now, 2.5))

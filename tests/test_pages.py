@@ -18,8 +18,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy.orm import Session
 
 from alerts.announce import alarm_line
+from alerts.calibration import calibration_at
 from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
 from alerts.repo import sync_alarm, upsert_breach
@@ -262,6 +264,30 @@ def test_one_room_warming_past_two_probes_is_one_item_acknowledged_once(
             operator.get(f"/api/alarms/{i}").json()["acknowledged_by"] for i in (first, second)
         }
     assert states == {user_of(Role.OPERATOR)}  # each alarm keeps its own record
+
+
+def test_the_board_shows_calibrated_temperatures_and_says_so(web: Api, page: Page) -> None:
+    sign_in(page, web, Role.VIEWER)
+    expect(page.locator("#calibrated-note")).to_contain_text("calibrated")
+    expect(page.locator("body[data-live=connected]")).to_be_attached()
+    expect(page.locator('[data-sensor="store-gw/cr2-ctrl.air"] .value')).to_have_text("—")
+    now = time.time_ns() // 1_000_000
+    with Session(web.engine) as s:
+        correction = calibration_at(s, "store-gw", "cr2-ctrl.air", now).correction_c
+    assert correction != 0.0
+    publish(
+        web,
+        "store-gw",
+        "county-store",
+        [Reading(sensor="cr2-ctrl.air", ts_ms=now, q=Quality.OK, temp_c=2.0)],
+    )
+    # cold room 2's air probe has sent nothing since the API started: its place waits
+    # on the board, and the first reading fills it live
+    shown = page.locator('[data-sensor="store-gw/cr2-ctrl.air"]').first
+    expect(shown.locator(".value")).to_have_text(f"{2.0 + correction:.1f}")
+    expect(shown).to_have_attribute(
+        "title", re.compile(re.escape(f"raw 2.0 °C, correction {correction:+.1f} °C"))
+    )
 
 
 def test_a_viewer_may_look_but_not_acknowledge(web: Api, page: Page) -> None:

@@ -32,6 +32,8 @@ def _latest(svc: ServicesDep, now_s: float) -> dict[tuple[str, str], Latest]:
             q=r.q,
             ts_ms=r.ts_ms,
             age_s=round(max(0.0, now_s - r.ts_ms / 1000), 1),
+            raw_value=r.raw_value,
+            correction_c=r.correction_c,
         )
         for key, r in list(svc.hub.latest.items())
     }
@@ -47,10 +49,15 @@ def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
             for p in s.execute(select(ProfileRow)).scalars()
         }
         assigned: dict[str, list[tuple[str, str]]] = {}
+        temperatures: dict[str, list[str]] = {}
         for a in s.execute(
-            select(SensorAssignment).where(SensorAssignment.until_ms.is_(None))
+            select(SensorAssignment)
+            .where(SensorAssignment.until_ms.is_(None))
+            .order_by(SensorAssignment.gateway, SensorAssignment.sensor)
         ).scalars():
             assigned.setdefault(a.location_id, []).append((a.gateway, a.sensor))
+            if a.role in ("air", "product"):
+                temperatures.setdefault(a.location_id, []).append(f"{a.gateway}/{a.sensor}")
         open_alarms = dict(
             s.execute(
                 select(BreachRow.location_id, func.count(AlarmRow.id))
@@ -92,6 +99,11 @@ def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
                         keep_high_c=profile.keep_high_c if profile else None,
                         door_open_max_min=loc.door_open_max_min,
                         readings=readings,
+                        waiting_sensors=[
+                            key
+                            for key in temperatures.get(loc.id, [])
+                            if tuple(key.split("/", 1)) not in latest
+                        ],
                         open_alarms=alarms,
                         state=state,
                     )

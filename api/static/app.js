@@ -161,6 +161,7 @@ function onReading(r) {
       if (speed && r.speed_kmh != null) speed.textContent = Math.round(r.speed_kmh);
     } else value.textContent = r.value == null ? "—" : Number(r.value).toFixed(1);
     el.dataset.ts = r.ts_ms;
+    if (r.correction_c) el.title = `${W.raw} ${Number(r.raw_value).toFixed(1)} °C, ${W.correction} ${r.correction_c > 0 ? "+" : ""}${r.correction_c.toFixed(1)} °C`;
     const age = el.querySelector("[data-age-of]") || el.closest("section, article")?.querySelector("[data-age-of]");
     if (age && r.quantity === "temp_c") age.dataset.ageOf = r.ts_ms;
   });
