@@ -211,6 +211,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False)
     created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: the site ids they may see and act on, a JSON list; empty: every site
+    sites: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    #: a driver's truck: the gateway whose compartments they load and unload
+    truck: Mapped[str | None] = mapped_column(String(64))
 
 
 class SessionRow(Base):

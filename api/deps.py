@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from alerts.db import reading
 from alerts.models import User
+from alerts.repo.scope import Scope, scope_of
 from alerts.repo.users import Role, session_user
 from api.settings import ApiSettings
 from collector.errors import StoreUnavailable
@@ -99,6 +100,19 @@ def current_user(request: Request, svc: ServicesDep) -> User:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return user
+
+
+def scope_of_user(svc: Services, user: User) -> Scope:
+    """What the user may see and act on (alerts/repo/scope.py)."""
+    with reading(svc.engine) as s:
+        return scope_of(s, user)
+
+
+def require_every_site(svc: Services, user: User, what: str) -> None:
+    """403 unless the user is given every site: for what is county-wide (the product
+    profiles every site judges by, the whole audit trail)."""
+    if not scope_of_user(svc, user).everywhere:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} needs a user of every site")
 
 
 def require(role: Role) -> Callable[..., User]:

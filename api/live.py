@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.calibration import ByCalibratedSensor, calibrations_by_sensor, corrected, in_force
-from alerts.models import AlarmRow
+from alerts.models import AlarmRow, BreachRow
 from coldchain import heartbeat, wire
 from coldchain.accept import accept
 from coldchain.health import CountersCollector, registry_of
@@ -269,7 +269,12 @@ class LiveHub:
             if self.gateways.get(message.gateway) != state:
                 self.gateways[message.gateway] = state
                 self.counters.statuses += 1
-                self._emit(Event("status", {"gateway": message.gateway, "state": state}))
+                self._emit(
+                    Event(
+                        "status",
+                        {"gateway": message.gateway, "site": message.site, "state": state},
+                    )
+                )
 
     # ------------------------------------------------------------------ alarms
     def _alarm_states(self) -> dict[int, tuple[object, ...]]:
@@ -279,11 +284,13 @@ class LiveHub:
         with Session(self.engine) as s:
             self._calibrations = calibrations_by_sensor(s)
             rows = s.execute(
-                select(AlarmRow).where(or_(AlarmRow.state != "closed", AlarmRow.closed_ms >= since))
-            ).scalars()
+                select(AlarmRow, BreachRow.site_id)
+                .join(BreachRow, BreachRow.id == AlarmRow.breach_id)
+                .where(or_(AlarmRow.state != "closed", AlarmRow.closed_ms >= since))
+            ).all()
             return {
-                r.id: (r.state, r.acknowledged_by, r.assigned_to, r.cleared_ms, r.level)
-                for r in rows
+                r.id: (r.state, r.acknowledged_by, r.assigned_to, r.cleared_ms, r.level, site)
+                for r, site in rows
             }
 
     async def _poll_alarms(self) -> None:
@@ -311,6 +318,7 @@ class LiveHub:
                                 "acknowledged_by": state[1],
                                 "assigned_to": state[2],
                                 "level": state[4],
+                                "site": state[5],
                                 "new": alarm_id not in self._alarms,
                             },
                         )

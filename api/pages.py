@@ -16,11 +16,11 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.db import reading
-from alerts.models import AlarmRow, Batch, SensorAssignment, User
+from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
 from alerts.report import BatchReport, batch_report
 from api.charts import journey_svg
@@ -166,11 +166,12 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
     gateways = {g: state for s in sites for g, state in s.gateways.items()}
     # "today" is the county's day (China Standard Time, UTC+8)
     midnight_ms = ((time.time_ns() // 1_000_000 + CST_MS) // DAY_MS) * DAY_MS - CST_MS
-    with Session(svc.engine) as s:
-        batches_count = s.execute(select(func.count(Batch.id))).scalar_one()
-        alarms_today = s.execute(
-            select(func.count(AlarmRow.id)).where(AlarmRow.raised_ms >= midnight_ms)
-        ).scalar_one()
+    batches_count = len(batch_routes.batches(user, svc))
+    alarms_today = sum(
+        1
+        for a in alarm_routes.alarms(user, svc, scope="all", limit=1000)
+        if a.raised_ms >= midnight_ms
+    )
     latest = dict(svc.hub.latest) if svc.hub else {}
     trucks = [
         {
@@ -216,6 +217,8 @@ def cab(gateway: str, request: Request, svc: ServicesDep) -> HTMLResponse:
     if not assignments:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gateway {gateway!r}")
     locations = {loc.id: loc for site in sites for loc in site.locations}
+    if not all(a.location_id in locations for a in assignments):  # not at the user's sites
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gateway {gateway!r}")
     compartments = []
     for location_id in sorted({a.location_id for a in assignments}):
         loc = locations[location_id]
@@ -259,10 +262,8 @@ def batches_page(request: Request, svc: ServicesDep) -> HTMLResponse:
     return render(request, "batches.html", user, batches=batch_routes.batches(user, svc))
 
 
-def _report(svc: ServicesDep, batch_id: str) -> BatchReport:
-    with Session(svc.engine) as s:
-        if s.get(Batch, batch_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}")
+def _report(svc: ServicesDep, user: User, batch_id: str) -> BatchReport:
+    batch_routes.check(svc, user, batch_id)
     store = svc.open_store()
     try:
         return batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
@@ -273,7 +274,7 @@ def _report(svc: ServicesDep, batch_id: str) -> BatchReport:
 @router.get("/batches/{batch_id}")
 def batch_page(batch_id: str, request: Request, svc: ServicesDep) -> HTMLResponse:
     user = page_user(request, svc, Role.QUALITY)
-    report = _report(svc, batch_id)
+    report = _report(svc, user, batch_id)
     return render(request, "batch.html", user, r=report, chart=journey_svg(report))
 
 
@@ -289,8 +290,8 @@ def batch_pdf(batch_id: str, request: Request, svc: ServicesDep) -> Response:
     was generated and a hash of the data (WeasyPrint)."""
     from weasyprint import HTML
 
-    page_user(request, svc, Role.QUALITY)
-    report = _report(svc, batch_id)
+    user = page_user(request, svc, Role.QUALITY)
+    report = _report(svc, user, batch_id)
     lang = language(request)
     html = templates.get_template("report_pdf.html").render(
         lang=lang, t=words(lang), r=report, chart=journey_svg(report), fmt=_fmt

@@ -12,6 +12,8 @@ from alerts.repo.users import USERNAME_PATTERN, Role
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
+#: a site's or a gateway's id, as the county file has them
+SiteId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
 
 
 class Model(BaseModel):
@@ -173,6 +175,13 @@ class UserOut(FromRow):
     display_name: str
     role: Role
     active: bool
+    sites: list[str]  # empty: every site
+    truck: str | None
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _stored_sites(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class NewUser(Model):
@@ -180,11 +189,18 @@ class NewUser(Model):
     password: Annotated[str, Field(min_length=10, max_length=200)]
     role: Role
     display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    #: the sites they may see and act on; empty: every site
+    sites: Annotated[list[SiteId], Field(max_length=200)] = []
+    #: a driver's truck (its gateway id): the batches they may move
+    truck: SiteId | None = None
 
 
 class UserChange(Model):
     role: Role | None = None
     active: bool | None = None
+    sites: Annotated[list[SiteId], Field(max_length=200)] | None = None
+    truck: SiteId | None = None
+    clear_truck: bool = False
     reason: Text
 
 

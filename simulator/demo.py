@@ -218,8 +218,9 @@ def demo_logins(engine: Engine) -> dict[str, str]:
             name, password = f"demo.{role}", secrets.token_urlsafe(9)
             if name in existing:
                 set_password(s, name, password, actor="demo.setup")
-            else:
-                create_user(s, name, password, Role(role), actor="demo.setup")
+            else:  # the demo's driver drives truck 01
+                truck = "truck-01" if role == "driver" else None
+                create_user(s, name, password, Role(role), actor="demo.setup", truck=truck)
             logins[name] = password
     return logins
 

@@ -80,16 +80,17 @@ class Api:
     broker: Broker
     t0_ms: int
 
-    def client(self, role: Role | None = None) -> httpx.Client:
+    def client(self, role: Role | None = None, *, other: bool = False) -> httpx.Client:
+        """Signed in as the role's user of every site, or (``other``) of another site."""
         client = httpx.Client(base_url=self.url, timeout=20)
         if role is not None:
-            client.headers["Authorization"] = f"Bearer {self.token(role)}"
+            client.headers["Authorization"] = f"Bearer {self.token(role, other=other)}"
         return client
 
-    def token(self, role: Role) -> str:
+    def token(self, role: Role, *, other: bool = False) -> str:
         reply = httpx.post(
             f"{self.url}/api/auth/login",
-            json={"username": user_of(role), "password": PASSWORD},
+            json={"username": (other_of if other else user_of)(role), "password": PASSWORD},
             timeout=20,
         )
         assert reply.status_code == 200, reply.text
@@ -113,7 +114,17 @@ def an_alarm(api: Api, sensor: str = "cr2-ctrl.air", *, ended: bool = False) -> 
 
 
 def user_of(role: Role) -> str:
+    """A user of every site (a driver: of truck 01)."""
     return f"{role.value}.test"
+
+
+#: the site the users of another site are given: nothing of the fixtures' is there
+OTHER_SITE = "transfer-station"
+
+
+def other_of(role: Role) -> str:
+    """A user given only the transfer station (a driver: of truck 02)."""
+    return f"{role.value}.other"
 
 
 def write_readings(path: Path, t0_ms: int) -> None:
@@ -151,7 +162,12 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     seed_county(engine, at_ms=now)
     with transaction(engine) as s:
         for role in Role:
-            create_user(s, user_of(role), PASSWORD, role, actor="test")
+            truck = "truck-01" if role is Role.DRIVER else None
+            create_user(s, user_of(role), PASSWORD, role, actor="test", truck=truck)
+            truck = "truck-02" if role is Role.DRIVER else None
+            create_user(
+                s, other_of(role), PASSWORD, role, actor="test", sites=[OTHER_SITE], truck=truck
+            )
     readings_db = tmp_path / "readings.sqlite"
     t0 = now - 2 * 3_600_000
     write_readings(readings_db, t0)

@@ -23,7 +23,7 @@ from api.app import ROUTERS
 from api.deps import require
 from coldchain import wire
 from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
-from tests.api_server import PASSWORD, Api, an_alarm, user_of
+from tests.api_server import OTHER_SITE, PASSWORD, Api, an_alarm, user_of
 from tests.harness import wait_for
 
 MIN = 60_000
@@ -299,28 +299,36 @@ def test_users_are_managed_by_admins_and_every_change_is_audited(api: Api) -> No
 
 
 @pytest.mark.e2e
+def _listen(
+    api: Api, events: list[tuple[str, dict[str, object]]], ready: threading.Event, other: bool
+) -> None:
+    """Collect the live events of a viewer (``other``: of another site) until an alarm
+    event, or until the stream ends."""
+    with (
+        api.client(Role.VIEWER, other=other) as viewer,
+        viewer.stream("GET", "/api/live", timeout=30) as stream,
+    ):
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                ready.set()
+                if any(e[0] == "alarm" for e in events) or ("stop", {}) in events:
+                    return
+
+
+@pytest.mark.e2e
 def test_live_stream_sends_new_readings_and_alarm_changes(api: Api) -> None:
     events: list[tuple[str, dict[str, object]]] = []
-    ready = threading.Event()
-
-    def listen() -> None:
-        with (
-            api.client(Role.VIEWER) as viewer,
-            viewer.stream("GET", "/api/live", timeout=30) as stream,
-        ):
-            name = ""
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    events.append((name, json.loads(line.split(":", 1)[1])))
-                    ready.set()
-                    if any(e[0] == "alarm" for e in events):
-                        return
-
-    thread = threading.Thread(target=listen, daemon=True)
+    elsewhere: list[tuple[str, dict[str, object]]] = []  # a viewer of another site's
+    ready, other_ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=_listen, args=(api, events, ready, False), daemon=True)
+    other = threading.Thread(target=_listen, args=(api, elsewhere, other_ready, True), daemon=True)
     thread.start()
-    assert ready.wait(10), "no hello event"
+    other.start()
+    assert ready.wait(10) and other_ready.wait(10), "no hello event"
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
     publisher.connect("127.0.0.1", api.broker.port)
     publisher.loop_start()
@@ -333,10 +341,23 @@ def test_live_stream_sends_new_readings_and_alarm_changes(api: Api) -> None:
         seq=1,
         readings=[Reading(sensor="cr2-ctrl.air", ts_ms=now, q=Quality.OK, temp_c=3.3)],
     )
+    theirs = ReadingsBatch(
+        v=wire.SCHEMA_VERSION,
+        gateway="ts-gw",
+        site=OTHER_SITE,
+        epoch=7,
+        seq=1,
+        readings=[Reading(sensor="ts-probe.temp", ts_ms=now, q=Quality.OK, temp_c=-20.0)],
+    )
     deadline = time.monotonic() + 10
-    while not any(e[0] == "reading" for e in events) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (
+        any(e[0] == "reading" for e in events) and any(e[0] == "reading" for e in elsewhere)
+    ):
         publisher.publish(
             wire.topic("county-store", "store-gw", Stream.READINGS), wire.encode(batch), qos=1
+        ).wait_for_publish(5)
+        publisher.publish(
+            wire.topic(OTHER_SITE, "ts-gw", Stream.READINGS), wire.encode(theirs), qos=1
         ).wait_for_publish(5)
         time.sleep(0.3)
     publisher.disconnect()
@@ -356,6 +377,11 @@ def test_live_stream_sends_new_readings_and_alarm_changes(api: Api) -> None:
     thread.join(10)
     alarm = next(e[1] for e in events if e[0] == "alarm")
     assert (alarm["id"], alarm["state"], alarm["new"]) == (alarm_id, "active", True)
+    # the viewer of the transfer station saw its own reading, and nothing of cold room 2
+    time.sleep(1.0)  # the alarm event went to every client at once: time to take it
+    elsewhere.append(("stop", {}))
+    assert {e[1].get("sensor") for e in elsewhere if e[0] == "reading"} == {"ts-probe.temp"}
+    assert not [e for e in elsewhere if e[0] == "alarm"], elsewhere
     with api.client(Role.VIEWER) as viewer:
         sites = {s["id"]: s for s in viewer.get("/api/sites").json()}
         cr2 = next(loc for loc in sites["county-store"]["locations"] if loc["id"] == "cr2")

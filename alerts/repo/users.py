@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import secrets
+from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from alerts.audit import now_ms, record
 from alerts.errors import Conflict, NotFound, Refused
-from alerts.models import SessionRow, User
+from alerts.models import Gateway, SessionRow, Site, User
 
 
 class Role(enum.StrEnum):
@@ -50,6 +52,20 @@ def _check_password(password: str) -> None:
         raise Refused(f"a password needs at least {MIN_PASSWORD} characters")
 
 
+def _scope_fields(s: Session, sites: Sequence[str], truck: str | None) -> tuple[str, str | None]:
+    """The sites and truck as stored, after checking that they exist."""
+    missing = sorted(set(sites) - set(s.execute(select(Site.id)).scalars()))
+    if missing:
+        raise NotFound(f"no site {', '.join(map(repr, missing))}")
+    if truck is not None and s.get(Gateway, truck) is None:
+        raise NotFound(f"no gateway {truck!r} (a driver's truck is its gateway)")
+    return json.dumps(sorted(set(sites))), truck
+
+
+def _scope_dict(user: User) -> dict[str, object]:
+    return {"sites": json.loads(user.sites or "[]"), "truck": user.truck}
+
+
 def create_user(
     s: Session,
     username: str,
@@ -58,10 +74,15 @@ def create_user(
     *,
     actor: str,
     display_name: str | None = None,
+    sites: Sequence[str] = (),
+    truck: str | None = None,
 ) -> User:
+    """A new user; ``sites``: those they may see and act on (none: every site);
+    ``truck``: a driver's truck gateway, whose batches they move."""
     _check_password(password)
     if s.get(User, username) is not None:
         raise Conflict(f"user {username!r} exists")
+    stored_sites, stored_truck = _scope_fields(s, sites, truck)
     user = User(
         username=username,
         display_name=display_name or username,
@@ -69,6 +90,8 @@ def create_user(
         password_hash=_hasher.hash(password),
         active=True,
         created_ms=now_ms(),
+        sites=stored_sites,
+        truck=stored_truck,
     )
     s.add(user)
     record(
@@ -77,7 +100,7 @@ def create_user(
         action="user.create",
         entity="user",
         entity_id=username,
-        new={"role": role.value, "display_name": display_name or username},
+        new={"role": role.value, "display_name": display_name or username, **_scope_dict(user)},
     )
     return user
 
@@ -89,15 +112,25 @@ def change_user(
     actor: str,
     role: Role | None = None,
     active: bool | None = None,
+    sites: Sequence[str] | None = None,
+    truck: str | None = None,
+    clear_truck: bool = False,
     reason: str,
 ) -> User:
-    """Change a user's role or deactivate them (their sessions end); audited."""
+    """Change a user's role, sites or truck, or deactivate them (their sessions end);
+    audited."""
     if not reason.strip():
         raise Refused("a user change needs a reason")
     user = s.get(User, username)
     if user is None:
         raise NotFound(f"no user {username!r}")
-    old = {"role": user.role, "active": user.active}
+    old = {"role": user.role, "active": user.active, **_scope_dict(user)}
+    if sites is not None or truck is not None or clear_truck:
+        user.sites, user.truck = _scope_fields(
+            s,
+            json.loads(user.sites or "[]") if sites is None else sites,
+            None if clear_truck else truck or user.truck,
+        )
     if role is not None:
         user.role = role.value
     if active is not None:
@@ -111,7 +144,7 @@ def change_user(
         entity="user",
         entity_id=username,
         old=old,
-        new={"role": user.role, "active": user.active},
+        new={"role": user.role, "active": user.active, **_scope_dict(user)},
         reason=reason,
     )
     s.flush()

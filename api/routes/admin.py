@@ -17,7 +17,7 @@ from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
 from alerts.repo.users import Role, change_user, create_user, list_users
-from api.deps import Admin, Quality, ServicesDep, Viewer
+from api.deps import Admin, Quality, ServicesDep, Viewer, require_every_site
 from api.schemas import (
     AuditCheck,
     AuditOut,
@@ -59,7 +59,9 @@ def change_profile(
 ) -> dict[str, object]:
     """Create or change a product profile; old and new values and the reason go into the
     audit trail. The alert service applies it within a minute; an ongoing breach ends
-    there and the new limits apply from then on."""
+    there and the new limits apply from then on. A profile is county-wide: changing it
+    needs a user of every site."""
+    require_every_site(svc, user, "changing a product profile")
     try:
         new = ProductProfile.model_validate({**body.profile, "id": profile_id})
     except ValidationError as exc:
@@ -118,6 +120,8 @@ def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> UserOut:
             body.role,
             actor=user.username,
             display_name=body.display_name,
+            sites=body.sites,
+            truck=body.truck,
         )
     return UserOut.model_validate(created)
 
@@ -135,6 +139,9 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
             actor=user.username,
             role=body.role,
             active=body.active,
+            sites=body.sites,
+            truck=body.truck,
+            clear_truck=body.clear_truck,
             reason=body.reason,
         )
     return UserOut.model_validate(changed)
@@ -142,13 +149,14 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
 
 @router.get("/audit")
 def audit(
-    _user: Quality,
+    user: Quality,
     svc: ServicesDep,
     entity: Annotated[str | None, Query(max_length=64)] = None,
     entity_id: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[AuditOut]:
-    """The trail, newest first."""
+    """The trail, newest first (the whole county's: for users of every site)."""
+    require_every_site(svc, user, "the audit trail")
     query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
     if entity is not None:
         query = query.where(AuditRow.entity == entity)
@@ -159,7 +167,8 @@ def audit(
 
 
 @router.get("/audit/verify")
-def audit_verify(_user: Quality, svc: ServicesDep) -> AuditCheck:
+def audit_verify(user: Quality, svc: ServicesDep) -> AuditCheck:
+    require_every_site(svc, user, "the audit trail")
     problems = verify(svc.engine)
     rows, head_hash = head(svc.engine)
     return AuditCheck(

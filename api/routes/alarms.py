@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from alerts.db import transaction
 from alerts.models import AlarmRow, BreachRow, Location, User
 from alerts.repo import acknowledge_alarm, assign_alarm
-from api.deps import Operator, ServicesDep, Viewer
+from alerts.repo.scope import Scope, scope_of
+from api.deps import Operator, ServicesDep, Viewer, scope_of_user
 from api.schemas import Acknowledge, AlarmOut, Assign
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -66,7 +67,7 @@ def _query() -> Select[AlarmRow, BreachRow, Location]:
 
 @router.get("")
 def alarms(
-    _user: Viewer,
+    user: Viewer,
     svc: ServicesDep,
     scope: Literal["open", "all"] = "open",
     site: Annotated[str | None, Query(max_length=64)] = None,
@@ -78,6 +79,9 @@ def alarms(
     acknowledged (someone is on it, the condition goes on). Unacknowledged first,
     critical before warning, oldest first."""
     query = _query()
+    within = scope_of_user(svc, user)
+    if within.sites is not None:
+        query = query.where(BreachRow.site_id.in_(sorted(within.sites)))
     if scope == "open":
         query = query.where(AlarmRow.state != "closed")
     if site is not None:
@@ -89,17 +93,18 @@ def alarms(
         return [_out(a, b, loc) for a, b, loc in s.execute(query).all()]
 
 
-def _one(svc: ServicesDep, alarm_id: int) -> AlarmOut:
+def _one(svc: ServicesDep, alarm_id: int, scope: Scope) -> AlarmOut:
+    """The alarm, if it is at one of the user's sites (else as if there were none)."""
     with Session(svc.engine) as s:
         row = s.execute(_query().where(AlarmRow.id == alarm_id)).first()
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id}")
+        if row is None or not scope.site(row[1].site_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id} at your sites")
         return _out(*row)
 
 
-@router.get("/{alarm_id}", responses={404: {"description": "no such alarm"}})
-def alarm(alarm_id: AlarmId, _user: Viewer, svc: ServicesDep) -> AlarmOut:
-    return _one(svc, alarm_id)
+@router.get("/{alarm_id}", responses={404: {"description": "no such alarm at your sites"}})
+def alarm(alarm_id: AlarmId, user: Viewer, svc: ServicesDep) -> AlarmOut:
+    return _one(svc, alarm_id, scope_of_user(svc, user))
 
 
 @router.post(
@@ -117,19 +122,27 @@ def acknowledge(alarm_id: AlarmId, body: Acknowledge, user: Operator, svc: Servi
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "an acknowledgement needs a comment"
         )
-    _one(svc, alarm_id)
+    scope = scope_of_user(svc, user)
+    _one(svc, alarm_id, scope)
     with transaction(svc.engine) as s:
         acknowledge_alarm(s, alarm_id, user=user.username, comment=body.comment.strip())
-    return _one(svc, alarm_id)
+    return _one(svc, alarm_id, scope)
 
 
 @router.post("/{alarm_id}/assign", responses={404: {"description": "no such alarm or user"}})
 def assign(alarm_id: AlarmId, body: Assign, user: Operator, svc: ServicesDep) -> AlarmOut:
-    _one(svc, alarm_id)
+    scope = scope_of_user(svc, user)
+    found = _one(svc, alarm_id, scope)
     if body.assignee is not None:
         with Session(svc.engine) as s:
-            if s.get(User, body.assignee) is None:
+            assignee = s.get(User, body.assignee)
+            if assignee is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {body.assignee!r}")
+            if not scope_of(s, assignee).site(found.site_id):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"{body.assignee} is not given site {found.site_id}: they could not see it",
+                )
     with transaction(svc.engine) as s:
         assign_alarm(s, alarm_id, assignee=body.assignee, actor=user.username)
-    return _one(svc, alarm_id)
+    return _one(svc, alarm_id, scope)

@@ -15,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.db import transaction
-from alerts.models import Batch, Location, Stay
+from alerts.models import Batch, Location, Stay, User
 from alerts.repo import handover
+from alerts.repo.scope import Scope, acts_on_batch, sees_batch
 from alerts.report import as_dict, batch_report
-from api.deps import Driver, Quality, ServicesDep, StoreDep, Viewer
+from api.deps import Driver, Quality, ServicesDep, StoreDep, Viewer, scope_of_user
 from api.schemas import BatchOut, Handover, StayOut, from_row
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -43,46 +44,65 @@ def _batch(s: Session, batch: Batch) -> BatchOut:
 
 @router.get("")
 def batches(
-    _user: Viewer,
+    user: Viewer,
     svc: ServicesDep,
     location: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[BatchOut]:
-    """Batches, newest first; ``location``: those in it now."""
+    """The batches the user may see, newest first; ``location``: those in it now."""
+    scope = scope_of_user(svc, user)
     with Session(svc.engine) as s:
         query = select(Batch).order_by(Batch.created_ms.desc(), Batch.id)
         if location is not None:
             query = query.join(Stay, Stay.batch_id == Batch.id).where(
                 Stay.location_id == location, Stay.until_ms.is_(None)
             )
-        return [_batch(s, b) for b in s.execute(query).scalars()]
+        return [_batch(s, b) for b in s.execute(query).scalars() if sees_batch(s, scope, b.id)]
 
 
-def _get(s: Session, batch_id: str) -> Batch:
+def _get(s: Session, batch_id: str, scope: Scope) -> Batch:
+    """The batch, if the user may see it (else as if there were none)."""
     batch = s.get(Batch, batch_id)
-    if batch is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}")
+    if batch is None or not sees_batch(s, scope, batch_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r} at your sites")
     return batch
 
 
-@router.get("/{batch_id}", responses={404: {"description": "no such batch"}})
-def batch(batch_id: str, _user: Viewer, svc: ServicesDep) -> BatchOut:
+def check(svc: ServicesDep, user: User, batch_id: str) -> None:
+    """404 unless the batch exists and the user may see it."""
     with Session(svc.engine) as s:
-        return _batch(s, _get(s, batch_id))
+        _get(s, batch_id, scope_of_user(svc, user))
+
+
+@router.get("/{batch_id}", responses={404: {"description": "no such batch at your sites"}})
+def batch(batch_id: str, user: Viewer, svc: ServicesDep) -> BatchOut:
+    with Session(svc.engine) as s:
+        return _batch(s, _get(s, batch_id, scope_of_user(svc, user)))
 
 
 @router.post(
     "/{batch_id}/handover",
     responses={
+        403: {"description": "neither side of the move is yours"},
         404: {"description": "no such batch or location"},
         409: {"description": "not possible now"},
     },
 )
 def record_handover(batch_id: str, body: Handover, user: Driver, svc: ServicesDep) -> BatchOut:
-    """Custody moves: who (the signed-in user), where, when (now), the temperature."""
+    """Custody moves: who (the signed-in user), where, when (now), the temperature.
+    Recorded by someone on either side of the move: a user of the site the batch leaves
+    or the one it goes to; a driver where one side is their truck."""
+    scope = scope_of_user(svc, user)
     with Session(svc.engine) as s:
-        _get(s, batch_id)
+        _get(s, batch_id, scope)
         if body.to_location is not None and s.get(Location, body.to_location) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no location {body.to_location!r}")
+        if not acts_on_batch(s, scope, batch_id, body.to_location):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "a driver moves the batches of their own truck"
+                if scope.role.value == "driver"
+                else "neither side of this move is at your sites",
+            )
     if (body.to_location is None) != (body.event == "delivered"):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -99,15 +119,14 @@ def record_handover(batch_id: str, body: Handover, user: Driver, svc: ServicesDe
             event=body.event,
         )
     with Session(svc.engine) as s:
-        return _batch(s, _get(s, batch_id))
+        return _batch(s, _get(s, batch_id, scope))
 
 
 @router.get("/{batch_id}/report", responses={404: {"description": "no such batch"}})
-def report(batch_id: str, _user: Quality, svc: ServicesDep, store: StoreDep) -> dict[str, object]:
+def report(batch_id: str, user: Quality, svc: ServicesDep, store: StoreDep) -> dict[str, object]:
     """The journey report: stays, sensors and the calibrations applied, breaches with
     their acknowledgements, the verdict, flags, a hash of the data."""
-    with Session(svc.engine) as s:
-        _get(s, batch_id)
+    check(svc, user, batch_id)
     result = batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
     data: dict[str, object] = json.loads(json.dumps(as_dict(result), default=str))
     return data
@@ -118,10 +137,9 @@ def report(batch_id: str, _user: Quality, svc: ServicesDep, store: StoreDep) -> 
     responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such batch"}},
     response_class=Response,
 )
-def report_csv(batch_id: str, _user: Quality, svc: ServicesDep, store: StoreDep) -> Response:
+def report_csv(batch_id: str, user: Quality, svc: ServicesDep, store: StoreDep) -> Response:
     """The temperatures the verdict used, corrected, one row per reading, by stay."""
-    with Session(svc.engine) as s:
-        _get(s, batch_id)
+    check(svc, user, batch_id)
     result = batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
     out = io.StringIO()
     writer = csv.writer(out)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.models import AlarmRow, BreachRow, Location, ProfileRow, SensorAssignment, Site
+from alerts.models import AlarmRow, BreachRow, Location, ProfileRow, SensorAssignment, Site, User
 from alerts.profiles import ProductProfile
-from api.deps import Operator, ServicesDep, StoreDep, Viewer
+from alerts.repo.scope import Scope, sees_sensor
+from api.deps import Operator, ServicesDep, StoreDep, Viewer, scope_of_user
 from api.schemas import Latest, LocationOut, ReadingOut, SiteOut
 
 router = APIRouter(prefix="/api", tags=["sites and sensors"])
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api", tags=["sites and sensors"])
 MAX_HISTORY = 50_000
 
 
-def _latest(svc: ServicesDep, now_s: float) -> dict[tuple[str, str], Latest]:
+def _latest(svc: ServicesDep, now_s: float, scope: Scope) -> dict[tuple[str, str], Latest]:
     if svc.hub is None:
         return {}
     return {
@@ -36,13 +37,16 @@ def _latest(svc: ServicesDep, now_s: float) -> dict[tuple[str, str], Latest]:
             correction_c=r.correction_c,
         )
         for key, r in list(svc.hub.latest.items())
+        if scope.site(r.site)
     }
 
 
 @router.get("/sites")
-def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
+def sites(user: Viewer, svc: ServicesDep) -> list[SiteOut]:
+    """The sites the user is given, with their locations and latest readings."""
+    scope = scope_of_user(svc, user)
     now_s = time.time()
-    latest = _latest(svc, now_s)
+    latest = _latest(svc, now_s, scope)
     with Session(svc.engine) as s:
         profiles = {
             p.id: ProductProfile.model_validate_json(p.body)
@@ -68,6 +72,8 @@ def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
         )
         out = []
         for site in s.execute(select(Site).order_by(Site.id)).scalars():
+            if not scope.site(site.id):
+                continue
             locations = []
             gateways: dict[str, str] = {}
             for loc in s.execute(
@@ -122,13 +128,21 @@ def sites(_user: Viewer, svc: ServicesDep) -> list[SiteOut]:
 
 
 @router.get("/sensors/latest")
-def latest_readings(_user: Viewer, svc: ServicesDep) -> list[Latest]:
-    return sorted(_latest(svc, time.time()).values(), key=lambda r: (r.gateway, r.sensor))
+def latest_readings(user: Viewer, svc: ServicesDep) -> list[Latest]:
+    latest = _latest(svc, time.time(), scope_of_user(svc, user))
+    return sorted(latest.values(), key=lambda r: (r.gateway, r.sensor))
 
 
-@router.get("/history")
+def _sensor_in_scope(svc: ServicesDep, user: User, gateway: str | None, sensor: str) -> None:
+    with Session(svc.engine) as s:
+        if not sees_sensor(s, scope_of_user(svc, user), gateway, sensor):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sensor {sensor!r} at your sites")
+
+
+@router.get("/history", responses={404: {"description": "no such sensor at your sites"}})
 def history(
-    _user: Operator,
+    user: Operator,
+    svc: ServicesDep,
     store: StoreDep,
     sensor: Annotated[str, Query(min_length=1, max_length=128)],
     gateway: Annotated[str | None, Query(max_length=64)] = None,
@@ -137,6 +151,7 @@ def history(
     limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 10_000,
 ) -> list[ReadingOut]:
     """A sensor's stored readings in time order (gaps are gaps: nothing is filled in)."""
+    _sensor_in_scope(svc, user, gateway, sensor)
     end = to_ms if to_ms is not None else time.time_ns() // 1_000_000 + 1
     start = from_ms if from_ms is not None else end - 86_400_000
     out: list[ReadingOut] = []

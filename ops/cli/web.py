@@ -58,13 +58,26 @@ def users() -> None:
 )
 @click.option("--display-name", default=None)
 @click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    help="a site they may see and act on (repeat; none: every site)",
+)
+@click.option("--truck", default=None, help="a driver's truck: its gateway id")
+@click.option(
     "--password-env",
     default=None,
     help="read the password from this environment variable instead of a prompt",
 )
 @db_url_option
 def users_add(
-    username: str, role: str, display_name: str | None, password_env: str | None, db_url: str
+    username: str,
+    role: str,
+    display_name: str | None,
+    sites: tuple[str, ...],
+    truck: str | None,
+    password_env: str | None,
+    db_url: str,
 ) -> None:
     """Create a user (the first admin is made this way). Audited."""
     import os
@@ -83,7 +96,16 @@ def users_add(
     engine = make_engine(db_url)
     try:
         with transaction(engine) as s:
-            create_user(s, username, password, Role(role), actor="cli", display_name=display_name)
+            create_user(
+                s,
+                username,
+                password,
+                Role(role),
+                actor="cli",
+                display_name=display_name,
+                sites=sites,
+                truck=truck,
+            )
     except DomainError as exc:
         fail(exc, 1)
     finally:
@@ -95,15 +117,18 @@ def users_add(
 @db_url_option
 def users_list(db_url: str) -> None:
     from alerts.db import make_engine, reading
+    from alerts.repo.scope import user_sites
     from alerts.repo.users import list_users
 
     engine = make_engine(db_url)
     with reading(engine) as s:
         found = list_users(s)
     for u in found:
-        click.echo(
-            f"{u.username:20} {u.role:9} {'active' if u.active else 'inactive':9} {u.display_name}"
-        )
+        where = ", ".join(user_sites(u)) or "every site"
+        if u.truck:
+            where += f"; truck {u.truck}"
+        state = "active" if u.active else "inactive"
+        click.echo(f"{u.username:20} {u.role:9} {state:9} {u.display_name}  ({where})")
     engine.dispose()
 
 
