@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from alerts.county_users import UserIn, export_users, not_in_file, user_steps
 from alerts.db import transaction
 from alerts.models import Gateway, Location, ProfileRow, SensorAssignment, Site
 from alerts.profiles import ProductProfile, load_profiles
@@ -101,6 +102,7 @@ class CountyFile(Strict):
     profiles: tuple[ProductProfile, ...] = ()
     sites: tuple[SiteIn, ...] = ()
     gateways: tuple[GatewayIn, ...] = ()
+    users: tuple[UserIn, ...] = ()
 
     @model_validator(mode="after")
     def _each_once(self) -> CountyFile:
@@ -115,6 +117,7 @@ class CountyFile(Strict):
         once("site", [s.id for s in self.sites])
         once("location", [loc.id for _, loc in self.locations()])
         once("gateway", [g.id for g in self.gateways])
+        once("user", [u.username for u in self.users])
         measured: dict[str, str] = {}
         for _, loc in self.locations():
             for sensor in loc.sensors:
@@ -152,6 +155,8 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
     #: what the database has and the file does not name (left as it is)
     not_in_file: list[str] = field(default_factory=list)
+    #: filled by running it: the one-time password of each user it added
+    passwords: dict[str, str] = field(default_factory=dict)
 
 
 class Unresolved(Exception):
@@ -185,6 +190,8 @@ def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
     for site, loc in county.locations():
         _row(s, out, Location, loc.id, location_fields(site.id, loc), actor)
     _assignments(s, out, county, at_ms, actor)
+    for text, step in user_steps(s, county.users, out.passwords):
+        out.changes.append(Change(text, step))
     named = {
         "profile": {p.id for p in county.all_profiles()},
         "site": {x.id for x in county.sites},
@@ -200,6 +207,7 @@ def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
         for key in s.execute(select(model.id).order_by(model.id)).scalars():
             if key not in named[kind]:
                 out.not_in_file.append(f"{kind} {key}")
+    out.not_in_file += not_in_file(s, county.users)
     return out
 
 
@@ -240,6 +248,14 @@ def _check_references(s: Session, county: CountyFile) -> None:
                         f"{where}.sensors[{k}]: no gateway {sensor.key[0]!r} in the file or "
                         "the database (declare it under [[gateways]])"
                     )
+    for i, u in enumerate(county.users):
+        problems += [
+            f"users[{i}].sites: no site {site!r} in the file or the database"
+            for site in u.sites
+            if site not in sites
+        ]
+        if u.truck is not None and u.truck not in gateways:
+            problems.append(f"users[{i}].truck: no gateway {u.truck!r} in the file or the database")
     if problems:
         raise Unresolved(problems)
 
@@ -378,6 +394,7 @@ def export(s: Session) -> CountyFile:
             GatewayIn(id=g.id, site=g.site_id, name=g.name)
             for g in s.execute(select(Gateway).order_by(Gateway.id)).scalars()
         ),
+        users=export_users(s),
     )
 
 

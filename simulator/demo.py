@@ -216,11 +216,10 @@ def demo_logins(engine: Engine) -> dict[str, str]:
         existing = {u.username for u in list_users(s)}
         for role in DEMO_ROLES:
             name, password = f"demo.{role}", secrets.token_urlsafe(9)
-            if name in existing:
+            if name in existing:  # from the demo's county file
                 set_password(s, name, password, actor="demo.setup")
-            else:  # the demo's driver drives truck 01
-                truck = "truck-01" if role == "driver" else None
-                create_user(s, name, password, Role(role), actor="demo.setup", truck=truck)
+            else:
+                create_user(s, name, password, Role(role), actor="demo.setup")
             logins[name] = password
     return logins
 

@@ -5,6 +5,7 @@ and files that are wrong in the ways people get them wrong."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -16,9 +17,9 @@ from sqlalchemy import func, select
 
 from alerts.county import CountyFile, GatewayIn, load
 from alerts.db import AuditRow, make_engine, reading
-from alerts.models import Location, ProfileRow, SensorAssignment, Site
+from alerts.models import Location, ProfileRow, SensorAssignment, Site, User
 from alerts.repo import location_of
-from alerts.repo.users import Role
+from alerts.repo.users import Role, authenticate
 from simulator.seed import COUNTY_FILE
 from tests.api_server import Api, user_of
 
@@ -224,3 +225,75 @@ def test_a_site_set_up_through_the_api_alone_is_what_the_file_says(api: Api) -> 
     path.write_text(exported.stdout, encoding="utf-8")
     again = setup(db_url, "apply", str(path))
     assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+
+
+def test_users_come_from_the_file_with_their_sites_and_a_password_shown_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "county.toml"
+    users = """
+[[users]]
+username = "li.store"
+display_name = "Li Wei"
+role = "operator"
+sites = ["s1"]
+
+[[users]]
+username = "wang.driver"
+role = "driver"
+sites = ["s1"]
+truck = "gw1"
+password_env = "WANG_FIRST_PASSWORD"
+"""
+    path.write_text(COUNTY + users, encoding="utf-8")
+    env = {"COLDCHAIN_DB_URL": db_url, "PATH": "/usr/bin:/bin", "WANG_FIRST_PASSWORD": "x" * 12}
+    first = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "setup", "apply", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "add user li.store (operator)" in first.stdout
+    (shown,) = [line for line in first.stdout.splitlines() if "one-time password" in line]
+    password = shown.rsplit(": ", 1)[1]
+    assert "wang.driver" not in shown  # their first password came from the environment
+    engine = make_engine(db_url)
+    with reading(engine) as s:
+        assert authenticate(s, "li.store", password) is not None
+        assert authenticate(s, "wang.driver", "x" * 12) is not None
+        li = s.get(User, "li.store")
+        assert li is not None and json.loads(li.sites) == ["s1"]
+    # applying again changes nothing; a changed site list is a change of that user only
+    assert "nothing to change" in setup(db_url, "apply", str(path)).stdout
+    path.write_text(
+        COUNTY + users.replace('role = "operator"\nsites = ["s1"]', 'role = "quality"\nsites = []'),
+        encoding="utf-8",
+    )
+    changed = setup(db_url, "apply", str(path))
+    assert changed.returncode == 0, changed.stderr
+    assert "change user li.store: role 'operator' -> 'quality', sites ['s1'] -> []" in (
+        changed.stdout
+    )
+    assert "one-time password" not in changed.stdout
+    with reading(engine) as s:
+        li = s.get(User, "li.store")
+        assert li is not None and (li.role, li.sites) == ("quality", "[]")
+        # the password still works: changing a user leaves it
+        assert authenticate(s, "li.store", password) is not None
+    engine.dispose()
+    exported = setup(db_url, "export").stdout
+    assert 'username = "wang.driver"' in exported and 'truck = "gw1"' in exported
+    assert "password" not in exported
+
+
+def test_a_user_of_a_site_that_does_not_exist_is_refused(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "county.toml"
+    path.write_text(
+        COUNTY + '\n[[users]]\nusername = "li.store"\nrole = "operator"\nsites = ["s9"]\n',
+        encoding="utf-8",
+    )
+    refused = setup(db_url, "apply", str(path))
+    assert refused.returncode == 2
+    assert "users[0].sites: no site 's9'" in refused.stderr

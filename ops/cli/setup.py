@@ -61,6 +61,9 @@ def setup_apply(path: Path, dry_run: bool, actor: str, since: datetime | None, d
         click.echo(f"{n} change{'s' * (n != 1)} would be made (dry run: nothing changed)")
     else:
         click.echo(f"{n} change{'s' * (n != 1)} made" if n else "nothing to change")
+    for username, password in sorted(planned.passwords.items()):
+        # shown once, here: only its argon2id hash is kept
+        click.echo(f"  one-time password of {username}: {password}")
 
 
 @setup.command("export")
