@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, HTTPException, Request, status
@@ -19,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.breach import Kind
 from alerts.db import reading
 from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
@@ -156,6 +158,63 @@ def board(request: Request, svc: ServicesDep) -> HTMLResponse:
         can_ack=Role(user.role).may(Role.OPERATOR),
         # a batch's page is for quality staff: others see its code, not a link to a 403
         batch_links=Role(user.role).may(Role.QUALITY),
+    )
+
+
+HISTORY_PAGE = 50
+HISTORY_FILTERS = ("site", "location", "batch", "level", "kind", "state", "from", "to")
+
+
+def _day_ms(text: str | None, *, end: bool = False) -> int | None:
+    """A date (YYYY-MM-DD) of the county's day (UTC+8) as ms; ``end``: the next midnight."""
+    if not text:
+        return None
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a date: {text!r}"
+        ) from None
+    return int(day.timestamp() * 1000) - CST_MS + (DAY_MS if end else 0)
+
+
+@router.get("/alarms")
+def alarm_history(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """Every alarm, newest first, filtered (site, location, batch, level, kind, state,
+    days), a page at a time, with its CSV."""
+    user = page_user(request, svc, Role.VIEWER)
+    q = {k: request.query_params.get(k) or None for k in HISTORY_FILTERS}
+    if q["level"] not in (None, "warning", "critical"):
+        q["level"] = None
+    if q["state"] not in (None, "active", "cleared", "acknowledged", "closed"):
+        q["state"] = None
+    given = request.query_params.get("page", "0")
+    page_no = int(given) if given.isdigit() and len(given) < 7 else 0
+    level: Any = q["level"]  # checked above against the values the API takes
+    state: Any = q["state"]
+    found = alarm_routes.alarms(
+        user, svc, "all", q["site"], q["batch"], HISTORY_PAGE + 1, q["location"],
+        level, q["kind"], state, _day_ms(q["from"]), _day_ms(q["to"], end=True),
+        page_no * HISTORY_PAGE, "newest",
+    )  # fmt: skip
+    api_query = {k: v for k, v in q.items() if v and k not in ("from", "to")}
+    if q["from"]:
+        api_query["from_ms"] = str(_day_ms(q["from"]))
+    if q["to"]:
+        api_query["to_ms"] = str(_day_ms(q["to"], end=True))
+    return render(
+        request,
+        "alarms.html",
+        user,
+        alarms=found[:HISTORY_PAGE],
+        more=len(found) > HISTORY_PAGE,
+        page_no=page_no,
+        q=q,
+        kinds=[k.value for k in Kind],
+        sites=site_routes.sites(user, svc),
+        csv_query=urlencode(api_query),
+        page_query=lambda n: urlencode({**{k: v for k, v in q.items() if v}, "page": n}),
+        fmt=lambda ms: _fmt(None if ms is None else ms + CST_MS),
     )
 
 

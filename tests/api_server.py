@@ -98,16 +98,27 @@ class Api:
         return token
 
 
-def an_alarm(api: Api, sensor: str = "cr2-ctrl.air", *, ended: bool = False) -> int:
-    """A critical high breach in cold room 2 with its alarm, as the service stores it;
-    ``ended``: the room came back in range by itself (the alarm is cleared)."""
-    breach = Breach(sensor, Kind.HIGH, Level.CRITICAL, api.t0_ms, api.t0_ms + 15 * MIN)
+def an_alarm(
+    api: Api,
+    sensor: str = "cr2-ctrl.air",
+    *,
+    ended: bool = False,
+    kind: Kind = Kind.HIGH,
+    level: Level = Level.CRITICAL,
+    start_ms: int | None = None,
+    gateway: str = "store-gw",
+) -> int:
+    """A critical high breach in cold room 2 with its alarm, as the service stores it
+    (by default); ``ended``: the room came back in range by itself (the alarm is
+    cleared)."""
+    start = api.t0_ms if start_ms is None else start_ms
+    breach = Breach(sensor, kind, level, start, start + 15 * MIN)
     breach.max_value = 9.5
     if ended:
-        breach.end_ts_ms = api.t0_ms + 40 * MIN
+        breach.end_ts_ms = start + 40 * MIN
         breach.end_reason = EndReason.BACK_IN_RANGE
     with transaction(api.engine) as s:
-        row = upsert_breach(s, "store-gw", breach)
+        row = upsert_breach(s, gateway, breach)
     with transaction(api.engine) as s:
         alarm, _ = sync_alarm(s, row)
     return alarm.id

@@ -37,6 +37,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/sensors/latest"): Role.VIEWER,
     ("GET", "/api/history"): Role.OPERATOR,
     ("GET", "/api/alarms"): Role.VIEWER,
+    ("GET", "/api/alarms/export.csv"): Role.VIEWER,
     ("GET", "/api/alarms/{alarm_id}"): Role.VIEWER,
     ("POST", "/api/alarms/{alarm_id}/ack"): Role.OPERATOR,
     ("POST", "/api/alarms/{alarm_id}/assign"): Role.OPERATOR,

@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 
 from alerts.announce import alarm_line
+from alerts.breach import Level
 from alerts.calibration import calibration_at
 from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
@@ -480,3 +481,25 @@ def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_
         shoot(page, "gateway-cab-no-signal")
     finally:
         running_broker.start()
+
+
+def test_the_alarm_history_page_filters_and_links_its_csv(web: Api, page: Page) -> None:
+    critical = an_alarm(web, "cr2-ctrl.air")
+    warning = an_alarm(web, "cr2-th.temp", level=Level.WARNING, ended=True)
+    sign_in(page, web, Role.VIEWER, then="/alarms")
+    rows = page.locator("#alarm-history tbody tr[data-alarm]")
+    expect(rows).to_have_count(2)
+    page.select_option("select[name=level]", "warning")
+    page.click("#alarm-filters button[type=submit]")
+    page.wait_for_url(re.compile(r"level=warning"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-alarm", str(warning))
+    expect(rows.first.locator(".state")).to_have_text("Cleared, not acknowledged")
+    href = page.locator("#alarms-csv").get_attribute("href")
+    assert href is not None and "level=warning" in href
+    with httpx.Client(base_url=web.url, timeout=20) as client:
+        client.headers["Authorization"] = f"Bearer {web.token(Role.VIEWER)}"
+        exported = client.get(href).text.splitlines()
+    assert [line.split(",")[0] for line in exported[1:]] == [str(warning)]
+    assert str(critical) not in [line.split(",")[0] for line in exported[1:]]
+    shoot(page, "alarm-history-en")

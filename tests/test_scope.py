@@ -25,6 +25,7 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/sensors/latest"): "list",
     ("GET", "/api/history"): "item",
     ("GET", "/api/alarms"): "list",
+    ("GET", "/api/alarms/export.csv"): "list",
     ("GET", "/api/alarms/{alarm_id}"): "item",
     ("POST", "/api/alarms/{alarm_id}/ack"): "item",
     ("POST", "/api/alarms/{alarm_id}/assign"): "item",
@@ -75,6 +76,8 @@ def _seen(client: httpx.Client, path: str, alarm_id: int) -> bool:
         return False  # a stream: its filter is tested with live events in test_api
     reply = client.get(path)
     assert reply.status_code == 200, (path, reply.status_code, reply.text)
+    if path.endswith(".csv"):
+        return any(line.split(",")[0] == str(alarm_id) for line in reply.text.splitlines())
     found = reply.json()
     if path == "/api/sites":
         return any(s["id"] != OTHER_SITE for s in found)
