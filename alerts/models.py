@@ -106,6 +106,10 @@ class Batch(Base):
     #: the public code printed as a QR on the label (unguessable, not the internal id)
     trace_code: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
     created_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: the producer's lot number, as on their papers
+    lot: Mapped[str | None] = mapped_column(String(64))
+    #: the batch this one was split from (its history before the split is that one's)
+    split_from: Mapped[str | None] = mapped_column(String(64))
 
 
 class Stay(Base):

@@ -21,7 +21,7 @@ from api import pages
 from api.deps import LoginLimiter, Services
 from api.i18n import language, words
 from api.live import LiveHub
-from api.routes import admin, alarms, auth, batches, live, public, setup, sites
+from api.routes import admin, alarms, auth, batches, custody, live, public, setup, sites
 from api.settings import ApiSettings
 from coldchain.settings import load_toml
 from collector.config import CollectorConfig, SqliteStoreConfig
@@ -30,7 +30,9 @@ from collector.store import Store, open_store
 log = logging.getLogger("coldchain.api")
 
 #: the API's routers, one per resource (the role tests walk them)
-ROUTERS = tuple(m.router for m in (auth, sites, alarms, batches, admin, setup, public, live))
+ROUTERS = tuple(
+    m.router for m in (auth, sites, alarms, batches, custody, admin, setup, public, live)
+)
 
 
 #: the HTTP status of each kind of refusal by the domain, decided by class

@@ -155,14 +155,42 @@ class BatchOut(Model):
     origin_county: str | None
     trace_code: str
     created_ms: int
+    lot: str | None = None
+    split_from: str | None = None
     location_id: str | None  # where it is now (None: delivered)
     journey: list[StayOut]
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Receive(Model):
+    """A batch received into a room: what it is, where from, how much."""
+
+    id: SiteId
+    product: Name
+    profile_id: Annotated[str, Field(min_length=1, max_length=64)]
+    quantity: Annotated[float, Field(gt=0, le=1e9)]
+    unit: Annotated[str, Field(min_length=1, max_length=16)] = "kg"
+    origin_producer: Name  # the cooperative or household
+    origin_village: Name | None = None
+    origin_county: Name | None = None
+    lot: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    into_location: Annotated[str, Field(min_length=1, max_length=64)]
+    temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
+
+
+class Split(Model):
+    new_id: SiteId
+    quantity: Annotated[float, Field(gt=0, le=1e9)]
 
 
 class Handover(Model):
     to_location: Annotated[str, Field(min_length=1, max_length=64)] | None
     event: Literal["loaded", "unloaded", "transferred", "into_store", "delivered"]
     temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
+    #: on a delivery: who took it (recorded in the audit trail with the move)
+    receiver: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
 class ProfileChange(Model):

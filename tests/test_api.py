@@ -44,6 +44,9 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/batches"): Role.VIEWER,
     ("GET", "/api/batches/{batch_id}"): Role.VIEWER,
     ("POST", "/api/batches/{batch_id}/handover"): Role.DRIVER,
+    ("POST", "/api/batches"): Role.OPERATOR,
+    ("POST", "/api/batches/{batch_id}/split"): Role.OPERATOR,
+    ("GET", "/api/labels.pdf"): Role.OPERATOR,
     ("GET", "/api/batches/{batch_id}/report"): Role.QUALITY,
     ("GET", "/api/batches/{batch_id}/report.csv"): Role.QUALITY,
     ("GET", "/api/profiles"): Role.VIEWER,
@@ -115,7 +118,8 @@ def route_path(template: str, alarm_id: int, **values: str) -> str:
     path = template
     for key, value in fill.items():
         path = path.replace("{" + key + "}", value)
-    return path + "?sensor=cr2-ctrl.air" if path == "/api/history" else path
+    queries = {"/api/history": "?sensor=cr2-ctrl.air", "/api/labels.pdf": "?batch=B-BEEF-0414"}
+    return path + queries.get(path, "")
 
 
 @pytest.mark.e2e

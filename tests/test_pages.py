@@ -503,3 +503,39 @@ def test_the_alarm_history_page_filters_and_links_its_csv(web: Api, page: Page) 
     assert [line.split(",")[0] for line in exported[1:]] == [str(warning)]
     assert str(critical) not in [line.split(",")[0] for line in exported[1:]]
     shoot(page, "alarm-history-en")
+
+
+def test_a_driver_loads_and_unloads_a_batch_on_a_phone_by_its_code(
+    web: Api, browser: Browser
+) -> None:
+    with web.client(Role.VIEWER) as viewer:
+        code = viewer.get("/api/batches/B-BEEF-0414").json()["trace_code"]
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.set_default_timeout(20_000)
+    page = phone.new_page()
+    try:
+        sign_in(page, web, Role.DRIVER, then="/custody")
+        # what the camera reads off the label is the trace address; typing it works too
+        page.fill("#find-batch input[name=code]", f"{web.url}/t/{code}")
+        page.click("#find-batch button[type=submit]")
+        expect(page.locator("#batch")).to_have_attribute("data-batch", "B-BEEF-0414")
+        expect(page.locator("#now-in")).to_have_text("Cold room 2 (chilled)")
+        loads = page.locator('.move[data-event="loaded"] button')
+        # only the compartments of their own truck
+        expect(loads).to_have_text(["Truck 01 front (frozen)", "Truck 01 rear (chilled)"])
+        shoot(page, "custody-phone-en")
+        page.locator('.move-form[data-to="truck-01.rear"] button').click()
+        expect(page.locator("#now-in")).to_have_text("Truck 01 rear (chilled)")
+        page.locator('.move-form[data-to="ts.chilled"] button').click()
+        expect(page.locator("#now-in")).not_to_have_text("Truck 01 rear (chilled)")
+        page.fill("#find-batch input[name=code]", "NOSUCHCODE12")
+        page.click("#find-batch button[type=submit]")
+        expect(page.locator("#not-found")).to_be_visible()
+    finally:
+        phone.close()
+    with web.client(Role.VIEWER) as viewer:
+        journey = viewer.get("/api/batches/B-BEEF-0414").json()["journey"]
+    assert [(s["location_id"], s["event"], s["handed_over_by"]) for s in journey[-2:]] == [
+        ("truck-01.rear", "loaded", user_of(Role.DRIVER)),
+        ("ts.chilled", "unloaded", user_of(Role.DRIVER)),
+    ]

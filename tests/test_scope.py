@@ -32,6 +32,9 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/batches"): "list",
     ("GET", "/api/batches/{batch_id}"): "item",
     ("POST", "/api/batches/{batch_id}/handover"): "item",
+    ("POST", "/api/batches"): "item",
+    ("POST", "/api/batches/{batch_id}/split"): "item",
+    ("GET", "/api/labels.pdf"): "item",
     ("GET", "/api/batches/{batch_id}/report"): "item",
     ("GET", "/api/batches/{batch_id}/report.csv"): "item",
     ("GET", "/api/profiles"): "county",
@@ -63,6 +66,15 @@ BODIES: dict[tuple[str, str], object] = {
         "event": "unloaded",
     },
     ("PUT", "/api/profiles/{profile_id}"): {"profile": {}, "reason": "tighter limits"},
+    ("POST", "/api/batches"): {  # into cold room 1: not at their sites
+        "id": "B-NEW-1",
+        "product": "Yak meat",
+        "profile_id": "frozen-meat",
+        "quantity": 10,
+        "origin_producer": "Gahai cooperative",
+        "into_location": "cr1",
+    },
+    ("POST", "/api/batches/{batch_id}/split"): {"new_id": "B-BEEF-0414-2", "quantity": 1},
 }
 
 

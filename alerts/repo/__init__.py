@@ -12,7 +12,14 @@ from alerts.repo.breaches import (
     supersede_breach,
     upsert_breach,
 )
-from alerts.repo.custody import NewBatch, batches_in, create_batch, handover, journey
+from alerts.repo.custody import (
+    NewBatch,
+    batches_in,
+    create_batch,
+    handover,
+    journey,
+    split_batch,
+)
 from alerts.repo.sites import (
     add_site,
     assign_sensor,
@@ -41,6 +48,7 @@ __all__ = [
     "open_breach",
     "open_breaches",
     "save_profile",
+    "split_batch",
     "store_alarm",
     "stored_breaches",
     "supersede_breach",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from alerts.audit import record
 from alerts.errors import Conflict, NotFound, Refused
-from alerts.models import Batch, ProfileRow, Stay
+from alerts.models import Batch, Location, ProfileRow, Stay
 
 TRACE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 
@@ -32,6 +32,7 @@ class NewBatch:
     origin_producer: str
     origin_village: str | None = None
     origin_county: str | None = None
+    lot: str | None = None
 
 
 def create_batch(
@@ -47,6 +48,10 @@ def create_batch(
     code = new_trace_code()
     if s.get(ProfileRow, batch.profile_id) is None:
         raise NotFound(f"no profile {batch.profile_id!r}: save it first")
+    if s.get(Batch, batch.id) is not None:
+        raise Conflict(f"batch {batch.id} exists")
+    if s.get(Location, into_location) is None:
+        raise NotFound(f"no location {into_location!r}")
     s.add(
         Batch(
             id=batch.id,
@@ -59,6 +64,7 @@ def create_batch(
             origin_county=batch.origin_county,
             trace_code=code,
             created_ms=at_ms,
+            lot=batch.lot,
         )
     )
     s.flush()
@@ -93,6 +99,7 @@ def handover(
     by: str,
     temp_c: float | None,
     event: str,
+    receiver: str | None = None,
 ) -> None:
     """Custody moves: the current stay ends at ``at_ms`` and, unless the batch is
     delivered (``to_location`` None), a new one begins there. Records who, where, when and
@@ -128,8 +135,76 @@ def handover(
         entity="batch",
         entity_id=batch_id,
         old={"location": current.location_id},
-        new={"location": to_location, "at_ms": at_ms, "temp_c": temp_c},
+        new={
+            "location": to_location,
+            "at_ms": at_ms,
+            "temp_c": temp_c,
+            **({"receiver": receiver} if receiver else {}),
+        },
     )
+
+
+def split_batch(
+    s: Session, batch_id: str, *, new_id: str, quantity: float, at_ms: int, by: str
+) -> str:
+    """Take ``quantity`` off a batch as a new batch in the same place (a lot shared
+    between two buyers): same product, profile and origin, its own trace code, and a
+    stay that starts now; the journey before is the parent's (``split_from``).
+    Returns the new batch's trace code."""
+    parent = s.get(Batch, batch_id)
+    if parent is None:
+        raise NotFound(f"no batch {batch_id!r}")
+    if s.get(Batch, new_id) is not None:
+        raise Conflict(f"batch {new_id} exists")
+    if not 0 < quantity < parent.quantity:
+        raise Refused(
+            f"a split takes more than nothing and less than the {parent.quantity} {parent.unit} "
+            f"of {batch_id}"
+        )
+    current = s.execute(
+        select(Stay).where(Stay.batch_id == batch_id, Stay.until_ms.is_(None))
+    ).scalar_one_or_none()
+    if current is None:
+        raise Conflict(f"batch {batch_id} is not in anyone's custody (delivered?)")
+    code = new_trace_code()
+    parent.quantity = round(parent.quantity - quantity, 6)
+    s.add(
+        Batch(
+            id=new_id,
+            profile_id=parent.profile_id,
+            product=parent.product,
+            quantity=quantity,
+            unit=parent.unit,
+            origin_producer=parent.origin_producer,
+            origin_village=parent.origin_village,
+            origin_county=parent.origin_county,
+            trace_code=code,
+            created_ms=at_ms,
+            lot=parent.lot,
+            split_from=batch_id,
+        )
+    )
+    s.flush()
+    s.add(
+        Stay(
+            batch_id=new_id,
+            location_id=current.location_id,
+            from_ms=at_ms,
+            handed_over_by=by,
+            temp_at_handover_c=None,
+            event="split",
+        )
+    )
+    record(
+        s,
+        actor=by,
+        action="batch.split",
+        entity="batch",
+        entity_id=batch_id,
+        old={"quantity": parent.quantity + quantity},
+        new={"quantity": parent.quantity, "split_off": new_id, "split_quantity": quantity},
+    )
+    return code
 
 
 def batches_in(s: Session, location_id: str, start_ms: int, end_ms: int | None) -> list[str]:

@@ -67,6 +67,14 @@ def _get(s: Session, batch_id: str, scope: Scope) -> Batch:
     return batch
 
 
+def batch_out(svc: ServicesDep, batch_id: str) -> BatchOut:
+    with Session(svc.engine) as s:
+        found = s.get(Batch, batch_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r}")
+        return _batch(s, found)
+
+
 def check(svc: ServicesDep, user: User, batch_id: str) -> None:
     """404 unless the batch exists and the user may see it."""
     with Session(svc.engine) as s:
@@ -117,6 +125,7 @@ def record_handover(batch_id: str, body: Handover, user: Driver, svc: ServicesDe
             by=user.username,
             temp_c=body.temp_c,
             event=body.event,
+            receiver=body.receiver,
         )
     with Session(svc.engine) as s:
         return _batch(s, _get(s, batch_id, scope))

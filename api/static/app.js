@@ -188,3 +188,52 @@ paintAges();
 setInterval(paintAges, 5000);
 const clock = document.getElementById("clock");
 if (clock) setInterval(() => { clock.textContent = fmtTime(Date.now()); }, 1000);
+
+// ---------------------------------------------------------------- custody (phone)
+const moves = document.getElementById("moves");
+if (moves) {
+  moves.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = ev.target;
+    const batch = document.getElementById("batch").dataset.batch;
+    const receiver = form.querySelector("input[name=receiver]");
+    const error = document.getElementById("move-error");
+    form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    try {
+      await api("POST", `/api/batches/${encodeURIComponent(batch)}/handover`, {
+        to_location: form.dataset.to || null,
+        event: form.dataset.event,
+        receiver: receiver ? receiver.value.trim() || null : null,
+      });
+      window.location.reload();
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+      form.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    }
+  });
+}
+// the camera reads the label's QR code where the browser can (BarcodeDetector);
+// typing the id or code always works
+const scan = document.getElementById("scan");
+if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
+  scan.hidden = false;
+  scan.addEventListener("click", async () => {
+    const video = document.getElementById("camera");
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+    video.srcObject = stream;
+    video.hidden = false;
+    await video.play();
+    const detector = new window.BarcodeDetector({ formats: ["qr_code"] });
+    const look = async () => {
+      const found = await detector.detect(video).catch(() => []);
+      if (found.length) {
+        stream.getTracks().forEach((track) => track.stop());
+        const input = document.querySelector("#find-batch input[name=code]");
+        input.value = found[0].rawValue;
+        document.getElementById("find-batch").submit();
+      } else setTimeout(look, 250);
+    };
+    look();
+  });
+}

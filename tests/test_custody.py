@@ -1,0 +1,92 @@
+"""Batches from the product: received into a room, split, labelled (a PDF sheet of QR
+labels), loaded, unloaded and delivered, each a custody event with who, when and
+where; through the real API on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alerts.repo.users import Role
+from tests.api_server import Api
+
+pytestmark = pytest.mark.e2e
+
+YAK = {
+    "id": "B-YAK-0501",
+    "product": "Yak meat, frozen quarters",
+    "profile_id": "frozen-meat",
+    "quantity": 100,
+    "unit": "kg",
+    "origin_producer": "Gahai yak cooperative",
+    "origin_village": "Gahai",
+    "lot": "GH-2026-118",
+    "into_location": "cr1",
+    "temp_c": -19.5,
+}
+
+
+def test_a_batch_received_split_labelled_and_moved_to_its_buyer(api: Api, tmp_path: Path) -> None:
+    with api.client(Role.OPERATOR) as warehouse, api.client(Role.DRIVER) as driver:
+        received = warehouse.post("/api/batches", json=YAK)
+        assert received.status_code == 201, received.text
+        batch = received.json()
+        assert (batch["location_id"], batch["lot"], batch["quantity"]) == (
+            "cr1",
+            "GH-2026-118",
+            100,
+        )
+        (first,) = batch["journey"]
+        assert (first["event"], first["handed_over_by"]) == ("into_store", "operator.test")
+        assert warehouse.post("/api/batches", json=YAK).status_code == 409
+        unknown = warehouse.post("/api/batches", json={**YAK, "id": "B-X", "profile_id": "caviar"})
+        assert unknown.status_code == 404
+        with api.client(Role.DRIVER) as not_theirs:  # receiving is an operator's
+            assert not_theirs.post("/api/batches", json={**YAK, "id": "B-Y"}).status_code == 403
+
+        too_much = warehouse.post(
+            "/api/batches/B-YAK-0501/split", json={"new_id": "B-YAK-0501-B", "quantity": 100}
+        )
+        assert too_much.status_code == 400, too_much.text
+        part = warehouse.post(
+            "/api/batches/B-YAK-0501/split", json={"new_id": "B-YAK-0501-B", "quantity": 30}
+        )
+        assert part.status_code == 201, part.text
+        assert (part.json()["split_from"], part.json()["quantity"]) == ("B-YAK-0501", 30)
+        assert part.json()["location_id"] == "cr1"
+        assert part.json()["trace_code"] != batch["trace_code"]
+        assert warehouse.get("/api/batches/B-YAK-0501").json()["quantity"] == 70
+
+        sheet = warehouse.get(
+            "/api/labels.pdf", params=[("batch", "B-YAK-0501"), ("batch", "B-YAK-0501-B")]
+        )
+        assert sheet.status_code == 200 and sheet.content.startswith(b"%PDF")
+        pdf = tmp_path / "labels.pdf"
+        pdf.write_bytes(sheet.content)
+        text = subprocess.run(
+            ["pdftotext", str(pdf), "-"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        for code in (batch["trace_code"], part.json()["trace_code"]):
+            assert code in text
+        assert "B-YAK-0501-B" in text and "GH-2026-118" in text
+        assert warehouse.get("/api/labels.pdf", params={"batch": "B-NONE"}).status_code == 404
+
+        # the driver of truck 01 loads the split part, unloads it at the transfer station
+        for to, event in (("truck-01.front", "loaded"), ("ts.frozen", "unloaded")):
+            moved = driver.post(
+                "/api/batches/B-YAK-0501-B/handover", json={"to_location": to, "event": event}
+            )
+            assert moved.status_code == 200, moved.text
+        journey = warehouse.get("/api/batches/B-YAK-0501-B").json()["journey"]
+        assert [(s["location_id"], s["event"], s["handed_over_by"]) for s in journey] == [
+            ("cr1", "split", "operator.test"),
+            ("truck-01.front", "loaded", "driver.test"),
+            ("ts.frozen", "unloaded", "driver.test"),
+        ]
+        # once at the station, it is no longer the driver's to move
+        again = driver.post(
+            "/api/batches/B-YAK-0501-B/handover", json={"to_location": None, "event": "delivered"}
+        )
+        assert again.status_code == 403, again.text
