@@ -12,8 +12,10 @@ from alerts.repo.users import USERNAME_PATTERN, Role
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
-#: a site's or a gateway's id, as the county file has them
+#: a site's, location's, gateway's, profile's or batch's id, as the county file has them
 SiteId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
+#: a line of text as people type it: no control characters (PostgreSQL refuses NUL)
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class Model(BaseModel):
@@ -161,7 +163,7 @@ class BatchOut(Model):
     journey: list[StayOut]
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[Line, Field(max_length=200)]
 
 
 class Receive(Model):
@@ -169,14 +171,14 @@ class Receive(Model):
 
     id: SiteId
     product: Name
-    profile_id: Annotated[str, Field(min_length=1, max_length=64)]
+    profile_id: SiteId
     quantity: Annotated[float, Field(gt=0, le=1e9)]
-    unit: Annotated[str, Field(min_length=1, max_length=16)] = "kg"
+    unit: Annotated[Line, Field(max_length=16)] = "kg"
     origin_producer: Name  # the cooperative or household
     origin_village: Name | None = None
     origin_county: Name | None = None
-    lot: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    into_location: Annotated[str, Field(min_length=1, max_length=64)]
+    lot: Annotated[Line, Field(max_length=64)] | None = None
+    into_location: SiteId
     temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
 
 
@@ -186,11 +188,11 @@ class Split(Model):
 
 
 class Handover(Model):
-    to_location: Annotated[str, Field(min_length=1, max_length=64)] | None
+    to_location: SiteId | None
     event: Literal["loaded", "unloaded", "transferred", "into_store", "delivered"]
     temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
     #: on a delivery: who took it (recorded in the audit trail with the move)
-    receiver: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    receiver: Annotated[Line, Field(max_length=200)] | None = None
 
 
 class ProfileChange(Model):
