@@ -67,17 +67,7 @@ def create_batch(
             lot=batch.lot,
         )
     )
-    s.flush()
-    s.add(
-        Stay(
-            batch_id=batch.id,
-            location_id=into_location,
-            from_ms=at_ms,
-            handed_over_by=by,
-            temp_at_handover_c=temp_c,
-            event="into_store",
-        )
-    )
+    _first_stay(s, batch.id, into_location, at_ms, by, temp_c, "into_store")
     record(
         s,
         actor=by,
@@ -88,6 +78,28 @@ def create_batch(
         ts_ms=None,
     )
     return code
+
+
+def _first_stay(
+    s: Session,
+    batch_id: str,
+    location_id: str,
+    at_ms: int,
+    by: str,
+    temp_c: float | None,
+    event: str,
+) -> None:
+    s.flush()  # the batch row first: the stay refers to it
+    s.add(
+        Stay(
+            batch_id=batch_id,
+            location_id=location_id,
+            from_ms=at_ms,
+            handed_over_by=by,
+            temp_at_handover_c=temp_c,
+            event=event,
+        )
+    )
 
 
 def handover(
@@ -184,17 +196,7 @@ def split_batch(
             split_from=batch_id,
         )
     )
-    s.flush()
-    s.add(
-        Stay(
-            batch_id=new_id,
-            location_id=current.location_id,
-            from_ms=at_ms,
-            handed_over_by=by,
-            temp_at_handover_c=None,
-            event="split",
-        )
-    )
+    _first_stay(s, new_id, current.location_id, at_ms, by, None, "split")
     record(
         s,
         actor=by,
