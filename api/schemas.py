@@ -200,6 +200,11 @@ class ProfileChange(Model):
     reason: Text
 
 
+class OneTimePassword(Model):
+    username: str
+    password: str  # shown once: give it to the user, who signs in with it
+
+
 class UserOut(FromRow):
     username: str
     display_name: str

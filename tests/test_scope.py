@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from alerts.repo.users import Role
-from tests.api_server import OTHER_SITE, Api, an_alarm, other_of
+from tests.api_server import OTHER_SITE, PASSWORD, Api, an_alarm, other_of
 from tests.test_api import ROUTES, route_path
 
 #: how each route treats a user of another site
@@ -44,6 +44,7 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/users"): "county",
     ("POST", "/api/users"): "county",
     ("PATCH", "/api/users/{username}"): "county",
+    ("POST", "/api/users/{username}/password"): "county",
     ("GET", "/api/setup"): "county",
     ("PUT", "/api/sites/{site_id}"): "county",
     ("PUT", "/api/locations/{location_id}"): "county",
@@ -184,3 +185,23 @@ def test_a_driver_moves_only_the_batches_of_their_truck(api: Api) -> None:
         )
         assert moved.status_code == 403, moved.text
         assert "truck" in moved.json()["detail"]
+
+
+@pytest.mark.e2e
+def test_an_admin_resets_a_lost_password_and_the_old_one_stops_working(api: Api) -> None:
+    name = other_of(Role.OPERATOR)
+    with api.client(Role.OPERATOR, other=True) as before:
+        assert before.get("/api/auth/me").status_code == 200
+        with api.client(Role.ADMIN) as admin:
+            reply = admin.post(f"/api/users/{name}/password")
+            assert reply.status_code == 200, reply.text
+            new = reply.json()["password"]
+            assert admin.post("/api/users/nobody.here/password").status_code == 404
+            trail = admin.get("/api/audit", params={"entity": "user", "entity_id": name}).json()
+            assert trail[0]["action"] == "user.password"
+        assert before.get("/api/auth/me").status_code == 401  # their sessions ended
+    with httpx.Client(base_url=api.url, timeout=20) as client:
+        old = client.post("/api/auth/login", json={"username": name, "password": PASSWORD})
+        assert old.status_code == 401
+        fresh = client.post("/api/auth/login", json={"username": name, "password": new})
+        assert fresh.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -16,12 +17,13 @@ from alerts.db import AuditRow, reading, transaction
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
-from alerts.repo.users import Role, change_user, create_user, list_users
+from alerts.repo.users import Role, change_user, create_user, list_users, set_password
 from api.deps import Admin, Quality, ServicesDep, Viewer, require_every_site
 from api.schemas import (
     AuditCheck,
     AuditOut,
     NewUser,
+    OneTimePassword,
     PoliciesOut,
     PolicyOut,
     ProfileChange,
@@ -145,6 +147,16 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
             reason=body.reason,
         )
     return UserOut.model_validate(changed)
+
+
+@router.post("/users/{username}/password", responses={404: {"description": "no such user"}})
+def reset_password(username: str, user: Admin, svc: ServicesDep) -> OneTimePassword:
+    """A new one-time password for a user who lost theirs: their sessions end, the
+    password is shown once in this answer (only its hash is kept); audited."""
+    password = secrets.token_urlsafe(12)
+    with transaction(svc.engine) as s:
+        set_password(s, username, password, actor=user.username)
+    return OneTimePassword(username=username, password=password)
 
 
 @router.get("/audit")
