@@ -227,11 +227,7 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
     # "today" is the county's day (China Standard Time, UTC+8)
     midnight_ms = ((time.time_ns() // 1_000_000 + CST_MS) // DAY_MS) * DAY_MS - CST_MS
     batches_count = len(batch_routes.batches(user, svc))
-    alarms_today = sum(
-        1
-        for a in alarm_routes.alarms(user, svc, scope="all", limit=1000)
-        if a.raised_ms >= midnight_ms
-    )
+    alarms_today = len(alarm_routes.alarms(user, svc, scope="all", from_ms=midnight_ms, limit=1000))
     latest = dict(svc.hub.latest) if svc.hub else {}
     trucks = [
         {

@@ -68,10 +68,6 @@ def gateway_sites(s: Session) -> dict[str, str]:
     return dict(s.execute(select(Gateway.id, Gateway.site_id)).all())
 
 
-def sees_gateway(s: Session, scope: Scope, gateway: str) -> bool:
-    return scope.everywhere or scope.site(gateway_sites(s).get(gateway))
-
-
 def sees_sensor(s: Session, scope: Scope, gateway: str | None, sensor: str) -> bool:
     """A sensor belongs to the sites of the locations it has measured, and to its
     gateway's site."""
@@ -98,15 +94,17 @@ def batch_places(s: Session, batch_id: str) -> tuple[list[str], str | None]:
     return [loc for loc, _ in stays], now
 
 
-def sees_batch(s: Session, scope: Scope, batch_id: str) -> bool:
+def sees_batch(
+    s: Session, scope: Scope, batch_id: str, sites: dict[str, str] | None = None
+) -> bool:
     """A batch is seen by the users of the sites it has been in, and by a driver whose
-    truck it has been on."""
+    truck it has been on. ``sites``: :func:`location_sites`, read once for a list."""
     if scope.everywhere:
         return True
     places, _now = batch_places(s, batch_id)
     if not places:  # received nowhere yet: only users of every site
         return False
-    sites = location_sites(s)
+    sites = location_sites(s) if sites is None else sites
     return any(loc in scope.truck_locations or scope.site(sites.get(loc)) for loc in places)
 
 

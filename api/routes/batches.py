@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from alerts.db import transaction
 from alerts.models import Batch, Location, Stay, User
 from alerts.repo import handover
-from alerts.repo.scope import Scope, acts_on_batch, sees_batch
+from alerts.repo.scope import Scope, acts_on_batch, location_sites, sees_batch
 from alerts.report import as_dict, batch_report
 from api.deps import Driver, Quality, ServicesDep, StoreDep, Viewer, scope_of_user
 from api.schemas import BatchOut, Handover, StayOut, from_row
@@ -56,7 +56,10 @@ def batches(
             query = query.join(Stay, Stay.batch_id == Batch.id).where(
                 Stay.location_id == location, Stay.until_ms.is_(None)
             )
-        return [_batch(s, b) for b in s.execute(query).scalars() if sees_batch(s, scope, b.id)]
+        sites = None if scope.everywhere else location_sites(s)
+        return [
+            _batch(s, b) for b in s.execute(query).scalars() if sees_batch(s, scope, b.id, sites)
+        ]
 
 
 def _get(s: Session, batch_id: str, scope: Scope) -> Batch:

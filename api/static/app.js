@@ -220,7 +220,13 @@ if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
   scan.hidden = false;
   scan.addEventListener("click", async () => {
     const video = document.getElementById("camera");
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+    } catch (e) {  // no camera, or not allowed: typing the code still works
+      scan.hidden = true;
+      return;
+    }
     video.srcObject = stream;
     video.hidden = false;
     await video.play();
