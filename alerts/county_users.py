@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -21,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from alerts.errors import Refused
 from alerts.models import User
-from alerts.repo.users import USERNAME_PATTERN, Role, change_user, create_user
+from alerts.repo.users import (
+    USERNAME_PATTERN,
+    Role,
+    change_user,
+    create_user,
+    one_time_password,
+)
 from coldchain.settings import Strict
 
 REASON = "county file"
@@ -70,7 +75,7 @@ def _adder(u: UserIn, passwords: dict[str, str]) -> Callable[[Session], object]:
             if not password:
                 raise Refused(f"user {u.username}: environment variable {u.password_env} is empty")
         else:
-            password = passwords[u.username] = secrets.token_urlsafe(12)
+            password = passwords[u.username] = one_time_password()
         user = create_user(
             s,
             u.username,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from alerts.db import make_engine, upgrade
 from alerts.errors import Conflict, DomainError, NotFound
-from api import pages
+from api import pages, pages_custody, pages_setup
 from api.deps import LoginLimiter, Services
 from api.i18n import language, words
 from api.live import LiveHub
@@ -83,7 +83,8 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     app.state.services = services
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(pages.router)
+    for page_router in (pages.router, pages_custody.router, pages_setup.router):
+        app.include_router(page_router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(pages.SignInFirst)

@@ -25,7 +25,6 @@ from alerts.db import reading
 from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
 from alerts.report import BatchReport, batch_report
-from api import pages_custody as custody
 from api.charts import journey_svg
 from api.deps import ServicesDep, token_of
 from api.i18n import language, words
@@ -309,22 +308,6 @@ def cab(gateway: str, request: Request, svc: ServicesDep) -> HTMLResponse:
         alarms=open_alarms,
         gps=gps,
         gps_sensor=gps.sensor if gps else f"{gateway}-gps.pos",
-    )
-
-
-@router.get("/custody")
-def custody_page(request: Request, svc: ServicesDep) -> HTMLResponse:
-    """Scan or type a batch, then record its next move (drivers, warehouse staff)."""
-    user = page_user(request, svc, Role.DRIVER)
-    typed = request.query_params.get("code", "")[:200]
-    batch = custody.find_batch(svc, user, typed) if typed.strip() else None
-    return render(
-        request,
-        "custody.html",
-        user,
-        typed=typed,
-        batch=batch,
-        moves=custody.moves(svc, user, batch) if batch else [],
     )
 
 

@@ -219,9 +219,15 @@ class UserOut(FromRow):
         return json.loads(value) if isinstance(value, str) else value
 
 
+class NewUserOut(UserOut):
+    #: the one-time password the API made (when the body gave none): shown only here
+    password: str | None
+
+
 class NewUser(Model):
     username: Username
-    password: Annotated[str, Field(min_length=10, max_length=200)]
+    #: left out: the API makes a one-time password and shows it once in its answer
+    password: Annotated[str, Field(min_length=10, max_length=200)] | None = None
     role: Role
     display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     #: the sites they may see and act on; empty: every site

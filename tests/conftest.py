@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.api_server import api, web  # noqa: F401  (fixtures)
+from tests.browser import browser, page  # noqa: F401  (fixtures)
 from tests.harness import Broker, LoopThread
 from tests.scenario import make_setup, setup  # noqa: F401  (fixtures)
 

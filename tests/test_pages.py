@@ -4,12 +4,11 @@ Screenshots of each page in both languages go to artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,7 +16,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from alerts.announce import alarm_line
@@ -27,83 +26,23 @@ from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role
+from api import pages_custody, pages_setup
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
-from coldchain.wire import Quality, Reading, ReadingsBatch, Stream
+from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import free_port
-from tests.api_server import PASSWORD, Api, an_alarm, user_of
+from tests.api_server import Api, an_alarm, user_of
+from tests.browser import publish, shoot, sign_in
 from tests.harness import Broker
 from tests.scenario import Setup
 
-CHROMIUM = "/usr/lib/chromium/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-SHOTS = Path(os.environ.get("COLDCHAIN_ARTIFACTS", "artifacts")) / "screenshots"
-
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    opened = context.new_page()
-    try:
-        yield opened
-    finally:
-        context.close()
-
-
-def sign_in(page: Page, web: Api, role: Role, lang: str = "en", then: str = "/board") -> None:
-    page.goto(f"{web.url}/login?lang={lang}&next={then}")
-    page.fill("input[name=username]", user_of(role))
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: urlparse(url).path == then)
-
-
-def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def publish(web: Api, gateway: str, site: str, readings: list[Reading]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    client.connect("127.0.0.1", web.broker.port)
-    client.loop_start()
-    batch = ReadingsBatch(
-        v=wire.SCHEMA_VERSION, gateway=gateway, site=site, epoch=9, seq=1, readings=readings
-    )
-    client.publish(
-        wire.topic(site, gateway, Stream.READINGS), wire.encode(batch), qos=1
-    ).wait_for_publish(5)
-    client.disconnect()
-    client.loop_stop()
 
 
 def test_every_page_but_the_public_ones_needs_a_sign_in(web: Api) -> None:
     fill = {"{gateway}": "truck-01", "{batch_id}": "B-BEEF-0414", "{code}": "ABCDEFGHJKLM"}
     with httpx.Client(base_url=web.url, follow_redirects=False, timeout=20) as anonymous:
-        for route in router.routes:
+        for route in [*router.routes, *pages_custody.router.routes, *pages_setup.router.routes]:
             path = getattr(route, "path", "")
             if path in PUBLIC_PAGES:
                 continue

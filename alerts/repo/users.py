@@ -39,6 +39,13 @@ class Role(enum.StrEnum):
 
 
 MIN_PASSWORD = 10
+
+
+def one_time_password() -> str:
+    """A password to hand to a new user, or one who lost theirs: shown once, never kept."""
+    return secrets.token_urlsafe(12)
+
+
 SESSION_MS = 12 * 3_600_000  # a shift
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 

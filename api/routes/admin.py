@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -17,12 +16,20 @@ from alerts.db import AuditRow, reading, transaction
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
 from alerts.repo import save_profile
-from alerts.repo.users import Role, change_user, create_user, list_users, set_password
+from alerts.repo.users import (
+    Role,
+    change_user,
+    create_user,
+    list_users,
+    one_time_password,
+    set_password,
+)
 from api.deps import Admin, Quality, ServicesDep, Viewer, require_every_site
 from api.schemas import (
     AuditCheck,
     AuditOut,
     NewUser,
+    NewUserOut,
     OneTimePassword,
     PoliciesOut,
     PolicyOut,
@@ -113,19 +120,23 @@ def users(_user: Admin, svc: ServicesDep) -> list[UserOut]:
 @router.post(
     "/users", status_code=status.HTTP_201_CREATED, responses={409: {"description": "exists"}}
 )
-def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> UserOut:
+def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> NewUserOut:
+    """A new user; without a password in the body, a one-time password is made and shown
+    once in this answer (only its hash is kept)."""
+    password = body.password or one_time_password()
     with transaction(svc.engine) as s:
         created = create_user(
             s,
             body.username,
-            body.password,
+            password,
             body.role,
             actor=user.username,
             display_name=body.display_name,
             sites=body.sites,
             truck=body.truck,
         )
-    return UserOut.model_validate(created)
+        out = UserOut.model_validate(created)
+    return NewUserOut(**out.model_dump(), password=None if body.password else password)
 
 
 @router.patch("/users/{username}", responses={404: {"description": "no such user"}})
@@ -153,7 +164,7 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
 def reset_password(username: str, user: Admin, svc: ServicesDep) -> OneTimePassword:
     """A new one-time password for a user who lost theirs: their sessions end, the
     password is shown once in this answer (only its hash is kept); audited."""
-    password = secrets.token_urlsafe(12)
+    password = one_time_password()
     with transaction(svc.engine) as s:
         set_password(s, username, password, actor=user.username)
     return OneTimePassword(username=username, password=password)

@@ -34,6 +34,9 @@ async function api(method, path, body) {
   try { data = await reply.json(); } catch (e) { /* empty body */ }
   if (!reply.ok) {
     const detail = data && data.detail;
+    if (Array.isArray(detail)) {  // pydantic's list: which field, what was wrong
+      throw new Error(detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; "));
+    }
     throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail || reply.status));
   }
   return data;
@@ -243,3 +246,86 @@ if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
     look();
   });
 }
+
+// ---------------------------------------------------------------- forms that call the API
+// <form class="api-form" data-method="PUT" data-path="/api/locations/{id}">: each named
+// field is a field of the body (a number input a number, a checkbox true or false,
+// checkboxes marked data-many a list of the checked values; an empty field left out),
+// or with data-in="path" a part of the path. After the call the page reloads, or opens
+// data-then (filled from the answer), or shows the one-time password (data-show).
+function formCall(form) {
+  const body = {}; const path = {};
+  form.querySelectorAll("input[name], select[name], textarea[name]").forEach((el) => {
+    let value;
+    if (el.type === "checkbox" && el.dataset.many !== undefined) {
+      body[el.name] = body[el.name] || [];
+      if (el.checked) body[el.name].push(el.value);
+      return;
+    }
+    if (el.type === "checkbox") value = el.checked;
+    else if (el.value.trim() === "") return;
+    else if (el.type === "number") value = Number(el.value);
+    else value = el.value.trim();
+    if (el.dataset.in === "path") path[el.name] = value; else body[el.name] = value;
+  });
+  return { body, path };
+}
+function fillIn(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_m, k) => encodeURIComponent(values[k] ?? ""));
+}
+document.querySelectorAll("form.api-form").forEach((form) => {
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    const { body, path } = formCall(form);
+    const error = form.querySelector(".form-error");
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const method = form.dataset.method || "POST";
+      const sent = method === "DELETE" || (method === "POST" && !Object.keys(body).length) ? undefined : body;
+      const reply = await api(method, fillIn(form.dataset.path, { ...body, ...path }), sent);
+      const show = form.dataset.show && document.getElementById(form.dataset.show);
+      if (show && reply && reply.password) {  // shown once: the page does not reload over it
+        show.innerHTML = `${esc(W.one_time_for)} <strong>${esc(reply.username)}</strong>: <code class="password">${esc(reply.password)}</code> <a href="">${esc(W.done)}</a>`;
+        show.hidden = false;
+        show.scrollIntoView();
+        buttons.forEach((b) => { b.disabled = false; });
+        return;
+      }
+      if (form.dataset.then) location.href = fillIn(form.dataset.then, { ...body, ...path, ...(reply || {}) });
+      else location.reload();
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  });
+});
+// an "edit" button fills its form with a row's values
+document.querySelectorAll("button[data-fill]").forEach((button) => {
+  button.addEventListener("click", () => {
+    const form = document.getElementById(button.dataset.fill);
+    const values = JSON.parse(button.dataset.values);
+    form.querySelectorAll("input[name], select[name]").forEach((el) => {
+      if (!(el.name in values)) return;
+      const v = values[el.name];
+      if (el.type === "checkbox" && el.dataset.many !== undefined) el.checked = (v || []).includes(el.value);
+      else if (el.type === "checkbox") el.checked = Boolean(v);
+      else el.value = v ?? "";
+    });
+    form.scrollIntoView();
+    const first = form.querySelector("input:not([type=hidden]):not([readonly])");
+    if (first) first.focus();
+  });
+});
+// a select that sets another field (a room chosen: its product profile)
+document.querySelectorAll("select[data-sets]").forEach((select) => {
+  const other = select.form.querySelector(`[name="${select.dataset.sets}"]`);
+  const follow = () => {
+    const v = select.selectedOptions[0] && select.selectedOptions[0].dataset.value;
+    if (v) other.value = v;
+  };
+  select.addEventListener("change", follow);
+  follow();
+});

@@ -1,0 +1,71 @@
+"""The set-up pages, for admins: the county's sites, rooms and compartments, gateways and
+which sensor measures which location (``/setup``), and its users (``/setup/users``).
+The forms call the API's own routes (``PUT /api/locations/{id}``, ``PUT
+/api/sensors/{gateway}/{sensor}/assignment``, ``POST /api/users`` …), so a change made
+here is the same audited change as one made by ``coldchain setup apply``, and
+``coldchain setup export`` shows it."""
+
+from __future__ import annotations
+
+import typing
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from alerts.county import LocationKind, SensorRole, SiteKind, export
+from alerts.db import reading
+from alerts.repo.users import Role, list_users
+from api.deps import ServicesDep
+from api.pages import page_user, render
+from api.routes import sites as site_routes
+from api.schemas import UserOut
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/setup")
+def setup_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """Places and sensors: what each site has, what each gateway delivers, and the
+    sensors heard that measure no location yet (a new or replaced one)."""
+    user = page_user(request, svc, Role.ADMIN)
+    with reading(svc.engine) as s:
+        county = export(s)
+    states = {
+        g: state for site in site_routes.sites(user, svc) for g, state in site.gateways.items()
+    }
+    assigned = {sensor.key for _site, loc in county.locations() for sensor in loc.sensors}
+    latest = dict(svc.hub.latest) if svc.hub else {}
+    heard = [
+        r for key, r in sorted(latest.items()) if key not in assigned and r.quantity != "position"
+    ]
+    return render(
+        request,
+        "setup.html",
+        user,
+        county=county,
+        states=states,
+        heard=heard,
+        location_kinds=typing.get_args(LocationKind),
+        site_kinds=typing.get_args(SiteKind),
+        sensor_roles=typing.get_args(SensorRole),
+    )
+
+
+@router.get("/setup/users")
+def users_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """Users: add one (a one-time password shown once), change a role or the sites they
+    may see, deactivate, reset a lost password."""
+    user = page_user(request, svc, Role.ADMIN)
+    with reading(svc.engine) as s:
+        users = [UserOut.model_validate(u) for u in list_users(s)]
+        county = export(s)
+    fleet = {site.id: site.kind == "fleet" for site in county.sites}
+    return render(
+        request,
+        "setup_users.html",
+        user,
+        users=users,
+        roles=[r.value for r in Role],
+        sites=county.sites,
+        trucks=[g.id for g in county.gateways if fleet.get(g.site)],
+    )
