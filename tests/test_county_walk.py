@@ -213,3 +213,89 @@ def test_a_room_set_up_on_the_pages_warms_and_its_batch_carries_the_breach_to_it
     assert ("cr9", user_of(Role.ADMIN)) in by
     assert (batch_id, user_of(Role.OPERATOR)) in by
     assert (batch_id, user_of(Role.DRIVER)) in by
+
+
+def test_an_admin_adds_a_user_on_the_page_who_signs_in_with_the_password_shown_once(
+    web: Api, page: Page, browser: Browser
+) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, web, Role.ADMIN, then="/setup/users")
+    form = page.locator("#add-user-form")
+    form.locator("input[name=username]").fill("warehouse.ma")
+    form.locator("input[name=display_name]").fill("Ma Lin")
+    form.locator("select[name=role]").select_option("operator")
+    form.locator('input[name=sites][value="county-store"]').check()
+    form.locator("button[type=submit]").click()
+    shown = page.locator("#one-time .password")
+    expect(shown).to_be_visible()
+    password = shown.inner_text()
+    shoot(page, "setup-users-en")
+    page.reload()
+    row = page.locator('tr[data-user="warehouse.ma"]')
+    expect(row).to_contain_text("county-store")
+    expect(row).to_contain_text("operator")
+
+    newcomer = browser.new_context(viewport={"width": 1280, "height": 900})
+    newcomer.set_default_timeout(20_000)
+    try:
+        theirs = newcomer.new_page()
+        theirs.goto(f"{web.url}/login?lang=en&next=/board")
+        theirs.fill("input[name=username]", "warehouse.ma")
+        theirs.fill("input[name=password]", password)
+        theirs.click("button[type=submit]")
+        theirs.wait_for_url(lambda url: urlparse(url).path == "/board")
+        expect(theirs.locator("main")).to_contain_text("County public cold store")
+        expect(theirs.locator("main")).not_to_contain_text("County delivery fleet")
+
+        # moved to quality staff, then a lost password reset: their sessions end
+        row.locator("button[data-fill]").click()
+        change = page.locator("#user-form")
+        expect(change.locator("input[name=username]")).to_have_value("warehouse.ma")
+        expect(change.locator('input[name=sites][value="county-store"]')).to_be_checked()
+        expect(change.locator("input[name=active]")).to_be_checked()
+        change.locator("select[name=role]").select_option("quality")
+        change.locator("input[name=reason]").fill("Moved to the quality team")
+        change.locator("button[type=submit]").click()
+        expect(row).to_contain_text("quality")
+        row.locator("form.reset button").click()
+        expect(shown).to_be_visible()
+        assert shown.inner_text() not in ("", password)
+        theirs.goto(f"{web.url}/board")
+        theirs.wait_for_url(lambda url: urlparse(url).path == "/login")
+    finally:
+        newcomer.close()
+
+    page.reload()
+    row.locator("button[data-fill]").click()
+    change.locator("input[name=active]").uncheck()
+    change.locator("input[name=reason]").fill("Left the county store")
+    change.locator("button[type=submit]").click()
+    expect(row).to_contain_text("Deactivated")
+    with web.client(Role.ADMIN) as admin:
+        (user,) = [u for u in admin.get("/api/users").json() if u["username"] == "warehouse.ma"]
+    assert (user["role"], user["active"], user["sites"]) == ("quality", False, ["county-store"])
+
+
+def test_an_admin_changes_a_room_and_takes_a_sensor_out_of_service_on_the_page(
+    web: Api, page: Page
+) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, web, Role.ADMIN, then="/setup")
+    row = page.locator('tr[data-location="cr2"]')
+    row.locator("button[data-fill]").click()
+    form = page.locator("#location-form")
+    expect(form.locator("input[name=id]")).to_have_value("cr2")
+    expect(form.locator("select[name=profile]")).to_have_value("chilled-meat")
+    form.locator("input[name=door_open_max_min]").fill("15")
+    form.locator("button[type=submit]").click()
+    expect(row).to_contain_text("15.0 min")
+    row.locator('form[data-assigned="store-gw/cr2-th.temp"] button').click()
+    expect(row.locator('form[data-assigned="store-gw/cr2-th.temp"]')).to_have_count(0)
+    with web.client(Role.ADMIN) as admin:
+        county = admin.get("/api/setup").json()
+        trail = admin.get("/api/audit", params={"limit": 5000}).json()
+    (cr2,) = [loc for s in county["sites"] for loc in s["locations"] if loc["id"] == "cr2"]
+    assert cr2["door_open_max_min"] == 15.0
+    assert "store-gw/cr2-th.temp" not in [s["sensor"] for s in cr2["sensors"]]
+    mine = [row["action"] for row in trail if row["actor"] == user_of(Role.ADMIN)]
+    assert len(mine) == 2, mine  # the room changed, the assignment ended: each audited
