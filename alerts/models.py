@@ -149,6 +149,22 @@ class Calibration(Base):
     __table_args__ = (Index("calibrations_sensor", "gateway", "sensor", "calibrated_ms"),)
 
 
+class CalibrationCertificate(Base):
+    """The certificate file of a calibration (PDF, PNG or JPEG), kept beside it so that a
+    backup of the database is the whole record; its hash is in the audit trail."""
+
+    __tablename__ = "calibration_certificates"
+
+    calibration_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("calibrations.id"), primary_key=True
+    )
+    filename: Mapped[str] = mapped_column(String(200), nullable=False)
+    media_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
 class BreachRow(Base):
     """A breach, keyed by its identity so that re-evaluation upserts it."""
 

@@ -21,7 +21,18 @@ from api import pages, pages_custody, pages_setup
 from api.deps import LoginLimiter, Services
 from api.i18n import language, words
 from api.live import LiveHub
-from api.routes import admin, alarms, auth, batches, custody, live, public, setup, sites
+from api.routes import (
+    admin,
+    alarms,
+    auth,
+    batches,
+    calibrations,
+    custody,
+    live,
+    public,
+    setup,
+    sites,
+)
 from api.settings import ApiSettings
 from coldchain.settings import load_toml
 from collector.config import CollectorConfig, SqliteStoreConfig
@@ -31,7 +42,8 @@ log = logging.getLogger("coldchain.api")
 
 #: the API's routers, one per resource (the role tests walk them)
 ROUTERS = tuple(
-    m.router for m in (auth, sites, alarms, batches, custody, admin, setup, public, live)
+    m.router
+    for m in (auth, sites, alarms, batches, custody, calibrations, admin, setup, public, live)
 )
 
 

@@ -238,6 +238,24 @@ TEXT: dict[str, dict[str, str]] = {
     "unit": {"zh": "单位", "en": "Unit"},
     "temp_on_arrival": {"zh": "到货温度 (°C)", "en": "Temperature on arrival (°C)"},
     "print_label": {"zh": "打印二维码标签 (PDF)", "en": "Print its QR label (PDF)"},
+    "calibrations": {"zh": "传感器校准", "en": "Calibrations"},
+    "calibrations_note": {
+        "zh": "正在使用的传感器，按校准到期日排列；从未校准的在最前",
+        "en": "The sensors in use by due date; never calibrated first",
+    },
+    "cal_never": {"zh": "从未校准", "en": "Never calibrated"},
+    "cal_overdue": {"zh": "已过期", "en": "Overdue"},
+    "cal_due": {"zh": "即将到期", "en": "Due soon"},
+    "cal_valid": {"zh": "有效", "en": "Valid"},
+    "calibrated": {"zh": "校准日期", "en": "Calibrated"},
+    "valid_until": {"zh": "有效期至", "en": "Valid until"},
+    "offset": {"zh": "修正值", "en": "Offset"},
+    "certificate": {"zh": "证书", "en": "Certificate"},
+    "certificate_no": {"zh": "证书编号", "en": "Certificate number"},
+    "certificate_file": {"zh": "证书文件", "en": "Certificate file"},
+    "reference_instrument": {"zh": "标准器", "en": "Reference instrument"},
+    "record": {"zh": "登记", "en": "Record"},
+    "record_calibration": {"zh": "登记校准", "en": "Record a calibration"},
 }
 
 

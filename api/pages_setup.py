@@ -1,5 +1,7 @@
 """The set-up pages, for admins: the county's sites, rooms and compartments, gateways and
-which sensor measures which location (``/setup``), and its users (``/setup/users``).
+which sensor measures which location (``/setup``), and its users (``/setup/users``);
+for quality staff, the sensors by calibration due date and a calibration recorded with
+its certificate file (``/calibrations``).
 The forms call the API's own routes (``PUT /api/locations/{id}``, ``PUT
 /api/sensors/{gateway}/{sensor}/assignment``, ``POST /api/users`` …), so a change made
 here is the same audited change as one made by ``coldchain setup apply``, and
@@ -17,6 +19,7 @@ from alerts.db import reading
 from alerts.repo.users import Role, list_users
 from api.deps import ServicesDep
 from api.pages import page_user, render
+from api.routes import calibrations as calibration_routes
 from api.routes import sites as site_routes
 from api.schemas import UserOut
 
@@ -68,4 +71,20 @@ def users_page(request: Request, svc: ServicesDep) -> HTMLResponse:
         roles=[r.value for r in Role],
         sites=county.sites,
         trucks=[g.id for g in county.gateways if fleet.get(g.site)],
+    )
+
+
+@router.get("/calibrations")
+def calibrations_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """The sensors by due date (never calibrated first); quality staff record a
+    calibration here with its certificate file (``POST /api/calibrations``)."""
+    user = page_user(request, svc, Role.VIEWER)
+    due = calibration_routes.calibrations_due(user, svc)
+    return render(
+        request,
+        "calibrations.html",
+        user,
+        due=due,
+        gateways=sorted({d.gateway for d in due}),
+        can_record=Role(user.role).may(Role.QUALITY),
     )

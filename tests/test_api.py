@@ -49,6 +49,9 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/labels.pdf"): Role.OPERATOR,
     ("GET", "/api/batches/{batch_id}/report"): Role.QUALITY,
     ("GET", "/api/batches/{batch_id}/report.csv"): Role.QUALITY,
+    ("GET", "/api/calibrations"): Role.VIEWER,
+    ("POST", "/api/calibrations"): Role.QUALITY,
+    ("GET", "/api/calibrations/{calibration_id}/certificate"): Role.VIEWER,
     ("GET", "/api/profiles"): Role.VIEWER,
     ("GET", "/api/profiles/{profile_id}"): Role.VIEWER,
     ("PUT", "/api/profiles/{profile_id}"): Role.QUALITY,
@@ -114,6 +117,7 @@ def route_path(template: str, alarm_id: int, **values: str) -> str:
         "gateway_id": "store-gw",
         "gateway": "store-gw",
         "sensor": "no-such.temp",
+        "calibration_id": "1",
         **values,
     }
     path = template

@@ -37,6 +37,9 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/labels.pdf"): "item",
     ("GET", "/api/batches/{batch_id}/report"): "item",
     ("GET", "/api/batches/{batch_id}/report.csv"): "item",
+    ("GET", "/api/calibrations"): "list",
+    ("POST", "/api/calibrations"): "item",
+    ("GET", "/api/calibrations/{calibration_id}/certificate"): "item",
     ("GET", "/api/profiles"): "county",
     ("GET", "/api/profiles/{profile_id}"): "county",
     ("PUT", "/api/profiles/{profile_id}"): "every",
@@ -76,6 +79,17 @@ BODIES: dict[tuple[str, str], object] = {
         "into_location": "cr1",
     },
     ("POST", "/api/batches/{batch_id}/split"): {"new_id": "B-BEEF-0414-2", "quantity": 1},
+}
+#: bodies sent as a form (a file upload)
+FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/api/calibrations"): {  # cold room 2's controller: not at their sites
+        "gateway": "store-gw",
+        "sensor": "cr2-ctrl.air",
+        "calibrated_ms": "1000",
+        "reference_instrument": "Fluke 1524",
+        "correction_c": "0.1",
+        "next_due_ms": "2000",
+    },
 }
 
 
@@ -128,8 +142,12 @@ def test_a_user_of_another_site_sees_and_does_nothing_of_this_one(api: Api) -> N
                     continue
                 if kind in ("none", "county") or path == "/api/live":
                     continue
-                body = BODIES.get((method, template))
-                code = client.request(method, path, json=body).status_code
+                form = FORMS.get((method, template))
+                if form is not None:
+                    code = client.request(method, path, data=form).status_code
+                else:
+                    body = BODIES.get((method, template))
+                    code = client.request(method, path, json=body).status_code
                 want = 404 if kind == "item" else 403
                 assert code == want, (role, method, path, code)
     finally:

@@ -25,10 +25,11 @@ function paintAges() {
 }
 
 async function api(method, path, body) {
+  const multipart = body instanceof FormData;  // a file upload: the browser sets the type
   const reply = await fetch(path, {
     method, credentials: "same-origin",
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
+    headers: body && !multipart ? { "Content-Type": "application/json" } : {},
+    body: body ? (multipart ? body : JSON.stringify(body)) : undefined,
   });
   let data = null;
   try { data = await reply.json(); } catch (e) { /* empty body */ }
@@ -254,6 +255,16 @@ if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
 // or with data-in="path" a part of the path. After the call the page reloads, or opens
 // data-then (filled from the answer), or shows the one-time password (data-show).
 function formCall(form) {
+  if (form.enctype === "multipart/form-data") {  // a file with fields: sent as the form is
+    const data = new FormData();
+    form.querySelectorAll("input[name], select[name]").forEach((el) => {
+      if (el.type === "file") { if (el.files.length) data.append(el.name, el.files[0]); }
+      else if (el.value.trim() === "") return;
+      else if (el.dataset.ms !== undefined) data.append(el.name, String(new Date(`${el.value}T00:00`).getTime()));
+      else data.append(el.name, el.value.trim());
+    });
+    return { body: data, path: {} };
+  }
   const body = {}; const path = {};
   form.querySelectorAll("input[name], select[name], textarea[name]").forEach((el) => {
     let value;
@@ -283,8 +294,9 @@ document.querySelectorAll("form.api-form").forEach((form) => {
     buttons.forEach((b) => { b.disabled = true; });
     try {
       const method = form.dataset.method || "POST";
-      const sent = method === "DELETE" || (method === "POST" && !Object.keys(body).length) ? undefined : body;
-      const reply = await api(method, fillIn(form.dataset.path, { ...body, ...path }), sent);
+      const empty = !(body instanceof FormData) && !Object.keys(body).length;
+      const sent = method === "DELETE" || (method === "POST" && empty) ? undefined : body;
+      const reply = await api(method, fillIn(form.dataset.path, path), sent);
       const show = form.dataset.show && document.getElementById(form.dataset.show);
       if (show && reply && reply.password) {  // shown once: the page does not reload over it
         show.innerHTML = `${esc(W.one_time_for)} <strong>${esc(reply.username)}</strong>: <code class="password">${esc(reply.password)}</code> <a href="">${esc(W.done)}</a>`;

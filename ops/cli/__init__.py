@@ -9,6 +9,7 @@ from coldchain import __version__, logs
 from ops.cli import (
     admin,
     alerts,
+    calibrations,
     collector,
     demo,
     edge,
@@ -33,6 +34,18 @@ def main(log_level: str) -> None:
     logs.setup(log_level)
 
 
-for group in (edge, collector, alerts, readings, quarantine, watchdog, web, admin, setup, demo):
+for group in (
+    edge,
+    collector,
+    alerts,
+    readings,
+    quarantine,
+    watchdog,
+    web,
+    admin,
+    setup,
+    calibrations,
+    demo,
+):
     for command in group.COMMANDS:
         main.add_command(command)
