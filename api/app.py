@@ -116,7 +116,9 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     @app.exception_handler(DomainError)
     async def _refused(_request: Request, exc: DomainError) -> JSONResponse:
         code = next(code for kind, code in REFUSALS if isinstance(exc, kind))
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+        # a refused import lists each problem (file, row, column)
+        detail = getattr(exc, "problems", None) or str(exc)
+        return JSONResponse({"detail": detail}, status_code=code)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

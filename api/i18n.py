@@ -255,6 +255,18 @@ TEXT: dict[str, dict[str, str]] = {
     "certificate_file": {"zh": "证书文件", "en": "Certificate file"},
     "reference_instrument": {"zh": "标准器", "en": "Reference instrument"},
     "record": {"zh": "登记", "en": "Record"},
+    "import_sheet": {"zh": "从表格导入", "en": "Import a spreadsheet"},
+    "sheet": {"zh": "表格文件 (CSV 或 Excel)", "en": "Sheet (CSV or Excel)"},
+    "import_batches_note": {
+        "zh": "第一行为列名：id, product, profile_id, quantity, unit, origin_producer, "
+        "origin_village, lot, into_location, temp_c；全部导入或全部不导入",
+        "en": "First row: id, product, profile_id, quantity, unit, origin_producer, "
+        "origin_village, lot, into_location, temp_c; all rows or none",
+    },
+    "import_sensors_note": {
+        "zh": "第一行为列名：gateway, sensor, location, role；全部导入或全部不导入",
+        "en": "First row: gateway, sensor, location, role; all rows or none",
+    },
     "record_calibration": {"zh": "登记校准", "en": "Record a calibration"},
 }
 

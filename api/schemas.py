@@ -182,6 +182,13 @@ class Receive(Model):
     temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
 
 
+class ImportOut(Model):
+    added: list[str]
+    #: already in the database as the sheet says: left as they are
+    unchanged: list[str]
+    dry_run: bool
+
+
 class Split(Model):
     new_id: SiteId
     quantity: Annotated[float, Field(gt=0, le=1e9)]

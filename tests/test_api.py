@@ -46,6 +46,8 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/batches/{batch_id}/handover"): Role.DRIVER,
     ("POST", "/api/batches"): Role.OPERATOR,
     ("POST", "/api/batches/{batch_id}/split"): Role.OPERATOR,
+    ("POST", "/api/batches/import"): Role.OPERATOR,
+    ("POST", "/api/sensors/import"): Role.ADMIN,
     ("GET", "/api/labels.pdf"): Role.OPERATOR,
     ("GET", "/api/batches/{batch_id}/report"): Role.QUALITY,
     ("GET", "/api/batches/{batch_id}/report.csv"): Role.QUALITY,

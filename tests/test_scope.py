@@ -16,6 +16,7 @@ from tests.test_api import ROUTES, route_path
 #:   list:   answered (200), without the fixture's site, alarm, batch or readings
 #:   county: county-wide data or an operation of admins (who are given every site)
 #:   every:  needs a user of every site (403)
+#:   rows:   a sheet's rows of the fixture's site are refused (400), each named
 #:   none:   no site's data (sign-in, health, the public trace)
 SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/login"): "none",
@@ -34,6 +35,8 @@ SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/batches/{batch_id}/handover"): "item",
     ("POST", "/api/batches"): "item",
     ("POST", "/api/batches/{batch_id}/split"): "item",
+    ("POST", "/api/batches/import"): "rows",
+    ("POST", "/api/sensors/import"): "county",
     ("GET", "/api/labels.pdf"): "item",
     ("GET", "/api/batches/{batch_id}/report"): "item",
     ("GET", "/api/batches/{batch_id}/report.csv"): "item",
@@ -80,8 +83,18 @@ BODIES: dict[tuple[str, str], object] = {
     },
     ("POST", "/api/batches/{batch_id}/split"): {"new_id": "B-BEEF-0414-2", "quantity": 1},
 }
+#: a sheet that receives a batch into cold room 1 (not at their sites)
+SHEET = (
+    b"id,product,profile_id,quantity,origin_producer,into_location\n"
+    b"B-X,Yak,frozen-meat,5,Gahai,cr1\n"
+)
+#: files sent with a form
+FILES: dict[tuple[str, str], dict[str, tuple[str, bytes, str]]] = {
+    ("POST", "/api/batches/import"): {"file": ("sheet.csv", SHEET, "text/csv")},
+}
 #: bodies sent as a form (a file upload)
 FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/api/batches/import"): {},
     ("POST", "/api/calibrations"): {  # cold room 2's controller: not at their sites
         "gateway": "store-gw",
         "sensor": "cr2-ctrl.air",
@@ -144,16 +157,20 @@ def test_a_user_of_another_site_sees_and_does_nothing_of_this_one(api: Api) -> N
                     continue
                 form = FORMS.get((method, template))
                 if form is not None:
-                    code = client.request(method, path, data=form).status_code
+                    files = FILES.get((method, template))
+                    reply = client.request(method, path, data=form, files=files)
+                    code = reply.status_code
+                    if kind == "rows":
+                        assert "row 2, column into_location" in reply.text, reply.text
                 else:
                     body = BODIES.get((method, template))
                     code = client.request(method, path, json=body).status_code
-                want = 404 if kind == "item" else 403
+                want = {"item": 404, "rows": 400}.get(kind, 403)
                 assert code == want, (role, method, path, code)
     finally:
         for client in clients.values():
             client.close()
-    assert checked.keys() >= {"item", "list", "every"}, checked
+    assert checked.keys() >= {"item", "list", "every", "rows"}, checked
 
 
 @pytest.mark.e2e

@@ -106,7 +106,7 @@ def calibrations_due(
         415: {"description": "not a PDF, PNG or JPEG"},
     },
 )
-async def record(
+def record(
     user: Quality,
     svc: ServicesDep,
     gateway: GatewayId,
@@ -124,7 +124,7 @@ async def record(
     sensor's readings from ``calibrated_ms`` on. Audited, with the file's SHA-256."""
     upload = None
     if file is not None:
-        body = await file.read(MAX_CERTIFICATE_BYTES + 1)
+        body = file.file.read(MAX_CERTIFICATE_BYTES + 1)
         if len(body) > MAX_CERTIFICATE_BYTES:
             raise HTTPException(
                 status.HTTP_413_CONTENT_TOO_LARGE,

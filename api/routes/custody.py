@@ -5,12 +5,13 @@ them (operators, at the sites given to them). The moves after that are handovers
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated
 
 import segno
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -19,10 +20,11 @@ from alerts.db import transaction
 from alerts.models import Batch, Location
 from alerts.repo import NewBatch, create_batch, split_batch
 from alerts.repo.scope import acts_on_batch
+from api import imports
 from api.deps import Operator, ServicesDep, scope_of_user
 from api.i18n import language, words
 from api.routes.batches import batch_out, check
-from api.schemas import BatchOut, Receive, Split
+from api.schemas import BatchOut, ImportOut, Receive, Split
 
 router = APIRouter(prefix="/api", tags=["batches"])
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -60,6 +62,31 @@ def receive(body: Receive, user: Operator, svc: ServicesDep) -> BatchOut:
             temp_c=body.temp_c,
         )
     return batch_out(svc, body.id)
+
+
+@router.post(
+    "/batches/import",
+    responses={400: {"description": "refused: each problem by row and column"}},
+)
+def import_batches(
+    user: Operator,
+    svc: ServicesDep,
+    file: Annotated[UploadFile, File(description="CSV or .xlsx; the columns: POST /api/batches")],
+    dry_run: Annotated[bool, Form()] = False,
+) -> ImportOut:
+    """Receive every batch of a spreadsheet into its room, all or none; batches already
+    received are left as they are."""
+    name = file.filename or "sheet"
+    data = imports.read_upload(name, file.file)
+    done = imports.import_batches(
+        svc.engine,
+        name,
+        data,
+        actor=user.username,
+        scope=scope_of_user(svc, user),
+        dry_run=dry_run,
+    )
+    return ImportOut(**dataclasses.asdict(done))
 
 
 @router.post(

@@ -4,10 +4,11 @@ measures which location, each change through the same audited operations as
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import Field
 from sqlalchemy.orm import Session
 
@@ -26,8 +27,9 @@ from alerts.db import transaction
 from alerts.errors import Refused
 from alerts.models import Gateway, Location, ProfileRow, Site
 from alerts.repo.sites import assign_sensor, end_assignment, save_row
+from api import imports
 from api.deps import Admin, ServicesDep
-from api.schemas import Model
+from api.schemas import ImportOut, Model
 
 router = APIRouter(prefix="/api", tags=["set-up"])
 
@@ -143,3 +145,21 @@ def end_sensor_assignment(
             s, gateway, sensor, at_ms=_now_ms() if at_ms is None else at_ms, actor=user.username
         )
     return Saved(id=f"{gateway}/{sensor}", changed=True)
+
+
+@router.post(
+    "/sensors/import",
+    responses={400: {"description": "refused: each problem by row and column"}},
+)
+def import_sensors(
+    user: Admin,
+    svc: ServicesDep,
+    file: Annotated[UploadFile, File(description="CSV or .xlsx: gateway, sensor, location, role")],
+    dry_run: Annotated[bool, Form()] = False,
+) -> ImportOut:
+    """Assign the sensors of a spreadsheet to their locations from now on, all or none;
+    those already measuring the location the sheet says are left as they are."""
+    name = file.filename or "sheet"
+    data = imports.read_upload(name, file.file)
+    done = imports.import_sensors(svc.engine, name, data, actor=user.username, dry_run=dry_run)
+    return ImportOut(**dataclasses.asdict(done))

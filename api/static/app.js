@@ -36,7 +36,8 @@ async function api(method, path, body) {
   if (!reply.ok) {
     const detail = data && data.detail;
     if (Array.isArray(detail)) {  // pydantic's list: which field, what was wrong
-      throw new Error(detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; "));
+      // (or a refused import's problems, each naming its row and column)
+      throw new Error(detail.map((d) => typeof d === "string" ? d : `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; "));
     }
     throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail || reply.status));
   }
@@ -259,6 +260,7 @@ function formCall(form) {
     const data = new FormData();
     form.querySelectorAll("input[name], select[name]").forEach((el) => {
       if (el.type === "file") { if (el.files.length) data.append(el.name, el.files[0]); }
+      else if (el.type === "checkbox") { if (el.checked) data.append(el.name, "true"); }
       else if (el.value.trim() === "") return;
       else if (el.dataset.ms !== undefined) data.append(el.name, String(new Date(`${el.value}T00:00`).getTime()));
       else data.append(el.name, el.value.trim());

@@ -13,6 +13,7 @@ from ops.cli import (
     collector,
     demo,
     edge,
+    imports,
     quarantine,
     readings,
     setup,
@@ -45,6 +46,7 @@ for group in (
     admin,
     setup,
     calibrations,
+    imports,
     demo,
 ):
     for command in group.COMMANDS:
