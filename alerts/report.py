@@ -101,11 +101,7 @@ def batch_report(
         profile_row = s.get(ProfileRow, batch.profile_id)
         assert profile_row is not None  # a foreign key
         profile = ProductProfile.model_validate_json(profile_row.body)
-        stays = list(
-            s.execute(
-                select(Stay).where(Stay.batch_id == batch_id).order_by(Stay.from_ms)
-            ).scalars()
-        )
+        stays = journey(s, batch)
         names = {loc.id: loc.name for loc in s.execute(select(Location)).scalars()}
         assignments = list(s.execute(select(SensorAssignment)).scalars())
         found = _breaches(s, stays, now_ms)
@@ -188,7 +184,50 @@ def batch_report(
     )
 
 
-def _breaches(s: Session, stays: list[Stay], now_ms: int) -> list[BreachReport]:
+@dataclass(frozen=True)
+class Leg:
+    """One stay of a batch's journey, as the report reads it."""
+
+    location_id: str
+    from_ms: int
+    until_ms: int | None
+    event: str
+    handed_over_by: str
+    temp_at_handover_c: float | None
+
+
+#: a split of a split of a split …: the journey is followed back this far at most
+MAX_SPLITS = 20
+
+
+def journey(s: Session, batch: Batch, before_ms: int | None = None, depth: int = 0) -> list[Leg]:
+    """The batch's stays, oldest first. A batch split off another begins with the
+    parent's journey up to the split: the product was there before it had its own id."""
+    rows = s.execute(select(Stay).where(Stay.batch_id == batch.id).order_by(Stay.from_ms))
+    legs = [
+        Leg(
+            st.location_id,
+            st.from_ms,
+            st.until_ms,
+            st.event,
+            st.handed_over_by,
+            st.temp_at_handover_c,
+        )
+        for st in rows.scalars()
+    ]
+    if before_ms is not None:  # the parent's, up to the split
+        legs = [
+            dataclasses.replace(leg, until_ms=min(leg.until_ms or before_ms, before_ms))
+            for leg in legs
+            if leg.from_ms < before_ms
+        ]
+    parent = s.get(Batch, batch.split_from) if batch.split_from else None
+    if parent is not None and legs and depth < MAX_SPLITS:
+        legs = journey(s, parent, legs[0].from_ms, depth + 1) + legs
+    return legs
+
+
+def _breaches(s: Session, stays: list[Leg], now_ms: int) -> list[BreachReport]:
     """Breaches of the stays' locations that overlap the stays, with their alarms."""
     out: dict[int, BreachReport] = {}
     for stay in stays:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alerts.repo.users import Role
-from tests.api_server import Api
+from tests.api_server import Api, an_alarm
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +90,34 @@ def test_a_batch_received_split_labelled_and_moved_to_its_buyer(api: Api, tmp_pa
             "/api/batches/B-YAK-0501-B/handover", json={"to_location": None, "event": "delivered"}
         )
         assert again.status_code == 403, again.text
+
+
+def test_a_split_batch_s_report_begins_with_its_parent_s_journey_and_breaches(api: Api) -> None:
+    with api.client(Role.OPERATOR) as warehouse, api.client(Role.QUALITY) as quality:
+        in_cr2 = warehouse.get("/api/batches/B-BEEF-0414").json()["journey"][-1]["from_ms"]
+        an_alarm(api, start_ms=in_cr2 + 1)  # cold room 2 warms up with the beef
+        with api.client(Role.DRIVER) as driver:  # then the beef leaves on truck 01
+            loaded = driver.post(
+                "/api/batches/B-BEEF-0414/handover",
+                json={"to_location": "truck-01.rear", "event": "loaded"},
+            )
+            assert loaded.status_code == 200, loaded.text
+        part = warehouse.post(  # a part is sold off the truck
+            "/api/batches/B-BEEF-0414/split", json={"new_id": "B-BEEF-0414-S", "quantity": 10}
+        )
+        assert part.status_code == 201, part.text
+        split_at = part.json()["journey"][0]["from_ms"]
+        parent = quality.get("/api/batches/B-BEEF-0414/report").json()
+        child = quality.get("/api/batches/B-BEEF-0414-S/report").json()
+    legs = [(s["location_id"], s["event"]) for s in child["stays"]]
+    assert legs == [
+        ("cr2", "into_store"),
+        ("truck-01.rear", "loaded"),
+        ("truck-01.rear", "split"),
+    ]
+    assert child["stays"][1]["until_ms"] == split_at  # the parent's stay, up to the split
+    assert parent["stays"][1]["until_ms"] is None  # the parent's own goes on
+    # cold room 2's breach, before the part had its own id, is in its report
+    assert [b["location_id"] for b in child["breaches"]] == ["cr2"]
+    assert child["breaches"] == parent["breaches"]
+    assert child["verdict"]["outcome"] == parent["verdict"]["outcome"]
