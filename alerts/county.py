@@ -26,7 +26,13 @@ from alerts.county_users import UserIn, export_users, not_in_file, user_steps
 from alerts.db import transaction
 from alerts.models import Gateway, Location, ProfileRow, SensorAssignment, Site
 from alerts.profiles import ProductProfile, load_profiles
-from alerts.repo.sites import assign_sensor, end_assignment, save_profile, save_row
+from alerts.repo.sites import (
+    assign_sensor,
+    end_assignment,
+    profiles_in_force,
+    save_profile,
+    save_row,
+)
 from coldchain.settings import Strict, load_toml
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
@@ -174,7 +180,7 @@ def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
     out = Plan()
     for profile in county.all_profiles():
         row = s.get(ProfileRow, profile.id)
-        if row is None or json.loads(row.body) != json.loads(profile.model_dump_json()):
+        if row is None or json.loads(row.body_at(at_ms)) != json.loads(profile.model_dump_json()):
             out.changes.append(
                 Change(
                     f"{'add' if row is None else 'change'} profile {profile.id}",
@@ -373,10 +379,7 @@ def export(s: Session) -> CountyFile:
             )
         )
     return CountyFile(
-        profiles=tuple(
-            ProductProfile.model_validate_json(row.body)
-            for row in s.execute(select(ProfileRow).order_by(ProfileRow.id)).scalars()
-        ),
+        profiles=tuple(profiles_in_force(s).values()),
         sites=tuple(
             SiteIn(
                 id=site.id,

@@ -84,12 +84,25 @@ class SensorAssignment(Base):
 
 
 class ProfileRow(Base):
-    """A product profile as configured now (its history is in the audit trail)."""
+    """A product profile as configured now, and the change scheduled to come in force
+    at a later time, if any (its history is in the audit trail)."""
 
     __tablename__ = "profiles"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     body: Mapped[str] = mapped_column(Text, nullable=False)  # ProductProfile as JSON
+    next_body: Mapped[str | None] = mapped_column(Text)
+    next_from_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+    def body_at(self, at_ms: int) -> str:
+        """The profile (JSON) in force at that time, from now on."""
+        if (
+            self.next_body is not None
+            and self.next_from_ms is not None
+            and at_ms >= self.next_from_ms
+        ):
+            return self.next_body
+        return self.body
 
 
 class Batch(Base):

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from alerts.breach import Breach, EndReason, Point
 from alerts.calibration import CalibrationInForce, calibrations_by_sensor, corrected, in_force
 from alerts.errors import NotFound
-from alerts.models import AlarmRow, Batch, BreachRow, Location, ProfileRow, SensorAssignment, Stay
+from alerts.models import AlarmRow, Batch, BreachRow, Location, SensorAssignment, Stay
 from alerts.profiles import ProductProfile
-from alerts.repo import breach_of
+from alerts.repo import breach_of, load_profile
 from alerts.verdict import Verdict, judge
 from coldchain.wire import Quality, Quantity
 from collector.store import Store
@@ -98,9 +98,7 @@ def batch_report(
         batch = s.get(Batch, batch_id)
         if batch is None:
             raise NotFound(f"no batch {batch_id!r}")
-        profile_row = s.get(ProfileRow, batch.profile_id)
-        assert profile_row is not None  # a foreign key
-        profile = ProductProfile.model_validate_json(profile_row.body)
+        profile = load_profile(s, batch.profile_id, now_ms)
         stays = journey(s, batch)
         names = {loc.id: loc.name for loc in s.execute(select(Location)).scalars()}
         assignments = list(s.execute(select(SensorAssignment)).scalars())

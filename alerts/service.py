@@ -36,11 +36,10 @@ from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
 from alerts.leader import Lead
 from alerts.lifecycle import Policy
-from alerts.models import Location, ProfileRow, SensorAssignment
+from alerts.models import Location, SensorAssignment
 from alerts.notify import Channel, deliver_due
-from alerts.profiles import ProductProfile
 from alerts.reads import StoreReads
-from alerts.repo import supersede_breach, sync_alarm, upsert_breach
+from alerts.repo import profiles_in_force, supersede_breach, sync_alarm, upsert_breach
 from alerts.repo.quarantine import asked_replays, keep_aside, release
 from coldchain import wire
 from coldchain.accept import Accepted, Limits, accept
@@ -182,10 +181,7 @@ class AlertService:
         the store; series whose limits changed start again with the new ones."""
         with reading(self.engine) as s:
             assigned = Assigned(
-                profiles={
-                    p.id: ProductProfile.model_validate_json(p.body)
-                    for p in s.execute(select(ProfileRow)).scalars()
-                },
+                profiles=profiles_in_force(s),
                 locations={loc.id: loc for loc in s.execute(select(Location)).scalars()},
                 sensors={
                     (a.gateway, a.sensor): a.location_id

@@ -1,7 +1,8 @@
 """The set-up pages, for admins: the county's sites, rooms and compartments, gateways and
 which sensor measures which location (``/setup``), and its users (``/setup/users``);
-for quality staff, the sensors by calibration due date and a calibration recorded with
-its certificate file (``/calibrations``).
+for quality staff, the product profiles, changed now or from a later time
+(``/profiles``), and the sensors by calibration due date with a calibration recorded
+with its certificate file (``/calibrations``).
 The forms call the API's own routes (``PUT /api/locations/{id}``, ``PUT
 /api/sensors/{gateway}/{sensor}/assignment``, ``POST /api/users`` …), so a change made
 here is the same audited change as one made by ``coldchain setup apply``, and
@@ -9,13 +10,17 @@ here is the same audited change as one made by ``coldchain setup apply``, and
 
 from __future__ import annotations
 
+import time
 import typing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 
 from alerts.county import LocationKind, SensorRole, SiteKind, export
 from alerts.db import reading
+from alerts.models import ProfileRow
+from alerts.profiles import ProductProfile
 from alerts.repo.users import Role, list_users
 from api.deps import ServicesDep
 from api.pages import page_user, render
@@ -88,3 +93,34 @@ def calibrations_page(request: Request, svc: ServicesDep) -> HTMLResponse:
         gateways=sorted({d.gateway for d in due}),
         can_record=Role(user.role).may(Role.QUALITY),
     )
+
+
+@router.get("/profiles")
+def profiles_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """The product profiles in force, each with the change scheduled for later if any;
+    quality staff change one now or from a time (``PUT /api/profiles/{id}``)."""
+    user = page_user(request, svc, Role.VIEWER)
+    with reading(svc.engine) as s:
+        rows = list(s.execute(select(ProfileRow).order_by(ProfileRow.id)).scalars())
+        now = time.time_ns() // 1_000_000
+        shown = [
+            {
+                "profile": ProductProfile.model_validate_json(row.body_at(now)),
+                "next": ProductProfile.model_validate_json(row.next_body)
+                if row.next_body and row.next_from_ms and row.next_from_ms > now
+                else None,
+                "next_from_ms": row.next_from_ms,
+            }
+            for row in rows
+        ]
+    return render(
+        request,
+        "profiles.html",
+        user,
+        profiles=shown,
+        can_change=Role(user.role).may(Role.QUALITY),
+        levels=("warning", "critical"),
+        level_fields=("high_c", "low_c", "delay_min", "deadband_c", "clear_delay_min",
+                      "cumulative_min", "window_h"),
+        humidity_fields=("high_pct", "low_pct", "delay_min", "deadband_pct", "clear_delay_min"),
+    )  # fmt: skip

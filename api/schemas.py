@@ -205,6 +205,8 @@ class Handover(Model):
 class ProfileChange(Model):
     profile: dict[str, object]
     reason: Text
+    #: in force from then (epoch ms, later than now); default: now
+    from_ms: Annotated[int, Field(ge=0)] | None = None
 
 
 class OneTimePassword(Model):

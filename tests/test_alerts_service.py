@@ -15,13 +15,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from alerts.calibration import record_calibration
-from alerts.db import make_engine, transaction, upgrade
+from alerts.db import AuditRow, make_engine, transaction, upgrade
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.models import AlarmRow, BreachRow, Calibration, Location, Site
 from alerts.notify import Message, NotificationRow
 from alerts.profiles import load_profiles
-from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, save_profile
+from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, load_profile, save_profile
 from alerts.service import AlertService, Escalation
 from coldchain import wire
 from coldchain.settings import MqttConfig
@@ -231,6 +231,37 @@ def test_a_profile_change_ends_the_ongoing_breach_and_the_new_limits_apply(
     (row,) = breaches(engine)
     assert (row.kind, row.level, row.end_reason) == ("high", "warning", "settings_changed")
     assert row.end_ms == T0 + 45 * MIN
+
+
+def test_a_profile_change_scheduled_for_later_comes_in_force_at_its_time(
+    engine: Engine,
+) -> None:
+    svc = service(engine)
+    profile = load_profiles()["frozen-meat"]
+    warmer = profile.model_copy(
+        update={"warning": profile.warning.model_copy(update={"high_c": -16.0})}
+    )
+    in_force_ms = time.time_ns() // 1_000_000 + 1500
+    with transaction(engine) as s:
+        save_profile(s, warmer, actor="quality.wang", reason="summer season", from_ms=in_force_ms)
+    with Session(engine) as s:
+        assert load_profile(s, "frozen-meat").warning.high_c == profile.warning.high_c
+        assert load_profile(s, "frozen-meat", in_force_ms).warning.high_c == -16.0
+        (scheduled,) = [
+            r for r in s.execute(select(AuditRow)).scalars() if r.action == "profile.schedule"
+        ]
+        assert json.loads(scheduled.new_value)["in_force_from_ms"] == in_force_ms
+    svc.reload()  # before its time: the limits in force now
+    svc.process(batch(temps("cr1-th.temp", [-16.5] * 10)))
+    (row,) = breaches(engine)
+    assert (row.kind, row.level, row.end_ms) == ("high", "warning", None)
+    time.sleep(max(0.0, (in_force_ms - time.time_ns() // 1_000_000) / 1000) + 0.1)
+    svc.reload()  # its time has come
+    svc.process(batch(temps("cr1-th.temp", [-16.5] * 10, start=T0 + 50 * MIN), seq=2))
+    (row,) = breaches(engine)
+    assert row.end_reason == "settings_changed"
+    with Session(engine) as s:
+        assert load_profile(s, "frozen-meat").warning.high_c == -16.0
 
 
 def test_a_restart_mid_breach_keeps_one_breach_that_ends_when_back_in_range(

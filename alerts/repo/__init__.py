@@ -26,6 +26,7 @@ from alerts.repo.sites import (
     gateway_locations,
     load_profile,
     location_of,
+    profiles_in_force,
     save_profile,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "location_of",
     "open_breach",
     "open_breaches",
+    "profiles_in_force",
     "save_profile",
     "split_batch",
     "store_alarm",

@@ -8,40 +8,69 @@ import json
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from alerts.audit import record
+from alerts.audit import now_ms, record
 from alerts.db import Base
 from alerts.errors import Conflict, NotFound, Refused
 from alerts.models import Gateway, Location, ProfileRow, SensorAssignment, Site
 from alerts.profiles import ProductProfile
 
 
-def save_profile(s: Session, profile: ProductProfile, *, actor: str, reason: str) -> None:
+def save_profile(
+    s: Session,
+    profile: ProductProfile,
+    *,
+    actor: str,
+    reason: str,
+    from_ms: int | None = None,
+    now: int | None = None,
+) -> None:
+    """Save a profile in force now, or (``from_ms`` later than now) schedule it to come
+    in force then: the services apply it from that time (within their reload, a minute).
+    One change is scheduled at a time; a new one scheduled takes its place."""
     if not reason.strip():
         raise Refused("a profile change needs a reason")
+    current = now_ms() if now is None else now
     body = profile.model_dump_json()
     row = s.get(ProfileRow, profile.id)
+    if row is not None and row.next_body is not None and row.body_at(current) == row.next_body:
+        row.body, row.next_body, row.next_from_ms = row.next_body, None, None  # came in force
     old = None if row is None else json.loads(row.body)
+    scheduled = from_ms is not None and from_ms > current
+    if scheduled and row is None:
+        raise Refused(f"no profile {profile.id!r} yet: a new profile is in force from now")
     if row is None:
         s.add(ProfileRow(id=profile.id, body=body))
+    elif scheduled:
+        row.next_body, row.next_from_ms = body, from_ms
     else:
         row.body = body
     record(
         s,
         actor=actor,
-        action="profile.save",
+        action="profile.schedule" if scheduled else "profile.save",
         entity="profile",
         entity_id=profile.id,
         old=old,
-        new=json.loads(body),
+        new={**json.loads(body), "in_force_from_ms": from_ms} if scheduled else json.loads(body),
         reason=reason,
     )
 
 
-def load_profile(s: Session, profile_id: str) -> ProductProfile:
+def load_profile(s: Session, profile_id: str, at_ms: int | None = None) -> ProductProfile:
+    """The profile in force at that time (now by default)."""
     row = s.get(ProfileRow, profile_id)
     if row is None:
         raise NotFound(f"no profile {profile_id!r}")
-    return ProductProfile.model_validate_json(row.body)
+    return ProductProfile.model_validate_json(row.body_at(now_ms() if at_ms is None else at_ms))
+
+
+def profiles_in_force(s: Session, at_ms: int | None = None) -> dict[str, ProductProfile]:
+    """Every profile as in force at that time (now by default), by id."""
+    when = now_ms() if at_ms is None else at_ms
+    return {
+        row.id: ProductProfile.model_validate_json(row.body_at(when))
+        for row in s.execute(select(ProfileRow).order_by(ProfileRow.id)).scalars()
+    }
 
 
 def add_site(s: Session, site: Site, locations: list[Location], *, actor: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -15,7 +16,7 @@ from alerts.config import AlertsConfig, EscalationConfig
 from alerts.db import AuditRow, reading, transaction
 from alerts.models import ProfileRow
 from alerts.profiles import ProductProfile
-from alerts.repo import save_profile
+from alerts.repo import profiles_in_force, save_profile
 from alerts.repo.users import (
     Role,
     change_user,
@@ -45,20 +46,27 @@ router = APIRouter(prefix="/api", tags=["profiles, users, audit"])
 
 @router.get("/profiles")
 def profiles(_user: Viewer, svc: ServicesDep) -> list[dict[str, object]]:
+    """Every profile as in force now."""
     with Session(svc.engine) as s:
-        return [
-            json.loads(p.body)
-            for p in s.execute(select(ProfileRow).order_by(ProfileRow.id)).scalars()
-        ]
+        return [json.loads(p.model_dump_json()) for p in profiles_in_force(s).values()]
 
 
 @router.get("/profiles/{profile_id}", responses={404: {"description": "no such profile"}})
-def profile(profile_id: str, _user: Viewer, svc: ServicesDep) -> dict[str, object]:
+def profile(
+    profile_id: str,
+    _user: Viewer,
+    svc: ServicesDep,
+    at_ms: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, object]:
+    """The profile in force now, or at ``at_ms`` (a change scheduled to come in force
+    then shows at its time)."""
     with Session(svc.engine) as s:
         row = s.get(ProfileRow, profile_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no profile {profile_id!r}")
-        body: dict[str, object] = json.loads(row.body)
+        body: dict[str, object] = json.loads(
+            row.body_at(time.time_ns() // 1_000_000 if at_ms is None else at_ms)
+        )
         return body
 
 
@@ -67,7 +75,8 @@ def change_profile(
     profile_id: str, body: ProfileChange, user: Quality, svc: ServicesDep
 ) -> dict[str, object]:
     """Create or change a product profile; old and new values and the reason go into the
-    audit trail. The alert service applies it within a minute; an ongoing breach ends
+    audit trail. The alert service applies it within a minute, or from ``from_ms`` (a
+    change scheduled to come in force then: new season's limits); an ongoing breach ends
     there and the new limits apply from then on. A profile is county-wide: changing it
     needs a user of every site."""
     require_every_site(svc, user, "changing a product profile")
@@ -78,7 +87,7 @@ def change_profile(
             status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json(include_url=False))
         ) from None
     with transaction(svc.engine) as s:
-        save_profile(s, new, actor=user.username, reason=body.reason)
+        save_profile(s, new, actor=user.username, reason=body.reason, from_ms=body.from_ms)
     saved: dict[str, object] = json.loads(new.model_dump_json())
     return saved
 

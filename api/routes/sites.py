@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.models import AlarmRow, BreachRow, Location, ProfileRow, SensorAssignment, Site, User
-from alerts.profiles import ProductProfile
+from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment, Site, User
+from alerts.repo import profiles_in_force
 from alerts.repo.scope import Scope, sees_sensor
 from api.deps import Operator, ServicesDep, StoreDep, Viewer, scope_of_user
 from api.schemas import Latest, LocationOut, ReadingOut, SiteOut
@@ -48,10 +48,7 @@ def sites(user: Viewer, svc: ServicesDep) -> list[SiteOut]:
     now_s = time.time()
     latest = _latest(svc, now_s, scope)
     with Session(svc.engine) as s:
-        profiles = {
-            p.id: ProductProfile.model_validate_json(p.body)
-            for p in s.execute(select(ProfileRow)).scalars()
-        }
+        profiles = profiles_in_force(s)
         assigned: dict[str, list[tuple[str, str]]] = {}
         temperatures: dict[str, list[str]] = {}
         for a in s.execute(

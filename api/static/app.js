@@ -253,8 +253,19 @@ if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
 // <form class="api-form" data-method="PUT" data-path="/api/locations/{id}">: each named
 // field is a field of the body (a number input a number, a checkbox true or false,
 // checkboxes marked data-many a list of the checked values; an empty field left out),
-// or with data-in="path" a part of the path. After the call the page reloads, or opens
+// or with data-in="path" a part of the path; a dotted name ("profile.warning.high_c")
+// is a field of a field; data-ms turns a date or a time into epoch ms, data-list a
+// comma-separated text into a list. After the call the page reloads, or opens
 // data-then (filled from the answer), or shows the one-time password (data-show).
+function toMs(el) {
+  return new Date(el.type === "date" ? `${el.value}T00:00` : el.value).getTime();
+}
+function setField(body, name, value) {
+  const parts = name.split(".");
+  let at = body;
+  parts.slice(0, -1).forEach((p) => { at = at[p] = at[p] || {}; });
+  at[parts[parts.length - 1]] = value;
+}
 function formCall(form) {
   if (form.enctype === "multipart/form-data") {  // a file with fields: sent as the form is
     const data = new FormData();
@@ -262,7 +273,7 @@ function formCall(form) {
       if (el.type === "file") { if (el.files.length) data.append(el.name, el.files[0]); }
       else if (el.type === "checkbox") { if (el.checked) data.append(el.name, "true"); }
       else if (el.value.trim() === "") return;
-      else if (el.dataset.ms !== undefined) data.append(el.name, String(new Date(`${el.value}T00:00`).getTime()));
+      else if (el.dataset.ms !== undefined) data.append(el.name, String(toMs(el)));
       else data.append(el.name, el.value.trim());
     });
     return { body: data, path: {} };
@@ -278,8 +289,10 @@ function formCall(form) {
     if (el.type === "checkbox") value = el.checked;
     else if (el.value.trim() === "") return;
     else if (el.type === "number") value = Number(el.value);
+    else if (el.dataset.ms !== undefined) value = toMs(el);
+    else if (el.dataset.list !== undefined) value = el.value.split(",").map((v) => v.trim()).filter(Boolean);
     else value = el.value.trim();
-    if (el.dataset.in === "path") path[el.name] = value; else body[el.name] = value;
+    if (el.dataset.in === "path") path[el.name] = value; else setField(body, el.name, value);
   });
   return { body, path };
 }
