@@ -182,6 +182,11 @@ class Receive(Model):
     temp_c: Annotated[float, Field(ge=-60, le=80)] | None = None
 
 
+class Scanned(Model):
+    #: what the QR code says (a batch's label: its public trace address)
+    text: str
+
+
 class ImportOut(Model):
     added: list[str]
     #: already in the database as the sheet says: left as they are

@@ -49,6 +49,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/batches/import"): Role.OPERATOR,
     ("POST", "/api/sensors/import"): Role.ADMIN,
     ("GET", "/api/labels.pdf"): Role.OPERATOR,
+    ("POST", "/api/scan"): Role.DRIVER,
     ("GET", "/api/batches/{batch_id}/report"): Role.QUALITY,
     ("GET", "/api/batches/{batch_id}/report.csv"): Role.QUALITY,
     ("GET", "/api/calibrations"): Role.VIEWER,

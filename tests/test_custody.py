@@ -4,10 +4,12 @@ where; through the real API on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
 import pytest
+import segno
 
 from alerts.repo.users import Role
 from tests.api_server import Api, an_alarm
@@ -121,3 +123,44 @@ def test_a_split_batch_s_report_begins_with_its_parent_s_journey_and_breaches(ap
     assert [b["location_id"] for b in child["breaches"]] == ["cr2"]
     assert child["breaches"] == parent["breaches"]
     assert child["verdict"]["outcome"] == parent["verdict"]["outcome"]
+
+
+def label_photo(text: str, *, kind: str = "JPEG", turn: float = 8.0) -> bytes:
+    """A phone's photo of a label: the QR code on a larger grey, noisy background, a
+    little turned, saved as the phone saves it."""
+    from PIL import Image, ImageFilter
+
+    code = io.BytesIO()
+    segno.make(text, error="m").save(code, kind="png", scale=10, border=4)
+    qr = Image.open(io.BytesIO(code.getvalue())).convert("L")
+    photo = Image.effect_noise((1600, 1200), 24).point(lambda v: 90 + v // 3)
+    photo.paste(qr.rotate(turn, expand=True, fillcolor=255), (500, 300))
+    out = io.BytesIO()
+    photo.filter(ImageFilter.GaussianBlur(0.8)).convert("RGB").save(out, kind, quality=85)
+    return out.getvalue()
+
+
+def test_a_photo_of_a_label_is_read_by_the_server_for_phones_that_cannot(api: Api) -> None:
+    address = f"{api.url}/t/ABCDEFGHJKLM"
+    with api.client(Role.DRIVER) as driver:
+        for kind in ("JPEG", "PNG", "WEBP"):
+            reply = driver.post(
+                "/api/scan",
+                files={"image": (f"label.{kind.lower()}", label_photo(address, kind=kind))},
+            )
+            assert reply.status_code == 200, (kind, reply.text)
+            assert reply.json() == {"text": address}
+        blank = driver.post("/api/scan", files={"image": ("x.png", _blank())})
+        assert blank.status_code == 422 and "no QR code" in blank.text
+        text = driver.post("/api/scan", files={"image": ("x.jpg", b"not a picture")})
+        assert text.status_code == 415
+    with api.client(Role.VIEWER) as viewer:
+        assert viewer.post("/api/scan", files={"image": ("x.jpg", b"")}).status_code == 403
+
+
+def _blank() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (640, 480), 200).save(out, "PNG")
+    return out.getvalue()

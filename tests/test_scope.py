@@ -38,6 +38,7 @@ SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/batches/import"): "rows",
     ("POST", "/api/sensors/import"): "county",
     ("GET", "/api/labels.pdf"): "item",
+    ("POST", "/api/scan"): "none",
     ("GET", "/api/batches/{batch_id}/report"): "item",
     ("GET", "/api/batches/{batch_id}/report.csv"): "item",
     ("GET", "/api/calibrations"): "list",

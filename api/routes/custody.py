@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +22,10 @@ from alerts.models import Batch, Location
 from alerts.repo import NewBatch, create_batch, split_batch
 from alerts.repo.scope import acts_on_batch
 from api import imports
-from api.deps import Operator, ServicesDep, scope_of_user
+from api.deps import Driver, Operator, ServicesDep, scope_of_user
 from api.i18n import language, words
 from api.routes.batches import batch_out, check
-from api.schemas import BatchOut, ImportOut, Receive, Split
+from api.schemas import BatchOut, ImportOut, Receive, Scanned, Split
 
 router = APIRouter(prefix="/api", tags=["batches"])
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -155,3 +156,50 @@ def labels(
         media_type="application/pdf",
         headers={"Content-Disposition": 'attachment; filename="labels.pdf"'},
     )
+
+
+#: a phone's photo of a label is at most this big, and this many pixels
+MAX_PHOTO_BYTES = 12 * 2**20
+MAX_PHOTO_PIXELS = 50_000_000
+
+
+@router.post(
+    "/scan",
+    responses={
+        413: {"description": "photo too large"},
+        415: {"description": "not a JPEG, PNG or WebP picture"},
+        422: {"description": "no QR code found in the picture"},
+    },
+)
+def scan(
+    _user: Driver,
+    image: Annotated[UploadFile, File(description="a photo of the batch's label")],
+) -> Scanned:
+    """What the QR code in a photo of a label says: for phones whose browser cannot read
+    one from the camera itself (the page then finds the batch by it)."""
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
+    data = image.file.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the photo is over 12 MB")
+    try:
+        picture = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):
+        picture = None
+    if picture is None or picture.format not in ("JPEG", "PNG", "WEBP"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the photo must be a JPEG, PNG or WebP"
+        )
+    if picture.width * picture.height > MAX_PHOTO_PIXELS:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the photo has too many pixels")
+    picture.thumbnail((2400, 2400))  # a phone's 12 MP photo decodes as well, faster
+    found = zxingcpp.read_barcodes(
+        picture.convert("L"), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
+    if not found:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "no QR code found in the photo: hold the label flat, closer, in good light",
+        )
+    return Scanned(text=found[0].text)

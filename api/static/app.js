@@ -218,18 +218,42 @@ if (moves) {
     }
   });
 }
-// the camera reads the label's QR code where the browser can (BarcodeDetector);
-// typing the id or code always works
+// the camera reads the label's QR code where the browser can (BarcodeDetector); where
+// it cannot, the phone takes a photo of the label and the server reads it
+// (POST /api/scan); typing the id or code always works
 const scan = document.getElementById("scan");
-if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
+const photoScan = document.getElementById("photo-scan");
+function findBy(text) {
+  document.querySelector("#find-batch input[name=code]").value = text;
+  document.getElementById("find-batch").submit();
+}
+if (photoScan) {
+  photoScan.querySelector("input").addEventListener("change", async (ev) => {
+    const file = ev.target.files[0];
+    if (!file) return;
+    const error = document.getElementById("scan-error");
+    const data = new FormData();
+    data.append("image", file);
+    try {
+      findBy((await api("POST", "/api/scan", data)).text);
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+    }
+  });
+}
+const liveScan = scan && "BarcodeDetector" in window && navigator.mediaDevices;
+if (photoScan && !liveScan) photoScan.hidden = false;
+if (liveScan) {
   scan.hidden = false;
   scan.addEventListener("click", async () => {
     const video = document.getElementById("camera");
     let stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
-    } catch (e) {  // no camera, or not allowed: typing the code still works
+    } catch (e) {  // no camera, or not allowed: a photo, or typing the code, still works
       scan.hidden = true;
+      if (photoScan) photoScan.hidden = false;
       return;
     }
     video.srcObject = stream;
@@ -240,9 +264,7 @@ if (scan && "BarcodeDetector" in window && navigator.mediaDevices) {
       const found = await detector.detect(video).catch(() => []);
       if (found.length) {
         stream.getTracks().forEach((track) => track.stop());
-        const input = document.querySelector("#find-batch input[name=code]");
-        input.value = found[0].rawValue;
-        document.getElementById("find-batch").submit();
+        findBy(found[0].rawValue);
       } else setTimeout(look, 250);
     };
     look();
