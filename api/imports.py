@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from typing import IO, Annotated, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from alerts.county import Id, SensorRole
 from alerts.db import transaction
 from alerts.errors import Refused
-from alerts.models import Batch, Gateway, Location, ProfileRow, SensorAssignment
+from alerts.models import Batch, Gateway, Location, ProfileRow
 from alerts.repo import NewBatch, create_batch
 from alerts.repo.scope import Scope
-from alerts.repo.sites import assign_sensor
+from alerts.repo.sites import assign_sensor, current_assignment
 from api.schemas import Model, Receive
 
 M = TypeVar("M", bound=BaseModel)
@@ -131,59 +131,71 @@ def checked(
 
 
 def import_batches(
-    engine: Engine, name: str, data: bytes, *, actor: str, scope: Scope, dry_run: bool = False
+    engine: Engine,
+    name: str,
+    data: bytes,
+    *,
+    actor: str,
+    scope: Scope,
+    dry_run: bool = False,
+    at_ms: int | None = None,
 ) -> Imported:
-    """Receive every batch of the sheet into its room (as ``POST /api/batches`` does)."""
+    """Receive every batch of the sheet into its room (as ``POST /api/batches`` does),
+    now or at ``at_ms`` (a sheet of batches received earlier), in one transaction."""
+    with transaction(engine) as s:
+        return receive_sheet(s, name, data, actor=actor, scope=scope, dry_run=dry_run, at_ms=at_ms)
+
+
+def receive_sheet(
+    s: Session,
+    name: str,
+    data: bytes,
+    *,
+    actor: str,
+    scope: Scope,
+    dry_run: bool = False,
+    at_ms: int | None = None,
+) -> Imported:
+    """:func:`import_batches` in the caller's transaction."""
     items = checked(Receive, name, read_table(name, data))
     done = Imported(dry_run=dry_run)
-    with transaction(engine) as s:
-        problems, new = [], []
-        seen: set[str] = set()
-        for number, item in items:
-            where = f"{name} row {number}"
-            if item.id in seen:
-                problems.append(f"{where}, column id: {item.id!r} is in the sheet twice")
-            seen.add(item.id)
-            if s.get(Batch, item.id) is not None:
-                done.unchanged.append(item.id)
-                continue
-            room = s.get(Location, item.into_location)
-            if room is None or not scope.site(room.site_id):
-                problems.append(
-                    f"{where}, column into_location: no location {item.into_location!r} "
-                    "at your sites"
-                )
-            if s.get(ProfileRow, item.profile_id) is None:
-                problems.append(f"{where}, column profile_id: no profile {item.profile_id!r}")
-            new.append(item)
-        if problems:
-            raise ImportRefused(problems)
-        if dry_run:
-            done.added = [item.id for item in new]
-            return done
-        at_ms = time.time_ns() // 1_000_000
-        for item in new:
-            fields = item.model_dump(exclude={"into_location", "temp_c"})
-            create_batch(
-                s,
-                NewBatch(**fields),
-                into_location=item.into_location,
-                at_ms=at_ms,
-                by=actor,
-                temp_c=item.temp_c,
+    problems: list[str] = []
+    new: list[Receive] = []
+    seen: set[str] = set()
+    for number, item in items:
+        where = f"{name} row {number}"
+        if item.id in seen:
+            problems.append(f"{where}, column id: {item.id!r} is in the sheet twice")
+        seen.add(item.id)
+        if s.get(Batch, item.id) is not None:
+            done.unchanged.append(item.id)
+            continue
+        room = s.get(Location, item.into_location)
+        if room is None or not scope.site(room.site_id):
+            problems.append(
+                f"{where}, column into_location: no location {item.into_location!r} at your sites"
             )
-            done.added.append(item.id)
-    return done
-
-
-def _current(s: Session, gateway: str, sensor: str) -> SensorAssignment | None:
-    return s.execute(
-        select(SensorAssignment).where(
-            SensorAssignment.gateway == gateway,
-            SensorAssignment.sensor == sensor,
-            SensorAssignment.until_ms.is_(None),
+        if s.get(ProfileRow, item.profile_id) is None:
+            problems.append(f"{where}, column profile_id: no profile {item.profile_id!r}")
+        new.append(item)
+    if problems:
+        raise ImportRefused(problems)
+    if dry_run:
+        done.added = [item.id for item in new]
+        return done
+    when = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    for item in new:
+        fields = item.model_dump(exclude={"into_location", "temp_c"})
+        create_batch(
+            s,
+            NewBatch(**fields),
+            into_location=item.into_location,
+            at_ms=when,
+            by=actor,
+            temp_c=item.temp_c,
         )
-    ).scalar_one_or_none()
+        done.added.append(item.id)
+    return done
 
 
 def import_sensors(
@@ -206,7 +218,7 @@ def import_sensors(
                 problems.append(f"{where}, column gateway: no gateway {item.gateway!r}")
             if s.get(Location, item.location) is None:
                 problems.append(f"{where}, column location: no location {item.location!r}")
-            now = _current(s, item.gateway, item.sensor)
+            now = current_assignment(s, item.gateway, item.sensor)
             if now is not None and (now.location_id, now.role) == (item.location, item.role):
                 done.unchanged.append(f"{item.gateway}/{item.sensor}")
                 continue

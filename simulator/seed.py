@@ -1,7 +1,8 @@
 """The simulated county as the alert service sees it: its places come from its county
 file (``simulator/county.toml``), applied with the same code as ``coldchain setup
-apply``; then batches of the seed programmes' products from named cooperatives, and
-calibration records (demo data, created through the audited operations)."""
+apply``; its batches from a warehouse's sheet (``simulator/batches.csv``), imported with
+the same code as ``coldchain import batches``; two loaded onto trucks and the
+calibration records, through the same checked operations as the API's."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from alerts.calibration import record_calibration
+from alerts.calibration import new_calibration
 from alerts.county import CountyFile, load, plan, run
 from alerts.db import transaction
 from alerts.models import Calibration, Site
-from alerts.repo import NewBatch, create_batch, handover
+from alerts.repo import handover
+from alerts.repo.scope import Scope
+from alerts.repo.users import Role
+from api.imports import receive_sheet
 
 ACTOR = "demo.setup"
 COUNTY_FILE = Path(__file__).with_name("county.toml")
@@ -47,93 +51,10 @@ CALIBRATIONS = [
     ("ts-gw", "ts-probe.temp", 400, 0.2, -35),
 ]
 
-#: (batch id, profile, product, kg, producer, village, county, location)
-BATCHES = [
-    (
-        "B-YAK-0412",
-        "frozen-meat",
-        "frozen yak meat",
-        1800,
-        "Gahai yak cooperative",
-        "Gahai",
-        "Luqu",
-        "cr1",
-    ),
-    (
-        "B-MUT-0413",
-        "frozen-meat",
-        "frozen mutton",
-        950,
-        "Dongxiang mutton cooperative",
-        "Tangwang",
-        "Dongxiang",
-        "cr1",
-    ),
-    (
-        "B-BEEF-0414",
-        "chilled-meat",
-        "chilled beef",
-        620,
-        "Linxia halal beef cooperative",
-        "Hanjiaji",
-        "Linxia",
-        "cr2",
-    ),
-    (
-        "B-CHK-0415",
-        "chilled-meat",
-        "local chicken",
-        300,
-        "Ma family farm",
-        "Majiazhuang",
-        "Linxia",
-        "cr2",
-    ),
-    (
-        "B-APL-0416",
-        "apples",
-        "apples",
-        4000,
-        "Jishishan orchard cooperative",
-        "Dahejia",
-        "Jishishan",
-        "pc",
-    ),
-    (
-        "B-HNY-0417",
-        "honey-dried-meat",
-        "honey",
-        240,
-        "Kangle beekeepers' cooperative",
-        "Hutan",
-        "Kangle",
-        "ct",
-    ),
-    (
-        "B-YAK-0418",
-        "frozen-meat",
-        "frozen yak meat",
-        700,
-        "Gahai yak cooperative",
-        "Gahai",
-        "Luqu",
-        "truck-01.front",
-    ),
-    (
-        "B-SLM-0419",
-        "chilled-meat",
-        "chilled mutton",
-        260,
-        "Dongxiang mutton cooperative",
-        "Tangwang",
-        "Dongxiang",
-        "truck-02.rear",
-    ),
-]
-
-
-#: the trucks' batches came from a cold room and were loaded half-way through the history
-LOADED_FROM = {"truck-01.front": "cr1", "truck-02.rear": "cr2"}
+#: the batches, as a warehouse's sheet lists them (imported as ``coldchain import
+#: batches`` and ``POST /api/batches/import`` do); two were then loaded onto a truck
+BATCHES_SHEET = Path(__file__).with_name("batches.csv")
+LOADED = {"B-YAK-0418": "truck-01.front", "B-SLM-0419": "truck-02.rear"}
 
 
 def seed_county(engine: Engine, at_ms: int, batches_since_ms: int | None = None) -> bool:
@@ -147,36 +68,27 @@ def seed_county(engine: Engine, at_ms: int, batches_since_ms: int | None = None)
         if s.execute(select(Site).limit(1)).first() is not None:
             return False
         run(s, plan(s, county(), at_ms=at_ms - DAY_MS, actor=ACTOR))
-        for batch_id, profile, product, kg, producer, village, origin, loc in BATCHES:
-            create_batch(
+        everywhere = Scope(username="warehouse.li", role=Role.OPERATOR, sites=None)
+        receive_sheet(
+            s,
+            BATCHES_SHEET.name,
+            BATCHES_SHEET.read_bytes(),
+            actor="warehouse.li",
+            scope=everywhere,
+            at_ms=since,
+        )
+        for batch_id, truck in LOADED.items():
+            handover(
                 s,
-                NewBatch(
-                    id=batch_id,
-                    profile_id=profile,
-                    product=product,
-                    quantity=kg,
-                    unit="kg",
-                    origin_producer=producer,
-                    origin_village=village,
-                    origin_county=origin,
-                ),
-                into_location=LOADED_FROM.get(loc, loc),
-                at_ms=since,
-                by="warehouse.li",
-                temp_c=None,
+                batch_id,
+                to_location=truck,
+                at_ms=(since + at_ms) // 2,
+                by=f"driver.{truck.split('.')[0]}",
+                temp_c=-19.6 if truck.endswith("front") else 2.4,
+                event="loaded",
             )
-            if loc in LOADED_FROM:
-                handover(
-                    s,
-                    batch_id,
-                    to_location=loc,
-                    at_ms=(since + at_ms) // 2,
-                    by=f"driver.{loc.split('.')[0]}",
-                    temp_c=-19.6 if profile == "frozen-meat" else 2.4,
-                    event="loaded",
-                )
         for gateway, sensor, ago, correction, due in CALIBRATIONS:
-            record_calibration(
+            new_calibration(
                 s,
                 Calibration(
                     gateway=gateway,
@@ -184,9 +96,10 @@ def seed_county(engine: Engine, at_ms: int, batches_since_ms: int | None = None)
                     calibrated_ms=at_ms - ago * DAY_MS,
                     reference_instrument="county metrology institute reference thermometer",
                     correction_c=correction,
-                    certificate=f"CAL-{sensor}-{ago}.pdf",
+                    certificate=f"CAL-{sensor}-{ago}",
                     next_due_ms=at_ms + due * DAY_MS,
                 ),
                 actor="quality.wang",
+                now=at_ms,
             )
     return True

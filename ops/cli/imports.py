@@ -3,6 +3,7 @@ or none, each problem named by row and column (api/imports.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -16,7 +17,9 @@ def import_() -> None:
     the first row naming the columns."""
 
 
-def _run(kind: str, path: Path, actor: str, dry_run: bool, db_url: str) -> None:
+def _run(
+    kind: str, path: Path, actor: str, dry_run: bool, db_url: str, at_ms: int | None = None
+) -> None:
     from alerts.db import make_engine, upgrade
     from alerts.repo.scope import Scope
     from alerts.repo.users import Role
@@ -30,7 +33,13 @@ def _run(kind: str, path: Path, actor: str, dry_run: bool, db_url: str) -> None:
         if kind == "batches":
             everywhere = Scope(username=actor, role=Role.ADMIN, sites=None)
             done = imports.import_batches(
-                engine, path.name, data, actor=actor, scope=everywhere, dry_run=dry_run
+                engine,
+                path.name,
+                data,
+                actor=actor,
+                scope=everywhere,
+                dry_run=dry_run,
+                at_ms=at_ms,
             )
         else:
             done = imports.import_sensors(engine, path.name, data, actor=actor, dry_run=dry_run)
@@ -48,12 +57,20 @@ def _run(kind: str, path: Path, actor: str, dry_run: bool, db_url: str) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--actor", required=True, help="who received them (the audit trail)")
 @click.option("--dry-run", is_flag=True, help="check the sheet, change nothing")
+@click.option(
+    "--received",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"]),
+    default=None,
+    help="when they were received (ISO time with offset, e.g. 2026-12-01T08:00+08:00; "
+    "default: now), for a sheet of batches already in the rooms",
+)
 @db_url_option
-def batches(path: Path, actor: str, dry_run: bool, db_url: str) -> None:
+def batches(path: Path, actor: str, dry_run: bool, received: datetime | None, db_url: str) -> None:
     """Receive the batches of PATH into their rooms. Columns: id, product, profile_id,
     quantity, unit, origin_producer, origin_village, origin_county, lot, into_location,
     temp_c (as POST /api/batches). Batches already received are left as they are."""
-    _run("batches", path, actor, dry_run, db_url)
+    at_ms = None if received is None else int(received.timestamp() * 1000)
+    _run("batches", path, actor, dry_run, db_url, at_ms)
 
 
 @import_.command("sensors")
