@@ -173,9 +173,12 @@ class Unresolved(Exception):
         super().__init__("; ".join(problems))
 
 
-def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
+def plan(
+    s: Session, county: CountyFile, *, at_ms: int, actor: str, deactivate_missing: bool = False
+) -> Plan:
     """The changes that make the database say what the file says (nothing for what the
-    file does not name), in the order they can be made."""
+    file does not name, but with ``deactivate_missing`` its users not named are
+    deactivated), in the order they can be made."""
     _check_references(s, county)
     out = Plan()
     for profile in county.all_profiles():
@@ -213,14 +216,24 @@ def plan(s: Session, county: CountyFile, *, at_ms: int, actor: str) -> Plan:
         for key in s.execute(select(model.id).order_by(model.id)).scalars():
             if key not in named[kind]:
                 out.not_in_file.append(f"{kind} {key}")
-    out.not_in_file += not_in_file(s, county.users)
+    left, deactivations = not_in_file(s, county.users, deactivate=deactivate_missing)
+    out.not_in_file += left
+    out.changes += [Change(text, step) for text, step in deactivations]
     return out
 
 
-def apply(engine: Engine, county: CountyFile, *, at_ms: int, actor: str, dry_run: bool) -> Plan:
+def apply(
+    engine: Engine,
+    county: CountyFile,
+    *,
+    at_ms: int,
+    actor: str,
+    dry_run: bool,
+    deactivate_missing: bool = False,
+) -> Plan:
     """Plan, and unless ``dry_run`` make every change in one transaction (all or none)."""
     with transaction(engine) as s:
-        planned = plan(s, county, at_ms=at_ms, actor=actor)
+        planned = plan(s, county, at_ms=at_ms, actor=actor, deactivate_missing=deactivate_missing)
         if not dry_run:
             run(s, planned)
     return planned

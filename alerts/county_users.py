@@ -110,13 +110,32 @@ def _changer(u: UserIn) -> Callable[[Session], object]:
     return change
 
 
-def not_in_file(s: Session, users: tuple[UserIn, ...]) -> list[str]:
+def not_in_file(
+    s: Session, users: tuple[UserIn, ...], *, deactivate: bool = False
+) -> tuple[list[str], list[Step]]:
+    """The users the file does not name (left as they are), and with ``deactivate`` the
+    steps that deactivate those still active. Admins are never deactivated this way: a
+    file without them must not lock the county out (deactivate an admin by hand)."""
     named = {u.username for u in users}
-    return [
-        f"user {name}"
-        for name in s.execute(select(User.username).order_by(User.username)).scalars()
-        if name not in named
-    ]
+    left: list[str] = []
+    steps: list[Step] = []
+    for row in s.execute(select(User).order_by(User.username)).scalars():
+        if row.username in named:
+            continue
+        if deactivate and row.active and Role(row.role) is not Role.ADMIN:
+            steps.append((f"deactivate user {row.username} (not in the file)", _off(row.username)))
+        else:
+            left.append(f"user {row.username}")
+    return left, steps
+
+
+def _off(username: str) -> Callable[[Session], object]:
+    def deactivate(s: Session) -> object:
+        return change_user(
+            s, username, actor=REASON, active=False, reason=f"{REASON}: not in it any more"
+        )
+
+    return deactivate
 
 
 def export_users(s: Session) -> tuple[UserIn, ...]:

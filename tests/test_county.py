@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.county import CountyFile, GatewayIn, load
-from alerts.db import AuditRow, make_engine, reading
+from alerts.db import AuditRow, make_engine, reading, transaction
 from alerts.models import Location, ProfileRow, SensorAssignment, Site, User
 from alerts.repo import location_of
-from alerts.repo.users import Role, authenticate
+from alerts.repo.users import Role, authenticate, create_user
 from simulator.seed import COUNTY_FILE
 from tests.api_server import Api, user_of
 
@@ -297,3 +297,37 @@ def test_a_user_of_a_site_that_does_not_exist_is_refused(db_url: str, tmp_path: 
     refused = setup(db_url, "apply", str(path))
     assert refused.returncode == 2
     assert "users[0].sites: no site 's9'" in refused.stderr
+
+
+def test_users_taken_out_of_the_file_are_listed_or_deactivated_but_never_an_admin(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "county.toml"
+    both = (
+        '\n[[users]]\nusername = "li.store"\nrole = "operator"\n'
+        '\n[[users]]\nusername = "ma.quality"\nrole = "quality"\n'
+    )
+    path.write_text(COUNTY + both, encoding="utf-8")
+    assert setup(db_url, "apply", str(path)).returncode == 0
+    engine = make_engine(db_url)
+    with transaction(engine) as s:
+        create_user(s, "zhao.admin", "y" * 12, Role.ADMIN, actor="test")
+    engine.dispose()
+    path.write_text(
+        COUNTY + '\n[[users]]\nusername = "li.store"\nrole = "operator"\n', encoding="utf-8"
+    )
+    listed = setup(db_url, "apply", str(path))
+    assert "(not in the file, left as it is: user ma.quality)" in listed.stdout
+    assert "nothing to change" in listed.stdout
+    dry = setup(db_url, "apply", "--dry-run", "--deactivate-missing", str(path))
+    assert "deactivate user ma.quality (not in the file)" in dry.stdout
+    assert "(not in the file, left as it is: user zhao.admin)" in dry.stdout
+    done = setup(db_url, "apply", "--deactivate-missing", str(path))
+    assert done.returncode == 0 and "1 change made" in done.stdout, done.stdout
+    engine = make_engine(db_url)
+    with reading(engine) as s:
+        states = {u.username: u.active for u in s.execute(select(User)).scalars()}
+    engine.dispose()
+    assert states == {"li.store": True, "ma.quality": False, "zhao.admin": True}
+    again = setup(db_url, "apply", "--deactivate-missing", str(path))
+    assert "nothing to change" in again.stdout  # an inactive user is not deactivated twice

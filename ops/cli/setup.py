@@ -27,8 +27,20 @@ def setup() -> None:
     help="sensor assignments the file makes start then (ISO time with offset, e.g. "
     "2026-12-01T08:00+08:00; default: now), for sensors installed before the set-up",
 )
+@click.option(
+    "--deactivate-missing",
+    is_flag=True,
+    help="deactivate the users the file does not name (never an admin); default: list them",
+)
 @db_url_option
-def setup_apply(path: Path, dry_run: bool, actor: str, since: datetime | None, db_url: str) -> None:
+def setup_apply(
+    path: Path,
+    dry_run: bool,
+    actor: str,
+    since: datetime | None,
+    deactivate_missing: bool,
+    db_url: str,
+) -> None:
     """Make the database say what the county file says: prints each change, then makes
     them all in one transaction (audited), or none. What the file does not name is left
     as it is and listed. Applying the same file again changes nothing."""
@@ -45,7 +57,14 @@ def setup_apply(path: Path, dry_run: bool, actor: str, since: datetime | None, d
     engine = make_engine(db_url)
     try:
         at_ms = time.time_ns() // 1_000_000 if since is None else int(since.timestamp() * 1000)
-        planned = apply(engine, county, at_ms=at_ms, actor=actor, dry_run=dry_run)
+        planned = apply(
+            engine,
+            county,
+            at_ms=at_ms,
+            actor=actor,
+            dry_run=dry_run,
+            deactivate_missing=deactivate_missing,
+        )
     except Unresolved as exc:
         fail(ConfigError(path, exc.problems), 2)
     except DomainError as exc:
