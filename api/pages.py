@@ -192,11 +192,13 @@ def alarm_history(request: Request, svc: ServicesDep) -> HTMLResponse:
     page_no = int(given) if given.isdigit() and len(given) < 7 else 0
     level: Any = q["level"]  # checked above against the values the API takes
     state: Any = q["state"]
-    found = alarm_routes.alarms(
-        user, svc, "all", q["site"], q["batch"], HISTORY_PAGE + 1, q["location"],
-        level, q["kind"], state, _day_ms(q["from"]), _day_ms(q["to"], end=True),
-        page_no * HISTORY_PAGE, "newest",
+    filters = alarm_routes.AlarmFilter(
+        site=q["site"], batch=q["batch"], location=q["location"], level=level, kind=q["kind"],
+        state=state, from_ms=_day_ms(q["from"]), to_ms=_day_ms(q["to"], end=True),
     )  # fmt: skip
+    found = alarm_routes.alarms(
+        user, svc, filters, "all", HISTORY_PAGE + 1, page_no * HISTORY_PAGE, "newest"
+    )
     api_query = {k: v for k, v in q.items() if v and k not in ("from", "to")}
     if q["from"]:
         api_query["from_ms"] = str(_day_ms(q["from"]))
@@ -226,7 +228,8 @@ def wall(request: Request, svc: ServicesDep) -> HTMLResponse:
     # "today" is the county's day (China Standard Time, UTC+8)
     midnight_ms = ((time.time_ns() // 1_000_000 + CST_MS) // DAY_MS) * DAY_MS - CST_MS
     batches_count = len(batch_routes.batches(user, svc))
-    alarms_today = len(alarm_routes.alarms(user, svc, scope="all", from_ms=midnight_ms, limit=1000))
+    today = alarm_routes.AlarmFilter(from_ms=midnight_ms)
+    alarms_today = len(alarm_routes.alarms(user, svc, today, scope="all", limit=1000))
     latest = dict(svc.hub.latest) if svc.hub else {}
     trucks = [
         {

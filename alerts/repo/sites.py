@@ -117,7 +117,7 @@ def save_row(
     return True
 
 
-def _current_assignment(s: Session, gateway: str, sensor: str) -> SensorAssignment | None:
+def current_assignment(s: Session, gateway: str, sensor: str) -> SensorAssignment | None:
     return s.execute(
         select(SensorAssignment).where(
             SensorAssignment.gateway == gateway,
@@ -130,7 +130,7 @@ def _current_assignment(s: Session, gateway: str, sensor: str) -> SensorAssignme
 def end_assignment(s: Session, gateway: str, sensor: str, *, at_ms: int, actor: str) -> None:
     """The sensor measures no location from ``at_ms`` on (its readings before stay with
     the location it measured)."""
-    current = _current_assignment(s, gateway, sensor)
+    current = current_assignment(s, gateway, sensor)
     if current is None:
         raise NotFound(f"{gateway}/{sensor} measures no location now")
     if at_ms <= current.from_ms:
@@ -159,7 +159,7 @@ def assign_sensor(
 ) -> None:
     """The sensor measures this location from ``from_ms`` on (its previous assignment
     ends there)."""
-    current = _current_assignment(s, gateway, sensor)
+    current = current_assignment(s, gateway, sensor)
     old = None
     if current is not None:
         if from_ms <= current.from_ms:

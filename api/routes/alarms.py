@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, case, select
 from sqlalchemy.orm import Session
 
@@ -69,24 +70,54 @@ def _query() -> Select[AlarmRow, BreachRow, Location]:
     )
 
 
-Short = Annotated[str | None, Query(max_length=64)]
-Ms = Annotated[int | None, Query(ge=0, le=2**53)]
+Short = Annotated[str | None, Field(max_length=64)]
+Ms = Annotated[int | None, Field(ge=0, le=2**53)]
+
+
+class AlarmFilter(BaseModel):
+    """The history's filters, the same for the list and its CSV: site, location, batch,
+    level, kind, state, and the time raised (``from_ms`` inclusive, ``to_ms`` not)."""
+
+    site: Short = None
+    batch: Short = None
+    location: Short = None
+    level: Literal["warning", "critical"] | None = None
+    kind: Short = None
+    state: Literal["active", "cleared", "acknowledged", "closed"] | None = None
+    from_ms: Ms = None
+    to_ms: Ms = None
+
+    def applied(
+        self, query: Select[AlarmRow, BreachRow, Location]
+    ) -> Select[AlarmRow, BreachRow, Location]:
+        if self.batch is not None:
+            query = query.where(BreachRow.batches.contains(json.dumps(self.batch)))
+        for column, value in (
+            (BreachRow.site_id, self.site),
+            (BreachRow.location_id, self.location),
+            (AlarmRow.level, self.level),
+            (BreachRow.kind, self.kind),
+            (AlarmRow.state, self.state),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if self.from_ms is not None:
+            query = query.where(AlarmRow.raised_ms >= self.from_ms)
+        if self.to_ms is not None:
+            query = query.where(AlarmRow.raised_ms < self.to_ms)
+        return query
+
+
+NO_FILTER = AlarmFilter()
 
 
 @router.get("")
 def alarms(
     user: Viewer,
     svc: ServicesDep,
+    filters: Annotated[AlarmFilter, Query()] = NO_FILTER,
     scope: Literal["open", "all"] = "open",
-    site: Short = None,
-    batch: Short = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    location: Short = None,
-    level: Literal["warning", "critical"] | None = None,
-    kind: Short = None,
-    state: Literal["active", "cleared", "acknowledged", "closed"] | None = None,
-    from_ms: Ms = None,
-    to_ms: Ms = None,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     order: Literal["board", "newest"] = "board",
 ) -> list[AlarmOut]:
@@ -102,21 +133,7 @@ def alarms(
         query = query.where(BreachRow.site_id.in_(sorted(within.sites)))
     if scope == "open":
         query = query.where(AlarmRow.state != "closed")
-    if batch is not None:
-        query = query.where(BreachRow.batches.contains(json.dumps(batch)))
-    for column, value in (
-        (BreachRow.site_id, site),
-        (BreachRow.location_id, location),
-        (AlarmRow.level, level),
-        (BreachRow.kind, kind),
-        (AlarmRow.state, state),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if from_ms is not None:
-        query = query.where(AlarmRow.raised_ms >= from_ms)
-    if to_ms is not None:
-        query = query.where(AlarmRow.raised_ms < to_ms)
+    query = filters.applied(query)
     if order == "newest":
         query = query.order_by(AlarmRow.raised_ms.desc(), AlarmRow.id.desc())
     else:
@@ -141,14 +158,7 @@ CSV_COLUMNS = (
 def alarms_csv(
     user: Viewer,
     svc: ServicesDep,
-    site: Short = None,
-    batch: Short = None,
-    location: Short = None,
-    level: Literal["warning", "critical"] | None = None,
-    kind: Short = None,
-    state: Literal["active", "cleared", "acknowledged", "closed"] | None = None,
-    from_ms: Ms = None,
-    to_ms: Ms = None,
+    filters: Annotated[AlarmFilter, Query()] = NO_FILTER,
 ) -> Response:
     """The alarm history as CSV, newest first, with the same filters (up to 100,000
     alarms; times in ms since the epoch, UTC, and as ISO text)."""
@@ -157,10 +167,7 @@ def alarms_csv(
     writer.writerow([*CSV_COLUMNS, "raised_utc"])
     offset = 0
     while offset < 100_000:
-        page = alarms(
-            user, svc, "all", site, batch, 1000, location, level, kind, state, from_ms, to_ms,
-            offset, "newest",
-        )  # fmt: skip
+        page = alarms(user, svc, filters, "all", 1000, offset, "newest")
         for a in page:
             row = a.model_dump()
             row["batches"] = " ".join(a.batches)
