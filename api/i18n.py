@@ -178,6 +178,8 @@ TEXT: dict[str, dict[str, str]] = {
     "gateway": {"zh": "网关", "en": "Gateway"},
     "gateways": {"zh": "网关", "en": "Gateways"},
     "none": {"zh": "无", "en": "None"},
+    "earlier_sensors": {"zh": "以前的传感器", "en": "Earlier sensors"},
+    "last_heard": {"zh": "最近数据", "en": "last heard"},
     "heard_unassigned": {
         "zh": "已收到数据、尚未指定地点的传感器",
         "en": "Sensors heard that measure no location yet",

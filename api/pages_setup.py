@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from alerts.county import LocationKind, SensorRole, SiteKind, export
 from alerts.db import reading
-from alerts.models import ProfileRow
+from alerts.models import ProfileRow, SensorAssignment
 from alerts.profiles import ProductProfile
 from alerts.repo.users import Role, list_users
 from api.deps import ServicesDep
@@ -38,6 +38,13 @@ def setup_page(request: Request, svc: ServicesDep) -> HTMLResponse:
     user = page_user(request, svc, Role.ADMIN)
     with reading(svc.engine) as s:
         county = export(s)
+        ended: dict[str, list[SensorAssignment]] = {}  # a replaced sensor keeps its history
+        for a in s.execute(
+            select(SensorAssignment)
+            .where(SensorAssignment.until_ms.is_not(None))
+            .order_by(SensorAssignment.until_ms.desc())
+        ).scalars():
+            ended.setdefault(a.location_id, []).append(a)
     states = {
         g: state for site in site_routes.sites(user, svc) for g, state in site.gateways.items()
     }
@@ -46,6 +53,9 @@ def setup_page(request: Request, svc: ServicesDep) -> HTMLResponse:
     heard = [
         r for key, r in sorted(latest.items()) if key not in assigned and r.quantity != "position"
     ]
+    last_heard: dict[str, int] = {}
+    for (gateway, _sensor), r in latest.items():
+        last_heard[gateway] = max(last_heard.get(gateway, 0), r.ts_ms)
     return render(
         request,
         "setup.html",
@@ -53,6 +63,8 @@ def setup_page(request: Request, svc: ServicesDep) -> HTMLResponse:
         county=county,
         states=states,
         heard=heard,
+        ended=ended,
+        last_heard=last_heard,
         location_kinds=typing.get_args(LocationKind),
         site_kinds=typing.get_args(SiteKind),
         sensor_roles=typing.get_args(SensorRole),

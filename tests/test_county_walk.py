@@ -291,6 +291,8 @@ def test_an_admin_changes_a_room_and_takes_a_sensor_out_of_service_on_the_page(
     expect(row).to_contain_text("15.0 min")
     row.locator('form[data-assigned="store-gw/cr2-th.temp"] button').click()
     expect(row.locator('form[data-assigned="store-gw/cr2-th.temp"]')).to_have_count(0)
+    row.locator("details.history summary").click()  # it keeps its history
+    expect(row.locator('[data-ended="store-gw/cr2-th.temp"]')).to_be_visible()
     with web.client(Role.ADMIN) as admin:
         county = admin.get("/api/setup").json()
         trail = admin.get("/api/audit", params={"limit": 5000}).json()
