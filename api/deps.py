@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 from limits import RateLimitItem, parse
@@ -113,6 +114,21 @@ def require_every_site(svc: Services, user: User, what: str) -> None:
     profiles every site judges by, the whole audit trail)."""
     if not scope_of_user(svc, user).everywhere:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} needs a user of every site")
+
+
+def same_origin(request: Request) -> None:
+    """A form upload (multipart, which a plain HTML form of another site can send) must
+    come from this site's own pages: a browser names the page's origin on every POST.
+    The session cookie's SameSite=Strict already keeps another site's form out; this
+    holds without it. A client that is not a browser sends no Origin."""
+    origin = request.headers.get("origin")
+    cross = request.headers.get("sec-fetch-site") == "cross-site"
+    if cross or (origin is not None and urlsplit(origin).netloc != request.headers.get("host")):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a form sent from another site")
+
+
+#: on every route that takes a multipart form
+SameOrigin = Depends(same_origin)
 
 
 def require(role: Role) -> Callable[..., User]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -99,6 +100,20 @@ def test_a_calibration_that_cannot_be_right_is_refused_and_nothing_is_written(ap
         for data, files, code in cases:
             reply = quality.post("/api/calibrations", data=data, files=files)
             assert reply.status_code == code, (data, reply.text)
+        assert len(quality.get("/api/audit", params={"limit": 5000}).json()) == count
+        # a form another site's page sends is refused, whatever the browser sends with it
+        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            forged = quality.post("/api/calibrations", data=fields(), headers=headers)
+            assert forged.status_code == 403, headers
+        own = urlsplit(api.url).netloc
+        assert (
+            quality.post(
+                "/api/calibrations",
+                data=fields(correction_c="40"),
+                headers={"Origin": f"http://{own}"},
+            ).status_code
+            == 422
+        )  # its own pages pass (and then the body is checked)
         assert len(quality.get("/api/audit", params={"limit": 5000}).json()) == count
     with api.client(Role.OPERATOR) as operator:  # operators see the list, do not record
         assert operator.get("/api/calibrations").status_code == 200

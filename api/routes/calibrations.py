@@ -20,7 +20,7 @@ from alerts.calibration import (
 from alerts.db import reading, transaction
 from alerts.models import Calibration, CalibrationCertificate
 from alerts.repo.scope import sees_sensor
-from api.deps import Quality, ServicesDep, Viewer, scope_of_user
+from api.deps import Quality, SameOrigin, ServicesDep, Viewer, scope_of_user
 from api.schemas import FromRow, Model
 
 router = APIRouter(prefix="/api", tags=["calibrations"])
@@ -98,6 +98,7 @@ def calibrations_due(
 
 @router.post(
     "/calibrations",
+    dependencies=[SameOrigin],
     status_code=status.HTTP_201_CREATED,
     responses={
         400: {"description": "refused"},

@@ -22,7 +22,7 @@ from alerts.models import Batch, Location
 from alerts.repo import NewBatch, create_batch, split_batch
 from alerts.repo.scope import acts_on_batch
 from api import imports
-from api.deps import Driver, Operator, ServicesDep, scope_of_user
+from api.deps import Driver, Operator, SameOrigin, ServicesDep, scope_of_user
 from api.i18n import language, words
 from api.routes.batches import batch_out, check
 from api.schemas import BatchOut, ImportOut, Receive, Scanned, Split
@@ -67,6 +67,7 @@ def receive(body: Receive, user: Operator, svc: ServicesDep) -> BatchOut:
 
 @router.post(
     "/batches/import",
+    dependencies=[SameOrigin],
     responses={400: {"description": "refused: each problem by row and column"}},
 )
 def import_batches(
@@ -165,6 +166,7 @@ MAX_PHOTO_PIXELS = 50_000_000
 
 @router.post(
     "/scan",
+    dependencies=[SameOrigin],
     responses={
         413: {"description": "photo too large"},
         415: {"description": "not a JPEG, PNG or WebP picture"},

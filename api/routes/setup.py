@@ -28,7 +28,7 @@ from alerts.errors import Refused
 from alerts.models import Gateway, Location, ProfileRow, Site
 from alerts.repo.sites import assign_sensor, end_assignment, save_row
 from api import imports
-from api.deps import Admin, ServicesDep
+from api.deps import Admin, SameOrigin, ServicesDep
 from api.schemas import ImportOut, Model
 
 router = APIRouter(prefix="/api", tags=["set-up"])
@@ -149,6 +149,7 @@ def end_sensor_assignment(
 
 @router.post(
     "/sensors/import",
+    dependencies=[SameOrigin],
     responses={400: {"description": "refused: each problem by row and column"}},
 )
 def import_sensors(
