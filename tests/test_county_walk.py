@@ -3,9 +3,9 @@ adds a cold room and assigns the sensor heard there to it; the warehouse receive
 batch on a phone, prints its label and moves it into the new room; the room warms and
 the real alert service raises the breach on the batch; the warehouse sees it on the
 board; the driver loads the batch onto their truck by typing its code and unloads it at
-the transfer station; quality staff find the breach and the whole journey in the
-batch's audit. Every step goes through the pages and the API they call, against the
-real app, database, broker and alert service."""
+the transfer station, whose store then warms too; quality staff find both breaches and
+the whole journey in the batch's audit. Every step goes through the pages and the API
+they call, against the real app, database, broker and alert service."""
 
 from __future__ import annotations
 
@@ -33,11 +33,14 @@ ROOM = "Cold room 9 (chilled)"
 
 
 class RoomSensor:
-    """The transmitter in the new room, published as the store's gateway does, every
-    half second, at the temperature the room is at."""
+    """A room's transmitter (by default the new room's), published as its site's gateway
+    does, every half second, at the temperature the room is at."""
 
-    def __init__(self, web: Api) -> None:
+    def __init__(
+        self, web: Api, gateway: str = "store-gw", site: str = "county-store", sensor: str = SENSOR
+    ) -> None:
         self.web = web
+        self.where = (gateway, site, sensor)
         self.temp_c = 3.0
         self._stop = threading.Event()
         self.failed: BaseException | None = None
@@ -45,12 +48,13 @@ class RoomSensor:
 
     def _run(self) -> None:
         seq = 0
+        gateway, site, sensor = self.where
         try:
             while not self._stop.wait(0.5):
                 seq += 1
                 now = time.time_ns() // 1_000_000
-                reading = Reading(sensor=SENSOR, ts_ms=now, q=Quality.OK, temp_c=self.temp_c)
-                publish(self.web, "store-gw", "county-store", [reading], seq=1000 + seq)
+                reading = Reading(sensor=sensor, ts_ms=now, q=Quality.OK, temp_c=self.temp_c)
+                publish(self.web, gateway, site, [reading], seq=1000 + seq)
         except BaseException as e:  # said by __exit__: a silent sensor would fail later
             self.failed = e
 
@@ -70,15 +74,17 @@ def phone(browser: Browser) -> BrowserContext:
     return context
 
 
-def wait_for_alarm(web: Api, batch_id: str, timeout_s: float) -> dict[str, object]:
+def wait_for_alarm(
+    web: Api, batch_id: str, timeout_s: float, location: str = "cr9"
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     with web.client(Role.OPERATOR) as operator:
         while time.monotonic() < deadline:
             for alarm in operator.get("/api/alarms").json():
-                if alarm["location_id"] == "cr9" and batch_id in alarm["batches"]:
+                if alarm["location_id"] == location and batch_id in alarm["batches"]:
                     return dict(alarm)
             time.sleep(0.3)
-    raise AssertionError(f"no alarm in cr9 on {batch_id} within {timeout_s} s")
+    raise AssertionError(f"no alarm in {location} on {batch_id} within {timeout_s} s")
 
 
 def admin_adds_the_room_and_assigns_its_sensor(web: Api, page: Page) -> None:
@@ -167,7 +173,7 @@ def test_a_room_set_up_on_the_pages_warms_and_its_batch_carries_the_breach_to_it
         web.engine,
         MqttConfig(port=web.broker.port),
         client_id=f"alerts-{unique}",
-        sites=("county-store",),
+        sites=("county-store", "transfer-station"),
         time_scale=120.0,  # the chilled profile's 15-minute critical delay is 7.5 s
         reload_s=0.5,  # a room and sensor set up on the pages are judged at once
         on_alarm=lambda _line: None,
@@ -191,6 +197,10 @@ def test_a_room_set_up_on_the_pages_warms_and_its_batch_carries_the_breach_to_it
             room.temp_c = 3.0  # repaired
 
         driver_loads_and_unloads(web, driver_phone.new_page(), code)
+        # then the station's store warms too, with the batch in it
+        with RoomSensor(web, "ts-gw", "transfer-station", "ts-th.temp") as station:
+            station.temp_c = 11.0
+            wait_for_alarm(web, batch_id, 60, location="ts.chilled")
     finally:
         warehouse_phone.close()
         driver_phone.close()
@@ -209,6 +219,11 @@ def test_a_room_set_up_on_the_pages_warms_and_its_batch_carries_the_breach_to_it
     shoot(page, "batch-audit-walk-en")
     with web.client(Role.QUALITY) as quality:
         trail = quality.get("/api/audit", params={"limit": 5000}).json()
+        report = quality.get(f"/api/batches/{batch_id}/report").json()
+    # both breaches, the new room's and the station's, are in the batch's audit
+    assert {("cr9", "high"), ("ts.chilled", "high")} <= {
+        (b["location_id"], b["breach"]["kind"]) for b in report["breaches"]
+    }
     by = {(row["entity_id"], row["actor"]) for row in trail}
     assert ("cr9", user_of(Role.ADMIN)) in by
     assert (batch_id, user_of(Role.OPERATOR)) in by
