@@ -85,6 +85,7 @@ def _adder(u: UserIn, passwords: dict[str, str]) -> Callable[[Session], object]:
             display_name=u.display_name,
             sites=u.sites,
             truck=u.truck,
+            one_time=u.password_env is None,
         )
         if not u.active:
             change_user(s, u.username, actor=REASON, active=False, reason=REASON)

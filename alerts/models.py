@@ -248,6 +248,11 @@ class User(Base):
     sites: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
     #: a driver's truck: the gateway whose compartments they load and unload
     truck: Mapped[str | None] = mapped_column(String(64))
+    #: signed in with a one-time password (made for them, shown once): they choose their
+    #: own before anything else
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
 
 class SessionRow(Base):

@@ -103,6 +103,10 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     async def _sign_in(_request: Request, exc: pages.SignInFirst) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
+    @app.exception_handler(pages.OwnPasswordFirst)
+    async def _own_password(_request: Request, _exc: pages.OwnPasswordFirst) -> RedirectResponse:
+        return RedirectResponse("/password", status_code=303)
+
     @app.exception_handler(pages.NotForYourRole)
     async def _not_yours(request: Request, _exc: pages.NotForYourRole) -> HTMLResponse:
         lang = language(request)

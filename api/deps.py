@@ -90,6 +90,10 @@ def token_of(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
+#: what a user signed in with a one-time password may do before choosing their own
+BEFORE_OWN_PASSWORD = {"/api/auth/me", "/api/auth/password", "/api/auth/logout"}
+
+
 def current_user(request: Request, svc: ServicesDep) -> User:
     token = token_of(request)
     with reading(svc.engine) as s:
@@ -99,6 +103,12 @@ def current_user(request: Request, svc: ServicesDep) -> User:
             status.HTTP_401_UNAUTHORIZED,
             "sign in first",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    if user.must_change_password and request.url.path not in BEFORE_OWN_PASSWORD:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "choose your own password first (POST /api/auth/password): "
+            "the one you signed in with was made for you",
         )
     return user
 

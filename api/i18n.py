@@ -257,6 +257,20 @@ TEXT: dict[str, dict[str, str]] = {
     "certificate_file": {"zh": "证书文件", "en": "Certificate file"},
     "reference_instrument": {"zh": "标准器", "en": "Reference instrument"},
     "record": {"zh": "登记", "en": "Record"},
+    "change_password": {"zh": "修改密码", "en": "Change your password"},
+    "one_time_first": {
+        "zh": "您使用的是一次性密码，请先设置自己的密码",
+        "en": "You signed in with a one-time password: choose your own first",
+    },
+    "current_password": {"zh": "当前密码", "en": "Current password"},
+    "new_password": {
+        "zh": "新密码（至少 10 个字符）",
+        "en": "New password (10 characters or more)",
+    },
+    "sign_in_again": {
+        "zh": "保存后请用新密码重新登录",
+        "en": "Then sign in again with it",
+    },
     "profiles": {"zh": "产品温控方案", "en": "Product profiles"},
     "profiles_note": {
         "zh": "修改立即生效，或从所填时间起生效；每次修改都记入审计记录",

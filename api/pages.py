@@ -54,6 +54,10 @@ class NotForYourRole(Exception):
     pass
 
 
+class OwnPasswordFirst(Exception):
+    """Signed in with a one-time password: the password page before any other."""
+
+
 @dataclass
 class AlarmGroup:
     """The alarms of one place, kind, level and state, shown (and acknowledged) as one:
@@ -118,6 +122,8 @@ def page_user(request: Request, svc: ServicesDep, role: Role) -> User:
         user = session_user(s, token) if token else None
     if user is None:
         raise SignInFirst(request.url.path)
+    if user.must_change_password:
+        raise OwnPasswordFirst()
     if not Role(user.role).may(role):
         raise NotForYourRole()
     return user
@@ -144,6 +150,17 @@ def login_page(request: Request) -> HTMLResponse:
     if not next_path.startswith("/") or next_path.startswith("//"):
         next_path = "/board"  # never redirect off this site
     return render(request, "login.html", None, next=next_path)
+
+
+@router.get("/password")
+def password_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """Choose one's own password (after a one-time one, or at any time)."""
+    token = token_of(request)
+    with reading(svc.engine) as s:
+        user = session_user(s, token) if token else None
+    if user is None:
+        raise SignInFirst(request.url.path)
+    return render(request, "password.html", user, first=user.must_change_password)
 
 
 @router.get("/board")

@@ -48,12 +48,20 @@ class SessionOut(Model):
     role: Role
     display_name: str
     expires_ms: int
+    #: signed in with a one-time password: nothing else until they choose their own
+    must_change_password: bool = False
 
 
 class Me(Model):
     username: str
     role: Role
     display_name: str
+    must_change_password: bool = False
+
+
+class PasswordChange(Model):
+    current_password: Annotated[str, Field(min_length=1, max_length=200)]
+    new_password: Annotated[str, Field(min_length=10, max_length=200)]
 
 
 class Latest(Model):

@@ -33,6 +33,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/auth/login"): None,
     ("POST", "/api/auth/logout"): None,
     ("GET", "/api/auth/me"): Role.VIEWER,
+    ("POST", "/api/auth/password"): Role.VIEWER,
     ("GET", "/api/sites"): Role.VIEWER,
     ("GET", "/api/sensors/latest"): Role.VIEWER,
     ("GET", "/api/history"): Role.OPERATOR,
@@ -561,3 +562,41 @@ def test_the_live_board_believes_the_topic_not_the_payload_and_survives_absurd_s
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.e2e
+def test_a_one_time_password_lets_its_user_do_nothing_but_choose_their_own(api: Api) -> None:
+    with api.client(Role.ADMIN) as admin:
+        made = admin.post("/api/users", json={"username": "li.new", "role": "operator"}).json()
+    one_time = made["password"]
+    with api.client() as li:
+        signed = li.post("/api/auth/login", json={"username": "li.new", "password": one_time})
+        assert signed.json()["must_change_password"] is True
+        blocked = li.get("/api/sites")
+        assert blocked.status_code == 403 and "choose your own password" in blocked.text
+        assert li.get("/api/auth/me").json()["must_change_password"] is True
+        wrong = li.post(
+            "/api/auth/password",
+            json={"current_password": "not it at all", "new_password": "yak butter tea 42"},
+        )
+        assert wrong.status_code == 400
+        same = li.post(
+            "/api/auth/password", json={"current_password": one_time, "new_password": one_time}
+        )
+        assert same.status_code == 400
+        done = li.post(
+            "/api/auth/password",
+            json={"current_password": one_time, "new_password": "yak butter tea 42"},
+        )
+        assert done.status_code == 204, done.text
+        assert li.get("/api/sites").status_code == 401  # their sessions ended: sign in again
+        again = li.post(
+            "/api/auth/login", json={"username": "li.new", "password": "yak butter tea 42"}
+        )
+        assert again.json()["must_change_password"] is False
+        assert li.get("/api/sites").status_code == 200
+    with api.client(Role.ADMIN) as admin:  # a reset is a one-time password again
+        reset = admin.post("/api/users/li.new/password").json()["password"]
+    with api.client() as li:
+        li.post("/api/auth/login", json={"username": "li.new", "password": reset})
+        assert li.get("/api/sites").status_code == 403

@@ -22,6 +22,7 @@ SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/login"): "none",
     ("POST", "/api/auth/logout"): "none",
     ("GET", "/api/auth/me"): "none",
+    ("POST", "/api/auth/password"): "none",
     ("GET", "/api/sites"): "list",
     ("GET", "/api/sensors/latest"): "list",
     ("GET", "/api/history"): "item",

@@ -83,9 +83,11 @@ def create_user(
     display_name: str | None = None,
     sites: Sequence[str] = (),
     truck: str | None = None,
+    one_time: bool = False,
 ) -> User:
     """A new user; ``sites``: those they may see and act on (none: every site);
-    ``truck``: a driver's truck gateway, whose batches they move."""
+    ``truck``: a driver's truck gateway, whose batches they move; ``one_time``: the
+    password was made for them (shown once), and they choose their own first."""
     _check_password(password)
     if s.get(User, username) is not None:
         raise Conflict(f"user {username!r} exists")
@@ -99,6 +101,7 @@ def create_user(
         created_ms=now_ms(),
         sites=stored_sites,
         truck=stored_truck,
+        must_change_password=one_time,
     )
     s.add(user)
     record(
@@ -158,14 +161,36 @@ def change_user(
     return user
 
 
-def set_password(s: Session, username: str, password: str, *, actor: str) -> None:
+def set_password(
+    s: Session, username: str, password: str, *, actor: str, one_time: bool = False
+) -> None:
+    """A new password; their sessions end. ``one_time``: made for them (a reset): they
+    choose their own at their next sign-in."""
     _check_password(password)
     user = s.get(User, username)
     if user is None:
         raise NotFound(f"no user {username!r}")
     user.password_hash = _hasher.hash(password)
+    user.must_change_password = one_time
     s.execute(delete(SessionRow).where(SessionRow.username == username))
-    record(s, actor=actor, action="user.password", entity="user", entity_id=username)
+    record(
+        s,
+        actor=actor,
+        action="user.password",
+        entity="user",
+        entity_id=username,
+        new={"one_time": one_time},
+    )
+
+
+def change_own_password(s: Session, username: str, current: str, new: str) -> None:
+    """A user's own choice of password, given the one they have; their sessions end
+    (they sign in again with it)."""
+    if authenticate(s, username, current) is None:
+        raise Refused("the current password is not right")
+    if new == current:
+        raise Refused("choose a password other than the one you have")
+    set_password(s, username, new, actor=username)
 
 
 def authenticate(s: Session, username: str, password: str) -> User | None:

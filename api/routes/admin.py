@@ -143,6 +143,7 @@ def add_user(body: NewUser, user: Admin, svc: ServicesDep) -> NewUserOut:
             display_name=body.display_name,
             sites=body.sites,
             truck=body.truck,
+            one_time=body.password is None,
         )
         out = UserOut.model_validate(created)
     return NewUserOut(**out.model_dump(), password=None if body.password else password)
@@ -172,10 +173,11 @@ def change(username: str, body: UserChange, user: Admin, svc: ServicesDep) -> Us
 @router.post("/users/{username}/password", responses={404: {"description": "no such user"}})
 def reset_password(username: str, user: Admin, svc: ServicesDep) -> OneTimePassword:
     """A new one-time password for a user who lost theirs: their sessions end, the
-    password is shown once in this answer (only its hash is kept); audited."""
+    password is shown once in this answer (only its hash is kept), and they choose
+    their own at their next sign-in; audited."""
     password = one_time_password()
     with transaction(svc.engine) as s:
-        set_password(s, username, password, actor=user.username)
+        set_password(s, username, password, actor=user.username, one_time=True)
     return OneTimePassword(username=username, password=password)
 
 

@@ -6,9 +6,16 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from alerts.db import transaction
 from alerts.models import User
-from alerts.repo.users import SESSION_MS, Role, authenticate, close_session, open_session
+from alerts.repo.users import (
+    SESSION_MS,
+    Role,
+    authenticate,
+    change_own_password,
+    close_session,
+    open_session,
+)
 from api.deps import COOKIE, ServicesDep, Viewer, token_of
-from api.schemas import Login, Me, SessionOut
+from api.schemas import Login, Me, PasswordChange, SessionOut
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -53,6 +60,7 @@ def login(body: Login, request: Request, response: Response, svc: ServicesDep) -
         role=Role(user.role),
         display_name=user.display_name,
         expires_ms=expires_ms,
+        must_change_password=user.must_change_password,
     )
 
 
@@ -70,5 +78,22 @@ def me(user: Viewer) -> Me:
     return _me(user)
 
 
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: {"description": "the current password is not right, or too short"}},
+)
+def change_password(body: PasswordChange, user: Viewer, svc: ServicesDep) -> None:
+    """Choose one's own password (first of all after signing in with a one-time one).
+    Every session of the user ends: they sign in again with it. Audited."""
+    with transaction(svc.engine) as s:
+        change_own_password(s, user.username, body.current_password, body.new_password)
+
+
 def _me(user: User) -> Me:
-    return Me(username=user.username, role=Role(user.role), display_name=user.display_name)
+    return Me(
+        username=user.username,
+        role=Role(user.role),
+        display_name=user.display_name,
+        must_change_password=user.must_change_password,
+    )
