@@ -5,6 +5,7 @@ no script; a small script keeps them live through ``/api/live``. Chinese and Eng
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,10 @@ TraceCode = Annotated[str, PathParam(pattern=r"^[0-9A-Z]{12}$")]
 
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
+
+#: where a sign-in may lead: a path of this site, in plain characters ("/\\host",
+#: "//host" or a control character would let a browser leave it)
+LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*")
 
 PUBLIC_PAGES = {"/login", "/t/{code}", "/t/{code}/qr.svg", "/t/{code}/qr.png", "/"}
 
@@ -147,8 +152,8 @@ def home() -> RedirectResponse:
 @router.get("/login")
 def login_page(request: Request) -> HTMLResponse:
     next_path = request.query_params.get("next", "/board")
-    if not next_path.startswith("/") or next_path.startswith("//"):
-        next_path = "/board"  # never redirect off this site
+    if not LOCAL_PATH.fullmatch(next_path):
+        next_path = "/board"  # never redirect off this site (//host, /\host, a tab…)
     return render(request, "login.html", None, next=next_path)
 
 

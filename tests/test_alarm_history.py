@@ -61,6 +61,8 @@ def test_the_alarm_history_filters_pages_and_exports(api: Api) -> None:
         with_yak = [a["id"] for a in every if "B-YAK-0412" in a["batches"]]
         assert ids["cr1-low"] in with_yak and ids["cr2-critical"] not in with_yak
         assert found(batch="B-YAK-0412") == with_yak
+        # a batch id is matched as it is: % and _ are not wildcards
+        assert found(batch="%") == [] and found(batch="B-YAK-04_2") == []
         # the time raised, from (inclusive) to (exclusive)
         assert found(from_ms=api.t0_ms - HOUR, to_ms=api.t0_ms + HOUR) == [
             ids["cr2-critical"],

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -31,7 +31,7 @@ from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
 from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import free_port
-from tests.api_server import Api, an_alarm, user_of
+from tests.api_server import PASSWORD, Api, an_alarm, user_of
 from tests.browser import publish, shoot, sign_in
 from tests.harness import Broker
 from tests.scenario import Setup
@@ -505,3 +505,20 @@ def test_a_phone_without_a_live_scanner_finds_a_batch_from_a_photo_of_its_label(
         expect(page.locator("#scan-error")).to_contain_text("JPEG, PNG or WebP")
     finally:
         phone.close()
+
+
+def test_signing_in_never_leads_off_this_site(web: Api, page: Page) -> None:
+    for where in ("/\\evil.example", "//evil.example", "/\tevil.example", "https://evil.example"):
+        page.context.clear_cookies()
+        page.goto(f"{web.url}/login?lang=en&next={quote(where)}")
+        page.fill("input[name=username]", user_of(Role.VIEWER))
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: urlparse(url).path == "/board")
+        assert urlparse(page.url).netloc == urlparse(web.url).netloc, where
+    page.context.clear_cookies()
+    page.goto(f"{web.url}/login?lang=en&next={quote('/alarms?state=cleared')}")  # its own: kept
+    page.fill("input[name=username]", user_of(Role.VIEWER))
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: urlparse(url).path == "/alarms")

@@ -91,7 +91,8 @@ class AlarmFilter(BaseModel):
         self, query: Select[AlarmRow, BreachRow, Location]
     ) -> Select[AlarmRow, BreachRow, Location]:
         if self.batch is not None:
-            query = query.where(BreachRow.batches.contains(json.dumps(self.batch)))
+            # the id as a JSON string in the list; % and _ in it are matched as themselves
+            query = query.where(BreachRow.batches.contains(json.dumps(self.batch), autoescape=True))
         for column, value in (
             (BreachRow.site_id, self.site),
             (BreachRow.location_id, self.location),
