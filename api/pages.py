@@ -157,17 +157,6 @@ def login_page(request: Request) -> HTMLResponse:
     return render(request, "login.html", None, next=next_path)
 
 
-@router.get("/password")
-def password_page(request: Request, svc: ServicesDep) -> HTMLResponse:
-    """Choose one's own password (after a one-time one, or at any time)."""
-    token = token_of(request)
-    with reading(svc.engine) as s:
-        user = session_user(s, token) if token else None
-    if user is None:
-        raise SignInFirst(request.url.path)
-    return render(request, "password.html", user, first=user.must_change_password)
-
-
 @router.get("/board")
 def board(request: Request, svc: ServicesDep) -> HTMLResponse:
     user = page_user(request, svc, Role.VIEWER)

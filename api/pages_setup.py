@@ -2,7 +2,7 @@
 which sensor measures which location (``/setup``), and its users (``/setup/users``);
 for quality staff, the product profiles, changed now or from a later time
 (``/profiles``), and the sensors by calibration due date with a calibration recorded
-with its certificate file (``/calibrations``).
+with its certificate file (``/calibrations``); and anyone's own password (``/password``).
 The forms call the API's own routes (``PUT /api/locations/{id}``, ``PUT
 /api/sensors/{gateway}/{sensor}/assignment``, ``POST /api/users`` …), so a change made
 here is the same audited change as one made by ``coldchain setup apply``, and
@@ -21,9 +21,9 @@ from alerts.county import LocationKind, SensorRole, SiteKind, export
 from alerts.db import reading
 from alerts.models import ProfileRow, SensorAssignment
 from alerts.profiles import ProductProfile
-from alerts.repo.users import Role, list_users
-from api.deps import ServicesDep
-from api.pages import page_user, render
+from alerts.repo.users import Role, list_users, session_user
+from api.deps import ServicesDep, token_of
+from api.pages import SignInFirst, page_user, render
 from api.routes import calibrations as calibration_routes
 from api.routes import sites as site_routes
 from api.schemas import UserOut
@@ -136,3 +136,14 @@ def profiles_page(request: Request, svc: ServicesDep) -> HTMLResponse:
                       "cumulative_min", "window_h"),
         humidity_fields=("high_pct", "low_pct", "delay_min", "deadband_pct", "clear_delay_min"),
     )  # fmt: skip
+
+
+@router.get("/password")
+def password_page(request: Request, svc: ServicesDep) -> HTMLResponse:
+    """Choose one's own password (after a one-time one, or at any time)."""
+    token = token_of(request)
+    with reading(svc.engine) as s:
+        user = session_user(s, token) if token else None
+    if user is None:
+        raise SignInFirst(request.url.path)
+    return render(request, "password.html", user, first=user.must_change_password)
