@@ -11,7 +11,7 @@ from alerts.config import AlertsConfig
 from alerts.db import make_engine, upgrade
 from alerts.service import AlertService, Escalation
 from coldchain.runner import run_until_signalled
-from collector.store import Store, open_store
+from collector.store import Store, check_secrets, open_store
 
 
 def escalation_of(config: AlertsConfig) -> Escalation | None:
@@ -34,6 +34,7 @@ def run_alerts(config: AlertsConfig) -> None:
     engine = make_engine(url)
     history: Callable[[], Store] | None = None
     if config.store is not None:
+        check_secrets(config.store)  # opened lazily: a bad token must stop it now
         history = functools.partial(open_store, config.store)
     service = AlertService(
         engine,

@@ -36,7 +36,7 @@ from api.routes import (
 from api.settings import ApiSettings
 from coldchain.settings import load_toml
 from collector.config import CollectorConfig, SqliteStoreConfig
-from collector.store import Store, open_store
+from collector.store import Store, check_secrets, open_store
 
 log = logging.getLogger("coldchain.api")
 
@@ -61,6 +61,7 @@ def _store_opener(settings: ApiSettings) -> Callable[[], Store]:
     else:
         assert settings.readings_db is not None
         store = SqliteStoreConfig(kind="sqlite", path=settings.readings_db)
+    check_secrets(store)  # opened lazily: a bad token must stop it at start
     return functools.partial(open_store, store)
 
 

@@ -37,4 +37,6 @@ class Throttled:
             return
         more = f" (and {last[1]} more since the last line)" if last and last[1] else ""
         self.logger.warning(message + more, *args)
+        if len(self._last) >= 1000 and key not in self._last:  # bounded, oldest first
+            del self._last[next(iter(self._last))]
         self._last[key] = (now, 0)

@@ -49,6 +49,11 @@ MAX_INT: Final = 2**53 - 1
 #: the most readings or events one message may carry (the gateway's backlog chunk bound)
 MAX_ITEMS: Final = 5000
 MAX_TEXT: Final = 256
+#: the largest payload of any stream: refused unread past it. The gateway cuts its
+#: batches to stay under it; the broker's message_size_limit is the same.
+MAX_PAYLOAD_BYTES: Final = 1_048_576
+#: room for a batch's head (ids, epoch, seq, held_from) within MAX_PAYLOAD_BYTES
+BATCH_HEAD_BYTES: Final = 1024
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
@@ -96,7 +101,8 @@ BOOLEAN_QUANTITIES: Final = frozenset(
 
 class WireError(ValueError):
     """A payload or topic that does not follow this contract. ``kind`` names the rule
-    it breaks (a metric label): topic, json, schema, version, measurand, time, empty."""
+    it breaks (a metric label): topic, json, schema, version, measurand, time, empty,
+    too_large."""
 
     def __init__(self, reason: str, kind: str = "schema") -> None:
         self.kind = kind
@@ -318,6 +324,11 @@ def decode_stored(payload: bytes) -> Stored:
 
 def _decoded(decoder: msgspec.json.Decoder[Any], stream: Stream, payload: bytes) -> Any:
     """msgspec's errors translated into the contract's, and the version checked."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError(
+            f"{len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} a message may have",
+            "too_large",
+        )
     try:
         msg = decoder.decode(payload)
     except msgspec.ValidationError as exc:
@@ -335,6 +346,17 @@ def decode_reading(body: bytes) -> Reading:
 
 def decode_event(body: bytes) -> Event:
     return _event_decoder.decode(body)
+
+
+def bodies_that_fit(bodies: list[bytes]) -> int:
+    """How many of the first bodies fit one batch under MAX_PAYLOAD_BYTES (at least one:
+    a single reading or event is far below it, its fields being bounded)."""
+    room = MAX_PAYLOAD_BYTES - BATCH_HEAD_BYTES
+    for count, body in enumerate(bodies):
+        room -= len(body) + 1
+        if room < 0:
+            return max(count, 1)
+    return len(bodies)
 
 
 def assemble(

@@ -77,6 +77,7 @@ class Collector:
         section = config.collector
         self.limits = Limits(future_tolerance_ms=int(section.future_tolerance_s * 1000))
         self._rejections = Throttled(log)
+        self._quarantine_full = False
         self._last_commit = time.monotonic()
         #: messages quarantined, by the rule they broke
         self.quarantined_by: dict[str, int] = {}
@@ -325,13 +326,28 @@ class Collector:
         c.events_stored += result.events_stored
         c.quarantined += result.quarantined
         c.quarantine_dropped += result.quarantine_dropped
+        self._note_quarantine_full(result)
         for item in rejected:
             self.quarantined_by[item.kind] = self.quarantined_by.get(item.kind, 0) + 1
             # per topic: the first, then one line a minute with the count (a flood of
             # bad messages is counted, not written out)
             self._rejections.warning(
-                item.topic, "quarantined a message on %s: %s", item.topic, item.reason
+                item.topic, "quarantined a message on %s: %s", item.topic[:200], item.reason[:300]
             )
+
+    def _note_quarantine_full(self, result: WriteResult) -> None:
+        """One line when the quarantine starts dropping its oldest rows, one when a
+        message is kept again without a drop."""
+        if result.quarantine_dropped and not self._quarantine_full:
+            log.warning("quarantine full: dropping its oldest messages to keep new ones")
+        elif result.quarantined and not result.quarantine_dropped and self._quarantine_full:
+            log.warning(
+                "quarantine below its bounds again (%d dropped in all)",
+                self.counters.quarantine_dropped,
+            )
+        else:
+            return
+        self._quarantine_full = not self._quarantine_full
 
 
 def run_collector(config: CollectorConfig) -> None:

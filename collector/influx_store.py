@@ -38,6 +38,7 @@ from coldchain.wire import Quality, Quantity, ReadingsBatch
 from collector import watermark
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import SCHEMA as QUARANTINE_SCHEMA
+from collector.quarantine import row as kept_row
 from collector.quarantine import trim
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
 
@@ -185,7 +186,7 @@ class InfluxStore:
                 self._side.executemany(
                     "INSERT INTO quarantine (received_ms, topic, payload, reason) "
                     "VALUES (?, ?, ?, ?)",
-                    [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
+                    [kept_row(q) for q in quarantine],
                 )
                 dropped = trim(self._side, max(q.received_ms for q in quarantine))
             self._side.execute("COMMIT")

@@ -2,20 +2,26 @@
 SQLite table (in the store's file for the SQLite store, in a file beside the collector
 for InfluxDB: raw payloads are not time series).
 
-Bounded: :data:`MAX_ROWS` rows and :data:`MAX_AGE_MS` at most; :func:`trim` drops what is
-past either and the stores count it. ``coldchain quarantine`` lists, shows and replays
-(:func:`collector.app.replay_quarantined`) what is kept.
+Bounded: :data:`MAX_ROWS` rows, :data:`MAX_BYTES` of payload and :data:`MAX_AGE_MS` at
+most; :func:`trim` drops the oldest past any and the stores count it. One payload is kept
+up to :data:`MAX_KEPT_BYTES` (:func:`row`: its length and SHA-256 go into the reason), so
+a flood of large refused messages cannot fill the disk. ``coldchain quarantine`` lists,
+shows and replays (:func:`collector.app.replay_quarantined`) what is kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from collector.config import InfluxStoreConfig, SqliteStoreConfig
+from collector.store import QuarantineItem
 
 MAX_ROWS = 100_000
+MAX_BYTES = 64 * 1024 * 1024
+MAX_KEPT_BYTES = 64 * 1024
 MAX_AGE_MS = 90 * 86_400_000
 
 SCHEMA = (
@@ -34,17 +40,36 @@ class Kept:
     reason: str
 
 
+def row(item: QuarantineItem) -> tuple[int, str, bytes, str]:
+    """The row to insert: a payload past MAX_KEPT_BYTES is cut, and the reason says so."""
+    payload, reason = item.payload, item.reason
+    if len(payload) > MAX_KEPT_BYTES:
+        digest = hashlib.sha256(payload).hexdigest()
+        reason = (
+            f"{reason} [{len(payload)} bytes, sha256 {digest}; the first {MAX_KEPT_BYTES} kept]"
+        )
+        payload = payload[:MAX_KEPT_BYTES]
+    return item.received_ms, item.topic[:512], payload, reason[:2048]
+
+
 def trim(db: sqlite3.Connection, now_ms: int) -> int:
-    """Drop what is too old or past the bound (inside the caller's transaction)."""
+    """Drop what is too old or past a bound, oldest first (inside the caller's
+    transaction); the number dropped."""
     dropped = db.execute(
         "DELETE FROM quarantine WHERE received_ms < ?", (now_ms - MAX_AGE_MS,)
     ).rowcount
-    (count,) = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
-    if count > MAX_ROWS:
-        dropped += db.execute(
-            "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)",
-            (count - MAX_ROWS,),
-        ).rowcount
+    count, size = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM quarantine"
+    ).fetchone()
+    if count > MAX_ROWS or size > MAX_BYTES:
+        # the newest rows that fit both bounds stay
+        (keep_from,) = db.execute(
+            "SELECT COALESCE(MIN(id), 0) FROM (SELECT id, SUM(length(payload)) OVER "
+            "(ORDER BY id DESC) AS above, ROW_NUMBER() OVER (ORDER BY id DESC) AS n "
+            "FROM quarantine) WHERE above <= ? AND n <= ?",
+            (MAX_BYTES, MAX_ROWS),
+        ).fetchone()
+        dropped += db.execute("DELETE FROM quarantine WHERE id < ?", (keep_from,)).rowcount
     return int(dropped)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from coldchain.wire import EventsBatch, ReadingsBatch
 from collector import watermark
 from collector.errors import StoreRefused, StoreUnavailable
+from collector.quarantine import row as kept_row
 from collector.quarantine import trim
 from collector.sqlite_readings import CatalogueBehind, ReadingsWriter
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
@@ -222,7 +223,7 @@ class SqliteStore:
         if quarantine:
             self._db.executemany(
                 "INSERT INTO quarantine (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
-                [(q.received_ms, q.topic, q.payload, q.reason) for q in quarantine],
+                [kept_row(q) for q in quarantine],
             )
             dropped = trim(self._db, max(q.received_ms for q in quarantine))
         return WriteResult(

@@ -110,6 +110,13 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def check_secrets(config: SqliteStoreConfig | InfluxStoreConfig) -> None:
+    """Raise ConfigError if a secret the store needs is missing or a placeholder: for the
+    programs that open their store later, so that they refuse to start instead."""
+    if isinstance(config, InfluxStoreConfig):
+        config.secrets()
+
+
 def open_store(config: SqliteStoreConfig | InfluxStoreConfig) -> Store:
     """The readings store a config section names: the one opener every program uses
     (collector, alert service replay, API history, export and reports)."""

@@ -290,6 +290,7 @@ class Outbox:
             ).fetchall()
             if not rows:
                 return None
+            rows = rows[: wire.bodies_that_fit([body for _id, body in rows])]
             seq_key = f"next_seq.{stream.value}"
             seq = self._meta(seq_key) or 1
             self._set_meta(seq_key, seq + 1)

@@ -42,7 +42,12 @@ def find_mosquitto() -> str:
 
 
 #: what a broker for coldchain needs beyond persistence (README, "What a broker needs")
-BROKER_NEEDS = ("max_queued_messages 1000000", "max_queued_bytes 0", "max_packet_size 4194304")
+BROKER_NEEDS = (
+    "max_queued_messages 1000000",
+    "max_queued_bytes 268435456",
+    "message_size_limit 1048576",
+    "max_packet_size 1114112",
+)
 
 
 class LocalBroker:

@@ -407,3 +407,68 @@ def test_influx_points_of_two_messages_at_one_millisecond_stay_two_and_a_copy_st
     assert {t // 1_000_000 for t in times} == {NOW}  # the same millisecond, read back
     suspect = batch(9, [msgspec.structs.replace(temp(NOW), q=Quality.CLOCK_SUSPECT)])
     assert "received_ms=" in line(suspect) and "q_code=3i" in line(suspect)
+
+
+def test_a_large_refused_payload_is_kept_cut_with_its_length_and_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    from collector import quarantine
+
+    big = b"{" + b"x" * (3 * quarantine.MAX_KEPT_BYTES)
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write([], [QuarantineItem(TOPIC, big, "too large", NOW)])
+    [(topic, payload, reason)] = store.quarantined()
+    store.close()
+    assert topic == TOPIC and payload == big[: quarantine.MAX_KEPT_BYTES]
+    assert f"{len(big)} bytes" in reason and hashlib.sha256(big).hexdigest() in reason
+
+
+def test_the_quarantine_keeps_the_newest_within_its_byte_bound_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector import quarantine
+
+    monkeypatch.setattr(quarantine, "MAX_BYTES", 10 * 1000)
+    store = SqliteStore(tmp_path / "s.sqlite")
+    dropped = 0
+    for n in range(30):
+        item = QuarantineItem(TOPIC, b"%04d" % n + b"x" * 996, "bad", NOW + n)
+        dropped += store.write([], [item]).quarantine_dropped
+    kept = [payload[:4] for _t, payload, _r in store.quarantined()]
+    store.close()
+    assert kept == [b"%04d" % n for n in range(20, 30)]
+    assert dropped == 20
+
+
+def test_a_payload_past_the_wire_bound_is_refused_unread() -> None:
+    payload = b'{"v": 1, ' + b" " * wire.MAX_PAYLOAD_BYTES + b"}"
+    with pytest.raises(wire.WireError) as refused:
+        wire.decode(wire.Stream.READINGS, payload)
+    assert refused.value.kind == "too_large"
+
+
+def test_a_batch_of_long_readings_is_cut_to_stay_under_the_wire_bound() -> None:
+    body = msgspec.json.encode(
+        Reading(
+            sensor="cr1-th.temp",
+            ts_ms=NOW,
+            q=Quality.FAULT,
+            fault="字" * 256,
+            quantity=Quantity.TEMP_C,
+        )
+    )
+    bodies = [body] * wire.MAX_ITEMS
+    fit = wire.bodies_that_fit(bodies)
+    assert 0 < fit < wire.MAX_ITEMS
+    payload = wire.assemble(
+        wire.Stream.READINGS,
+        gateway="g",
+        site="s",
+        epoch=1,
+        seq=1,
+        bodies=bodies[:fit],
+        held_from=1,
+    )
+    assert len(payload) <= wire.MAX_PAYLOAD_BYTES
+    assert len(wire.decode(wire.Stream.READINGS, payload).readings) == fit  # type: ignore[union-attr]
+    assert wire.bodies_that_fit(bodies[:3]) == 3

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -22,14 +22,16 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import text
 
 from alerts.db import Base, make_engine, upgrade
 from api.settings import ApiSettings
-from coldchain.mqtt import Consumer, Delivery, SessionSpec
-from coldchain.settings import PLACEHOLDER
+from coldchain.mqtt import Consumer, Delivery, SessionSpec, make_client
+from coldchain.mqtt import connect as mqtt_connect
+from coldchain.settings import PLACEHOLDER, MqttConfig
 from coldchain.wire import Quantity
 from ops import grafana
 from simulator.broker import LocalBroker, free_ports
@@ -120,14 +122,45 @@ def test_a_service_refuses_to_start_with_a_placeholder_secret(tmp_path: Path) ->
         "--config",
         str(ROOT / "deploy" / "config" / "collector-1.toml"),
         env={
-            "MQTT_COLLECTOR_PASSWORD": "CHANGE_ME_collector_password",
+            "MQTT_COLLECTOR_1_PASSWORD": "CHANGE_ME_collector_password",
             "INFLUXDB_ORG": "county",
             "INFLUXDB_BUCKET": "coldchain",
-            "INFLUXDB_TOKEN": "a-real-token",
+            "INFLUXDB_COLLECTOR_TOKEN": "a-real-token",
         },
     )
-    assert refused.returncode != 0
-    assert "MQTT_COLLECTOR_PASSWORD" in refused.stderr and "placeholder" in refused.stderr
+    assert refused.returncode == 2
+    assert "MQTT_COLLECTOR_1_PASSWORD" in refused.stderr and "placeholder" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("program", ["alerts", "api"])
+def test_the_alert_service_and_the_api_check_their_influx_token_at_start(
+    program: str, tmp_path: Path
+) -> None:
+    """They open the readings store only when they first need it; a placeholder token
+    must stop them at start, not at the first history a quality manager asks for."""
+    configs = ROOT / "deploy" / "config"
+    env = {
+        "COLDCHAIN_DB_URL": f"sqlite:///{tmp_path / 'alerts.sqlite'}",
+        "MQTT_ALERTS_PASSWORD": "alerts pass 1",
+        "COLDCHAIN_WEBHOOK_SECRET": "webhook secret 1",
+        "COLDCHAIN_SMTP_PASSWORD": "smtp pass 1",
+        "INFLUXDB_ORG": "county",
+        "INFLUXDB_BUCKET": "coldchain",
+        "INFLUXDB_ALERTS_TOKEN": "CHANGE_ME_influx_token",
+        "INFLUXDB_API_TOKEN": "CHANGE_ME_influx_token",
+        "COLDCHAIN_STORE_CONFIG": str(configs / "api-store.toml"),
+        "COLDCHAIN_PUBLIC_URL": "https://trace.county.example",
+    }
+    if program == "alerts":
+        args = ["alerts", "run", "--config", str(configs / "alerts.toml")]
+    else:
+        args = ["api", "--port", str(free_ports(1)[0])]
+    refused = cli(*args, env=env)
+    assert refused.returncode == 2, refused.stderr
+    variable = f"INFLUXDB_{program.upper()}_TOKEN"
+    assert variable in refused.stderr and "placeholder" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 # ---------------------------------------------------------------------- the broker
@@ -157,30 +190,54 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
     plain, tls = free_ports(2)
     workdir = tmp_path / "mosquitto"
     workdir.mkdir()
-    shutil.copy(ROOT / "deploy" / "mosquitto" / "acl", workdir / "acl")
-    files = ["--passwd", str(workdir / "passwd"), "--acl", str(workdir / "acl")]
+    for listener in ("services", "gateways"):
+        shutil.copy(ROOT / "deploy" / "mosquitto" / f"{listener}.acl", workdir / f"{listener}.acl")
+    services = [
+        "--passwd",
+        str(workdir / "services.passwd"),
+        "--acl",
+        str(workdir / "services.acl"),
+    ]
+    gateways = [
+        "--passwd",
+        str(workdir / "gateways.passwd"),
+        "--acl",
+        str(workdir / "gateways.acl"),
+    ]
     env = {"P_COLLECTOR": "collector pass 1", "P_GW": "gateway pass 1", "P_API": "api pass 1"}
-    for account, variable in (("collector", "P_COLLECTOR"), ("api", "P_API")):
+    for account, role, variable in (
+        ("collector-1", "collector", "P_COLLECTOR"),
+        ("collector-2", "collector", "P_COLLECTOR"),
+        ("api", "api", "P_API"),
+    ):
         made = cli(
             "broker",
             "add-service",
             account,
             "--role",
-            account,
+            role,
             "--password-env",
             variable,
-            *files,
+            *services,
             env=env,
         )
         assert made.returncode == 0, made.stderr
     for gw, site in (("truck-01", "county-fleet"), ("truck-02", "county-fleet")):
         made = cli(
-            "broker", "add-gateway", gw, "--site", site, "--password-env", "P_GW", *files, env=env
+            "broker",
+            "add-gateway",
+            gw,
+            "--site",
+            site,
+            "--password-env",
+            "P_GW",
+            *gateways,
+            env=env,
         )
         assert made.returncode == 0, made.stderr
-    printed = cli("broker", "add-gateway", "store-gw", "--site", "county-store", *files)
+    printed = cli("broker", "add-gateway", "store-gw", "--site", "county-store", *gateways)
     assert printed.returncode == 0 and "COLDCHAIN_MQTT_PASSWORD=" in printed.stdout
-    assert "gateway pass 1" not in (workdir / "passwd").read_text()  # hashed, never clear
+    assert "gateway pass 1" not in (workdir / "gateways.passwd").read_text()  # hashed
     broker = ProductionBroker(workdir, plain, tls)
     broker.start()
     try:
@@ -190,9 +247,20 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
 
 
 def connect(
-    port: int, username: str | None, password: str | None, tls: bool = False
+    port: int,
+    username: str | None,
+    password: str | None,
+    tls: bool = False,
+    *,
+    client_id: str = "",
+    clean_start: bool = True,
+    on_message: Callable[..., None] | None = None,
 ) -> tuple[mqtt.Client, ReasonCode]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    if on_message is not None:
+        client.on_message = on_message
     if username is not None:
         client.username_pw_set(username, password)
     if tls:
@@ -210,13 +278,24 @@ def connect(
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
-    client.connect("127.0.0.1", port)
+    client.connect(
+        "127.0.0.1",
+        port,
+        clean_start=clean_start,
+        properties=None if clean_start else _session_for(3600),
+    )
     client.loop_start()
     assert done.wait(10), "no CONNACK"
     return client, result["reason"]
 
 
-def puback(client: mqtt.Client, topic: str) -> int:
+def _session_for(expiry_s: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return props
+
+
+def puback(client: mqtt.Client, topic: str, payload: bytes = b"{}") -> int:
     """The PUBACK reason code of one QoS 1 publish (MQTT 5 says when it was refused)."""
     codes: list[int] = []
     done = threading.Event()
@@ -226,7 +305,7 @@ def puback(client: mqtt.Client, topic: str) -> int:
         done.set()
 
     client.on_publish = on_publish
-    client.publish(topic, b"{}", qos=1)
+    client.publish(topic, payload, qos=1)
     assert done.wait(10), "no PUBACK"
     return codes[0]
 
@@ -239,7 +318,7 @@ def close(client: mqtt.Client) -> None:
 def test_the_production_broker_lets_a_gateway_publish_only_its_own_topics(
     production_broker: ProductionBroker,
 ) -> None:
-    gateway, reason = connect(production_broker.port, "truck-01", "gateway pass 1")
+    gateway, reason = connect(production_broker.tls_port, "truck-01", "gateway pass 1", tls=True)
     assert not reason.is_failure
     try:
         assert puback(gateway, "coldchain/v1/county-fleet/truck-01/readings") < 0x80
@@ -247,7 +326,7 @@ def test_the_production_broker_lets_a_gateway_publish_only_its_own_topics(
         assert puback(gateway, "coldchain/v1/county-store/truck-01/readings") == 135
     finally:
         close(gateway)
-    collector, reason = connect(production_broker.port, "collector", "collector pass 1")
+    collector, reason = connect(production_broker.port, "collector-1", "collector pass 1")
     assert not reason.is_failure
     try:
         assert puback(collector, "coldchain/v1/county-fleet/truck-01/readings") == 135
@@ -268,6 +347,125 @@ def test_the_production_broker_refuses_wrong_passwords_and_anonymous_clients(
     assert reason.value in (134, 135)  # bad user name or password / not authorized
 
 
+def test_no_account_can_take_over_a_collectors_session(
+    production_broker: ProductionBroker,
+) -> None:
+    """A gateway's account connecting as ``collector-1`` (the id in the shipped config)
+    gets a session named after itself: the collector stays connected, and the messages
+    queued for it while it is away all arrive (10 of 10)."""
+    topic = "coldchain/v1/county-fleet/truck-01/readings"
+    got: list[bytes] = []
+
+    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        got.append(message.payload)
+
+    collector, reason = connect(
+        production_broker.port,
+        "collector-1",
+        "collector pass 1",
+        client_id="collector-1",
+        clean_start=False,
+        on_message=on_message,
+    )
+    assert not reason.is_failure
+    collector.subscribe(topic, qos=1)
+    time.sleep(0.3)
+    dropped = threading.Event()
+    collector.on_disconnect = lambda *_a: dropped.set()
+    thief, reason = connect(
+        production_broker.tls_port,
+        "truck-01",
+        "gateway pass 1",
+        tls=True,
+        client_id="collector-1",
+        clean_start=True,
+    )
+    assert not reason.is_failure
+    assert not dropped.wait(1.5), "the gateway's account took the collector's session"
+    collector.disconnect()
+    collector.loop_stop()
+    # while the collector is away, another take-over with clean start would wipe its queue
+    for n in range(10):
+        assert puback(thief, topic, b"%d" % n) < 0x80
+    close(thief)
+    thief, _ = connect(
+        production_broker.tls_port,
+        "truck-01",
+        "gateway pass 1",
+        tls=True,
+        client_id="collector-1",
+        clean_start=True,
+    )
+    close(thief)
+    collector, reason = connect(
+        production_broker.port,
+        "collector-1",
+        "collector pass 1",
+        client_id="collector-1",
+        clean_start=False,
+        on_message=on_message,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while len(got) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(got) == [b"%d" % n for n in range(10)]
+    finally:
+        close(collector)
+
+
+@pytest.mark.parametrize(
+    ("listener", "username", "password"),
+    [("plain", "truck-01", "gateway pass 1"), ("tls", "collector-1", "collector pass 1")],
+)
+def test_an_account_is_known_only_on_its_own_listener(
+    production_broker: ProductionBroker, listener: str, username: str, password: str
+) -> None:
+    """Gateways come in over TLS, services on the compose network: a gateway's password
+    is no key to the plain listener, nor a service's to the TLS one."""
+    tls = listener == "tls"
+    port = production_broker.tls_port if tls else production_broker.port
+    client, reason = connect(port, username, password, tls=tls)
+    close(client)
+    assert reason.is_failure and reason.value in (134, 135)
+
+
+def test_the_production_broker_refuses_a_message_larger_than_the_wire_allows(
+    production_broker: ProductionBroker,
+) -> None:
+    from coldchain import wire
+
+    topic = "coldchain/v1/county-fleet/truck-02/readings"
+    got: list[int] = []
+    listener, _ = connect(
+        production_broker.port,
+        "collector-2",
+        "collector pass 1",
+        on_message=lambda _c, _u, m: got.append(len(m.payload)),
+    )
+    listener.subscribe(topic, qos=1)
+    try:
+        time.sleep(0.3)
+        # Mosquitto drops the connection of a client that sends more (no PUBACK); a
+        # gateway never does, its batches are cut under the bound
+        gateway, _ = connect(production_broker.tls_port, "truck-02", "gateway pass 1", tls=True)
+        refused = threading.Event()
+        gateway.on_disconnect = lambda *_a: refused.set()
+        gateway.publish(topic, b"x" * (wire.MAX_PAYLOAD_BYTES + 1), qos=1)
+        assert refused.wait(10), "the broker took a message past the wire's bound"
+        gateway.loop_stop()
+        gateway, _ = connect(production_broker.tls_port, "truck-02", "gateway pass 1", tls=True)
+        assert puback(gateway, topic, b"x" * wire.MAX_PAYLOAD_BYTES) < 0x80
+        close(gateway)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert got == [wire.MAX_PAYLOAD_BYTES]
+    finally:
+        close(listener)
+
+
 def test_the_production_broker_speaks_tls_with_the_shipped_test_certificates(
     production_broker: ProductionBroker,
 ) -> None:
@@ -279,20 +477,21 @@ def test_the_production_broker_speaks_tls_with_the_shipped_test_certificates(
         close(gateway)
 
 
-def test_the_api_reaches_the_broker_over_tls_with_settings_from_its_environment(
+def test_the_api_and_a_gateway_reach_the_broker_with_settings_from_their_environment(
     production_broker: ProductionBroker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The API's broker settings are the services' MqttConfig (TLS included), read from
-    COLDCHAIN_MQTT__*; its live hub's consumer signs in with them and sees a status."""
+    """The API's broker settings are the services' MqttConfig, read from COLDCHAIN_MQTT__*:
+    its live hub signs in on the compose network's listener as ``api``. A gateway's
+    client, made from the same MqttConfig with TLS and the county's CA, publishes a
+    status over the TLS listener, and the hub sees it."""
     monkeypatch.setenv("COLDCHAIN_DB_URL", f"sqlite:///{tmp_path / 'alerts.sqlite'}")
-    monkeypatch.setenv("COLDCHAIN_MQTT__PORT", str(production_broker.tls_port))
-    monkeypatch.setenv("COLDCHAIN_MQTT__TLS", "true")
-    monkeypatch.setenv("COLDCHAIN_MQTT__CA_FILE", str(CERTS / "ca.crt"))
+    monkeypatch.setenv("COLDCHAIN_MQTT__PORT", str(production_broker.port))
     monkeypatch.setenv("COLDCHAIN_MQTT__USERNAME", "api")
     monkeypatch.setenv("COLDCHAIN_MQTT__PASSWORD_ENV", "P_API")
     monkeypatch.setenv("P_API", "api pass 1")
+    monkeypatch.setenv("P_GW", "gateway pass 1")
     settings = ApiSettings()
-    assert settings.mqtt.tls and settings.mqtt.port == production_broker.tls_port
+    assert settings.mqtt.port == production_broker.port and not settings.mqtt.tls
     seen: list[str] = []
 
     def handle(batch: Sequence[Delivery]) -> bool:
@@ -300,15 +499,25 @@ def test_the_api_reaches_the_broker_over_tls_with_settings_from_its_environment(
         return True
 
     topic = "coldchain/v1/county-fleet/truck-02/status"
-    hub = Consumer(settings.mqtt, SessionSpec("api-tls-test"), [(topic, 1)], handle, name="t")
+    hub = Consumer(settings.mqtt, SessionSpec("api-test"), [(topic, 1)], handle, name="t")
     hub.start()
-    gateway, reason = connect(production_broker.tls_port, "truck-02", "gateway pass 1", tls=True)
+    over_tls = MqttConfig(
+        port=production_broker.tls_port,
+        tls=True,
+        ca_file=CERTS / "ca.crt",
+        username="truck-02",
+        password_env="P_GW",
+    )
+    gateway = make_client(over_tls, SessionSpec("truck-02"))
+    connected = threading.Event()
+    gateway.on_connect = lambda _c, _u, _f, reason, _p: reason.is_failure or connected.set()
+    mqtt_connect(gateway, over_tls, SessionSpec("truck-02"))
     try:
-        assert not reason.is_failure
         deadline = time.monotonic() + 10
         while not hub.connected and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert hub.connected, "the API's account did not get in over TLS"
+        assert hub.connected, "the API's account did not get in"
+        assert connected.wait(10), "the gateway's account did not get in over TLS"
         gateway.publish(topic, b"{}", qos=1)
         while not seen and time.monotonic() < deadline:
             time.sleep(0.05)

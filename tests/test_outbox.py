@@ -254,3 +254,25 @@ def test_an_outbox_that_went_back_in_time_skips_the_seqs_the_store_holds(tmp_pat
     assert box.catch_up(Stream.READINGS, 5) is None
     nxt = box.seal(Stream.READINGS, limit=1)
     assert nxt is not None and nxt.seq == 6  # no seq names two payloads
+
+
+def test_a_backlog_of_long_fault_readings_goes_in_messages_under_the_wire_bound(
+    tmp_path: Path,
+) -> None:
+    box = make(tmp_path / "o.sqlite", max_rows=10_000)
+    body = wire.encode(
+        Reading(
+            sensor="cr1-th.temp",
+            ts_ms=NOW,
+            q=Quality.FAULT,
+            fault="探头故障" * 64,
+            quantity=wire.Quantity.TEMP_C,
+        )
+    )
+    box.add(Stream.READINGS, [(NOW + i, body) for i in range(3000)])
+    sizes, taken = [], 0
+    while (sealed := box.seal(Stream.READINGS, limit=5000)) is not None:
+        assert len(sealed.payload) <= wire.MAX_PAYLOAD_BYTES
+        sizes.append(sealed.n)
+        taken += len(wire.decode(Stream.READINGS, sealed.payload).readings)  # type: ignore[union-attr]
+    assert taken == sum(sizes) == 3000 and len(sizes) > 1

@@ -18,28 +18,21 @@ def broker() -> None:
     """Accounts of the production Mosquitto (password file and ACL)."""
 
 
-_BROKER_FILES = [
-    click.option(
-        "--passwd",
-        type=click.Path(path_type=Path),
-        default=Path("deploy/mosquitto/passwd"),
-        show_default=True,
-        help="Mosquitto password file",
-    ),
-    click.option(
-        "--acl",
-        type=click.Path(path_type=Path),
-        default=Path("deploy/mosquitto/acl"),
-        show_default=True,
-        help="Mosquitto ACL file",
-    ),
-]
+def _broker_files(listener: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--passwd and --acl of one listener's files (``gateways`` or ``services``)."""
 
+    def add(f: Callable[..., None]) -> Callable[..., None]:
+        for option, what, suffix in (("--acl", "ACL", "acl"), ("--passwd", "password", "passwd")):
+            f = click.option(
+                option,
+                type=click.Path(path_type=Path),
+                default=Path(f"deploy/mosquitto/{listener}.{suffix}"),
+                show_default=True,
+                help=f"Mosquitto {what} file of the {listener}' listener",
+            )(f)
+        return f
 
-def _broker_files(f: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(_BROKER_FILES):
-        f = option(f)
-    return f
+    return add
 
 
 @broker.command("add-gateway")
@@ -50,7 +43,7 @@ def _broker_files(f: Callable[..., None]) -> Callable[..., None]:
     default=None,
     help="take the password from this variable (default: make a random one and print it)",
 )
-@_broker_files
+@_broker_files("gateways")
 def broker_add_gateway(
     gateway_id: str, site: str, password_env: str | None, passwd: Path, acl: Path
 ) -> None:
@@ -87,11 +80,14 @@ def broker_add_gateway(
 @click.argument("username")
 @click.option("--role", type=click.Choice(sorted(SERVICE_RULES)), required=True)
 @click.option("--password-env", required=True, help="the variable holding its password")
-@_broker_files
+@_broker_files("services")
 def broker_add_service(
     username: str, role: str, password_env: str, passwd: Path, acl: Path
 ) -> None:
-    """A service account: it reads what the service consumes and writes nothing."""
+    """A service account: it reads what the service consumes and writes only its own
+    heartbeat. One account per process (collector-1, collector-2, api, api-2 …): the
+    broker names each connection after its account, so two processes sharing one would
+    take each other's session."""
     from ops.accounts import AccountError, add_account
 
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from coldchain.settings import ConfigError
 from collector.errors import StoreUnavailable
 from ops.cli.common import collector_config, fail
 
@@ -30,6 +31,8 @@ def collector_run(config_path: Path | None) -> None:
     config = collector_config(config_path)
     try:
         run_collector(config)
+    except ConfigError as exc:  # a store secret missing or a placeholder
+        fail(exc, 2)
     except StoreUnavailable as exc:
         fail(f"store unavailable at start: {exc}", 3)
 

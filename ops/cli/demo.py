@@ -40,8 +40,8 @@ def county_options(f: Callable[..., None]) -> Callable[..., None]:
     help=(
         "use this broker (mqtt://host:port) instead of starting a Mosquitto of its own; "
         "it must keep queued messages (persistence true, autosave_interval 1) and have "
-        "room to queue them (max_queued_messages 1000000 or more, max_queued_bytes 0, "
-        "max_packet_size 4194304): a stock Mosquitto drops past 1,000 queued messages"
+        "room to queue them (max_queued_messages 1000000, max_queued_bytes 268435456, "
+        "message_size_limit 1048576): a stock Mosquitto drops past 1,000 queued messages"
     ),
 )
 @click.option(

@@ -31,7 +31,10 @@ def api_command(host: str, port: int) -> None:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         ]
         fail(ConfigError("environment", problems), 2)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # its store config, or a store secret
+        fail(exc, 2)
     health_port = os.environ.get("COLDCHAIN_HEALTH_PORT")
     hub = app.state.services.hub
     if health_port and hub is not None:
