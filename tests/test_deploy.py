@@ -77,12 +77,69 @@ def test_compose_file_validates_and_every_service_has_a_health_check_and_restart
         "api",
         "grafana",
     } <= set(services)
+    one_off = {"check-env", "setup"}
     for name, service in services.items():
+        if name in one_off:
+            assert service.get("restart") == "no", name
+            continue
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
+    # the admin secrets are checked before the servers that take them start
+    for name in ("influxdb", "postgres"):
+        waits = services[name]["depends_on"]["check-env"]
+        assert waits["condition"] == "service_completed_successfully", name
+    assert services["check-env"]["command"] == ["deploy", "check-env"]
     # two collectors, one shared subscription, distinct sessions
     assert "collector-1.toml" in services["collector-1"]["command"][-1]
     assert "collector-2.toml" in services["collector-2"]["command"][-1]
+
+
+def test_each_compose_service_is_handed_only_its_own_secrets(tmp_path: Path) -> None:
+    """No env_file: a secret reaches only the services that use it, and the admin
+    secrets only the servers they are for, check-env and the one-off set-up."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "env_file" not in json.dumps(compose)
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing (apt-get install docker-compose)"
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    full = subprocess.run(
+        [tool, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
+    services = yaml.safe_load(full.stdout)["services"]
+
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+
+    def holders(variable: str) -> set[str]:
+        """The services whose environment holds the variable's value, by any name."""
+        return {
+            name
+            for name, service in services.items()
+            if any(values[variable] in str(v) for v in service.get("environment", {}).values())
+        }
+
+    assert holders("INFLUXDB_ADMIN_TOKEN") == {"influxdb", "check-env", "setup"}
+    assert holders("GRAFANA_ADMIN_PASSWORD") == {"grafana", "check-env"}
+    assert holders("MQTT_COLLECTOR_2_PASSWORD") == {"collector-2"}
+    for variable, users in (
+        ("INFLUXDB_COLLECTOR_TOKEN", {"collector-1", "collector-2"}),
+        ("INFLUXDB_ALERTS_TOKEN", {"alerts"}),
+        ("INFLUXDB_API_TOKEN", {"api"}),
+        ("INFLUXDB_GRAFANA_TOKEN", {"grafana"}),
+    ):  # their placeholders are alike: by name
+        assert {n for n, sv in services.items() if variable in sv.get("environment", {})} == users
+    assert holders("MQTT_COLLECTOR_1_PASSWORD") == {"collector-1"}
+    assert holders("MQTT_API_PASSWORD") == {"api"}
+    assert holders("COLDCHAIN_SMTP_PASSWORD") == {"alerts"}
+    # the database owner's password: PostgreSQL, the services that own the schema and
+    # the set-up; Grafana signs in as its read-only role
+    owner = {"postgres", "alerts", "api", "setup", "check-env"}
+    assert holders("POSTGRES_PASSWORD") == owner
+    assert services["grafana"]["environment"]["GRAFANA_DB_USER"] == "grafana_reader"
 
 
 def test_the_shipped_service_configs_are_valid() -> None:
@@ -612,10 +669,10 @@ def test_grafana_provisioning_is_idempotent_against_a_recording_server() -> None
         "GRAFANA_TOKEN": "glsa_test_token",
         "INFLUXDB_ORG": "county",
         "INFLUXDB_BUCKET": "coldchain",
-        "INFLUXDB_TOKEN": "influx-token-1",
+        "INFLUXDB_GRAFANA_TOKEN": "influx-token-1",
         "POSTGRES_DB": "coldchain",
-        "POSTGRES_USER": "coldchain",
-        "POSTGRES_PASSWORD": "pg-password-1",
+        "GRAFANA_DB_USER": "grafana_reader",
+        "GRAFANA_DB_PASSWORD": "pg-password-1",
     }
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:

@@ -12,6 +12,7 @@ from ops.cli import (
     calibrations,
     collector,
     demo,
+    deploy,
     edge,
     imports,
     quarantine,
@@ -48,6 +49,7 @@ for group in (
     calibrations,
     imports,
     demo,
+    deploy,
 ):
     for command in group.COMMANDS:
         main.add_command(command)

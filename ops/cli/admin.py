@@ -117,8 +117,9 @@ def grafana() -> None:
 def grafana_provision(url: str, token_env: str, influx_url: str, postgres_host: str) -> None:
     """Create or update the InfluxDB and PostgreSQL data sources, the coldchain folder and
     the dashboards, by uid: running it again changes nothing. The data sources' secrets
-    come from INFLUXDB_ORG, INFLUXDB_BUCKET, INFLUXDB_TOKEN, POSTGRES_DB, POSTGRES_USER,
-    POSTGRES_PASSWORD (the .env of docker-compose)."""
+    come from INFLUXDB_ORG, INFLUXDB_BUCKET, INFLUXDB_GRAFANA_TOKEN (read-only: `coldchain
+    deploy influx-tokens`), POSTGRES_DB, GRAFANA_DB_USER and GRAFANA_DB_PASSWORD (the
+    read-only role of `coldchain deploy grafana-role`)."""
     from grafana_client.api import GrafanaApi
 
     from ops.grafana import DataSources, provision
@@ -129,11 +130,11 @@ def grafana_provision(url: str, token_env: str, influx_url: str, postgres_host: 
             influx_url=influx_url,
             influx_org=secret("INFLUXDB_ORG", "influx org"),
             influx_bucket=secret("INFLUXDB_BUCKET", "influx bucket"),
-            influx_token=secret("INFLUXDB_TOKEN", "influx token"),
+            influx_token=secret("INFLUXDB_GRAFANA_TOKEN", "influx token"),
             postgres_host=postgres_host,
             postgres_db=secret("POSTGRES_DB", "postgres database"),
-            postgres_user=secret("POSTGRES_USER", "postgres user"),
-            postgres_password=secret("POSTGRES_PASSWORD", "postgres password"),
+            postgres_user=secret("GRAFANA_DB_USER", "postgres user"),
+            postgres_password=secret("GRAFANA_DB_PASSWORD", "postgres password"),
         )
     except ConfigError as exc:
         fail(exc, 2)
