@@ -23,6 +23,7 @@ MAX_ROWS = 100_000
 MAX_BYTES = 64 * 1024 * 1024
 MAX_KEPT_BYTES = 64 * 1024
 MAX_AGE_MS = 90 * 86_400_000
+MAX_REASON_CHARS = 2048
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -42,14 +43,15 @@ class Kept:
 
 def row(item: QuarantineItem) -> tuple[int, str, bytes, str]:
     """The row to insert: a payload past MAX_KEPT_BYTES is cut, and the reason says so."""
-    payload, reason = item.payload, item.reason
+    payload, reason = item.payload, item.reason[:MAX_REASON_CHARS]
     if len(payload) > MAX_KEPT_BYTES:
         digest = hashlib.sha256(payload).hexdigest()
+        # after the cut reason, so that the digest is always there to find the message by
         reason = (
             f"{reason} [{len(payload)} bytes, sha256 {digest}; the first {MAX_KEPT_BYTES} kept]"
         )
         payload = payload[:MAX_KEPT_BYTES]
-    return item.received_ms, item.topic[:512], payload, reason[:2048]
+    return item.received_ms, item.topic[:512], payload, reason
 
 
 def trim(db: sqlite3.Connection, now_ms: int) -> int:

@@ -12,6 +12,7 @@ it found; the test (short) and ``bench/fuzz_consumers.py`` (100,000 messages) ch
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import sqlite3
@@ -34,6 +35,7 @@ from coldchain import wire
 from coldchain.accept import Limits, accept
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch, WireError
+from collector import quarantine
 from collector.app import Collector
 from collector.config import CollectorConfig, CollectorSection, SqliteStoreConfig
 from collector.store import open_store
@@ -310,7 +312,9 @@ def _check_store(path: Path, sent: list[tuple[str, bytes]], found: Findings) -> 
         db.close()
     found.quarantined = len(kept)
     found.quarantine_without_reason = sum(1 for _t, _p, r in kept if not r)
-    kept_set = {(t, bytes(p)) for t, p, _r in kept}
+    # a payload past the quarantine's bound is kept cut, its digest in the reason
+    kept_set: set[tuple[str, bytes | str]] = {(t, bytes(p)) for t, p, _r in kept}
+    kept_set |= {(t, r.split("sha256 ")[-1].split(";")[0]) for t, _p, r in kept if "sha256 " in r}
     limits = Limits()
     for topic, payload in sent:
         if topic.endswith("/status"):
@@ -320,7 +324,15 @@ def _check_store(path: Path, sent: list[tuple[str, bytes]], found: Findings) -> 
             refused = False
         except WireError:
             refused = True
-        if refused and (topic, payload) not in kept_set:
+        key = _kept_key(topic, payload)
+        if refused and key not in kept_set:
             found.refused_not_kept += 1
-        if not refused and (topic, payload) in kept_set:
+        if not refused and key in kept_set:
             found.kept_not_refused += 1
+
+
+def _kept_key(topic: str, payload: bytes) -> tuple[str, bytes | str]:
+    """How the quarantine finds this payload again: itself, or its digest if it is cut."""
+    if len(payload) > quarantine.MAX_KEPT_BYTES:
+        return topic, hashlib.sha256(payload).hexdigest()
+    return topic, payload
