@@ -2,7 +2,8 @@
 
 The store operations and the alarm lifecycle raise these; callers decide by class, never
 by the message's text. The API maps each class to one HTTP status in one place
-(``api/app.py``): :class:`NotFound` 404, :class:`Conflict` 409, :class:`Refused` 400.
+(``api/app.py``): :class:`NotFound` 404, :class:`Conflict` 409, :class:`Busy` 503,
+:class:`Refused` 400.
 The message says what is wrong, in words a user can act on.
 """
 
@@ -25,3 +26,7 @@ class Conflict(DomainError):
 class Refused(DomainError):
     """The request itself is incomplete or invalid (no reason given, no comment, a
     password too short)."""
+
+
+class Busy(DomainError):
+    """Too much is being asked at once (password hashing): try again in a moment."""

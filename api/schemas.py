@@ -8,6 +8,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alerts.passwords import MIN_LENGTH
 from alerts.repo.users import USERNAME_PATTERN, Role
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
@@ -61,7 +62,7 @@ class Me(Model):
 
 class PasswordChange(Model):
     current_password: Annotated[str, Field(min_length=1, max_length=200)]
-    new_password: Annotated[str, Field(min_length=10, max_length=200)]
+    new_password: Annotated[str, Field(min_length=MIN_LENGTH, max_length=200)]
 
 
 class Latest(Model):
@@ -249,7 +250,7 @@ class NewUserOut(UserOut):
 class NewUser(Model):
     username: Username
     #: left out: the API makes a one-time password and shows it once in its answer
-    password: Annotated[str, Field(min_length=10, max_length=200)] | None = None
+    password: Annotated[str, Field(min_length=MIN_LENGTH, max_length=200)] | None = None
     role: Role
     display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     #: the sites they may see and act on; empty: every site

@@ -215,7 +215,7 @@ def demo_logins(engine: Engine) -> dict[str, str]:
     with transaction(engine) as s:
         existing = {u.username for u in list_users(s)}
         for role in DEMO_ROLES:
-            name, password = f"demo.{role}", secrets.token_urlsafe(9)
+            name, password = f"demo.{role}", secrets.token_urlsafe(12)
             if name in existing:  # from the demo's county file
                 set_password(s, name, password, actor="demo.setup")
             else:
@@ -238,7 +238,11 @@ def _web_server(
         sites=tuple(County.SITES),
     )
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=_usable(web_port), log_level="warning"
+        create_app(settings),
+        host="127.0.0.1",
+        port=_usable(web_port),
+        log_level="warning",
+        proxy_headers=False,
     )
     return EmbeddedServer(config)
 

@@ -246,7 +246,11 @@ truck = "gw1"
 password_env = "WANG_FIRST_PASSWORD"
 """
     path.write_text(COUNTY + users, encoding="utf-8")
-    env = {"COLDCHAIN_DB_URL": db_url, "PATH": "/usr/bin:/bin", "WANG_FIRST_PASSWORD": "x" * 12}
+    env = {
+        "COLDCHAIN_DB_URL": db_url,
+        "PATH": "/usr/bin:/bin",
+        "WANG_FIRST_PASSWORD": "yak butter tea 42",
+    }
     first = subprocess.run(
         [sys.executable, "-m", "ops.cli", "setup", "apply", str(path)],
         env=env,
@@ -262,7 +266,7 @@ password_env = "WANG_FIRST_PASSWORD"
     engine = make_engine(db_url)
     with reading(engine) as s:
         assert authenticate(s, "li.store", password) is not None
-        assert authenticate(s, "wang.driver", "x" * 12) is not None
+        assert authenticate(s, "wang.driver", "yak butter tea 42") is not None
         li = s.get(User, "li.store")
         assert li is not None and json.loads(li.sites) == ["s1"]
     # applying again changes nothing; a changed site list is a change of that user only
@@ -311,7 +315,7 @@ def test_users_taken_out_of_the_file_are_listed_or_deactivated_but_never_an_admi
     assert setup(db_url, "apply", str(path)).returncode == 0
     engine = make_engine(db_url)
     with transaction(engine) as s:
-        create_user(s, "zhao.admin", "y" * 12, Role.ADMIN, actor="test")
+        create_user(s, "zhao.admin", "barley field sunrise", Role.ADMIN, actor="test")
     engine.dispose()
     path.write_text(
         COUNTY + '\n[[users]]\nusername = "li.store"\nrole = "operator"\n', encoding="utf-8"

@@ -1,6 +1,7 @@
 """Users, roles and sessions in the service's store. Passwords are kept as argon2id hashes
-(argon2-cffi), sessions as the SHA-256 of a random token; every user and role change is
-written with its audit row in the caller's transaction. There is no default user: the
+(alerts/passwords.py: the rule and the bounded hashing), sessions as the SHA-256 of a
+random token; every user and role change is written with its audit row in the caller's
+transaction. There is no default user: the
 first admin is created by ``coldchain users add NAME --role admin``."""
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import secrets
 from collections.abc import Sequence
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from alerts import passwords
 from alerts.audit import now_ms, record
 from alerts.errors import Conflict, NotFound, Refused
 from alerts.models import Gateway, SessionRow, Site, User
@@ -38,9 +39,6 @@ class Role(enum.StrEnum):
         return self.rank >= needed.rank
 
 
-MIN_PASSWORD = 10
-
-
 def one_time_password() -> str:
     """A password to hand to a new user, or one who lost theirs: shown once, never kept."""
     return secrets.token_urlsafe(12)
@@ -49,14 +47,14 @@ def one_time_password() -> str:
 SESSION_MS = 12 * 3_600_000  # a shift
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 
-_hasher = PasswordHasher()
 #: verified against when the user does not exist, so that a missing name takes as long
-_DUMMY = _hasher.hash("not a password of anyone")
+_DUMMY = PasswordHasher().hash("not a password of anyone")
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise Refused(f"a password needs at least {MIN_PASSWORD} characters")
+def _check_password(password: str, username: str, one_time: bool) -> None:
+    """The rule (alerts/passwords.py), but for the random one-time passwords."""
+    if not one_time:
+        passwords.check(password, username)
 
 
 def _scope_fields(s: Session, sites: Sequence[str], truck: str | None) -> tuple[str, str | None]:
@@ -88,7 +86,7 @@ def create_user(
     """A new user; ``sites``: those they may see and act on (none: every site);
     ``truck``: a driver's truck gateway, whose batches they move; ``one_time``: the
     password was made for them (shown once), and they choose their own first."""
-    _check_password(password)
+    _check_password(password, username, one_time)
     if s.get(User, username) is not None:
         raise Conflict(f"user {username!r} exists")
     stored_sites, stored_truck = _scope_fields(s, sites, truck)
@@ -96,7 +94,7 @@ def create_user(
         username=username,
         display_name=display_name or username,
         role=role.value,
-        password_hash=_hasher.hash(password),
+        password_hash=passwords.hash_password(password),
         active=True,
         created_ms=now_ms(),
         sites=stored_sites,
@@ -166,11 +164,11 @@ def set_password(
 ) -> None:
     """A new password; their sessions end. ``one_time``: made for them (a reset): they
     choose their own at their next sign-in."""
-    _check_password(password)
+    _check_password(password, username, one_time)
     user = s.get(User, username)
     if user is None:
         raise NotFound(f"no user {username!r}")
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = passwords.hash_password(password)
     user.must_change_password = one_time
     s.execute(delete(SessionRow).where(SessionRow.username == username))
     record(
@@ -196,9 +194,7 @@ def change_own_password(s: Session, username: str, current: str, new: str) -> No
 def authenticate(s: Session, username: str, password: str) -> User | None:
     """The active user if the password is right; None otherwise (same work either way)."""
     user = s.get(User, username)
-    try:
-        _hasher.verify(user.password_hash if user is not None else _DUMMY, password)
-    except (VerificationError, InvalidHashError):
+    if not passwords.verify(user.password_hash if user is not None else _DUMMY, password):
         return None
     if user is None or not user.active:
         return None
