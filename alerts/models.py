@@ -266,6 +266,21 @@ class SessionRow(Base):
     expires_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class SignInFailure(Base):
+    """A failed sign-in, under each key it counts for (a user name with an address, an
+    address): read by every API replica (alerts/repo/signin.py)."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        Index("ix_sign_in_failures_key_ts", "key", "ts_ms"),
+        Index("ix_sign_in_failures_ts", "ts_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class QuarantineRow(Base):
     """A message the alert service could not judge (its processing failed): kept aside
     with the reason, acknowledged, and put back by ``coldchain quarantine replay``."""

@@ -14,12 +14,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
+from swagger_ui_bundle import swagger_ui_path
 
 from alerts.db import make_engine, upgrade
-from alerts.errors import Conflict, DomainError, NotFound
+from alerts.errors import Busy, Conflict, DomainError, NotFound
 from api import pages, pages_custody, pages_setup
-from api.deps import LoginLimiter, Services
+from api.deps import Services
 from api.i18n import language, words
+from api.limits import BodyLimit
 from api.live import LiveHub
 from api.routes import (
     admin,
@@ -34,6 +36,7 @@ from api.routes import (
     sites,
 )
 from api.settings import ApiSettings
+from coldchain.http_headers import SecurityHeaders
 from coldchain.settings import load_toml
 from collector.config import CollectorConfig, SqliteStoreConfig
 from collector.store import Store, check_secrets, open_store
@@ -51,6 +54,7 @@ ROUTERS = tuple(
 REFUSALS: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, status.HTTP_404_NOT_FOUND),
     (Conflict, status.HTTP_409_CONFLICT),
+    (Busy, status.HTTP_503_SERVICE_UNAVAILABLE),
     (DomainError, status.HTTP_400_BAD_REQUEST),
 )
 
@@ -65,13 +69,28 @@ def _store_opener(settings: ApiSettings) -> Callable[[], Store]:
     return functools.partial(open_store, store)
 
 
+API_DOCS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coldchain API</title>
+<link rel="stylesheet" href="/static/swagger/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static/swagger/swagger-ui-bundle.js"></script>
+<script src="/static/api-docs.js"></script></body></html>
+"""
+
+
+async def _api_docs() -> HTMLResponse:
+    """Swagger UI from the swagger-ui-bundle package's files, started by a script file:
+    it works on a county network without internet, under the pages' CSP."""
+    return HTMLResponse(API_DOCS)
+
+
 def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     hub = None
     if live_updates:
         hub = LiveHub(engine, settings.mqtt, settings.sites)
-    services = Services(settings, engine, _store_opener(settings), LoginLimiter(), hub)
+    services = Services(settings, engine, _store_opener(settings), hub)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,15 +108,19 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
         version="0.1.0",
         summary="Cold-chain monitoring: sites, sensors, batches, alarms, reports, audit.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the app's own files: no CDN, no inline script
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.services = services
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders, https=settings.secure_cookies)  # outermost
     for router in ROUTERS:
         app.include_router(router)
     for page_router in (pages.router, pages_custody.router, pages_setup.router):
         app.include_router(page_router)
+    app.get("/api/docs", include_in_schema=False)(_api_docs)
+    app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(pages.SignInFirst)

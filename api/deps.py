@@ -3,16 +3,13 @@ the signed-in user, and the role a route requires."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine
 
 from alerts.db import reading
@@ -29,27 +26,34 @@ if TYPE_CHECKING:
 COOKIE = "coldchain_session"
 
 
-class LoginLimiter:
-    """Failed logins per user name and per client address, in a moving window (the
-    ``limits`` library): 5 per name or 20 per address in 5 minutes, then 429."""
+def client_address(request: Request, proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """Who is asking: the peer's address, unless the peer is a trusted proxy; then the
+    right-most address of X-Forwarded-For that is not a trusted proxy (each proxy adds
+    the address it got the request from; what stands left of that is the client's word)."""
+    peer = request.client.host if request.client else "unknown"
+    if not _trusted(peer, proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            try:
+                return str(ip_address(hop))
+            except ValueError:  # no proxy of ours writes that: believe the peer only
+                return peer
+    return hops[0] if hops else peer
 
-    def __init__(self, per_user: str = "5/5 minutes", per_address: str = "20/5 minutes") -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_user: RateLimitItem = parse(per_user)
-        self._per_address: RateLimitItem = parse(per_address)
 
-    def retry_after_s(self, username: str, address: str) -> int | None:
-        """Seconds to wait if either limit is used up, else None."""
-        waits = []
-        for item, key in ((self._per_user, username), (self._per_address, address)):
-            if not self._limiter.test(item, "login", key):
-                reset = self._limiter.get_window_stats(item, "login", key).reset_time
-                waits.append(max(1, int(reset - time.time()) + 1))
-        return max(waits) if waits else None
-
-    def failed(self, username: str, address: str) -> None:
-        self._limiter.hit(self._per_user, "login", username)
-        self._limiter.hit(self._per_address, "login", address)
+def _trusted(address: str, proxies: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        found = ip_address(address)
+    except ValueError:
+        return False
+    return any(found in network for network in proxies)
 
 
 @dataclass
@@ -57,7 +61,6 @@ class Services:
     settings: ApiSettings
     engine: Engine
     open_store: Callable[[], Store]
-    limiter: LoginLimiter
     hub: LiveHub | None = None
 
 

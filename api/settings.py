@@ -6,13 +6,26 @@ would write a production system's users into a file in the working directory.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coldchain.settings import PLACEHOLDER, MqttConfig
+
+
+def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """ "10.0.0.5, 172.18.0.0/16" as networks; ValueError naming what is neither."""
+    found = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            try:
+                found.append(ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(found)
 
 
 class ApiSettings(BaseSettings):
@@ -41,6 +54,19 @@ class ApiSettings(BaseSettings):
     public_url: str | None = None
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
+    #: the reverse proxies in front of the API, addresses or networks separated by commas
+    #: (e.g. "10.0.0.5, 172.18.0.0/16"): only their X-Forwarded-For is believed
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        proxy_networks(value)  # refuses what is not an address or a network
+        return value
+
+    @property
+    def proxies(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return proxy_networks(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _safe_outside_demo(self) -> ApiSettings:

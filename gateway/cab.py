@@ -1,6 +1,8 @@
 """The cab view, served by the truck's own gateway from what it has just read: it keeps
 working in the cab with no mobile signal. Starlette (under uvicorn, in the gateway's
-event loop); the page polls ``/latest.json`` every two seconds, no script from outside.
+event loop); the page polls ``/latest.json`` every two seconds, with its own script
+(``cab.js``, no inline script, no script from outside). It answers only to the Host
+names of its config (``cab.hosts``) and carries the pages' security headers.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from importlib import resources
 
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from coldchain.health import CountersCollector, registry_of
+from coldchain.http_headers import SecurityHeaders
 from coldchain.wire import Quality
 from gateway.config import GatewayConfig
 from gateway.sink import Sink
 
 PAGE = (resources.files("gateway") / "cab.html").read_text(encoding="utf-8")
+SCRIPT = (resources.files("gateway") / "cab.js").read_text(encoding="utf-8")
 
 
 def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
@@ -32,6 +38,9 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
 
     async def page(_request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE.replace("$title", title))
+
+    async def script(_request: Request) -> Response:
+        return Response(SCRIPT, media_type="text/javascript; charset=utf-8")
 
     async def latest(_request: Request) -> JSONResponse:
         compartments = []
@@ -109,8 +118,13 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
     return Starlette(
         routes=[
             Route("/", page),
+            Route("/cab.js", script),
             Route("/latest.json", latest),
             Route("/metrics", scrape),
             Route("/health", health),
-        ]
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(TrustedHostMiddleware, allowed_hosts=config.cab.allowed_hosts()),
+        ],
     )

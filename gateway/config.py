@@ -132,6 +132,14 @@ class CabConfig(Strict):
     host: str = "127.0.0.1"
     #: what the driver calls each device's compartment, by device id
     labels: Annotated[dict[str, str], Field(default_factory=dict)]
+    #: the names and addresses the tablet uses to reach it (the Host header), besides
+    #: ``host``, localhost and 127.0.0.1: any other is refused, so that a page a phone on
+    #: the cab network opens cannot rebind its own name to the gateway and read it
+    hosts: Annotated[list[str], Field(default_factory=list)]
+
+    def allowed_hosts(self) -> list[str]:
+        own = [] if self.host in ("0.0.0.0", "::") else [self.host]
+        return sorted({*own, "localhost", "127.0.0.1", *self.hosts})
 
 
 class GatewayConfig(Strict):

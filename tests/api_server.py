@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -166,7 +167,9 @@ def write_readings(path: Path, t0_ms: int) -> None:
 
 
 @contextlib.contextmanager
-def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
+def serve(db_url: str, tmp_path: Path, broker: Broker, **settings: Any) -> Iterator[Api]:
+    """The seeded county's API; ``settings``: ApiSettings fields to set (e.g. the
+    trusted proxies)."""
     upgrade(db_url)
     engine = make_engine(db_url)
     now = time.time_ns() // 1_000_000
@@ -184,20 +187,32 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
     write_readings(readings_db, t0)
     alerts_config = tmp_path / "alerts.toml"
     alerts_config.write_text(ALERTS_TOML)
-    settings = ApiSettings(
+    api_settings = ApiSettings(
         db_url=db_url,
         readings_db=readings_db,
         alerts_config=alerts_config,
         mqtt=MqttConfig(port=broker.port),
         sites=("county-store", "county-fleet", "transfer-station"),
+        **settings,
     )
-    app = create_app(settings)
+    app = create_app(api_settings)
+    with running(app) as url:
+        try:
+            yield Api(url, app, engine, readings_db, broker, t0)
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """The app served by uvicorn on a free port of 127.0.0.1 in a thread: its address.
+    Two of these over one database are two replicas."""
     # the listening socket is bound here and handed over: a port chosen and let go
     # could be taken by another test's process before uvicorn binds it
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
     )
@@ -208,12 +223,11 @@ def serve(db_url: str, tmp_path: Path, broker: Broker) -> Iterator[Api]:
             raise RuntimeError("the API server did not start")
         time.sleep(0.05)
     try:
-        yield Api(f"http://127.0.0.1:{port}", app, engine, readings_db, broker, t0)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(15)
         sock.close()
-        engine.dispose()
 
 
 @pytest.fixture

@@ -46,13 +46,21 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A desktop page. Every page test also checks that nothing the page does breaks
+    the site's Content-Security-Policy (Chromium reports each refusal on the console)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
     opened = context.new_page()
+    refused: list[str] = []
+    opened.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     try:
         yield opened
     finally:
         context.close()
+    assert refused == [], refused
 
 
 def sign_in(page: Page, web: Api, role: Role, lang: str = "en", then: str = "/board") -> None:

@@ -376,7 +376,8 @@ def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_
     config.write_text(
         config.read_text().replace(
             "[[buses]]",
-            f'[cab]\nport = {cab_port}\nlabels = {{ "cr1-ctrl" = "Front (frozen)" }}\n\n[[buses]]',
+            f"[cab]\nport = {cab_port}\n"
+            'labels = { "cr1-ctrl" = "Front <b>frozen</b>" }\n\n[[buses]]',
             1,
         )
     )
@@ -392,7 +393,13 @@ def test_the_truck_gateway_serves_the_cab_view_and_keeps_serving_it_without_the_
             time.sleep(0.2)
     page.goto(cab)
     front = page.locator('section[data-device="cr1-ctrl"]')
-    expect(front.locator("h2")).to_have_text("Front (frozen)")
+    expect(front.locator("h2")).to_have_text("Front <b>frozen</b>")  # a label is text
+    expect(front.locator("h2 b")).to_have_count(0)
+    served = httpx.get(cab, timeout=5)
+    assert "script-src 'self'" in served.headers["content-security-policy"]
+    assert "<script>" not in served.text
+    # a page on the cab network that rebinds its own name to the gateway is refused
+    assert httpx.get(cab, headers={"Host": "rebound.example"}, timeout=5).status_code == 400
     expect(front.locator(".temp .value")).to_have_text("-19.5")
     expect(front.locator(".setpoint")).to_contain_text("-20.0")
     expect(page.locator("#uplink")).not_to_have_class("down")

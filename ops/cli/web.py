@@ -44,7 +44,9 @@ def api_command(host: str, port: int) -> None:
 
         health_host = os.environ.get("COLDCHAIN_HEALTH_HOST", "127.0.0.1")
         serve(lambda: [hub.health], hub.metrics, health_host, int(health_port))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # the client's address is the API's own business (COLDCHAIN_TRUSTED_PROXIES, api/deps.py):
+    # uvicorn must not rewrite it from X-Forwarded-For first
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 @click.group()
