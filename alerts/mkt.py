@@ -3,9 +3,11 @@
     T_mkt = (ΔH/R) / -ln( Σ w_i · exp(-(ΔH/R) / T_i) / Σ w_i )      (T_i in kelvin)
 
 with ΔH/R = 10,000 K by default (ΔH = 83.144 kJ/mol, R = 8.3144 J/(mol·K)) and weights
-w_i the time each reading stands for. Reported in °C. Properties (tested): a constant
-temperature gives itself; MKT is never below the time-weighted arithmetic mean; it is
-pulled towards the hottest readings.
+w_i the time each reading stands for: until the next reading, the last one for the
+interval before it, each capped so that a gap is counted only up to the cap and reported
+(:func:`mkt_report`). Reported in °C, beside the time-weighted arithmetic mean.
+Properties (tested): a constant temperature gives itself; MKT is never below the
+time-weighted arithmetic mean; it is pulled towards the hottest readings.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import csv
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,19 +47,62 @@ def mkt_c(
     return dh_r_k / -mean_log - KELVIN
 
 
+#: with no cap given, a reading stands for at most this many of the series' typical
+#: (median) interval: a longer gap is capped and reported, never bridged
+GAP_INTERVALS = 3
+
+
 def time_weights(ts_ms: Sequence[int], max_gap_ms: int | None = None) -> list[float]:
-    """Weight of each reading: the time to the next one (capped at ``max_gap_ms``, so a
-    gap counts for nothing more); the last reading takes the median interval."""
+    """Weight of each reading: the time until the next one; the last reading's, the
+    interval before it (the time it stands for is unknown; its predecessor's is the best
+    evidence). Each is capped at ``max_gap_ms``: a gap counts for nothing more."""
     if not ts_ms:
         return []
     steps = [b - a for a, b in itertools.pairwise(ts_ms)]
     if any(s < 0 for s in steps):
         raise MktError("timestamps must be in order")
+    steps.append(steps[-1] if steps else 1)
     if max_gap_ms is not None:
         steps = [min(s, max_gap_ms) for s in steps]
-    positive = sorted(s for s in steps if s > 0)
-    last = positive[len(positive) // 2] if positive else 1
-    return [float(s) for s in steps] + [float(last)]
+    return [float(s) for s in steps]
+
+
+@dataclass(frozen=True, slots=True)
+class MktResult:
+    mkt_c: float
+    #: the time-weighted arithmetic mean, with the same weights
+    mean_c: float
+    readings: int
+    #: a reading stands for at most this long
+    cap_ms: int
+    #: the gaps (from, to) longer than the cap, each counted only for the cap
+    capped_gaps: tuple[tuple[int, int], ...]
+
+
+def typical_cap_ms(ts_ms: Sequence[int]) -> int:
+    """GAP_INTERVALS times the median interval (at least a minute)."""
+    steps = sorted(b - a for a, b in itertools.pairwise(ts_ms) if b > a)
+    median = steps[len(steps) // 2] if steps else 60_000
+    return max(60_000, GAP_INTERVALS * median)
+
+
+def mkt_report(
+    series: Iterable[tuple[int, float]],
+    dh_r_k: float = DEFAULT_DH_R_K,
+    max_gap_ms: int | None = None,
+) -> MktResult:
+    """MKT and the time-weighted mean of (ts_ms, temp_c) pairs in time order, with the
+    gaps it capped (``max_gap_ms``; by default GAP_INTERVALS typical intervals)."""
+    pairs = list(series)
+    ts = [t for t, _ in pairs]
+    temps = [v for _, v in pairs]
+    cap = typical_cap_ms(ts) if max_gap_ms is None else max_gap_ms
+    weights = time_weights(ts, cap)
+    if not pairs or sum(weights) <= 0:
+        raise MktError("no readings")
+    gaps = tuple((a, b) for a, b in itertools.pairwise(ts) if b - a > cap)
+    mean = sum(w * t for w, t in zip(weights, temps, strict=True)) / sum(weights)
+    return MktResult(mkt_c(temps, weights, dh_r_k), mean, len(pairs), cap, gaps)
 
 
 def mkt_of_series(
@@ -65,9 +111,7 @@ def mkt_of_series(
     max_gap_ms: int | None = None,
 ) -> float:
     """MKT in °C of (ts_ms, temp_c) pairs in time order, time-weighted."""
-    pairs = list(series)
-    ts = [t for t, _ in pairs]
-    return mkt_c([v for _, v in pairs], time_weights(ts, max_gap_ms), dh_r_k)
+    return mkt_report(series, dh_r_k, max_gap_ms).mkt_c
 
 
 def read_csv(path: Path, sensor: str | None = None) -> list[tuple[int, float]]:

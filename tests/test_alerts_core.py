@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from alerts.breach import Breach, Kind, Level, Point, SeriesSettings
 from alerts.disposition import Disposition, danger_zone_ms, disposition, in_danger_zone
 from alerts.door import door_open
-from alerts.mkt import MktError, mkt_c, mkt_of_series, read_csv, time_weights
+from alerts.mkt import MktError, mkt_c, mkt_of_series, mkt_report, read_csv, time_weights
 from alerts.profiles import LevelLimits, load_profiles
 from alerts.rules import evaluate
 from coldchain.wire import Quality, Reading, ReadingsBatch
@@ -411,3 +411,46 @@ def test_out_of_order_reading_is_refused_by_the_streaming_evaluator() -> None:
     evaluator.feed(Point(T0 + MIN, -20.0))
     with pytest.raises(ValueError, match="re-evaluate from a checkpoint"):
         evaluator.feed(Point(T0, -20.0))
+
+
+def test_mkt_weights_follow_time_when_the_interval_changes() -> None:
+    """1-minute readings at 2 °C for an hour, then 10-minute readings at 8 °C for an
+    hour: each reading stands for the time to the next, the last for the interval before
+    it (not the series' median, one minute, which pulled the figure about 0.5 °C low)."""
+    cold = [(T0 + m * MIN, 2.0) for m in range(60)]
+    warm = [(T0 + 60 * MIN + m * 10 * MIN, 8.0) for m in range(6)]
+    found = mkt_report(cold + warm, max_gap_ms=60 * MIN)
+    assert found.mkt_c == pytest.approx(mkt_c([2.0, 8.0], [60, 60]), abs=1e-9)
+    assert found.mean_c == pytest.approx(5.0)  # time-weighted: an hour each
+    assert time_weights([T0, T0 + MIN, T0 + 11 * MIN]) == [MIN, 10 * MIN, 10 * MIN]
+    assert found.capped_gaps == ()
+
+
+def test_a_gap_longer_than_a_few_intervals_is_capped_and_reported() -> None:
+    series = [(T0 + m * 5 * MIN, 3.0) for m in range(12)]
+    resumed = series[-1][0] + 4 * 60 * MIN  # four hours without data
+    series += [(resumed + m * 5 * MIN, 9.0) for m in range(12)]
+    found = mkt_report(series)
+    assert found.cap_ms == 15 * MIN  # three typical intervals
+    assert found.capped_gaps == ((series[11][0], resumed),)
+    # the reading before the gap counts for 15 minutes, not four hours
+    assert found.mean_c == pytest.approx((3.0 * (55 + 15) + 9.0 * 60) / 130)
+
+
+def test_the_mkt_command_prints_the_time_weighted_mean_and_the_gaps_in_local_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.csv"
+    rows = [f"2026-11-23T00:{m:02d}:00Z,2.0" for m in range(0, 30, 5)]
+    rows += [f"2026-11-23T03:{m:02d}:00Z,6.0" for m in range(0, 30, 5)]
+    path.write_text("timestamp,temp_c\n" + "\n".join(rows) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "mkt", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # 2 °C stands for 25 min + the 15 min cap, 6 °C for 30 min: (2·40 + 6·30) / 70
+    assert "time-weighted mean 3.71 °C" in result.stdout
+    assert "2026-11-23 08:25+08:00 to 2026-11-23 11:00+08:00 (155 min)" in result.stdout

@@ -4,8 +4,10 @@ batch."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -111,25 +113,43 @@ def report(
     help="a reading stands for at most this long (gaps count for nothing more)",
 )
 @click.option("--sensor", default=None, help="the sensor, in a file of several (export)")
-def mkt(csv_path: Path, dh_r_k: float, max_gap_min: float | None, sensor: str | None) -> None:
+@click.option(
+    "--tz", default="Asia/Shanghai", show_default=True, help="the time zone times are shown in"
+)
+def mkt(
+    csv_path: Path, dh_r_k: float, max_gap_min: float | None, sensor: str | None, tz: str
+) -> None:
     """Mean kinetic temperature of a CSV: one written by `coldchain export`, or one with
     columns timestamp (ISO 8601) and temp_c."""
-    from alerts.mkt import MktError, mkt_of_series, read_csv
+    from alerts.mkt import MktError, mkt_report, read_csv
 
     try:
         series = read_csv(csv_path, sensor)
-        value = mkt_of_series(
+        found = mkt_report(
             series,
             dh_r_k=dh_r_k,
             max_gap_ms=None if max_gap_min is None else int(max_gap_min * 60_000),
         )
     except (MktError, OSError) as exc:
         fail(f"cannot compute MKT: {exc}", 2)
-    mean = sum(t for _, t in series) / len(series)
     click.echo(
-        f"MKT {value:.2f} °C over {len(series)} readings "
-        f"(ΔH/R {dh_r_k:g} K; arithmetic mean {mean:.2f} °C)"
+        f"MKT {found.mkt_c:.2f} °C over {found.readings} readings "
+        f"(ΔH/R {dh_r_k:g} K; time-weighted mean {found.mean_c:.2f} °C)"
     )
+    if found.capped_gaps:
+        click.echo(
+            f"{len(found.capped_gaps)} gap(s) longer than {found.cap_ms / 60_000:g} min "
+            "counted only for that long:"
+        )
+        for start, end in found.capped_gaps:
+            click.echo(
+                f"  {_local(start, tz)} to {_local(end, tz)} ({(end - start) / 60_000:g} min)"
+            )
+
+
+def _local(ts_ms: int, tz: str) -> str:
+    """A time as a person reads it: date and time in the zone, with its offset."""
+    return datetime.fromtimestamp(ts_ms / 1000, ZoneInfo(tz)).isoformat(sep=" ", timespec="minutes")
 
 
 COMMANDS = (export, report, mkt)
