@@ -37,7 +37,7 @@ class EndReason(enum.StrEnum):
     BACK_IN_RANGE = "back_in_range"
     #: the sensor fell silent: the breach ends at its last reading
     NO_DATA = "no_data"
-    #: a cumulative allowance's window moved past the excursion
+    #: the time out of range in the cumulative window is back within the allowance
     WINDOW_END = "window_end"
     #: a no-data breach ends when the sensor's data is back
     DATA_BACK = "data_back"
@@ -93,6 +93,8 @@ class SeriesSettings:
     no_data_ms: int = 66 * MINUTE_MS
     #: fault readings for this long are a sensor-fault breach
     fault_ms: int = 10 * MINUTE_MS
+    #: the site's time zone (a profile's cumulative allowance per local day)
+    tz: str = "Asia/Shanghai"
 
 
 #: the defaults, as one shared value (an argument default must not be a call)

@@ -26,7 +26,11 @@ class DoorEvaluator:
             raise ValueError(f"{self.sensor}: reading at {ts} is not after {previous}")
         self.last_ts_ms = ts
         changed: list[Breach] = []
-        if previous is not None and ts - previous > self.max_gap_ms:
+        gap = previous is not None and ts - previous > self.max_gap_ms
+        if not gap and self._breach is not None and self._breach.end_reason is EndReason.NO_DATA:
+            self._breach.end_ts_ms, self._breach.end_reason = None, None  # it went on
+            changed.append(self._breach)
+        if previous is not None and gap:
             if self._breach is not None:  # nothing continues across a gap
                 self._breach.end_ts_ms, self._breach.end_reason = previous, EndReason.NO_DATA
                 changed.append(self._breach)
@@ -62,6 +66,17 @@ class DoorEvaluator:
 
     def breaches(self) -> list[Breach]:
         return list(self.found)
+
+    def silence(self, now_ms: int) -> list[Breach]:
+        """The contact silent past the gap: an open door breach ends at its last reading
+        (reason no_data), and opens again if data goes on without a gap."""
+        last, breach = self.last_ts_ms, self._breach
+        if last is None or breach is None or now_ms - last <= self.max_gap_ms:
+            return []
+        if breach.end_ts_ms is not None:
+            return []
+        breach.end_ts_ms, breach.end_reason = last, EndReason.NO_DATA
+        return [breach]
 
     def open_no_data(self, now_ms: int) -> Breach | None:
         return None  # the door contact's device is judged by its temperature channel

@@ -75,6 +75,8 @@ class Evaluator(Protocol):
 
     def breaches(self) -> list[Breach]: ...
 
+    def silence(self, now_ms: int) -> list[Breach]: ...
+
     def open_no_data(self, now_ms: int) -> Breach | None: ...
 
 
@@ -219,8 +221,12 @@ class Judge:
         return changed
 
     def watch(self, now_ms: int, quiet: Callable[[str], bool], out: Outcome) -> None:
-        """Sensors silent on the wall clock while their gateway is not ``quiet``."""
+        """Sensors silent on the wall clock: their open breaches end at their last reading
+        (whatever their gateway's state: a breach ends with its evidence), and, while
+        their gateway is not ``quiet``, the no-data breach starts."""
         for series in self.series.values():
+            for ended in series.evaluator.silence(now_ms):
+                self.emit(out, series.gateway, ended)
             if series.watchdog is not None or quiet(series.gateway):
                 continue
             silent = series.evaluator.open_no_data(now_ms)

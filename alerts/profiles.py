@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,6 +30,8 @@ class LevelLimits(Strict):
     #: total time out of range allowed per window (cumulative breach), if any
     cumulative_min: Annotated[float, Field(gt=0)] | None = None
     window_h: Annotated[float, Field(gt=0)] = 24.0
+    #: "rolling": any ``window_h`` hours; "local_day": the site's calendar day
+    window: Literal["rolling", "local_day"] = "rolling"
 
     @model_validator(mode="after")
     def _some_limit(self) -> LevelLimits:

@@ -8,7 +8,10 @@ and how a restart mid-breach keeps one breach. See docs/design-alerts.md.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from alerts.breach import (
     DEFAULT_SERIES,
@@ -75,6 +78,7 @@ class SensorEvaluator:
                 self._pairs.append((continuous, cumulative))
         self._faults = _Faults(sensor, settings)
         self._no_data = _NoData(sensor, settings)
+        self._silenced = False
 
     def feed(self, point: Point) -> list[Breach]:
         if self.last_ts_ms is not None and point.ts_ms <= self.last_ts_ms:
@@ -82,8 +86,17 @@ class SensorEvaluator:
                 f"{self.sensor}: reading at {point.ts_ms} is not after "
                 f"{self.last_ts_ms}; re-evaluate from a checkpoint"
             )
-        self.last_ts_ms = point.ts_ms
         changed: list[Breach] = []
+        if self._silenced:
+            self._silenced = False
+            gap = self.last_ts_ms is not None and point.ts_ms - self.last_ts_ms > (
+                self.settings.max_gap_ms
+            )
+            if not gap:  # data went on without a gap (it came late): not a silence
+                for continuous, _cumulative in self._pairs:
+                    changed += continuous.reopen()
+                changed += self._faults.reopen()
+        self.last_ts_ms = point.ts_ms
         if point.value is not None:
             for continuous, cumulative in self._pairs:
                 changed += continuous.feed(point)
@@ -106,9 +119,7 @@ class SensorEvaluator:
                     cumulative.kind,
                     cumulative.level,
                 ):
-                    cumulative.breach, cumulative.total = b, cumulative.allowance
-                    cumulative.current_window = b.start_ts_ms // cumulative.window
-                    cumulative.found.append(b)
+                    cumulative.resume(b)
             if b.kind is Kind.FAULT:
                 self._faults.breach, self._faults.start = b, b.start_ts_ms
                 self._faults.found.append(b)
@@ -122,6 +133,23 @@ class SensorEvaluator:
         found += self._faults.found + self._no_data.found
         found.sort(key=lambda b: (b.start_ts_ms, b.raised_ts_ms, b.kind.value, b.level.value))
         return found
+
+    def silence(self, now_ms: int) -> list[Breach]:
+        """For the live watchdog (wall clock): when nothing has arrived for the no-data
+        time, the open breaches end at the last reading (reason no_data): a breach ends
+        with its evidence, and a sensor that never comes back leaves nothing open. Data
+        that goes on without a gap (it came late) opens them again."""
+        last = self.last_ts_ms
+        if self._silenced or last is None or now_ms - last <= self.settings.no_data_ms:
+            return []
+        self._silenced = True
+        changed: list[Breach] = []
+        for continuous, cumulative in self._pairs:
+            changed += continuous.silence()
+            if cumulative is not None:
+                changed += cumulative.silence()
+        changed += self._faults.silence(last)
+        return changed
 
     def open_no_data(self, now_ms: int) -> Breach | None:
         """For the live watchdog (wall clock): an ongoing no-data breach if nothing has
@@ -194,6 +222,18 @@ class _Continuous:
         self.back_since: int | None = None
         self.previous_ts: int | None = None
 
+    def silence(self) -> list[Breach]:
+        if self.active is None or self.active.end_ts_ms is not None or self.previous_ts is None:
+            return []
+        self.active.end_ts_ms, self.active.end_reason = self.previous_ts, EndReason.NO_DATA
+        return [self.active]
+
+    def reopen(self) -> list[Breach]:
+        if self.active is None or self.active.end_reason is not EndReason.NO_DATA:
+            return []
+        self.active.end_ts_ms, self.active.end_reason = None, None
+        return [self.active]
+
     def feed(self, p: Point) -> list[Breach]:
         assert p.value is not None
         changed: list[Breach] = []
@@ -244,10 +284,19 @@ class _Continuous:
 
 
 class _Cumulative:
-    """Short excursions adding up: time out of range, outside any raised continuous
-    breach of the same level, against the allowance of its window (tumbling windows of
-    ``window_h`` aligned to the epoch). A reading stands for the time to the next one,
-    so each is counted when its successor arrives."""
+    """Short excursions adding up: the time out of range in any window of ``window_h``
+    (a rolling window by default; the site's local day where the profile says so)
+    against the allowance.
+
+    One rule counts each minute once (docs/design-alerts.md, "The same minutes alarm
+    once"): a run of out-of-range readings counts toward the allowance when it ends
+    without having become a continuous breach of the same level; a run that became one
+    counts nothing here, its minutes before the delay included. The cumulative breach
+    starts at the minute the allowance was passed and is raised when the run that
+    passed it ends (at most one delay later); it ends when the window's time out of
+    range is back within the allowance (``window_end``) or at the last reading before a
+    gap (``no_data``). A reading stands for the time to the next one, capped at the gap.
+    """
 
     def __init__(
         self,
@@ -263,59 +312,122 @@ class _Cumulative:
         self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
         self.kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
         self.window = int(limits.window_h * 3_600_000)
+        self.local_day = ZoneInfo(settings.tz) if limits.window == "local_day" else None
         self.allowance = int(limits.cumulative_min * MINUTE_MS)
         self.max_gap = settings.max_gap_ms
         self.snapshot: dict[str, object] = {
             f"limit_{measure.unit}": limit,
             "allowance_min": limits.cumulative_min,
             "window_h": limits.window_h,
+            "window": limits.window,
         }
         self.found: list[Breach] = []
-        self.current_window = -1
-        self.total = 0
-        self.breach: Breach | None = None
+        #: the counted intervals [from, to) still inside a window, oldest first
+        self.counted: deque[tuple[int, int]] = deque()
+        self.run: list[tuple[Point, int]] = []  # the current run: reading, time it stands for
+        self.run_covered = False
         self.pending: tuple[Point, bool] | None = None  # previous reading, covered then
+        self.breach: Breach | None = None
+        self.silenced = False
+
+    def window_start(self, ts_ms: int) -> int:
+        if self.local_day is None:
+            return ts_ms - self.window
+        local = datetime.fromtimestamp(ts_ms / 1000, self.local_day)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return int(midnight.timestamp() * 1000)
+
+    def in_window(self, ts_ms: int) -> int:
+        """Time counted in the window that ends at ``ts_ms``."""
+        start = self.window_start(ts_ms)
+        return sum(max(0, min(b, ts_ms) - max(a, start)) for a, b in self.counted)
 
     def feed(self, p: Point, covered: bool) -> list[Breach]:
         changed: list[Breach] = []
-        if self.breach is not None and self.breach.end_ts_ms is None:
-            window_end = (self.current_window + 1) * self.window
-            if p.ts_ms >= window_end:
-                self.breach.end_ts_ms, self.breach.end_reason = window_end, EndReason.WINDOW_END
+        gap = self.pending is not None and p.ts_ms - self.pending[0].ts_ms > self.max_gap
+        if self.silenced:
+            self.silenced = False
+            if not gap and self.breach is not None:  # data went on: not a silence after all
+                self.breach.end_ts_ms, self.breach.end_reason = None, None
                 changed.append(self.breach)
         if self.pending is not None:
             prev, prev_covered = self.pending
-            changed += self._count(prev, min(p.ts_ms - prev.ts_ms, self.max_gap), prev_covered)
+            assert prev.value is not None
+            if _is_out(prev.value, self.limit, self.direction):
+                self.run.append((prev, min(p.ts_ms - prev.ts_ms, self.max_gap)))
+                self.run_covered = self.run_covered or prev_covered
+            if gap:
+                changed += self._end_run(prev.ts_ms)
+                changed += self._end_breach(prev.ts_ms, EndReason.NO_DATA)
+        assert p.value is not None
+        if not _is_out(p.value, self.limit, self.direction):
+            changed += self._end_run(p.ts_ms)
         self.pending = (p, covered)
+        if (
+            self.breach is not None
+            and self.breach.end_ts_ms is None
+            and self.in_window(p.ts_ms) <= self.allowance
+        ):
+            changed += self._end_breach(p.ts_ms, EndReason.WINDOW_END)
+        self._forget(p.ts_ms)
         return changed
 
-    def _count(self, p: Point, duration: int, covered: bool) -> list[Breach]:
-        assert p.value is not None
-        w = p.ts_ms // self.window
-        if w != self.current_window:
-            self.current_window, self.total, self.breach = w, 0, None
-        if not _is_out(p.value, self.limit, self.direction) or covered:
+    def silence(self) -> list[Breach]:
+        """The sensor fell silent: an open breach ends at its last reading."""
+        if self.pending is None or self.breach is None or self.breach.end_ts_ms is not None:
             return []
-        if self.breach is not None:
-            return [self.breach] if _widen(self.breach, p.value) else []
-        crossed = None
-        if self.total + duration > self.allowance:
-            crossed = p.ts_ms + (self.allowance - self.total)
-        self.total += duration
-        if crossed is None:
+        self.silenced = True
+        return self._end_breach(self.pending[0].ts_ms, EndReason.NO_DATA)
+
+    def resume(self, breach: Breach) -> None:
+        """An open breach read back from the store: its allowance counted up to its
+        start, so that it lasts until that time slides out of the window."""
+        self.breach = breach
+        self.counted.append((breach.start_ts_ms - self.allowance, breach.start_ts_ms))
+        self.found.append(breach)
+
+    def _end_breach(self, ts_ms: int, reason: EndReason) -> list[Breach]:
+        if self.breach is None or self.breach.end_ts_ms is not None:
             return []
-        self.breach = Breach(
-            self.sensor,
-            self.kind,
-            self.level,
-            crossed,
-            crossed,
-            min_value=p.value,
-            max_value=p.value,
-            settings={**self.snapshot, "window_start_ts_ms": w * self.window},
-        )
-        self.found.append(self.breach)
-        return [self.breach]
+        self.breach.end_ts_ms, self.breach.end_reason = max(ts_ms, self.breach.start_ts_ms), reason
+        ended, self.breach = self.breach, None
+        return [ended]
+
+    def _end_run(self, ended_ms: int) -> list[Breach]:
+        run, covered = self.run, self.run_covered
+        self.run, self.run_covered = [], False
+        if not run or covered:  # a continuous breach's minutes are counted there
+            return []
+        changed: list[Breach] = []
+        for point, duration in run:
+            assert point.value is not None
+            before = self.in_window(point.ts_ms)
+            self.counted.append((point.ts_ms, point.ts_ms + duration))
+            if self.breach is not None:
+                if _widen(self.breach, point.value) and self.breach not in changed:
+                    changed.append(self.breach)
+                continue
+            if before + duration <= self.allowance:
+                continue
+            crossed = point.ts_ms + max(0, self.allowance - before)
+            self.breach = Breach(
+                self.sensor,
+                self.kind,
+                self.level,
+                crossed,
+                max(crossed, ended_ms),
+                min_value=point.value,
+                max_value=point.value,
+                settings={**self.snapshot, "window_start_ts_ms": self.window_start(crossed)},
+            )
+            self.found.append(self.breach)
+            changed.append(self.breach)
+        return changed
+
+    def _forget(self, now_ms: int) -> None:
+        horizon = self.window_start(now_ms)
+        while self.counted and self.counted[0][1] <= horizon:
+            self.counted.popleft()
 
 
 class _Faults:
@@ -324,6 +436,18 @@ class _Faults:
         self.found: list[Breach] = []
         self.start: int | None = None
         self.breach: Breach | None = None
+
+    def silence(self, last_ts_ms: int) -> list[Breach]:
+        if self.breach is None or self.breach.end_ts_ms is not None:
+            return []
+        self.breach.end_ts_ms, self.breach.end_reason = last_ts_ms, EndReason.NO_DATA
+        return [self.breach]
+
+    def reopen(self) -> list[Breach]:
+        if self.breach is None or self.breach.end_reason is not EndReason.NO_DATA:
+            return []
+        self.breach.end_ts_ms, self.breach.end_reason = None, None
+        return [self.breach]
 
     def feed(self, p: Point) -> list[Breach]:
         if p.value is None:

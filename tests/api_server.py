@@ -193,7 +193,7 @@ def serve(db_url: str, tmp_path: Path, broker: Broker, **settings: Any) -> Itera
         alerts_config=alerts_config,
         mqtt=MqttConfig(port=broker.port),
         sites=("county-store", "county-fleet", "transfer-station"),
-        **settings,
+        **{"public_url": "https://trace.county.test", **settings},
     )
     app = create_app(api_settings)
     with running(app) as url:

@@ -18,7 +18,7 @@ from alerts.disposition import Disposition, danger_zone_ms, disposition, in_dang
 from alerts.door import door_open
 from alerts.mkt import MktError, mkt_c, mkt_of_series, mkt_report, read_csv, time_weights
 from alerts.profiles import LevelLimits, load_profiles
-from alerts.rules import evaluate
+from alerts.rules import SensorEvaluator, evaluate
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
@@ -295,6 +295,90 @@ def test_silent_sensor_makes_no_data_not_a_never_ending_breach() -> None:
     critical = next(b for b in breaches if b.kind is Kind.HIGH and b.level is Level.CRITICAL)
     assert critical.end_ts_ms == before[-1].ts_ms and critical.end_reason == "no_data"
     assert not any(b.ongoing for b in breaches)
+
+
+def test_a_silent_sensor_s_breaches_end_at_its_last_reading_on_the_wall_clock() -> None:
+    evaluator = SensorEvaluator("cr1-th.temp", FROZEN_LEVELS)
+    for point in series((60, -20.0), (60, -14.0)):
+        evaluator.feed(point)
+    last = evaluator.last_ts_ms
+    assert last is not None
+    assert evaluator.silence(last + 60 * MIN) == []  # within the no-data time
+    ended = evaluator.silence(last + 67 * MIN)
+    assert sorted((b.kind.value, b.level.value) for b in ended) == [
+        ("high", "critical"),
+        ("high", "warning"),
+    ]
+    assert {(b.end_ts_ms, b.end_reason) for b in ended} == {(last, "no_data")}
+    assert evaluator.silence(last + 200 * MIN) == []  # once
+    assert not any(b.ongoing for b in evaluator.breaches())
+    # the same as evaluating the record once data is back after the gap
+    back = series((30, -20.0), start=last + 180 * MIN)
+    for point in back:
+        evaluator.feed(point)
+    again = evaluate("cr1-th.temp", series((60, -20.0), (60, -14.0)) + back, FROZEN_LEVELS)
+    assert [(b.identity, b.end_ts_ms) for b in evaluator.breaches()] == [
+        (b.identity, b.end_ts_ms) for b in again
+    ]
+
+
+def _excursions(starts_min: list[int], minutes: int, temp: float = -16.5) -> list[Point]:
+    """Readings every 5 min at -20 °C from T0 - 12 h for 36 h, out of range (-16.5 °C)
+    for ``minutes`` from each start (minutes after T0)."""
+    return _runs([(start, minutes) for start in starts_min], temp)
+
+
+def _runs(runs: list[tuple[int, int]], temp: float = -16.5) -> list[Point]:
+    points = []
+    for m in range(-12 * 60, 24 * 60, 5):
+        out = any(start <= m < start + minutes for start, minutes in runs)
+        points.append(Point(T0 + m * MIN, temp if out else -20.0))
+    return points
+
+
+def test_a_cumulative_allowance_is_judged_over_any_24_hours_not_blocks_from_utc_midnight() -> None:
+    """Four excursions of 20 min (each shorter than the 30-min delay) within six hours
+    around 00:00 UTC (08:00 in China): 80 min out in 24 h against an allowance of 60."""
+    readings = _excursions([-180, -90, 30, 120], 20)
+    (breach,) = evaluate("cr1-th.temp", readings, FROZEN_LEVELS)
+    assert (breach.kind, breach.level) == (Kind.CUMULATIVE_HIGH, Level.WARNING)
+    # 20 + 20 + 20 min counted by the third run's end: the allowance passed in the fourth
+    assert breach.start_ts_ms == T0 + 120 * MIN
+    assert breach.raised_ts_ms == T0 + 140 * MIN  # when the run that passed it ended
+    assert breach.settings["window"] == "rolling"
+    # it ends when the window's time out of range is back within the allowance
+    assert breach.end_reason == "window_end"
+    assert breach.end_ts_ms == T0 + (-180 + 24 * 60 + 20) * MIN
+
+
+def test_the_local_day_window_counts_per_calendar_day_of_the_site() -> None:
+    local_day = FROZEN.warning.model_copy(update={"window": "local_day"})
+    levels = {Level.WARNING: local_day}
+    local_midnight = -8 * 60  # 00:00 in Asia/Shanghai is 16:00 UTC the day before
+    before, after = local_midnight - 100, local_midnight + 10
+    straddling = _excursions([before, before + 50, after, after + 50], 20)
+    assert evaluate("cr1-th.temp", straddling, levels) == []  # 40 min on each day
+    same_day = _excursions([after, after + 50, after + 100, after + 150], 20)
+    (breach,) = evaluate("cr1-th.temp", same_day, levels)
+    assert breach.kind is Kind.CUMULATIVE_HIGH
+    assert breach.settings["window_start_ts_ms"] == T0 + local_midnight * MIN
+
+
+def test_the_minutes_of_an_excursion_that_raised_a_continuous_breach_are_not_counted_again() -> (
+    None
+):
+    """Three excursions of 40 min in a day: each is a continuous warning (30-min delay);
+    their 120 minutes, the 30 before each delay included, do not count toward the
+    cumulative allowance of 60 min: no cumulative warning at the same minutes."""
+    readings = _excursions([0, 180, 360], 40)
+    found = evaluate("cr1-th.temp", readings, FROZEN_LEVELS)
+    assert kinds(found) == [("high", "warning")] * 3
+    # short excursions afterwards count on their own: 20 min each, the fourth passes 60
+    longs = [(0, 40), (180, 40), (360, 40)]
+    shorts = [(540, 20), (600, 20), (660, 20), (720, 20)]
+    found = evaluate("cr1-th.temp", _runs(longs + shorts), FROZEN_LEVELS)
+    assert kinds(found) == [("high", "warning")] * 3 + [("cumulative_high", "warning")]
+    assert found[-1].start_ts_ms == T0 + 720 * MIN
 
 
 def test_late_backlog_creates_exactly_the_breach_it_should_once() -> None:

@@ -319,6 +319,53 @@ def test_a_delay_under_way_when_the_service_stops_still_counts_after_the_restart
     assert row.raised_ms == t0 + 30 * MIN
 
 
+def test_a_silent_sensor_s_open_breaches_end_at_its_last_reading_when_no_data_begins(
+    engine: Engine,
+) -> None:
+    """A critical excursion under way, then nothing more from the sensor: when the
+    no-data breach starts, the temperature breaches end at the last reading (reason
+    no_data) and their alarms clear; nothing stays open for a sensor that never comes
+    back (the service restarts too: still nothing open)."""
+    svc = service(engine)
+    warm = temps("cr1-th.temp", [-14.0] * 10)  # 0 … 45 min: warning and critical
+    svc.process(batch(warm))
+    last = warm[-1].ts_ms
+    assert {(r.kind, r.end_ms) for r in breaches(engine)} == {("high", None)}
+    svc.watch(last + 60 * MIN)  # not yet the no-data time (66 min)
+    assert all(r.end_ms is None for r in breaches(engine))
+    svc.watch(last + 67 * MIN)
+    rows = breaches(engine)
+    ended = {(r.kind, r.level): (r.end_ms, r.end_reason) for r in rows if r.kind == "high"}
+    assert ended == {
+        ("high", "warning"): (last, "no_data"),
+        ("high", "critical"): (last, "no_data"),
+    }
+    (silence,) = [r for r in rows if r.kind == "no_data"]
+    assert silence.start_ms == last and silence.end_ms is None
+    with Session(engine) as s:
+        alarms = {a.breach_id: a for a in s.execute(select(AlarmRow)).scalars()}
+    assert all(alarms[r.id].cleared_ms is not None for r in rows if r.kind == "high")
+    svc.stop()
+    again = service(engine)  # a restart does not bring them back
+    again.watch(last + 3 * 60 * MIN)
+    assert [r.kind for r in breaches(engine) if r.end_ms is None] == ["no_data"]
+
+
+def test_an_excursion_whose_readings_go_on_after_a_wall_clock_silence_is_one_breach(
+    engine: Engine,
+) -> None:
+    """The silence was the network's, not the sensor's: its readings arrive afterwards,
+    without a gap in edge time; the breach ended at the silence goes on (one breach)."""
+    svc = service(engine)
+    warm = temps("cr1-th.temp", [-14.0] * 10)
+    svc.process(batch(warm))
+    svc.watch(warm[-1].ts_ms + 67 * MIN)
+    more = temps("cr1-th.temp", [-13.0] * 4, start=warm[-1].ts_ms + 5 * MIN)
+    svc.process(batch(more, seq=2))
+    critical = [r for r in breaches(engine) if (r.kind, r.level) == ("high", "critical")]
+    assert len(critical) == 1 and critical[0].end_ms is None and critical[0].max_value == -13.0
+
+
 # ---------------------------------------------------------------------- late data and gaps
 def test_a_late_backlog_that_fills_a_gap_supersedes_the_no_data_breach(engine: Engine) -> None:
     svc = service(engine)

@@ -542,6 +542,7 @@ def test_the_api_and_a_gateway_reach_the_broker_with_settings_from_their_environ
     client, made from the same MqttConfig with TLS and the county's CA, publishes a
     status over the TLS listener, and the hub sees it."""
     monkeypatch.setenv("COLDCHAIN_DB_URL", f"sqlite:///{tmp_path / 'alerts.sqlite'}")
+    monkeypatch.setenv("COLDCHAIN_PUBLIC_URL", "https://trace.county.test")
     monkeypatch.setenv("COLDCHAIN_MQTT__PORT", str(production_broker.port))
     monkeypatch.setenv("COLDCHAIN_MQTT__USERNAME", "api")
     monkeypatch.setenv("COLDCHAIN_MQTT__PASSWORD_ENV", "P_API")

@@ -188,11 +188,16 @@ def test_a_user_of_the_site_reaches_what_the_other_cannot(api: Api) -> None:
         acked = other.post(f"/api/alarms/{alarm_id}/ack", json={"comment": "not mine"})
         assert acked.status_code == 404
         assert mine.post(f"/api/alarms/{alarm_id}/ack", json={"comment": "door shut"}).is_success
-        # an alarm is assigned only to someone who can see it
+        # an alarm is assigned only to someone who can see it, and the answer for
+        # someone who cannot is the answer for a name nobody has (no enumeration)
         refused = mine.post(
             f"/api/alarms/{alarm_id}/assign", json={"assignee": other_of(Role.OPERATOR)}
         )
-        assert refused.status_code == 409, refused.text
+        nobody = mine.post(f"/api/alarms/{alarm_id}/assign", json={"assignee": "no.such.user"})
+        assert refused.status_code == nobody.status_code == 404, refused.text
+        assert refused.json()["detail"].replace(other_of(Role.OPERATOR), "?") == nobody.json()[
+            "detail"
+        ].replace("no.such.user", "?")
 
 
 @pytest.mark.e2e

@@ -4,8 +4,10 @@ request bodies bounded before parsing; passwords by the rule on every path."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from alerts.db import AuditRow, reading
 from alerts.repo.users import Role
 from api.app import create_app
+from api.live import STREAMS_PER_SESSION
 from api.settings import ApiSettings
 from tests.api_server import PASSWORD, Api, running, serve, user_of
 from tests.harness import Broker
@@ -253,3 +256,29 @@ def test_the_api_docs_work_without_internet(web: Api, page: Page) -> None:
     expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)
     expect(page.locator('.opblock-summary-path[data-path="/api/auth/login"]')).to_have_count(1)
     assert outside == []
+
+
+@pytest.mark.e2e
+def test_a_session_holds_a_bounded_number_of_live_streams(web: Api) -> None:
+    token = web.token(Role.VIEWER)
+    auth = {"Authorization": f"Bearer {token}"}
+    with contextlib.ExitStack() as streams, httpx.Client(base_url=web.url, timeout=20) as c:
+        opened = [
+            streams.enter_context(c.stream("GET", "/api/live", headers=auth))
+            for _ in range(STREAMS_PER_SESSION)
+        ]
+        assert [s.status_code for s in opened] == [200] * STREAMS_PER_SESSION
+        assert c.get("/api/live", headers=auth).status_code == 429
+        with (
+            web.client(Role.VIEWER) as another_session,
+            another_session.stream("GET", "/api/live") as theirs,
+        ):
+            assert theirs.status_code == 200
+        opened[0].close()
+        deadline = time.monotonic() + 10
+        while True:  # the server sees the stream closed at its next write or poll
+            with c.stream("GET", "/api/live", headers=auth) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "a closed stream was never let go"
+            time.sleep(0.5)
