@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from alerts.config import AlertsConfig
 from alerts.db import make_engine, upgrade
-from alerts.service import AlertService, Escalation
+from alerts.escalation import Escalation
+from alerts.service import AlertService
 from coldchain.runner import run_until_signalled
 from collector.store import Store, check_secrets, open_store
 

@@ -117,3 +117,16 @@ class Measure:
 
 TEMPERATURE = Measure(Kind.HIGH, Kind.LOW, "c", judge_health=True)
 HUMIDITY = Measure(Kind.RH_HIGH, Kind.RH_LOW, "pct", judge_health=False)
+
+
+def widen(breach: Breach, value: float) -> bool:
+    """Take a value into the breach's min and max; True if either moved."""
+    low = value if breach.min_value is None else min(breach.min_value, value)
+    high = value if breach.max_value is None else max(breach.max_value, value)
+    moved = (low, high) != (breach.min_value, breach.max_value)
+    breach.min_value, breach.max_value = low, high
+    return moved
+
+
+def is_out(value: float, limit: float, direction: Direction) -> bool:
+    return value > limit if direction == "high" else value < limit

@@ -4,6 +4,7 @@ opening for loading raises nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from alerts.breach import MINUTE_MS, Breach, EndReason, Kind, Level, Point
 
@@ -63,6 +64,15 @@ class DoorEvaluator:
             if b.kind is Kind.DOOR_OPEN:
                 self._breach, self._opened = b, b.start_ts_ms
                 self.found.append(b)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A door open, not yet too long, goes on counting after a restart."""
+        return {"last_ts_ms": self.last_ts_ms, "opened": self._opened}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.last_ts_ms = state["last_ts_ms"]
+        if self._breach is None:
+            self._opened = state["opened"]
 
     def breaches(self) -> list[Breach]:
         return list(self.found)

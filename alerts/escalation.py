@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, and_, or_, select
@@ -21,7 +21,7 @@ from alerts.breach import Level
 from alerts.calibration import calibrations_due
 from alerts.lifecycle import Alarm, Policy, State, due_notifications
 from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment
-from alerts.notify import Message, NotificationRow, enqueue
+from alerts.notify import Channel, Message, NotificationRow, enqueue
 from alerts.repo import alarm_of
 
 
@@ -185,3 +185,17 @@ def remind_calibrations(
         recipients = by_site.get(site, policy).steps[0].notify
         added += _enqueue(engine, key, recipients, routes, message, now_ms)
     return added
+
+
+@dataclass
+class Escalation:
+    """Who is told what, when: the policy (per site where one is configured), recipient
+    routes and configured channels."""
+
+    policy: Policy
+    routes: dict[str, tuple[Route, ...]]
+    channels: dict[str, Channel]
+    tick_s: float = 1.0
+    site_policies: dict[str, Policy] = field(default_factory=dict)
+    #: how often calibrations coming due are checked (reminders are queued once each)
+    reminder_every_s: float = 3600.0

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from alerts.breach import (
     HUMIDITY,
@@ -36,7 +36,7 @@ from alerts.calibration import ByCalibratedSensor, corrected, in_force
 from alerts.door import DoorEvaluator
 from alerts.gateways import GatewayState
 from alerts.models import Location
-from alerts.profiles import LevelLimits, ProductProfile
+from alerts.profiles import ProductProfile, scaled
 from alerts.rules import SensorEvaluator
 from coldchain import wire
 from coldchain.wire import Quality, Quantity
@@ -51,21 +51,6 @@ HISTORY_MS = 48 * 3_600_000
 _UNCALIBRATED = (Kind.GATEWAY_OFFLINE, Kind.DOOR_OPEN, Kind.NO_DATA)
 
 
-def scaled(limits: LevelLimits, factor: float) -> LevelLimits:
-    """Limits with their times divided by ``factor`` (the demo runs its county faster
-    than real time; production uses factor 1)."""
-    if factor == 1:
-        return limits
-    update: dict[str, float] = {
-        "delay_min": limits.delay_min / factor,
-        "clear_delay_min": limits.clear_delay_min / factor,
-        "window_h": limits.window_h / factor,
-    }
-    if limits.cumulative_min is not None:
-        update["cumulative_min"] = limits.cumulative_min / factor
-    return limits.model_copy(update=update)
-
-
 class Evaluator(Protocol):
     last_ts_ms: int | None
 
@@ -76,6 +61,10 @@ class Evaluator(Protocol):
     def breaches(self) -> list[Breach]: ...
 
     def silence(self, now_ms: int) -> list[Breach]: ...
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
 
     def open_no_data(self, now_ms: int) -> Breach | None: ...
 
@@ -114,6 +103,10 @@ class Reads(Protocol):
 
     def recent(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> list[StoredReading]:
         """The readings store's record (empty where there is none)."""
+        ...
+
+    def saved_state(self, gateway: str, sensor: str) -> tuple[str, dict[str, Any]] | None:
+        """The evaluation state saved where there is no readings store."""
         ...
 
 
@@ -157,6 +150,8 @@ class Judge:
         )
         self.assigned = Assigned()
         self.series: dict[tuple[str, str], Series] = {}
+        #: series fed since their state was last saved (:meth:`checkpoints`)
+        self.dirty: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ configuration
     def configure(self, assigned: Assigned, out: Outcome) -> None:
@@ -320,12 +315,34 @@ class Judge:
         series.evaluator = series.fresh()
         for point in record:
             series.evaluator.feed(point)
+        if not record:  # no record to replay: go on from the state saved before the stop
+            self._restore(series)
         series.history = record
         series.watchdog = next((b for b in stored_open if b.kind is Kind.NO_DATA), None)
         self.series[key] = series
         for breach in series.evaluator.breaches():
             self.emit(out, gateway, breach)  # by identity: what was stored stays one breach
         return series
+
+    def _restore(self, series: Series) -> None:
+        saved = self.reads.saved_state(series.gateway, series.sensor)
+        if saved is None or saved[0] != series.signature:
+            return  # nothing saved, or saved under other limits: start afresh
+        try:
+            series.evaluator.restore(saved[1])
+        except (KeyError, TypeError, ValueError) as exc:  # a state of an older version
+            log.warning("%s/%s: saved state not used (%s)", series.gateway, series.sensor, exc)
+            series.evaluator = series.fresh()
+
+    def checkpoints(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(gateway, sensor, signature, state) of the series fed since their state was
+        saved; the caller takes them out of ``dirty`` once it has saved them."""
+        found = []
+        for key in sorted(self.dirty):
+            series = self.series.get(key)
+            if series is not None:
+                found.append((*key, series.signature, series.evaluator.checkpoint()))
+        return found
 
     def _recent(self, series: Series) -> list[Point]:
         """The series' last 48 h from the readings store, corrected like live readings."""
@@ -365,6 +382,8 @@ class Judge:
             series.watchdog.end_ts_ms = fresh[0].ts_ms
             series.watchdog.end_reason = EndReason.DATA_BACK
             changed.append(series.watchdog)
+        if fresh:
+            self.dirty.add((series.gateway, series.sensor))
         for point in fresh:
             # data is back: a gap closes with the watchdog's identity (see open_no_data)
             series.watchdog = None

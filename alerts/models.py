@@ -281,6 +281,20 @@ class SignInFailure(Base):
     ts_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class EvaluatorState(Base):
+    """What a sensor's evaluation has under way (a delay counting, time toward a
+    cumulative allowance), saved by a service that has no readings store to replay
+    (docs/design-alerts.md, "Restarts"); ``signature``: the limits it was judged by."""
+
+    __tablename__ = "evaluator_states"
+
+    gateway: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sensor: Mapped[str] = mapped_column(String(128), primary_key=True)
+    signature: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    saved_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class QuarantineRow(Base):
     """A message the alert service could not judge (its processing failed): kept aside
     with the reason, acknowledged, and put back by ``coldchain quarantine replay``."""

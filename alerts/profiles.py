@@ -106,3 +106,18 @@ def load_profiles(path: Path | None = None) -> dict[str, ProductProfile]:
 def _default_profiles() -> dict[str, ProductProfile]:
     path = Path(str(resources.files("alerts") / "profiles.toml"))
     return {p.id: p for p in load_toml(path, ProfileFile).profile}
+
+
+def scaled(limits: LevelLimits, factor: float) -> LevelLimits:
+    """Limits with their times divided by ``factor`` (the demo runs its county faster
+    than real time; production uses factor 1)."""
+    if factor == 1:
+        return limits
+    update: dict[str, float] = {
+        "delay_min": limits.delay_min / factor,
+        "clear_delay_min": limits.clear_delay_min / factor,
+        "window_h": limits.window_h / factor,
+    }
+    if limits.cumulative_min is not None:
+        update["cumulative_min"] = limits.cumulative_min / factor
+    return limits.model_copy(update=update)

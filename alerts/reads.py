@@ -1,16 +1,18 @@
 """The judge's reads: breaches from the alert store, the recent record from the
-readings store (when one is configured)."""
+readings store (when one is configured), or else the evaluation state the service saved."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
 from alerts.breach import Breach, Kind, Level
 from alerts.db import reading
 from alerts.repo import GATEWAY_WIDE, breach_of, open_breach, open_breaches, stored_breaches
+from alerts.repo.states import saved_state
 from collector.store import Store, StoredReading
 
 log = logging.getLogger("coldchain.alerts")
@@ -37,6 +39,14 @@ class StoreReads:
         with reading(self.engine) as s:
             row = open_breach(s, gateway, GATEWAY_WIDE, kind, level)
             return None if row is None else breach_of(row)
+
+    def saved_state(self, gateway: str, sensor: str) -> tuple[str, dict[str, Any]] | None:
+        """The evaluation state saved for a sensor (its limits' signature and the
+        state), when the service has no readings store to replay."""
+        if self.history is not None:
+            return None
+        with reading(self.engine) as s:
+            return saved_state(s, gateway, sensor)
 
     def recent(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> list[StoredReading]:
         if self.history is None:

@@ -8,10 +8,8 @@ and how a restart mid-breach keeps one breach. See docs/design-alerts.md.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from alerts.breach import (
     DEFAULT_SERIES,
@@ -26,7 +24,10 @@ from alerts.breach import (
     Measure,
     Point,
     SeriesSettings,
+    is_out,
+    widen,
 )
+from alerts.cumulative import Cumulative
 from alerts.profiles import LevelLimits
 
 __all__ = ["HUMIDITY", "TEMPERATURE", "SensorEvaluator", "evaluate"]
@@ -63,7 +64,7 @@ class SensorEvaluator:
         self.settings = settings
         self.measure = measure
         self.last_ts_ms: int | None = None
-        self._pairs: list[tuple[_Continuous, _Cumulative | None]] = []
+        self._pairs: list[tuple[_Continuous, Cumulative | None]] = []
         for level, limits in levels.items():
             for direction in ("high", "low"):
                 limit = limits.high_c if direction == "high" else limits.low_c
@@ -71,7 +72,7 @@ class SensorEvaluator:
                     continue
                 continuous = _Continuous(sensor, level, direction, limit, limits, settings, measure)
                 cumulative = (
-                    _Cumulative(sensor, level, direction, limit, limits, settings, measure)
+                    Cumulative(sensor, level, direction, limit, limits, settings, measure)
                     if limits.cumulative_min is not None
                     else None
                 )
@@ -124,6 +125,40 @@ class SensorEvaluator:
                 self._faults.breach, self._faults.start = b, b.start_ts_ms
                 self._faults.found.append(b)
 
+    def checkpoint(self) -> dict[str, Any]:
+        """What is under way and not yet a breach (runs counting toward a delay, the
+        time counted toward cumulative allowances, a fault run, the last reading), as
+        JSON-able data: a restart without a readings store goes on from it. Breaches
+        already stored are taken over from the store (:meth:`resume`)."""
+        return {
+            "last_ts_ms": self.last_ts_ms,
+            "silenced": self._silenced,
+            "pairs": [
+                {
+                    "continuous": continuous.checkpoint(),
+                    "cumulative": None if cumulative is None else cumulative.checkpoint(),
+                }
+                for continuous, cumulative in self._pairs
+            ],
+            "fault_start": self._faults.start,
+            "no_data_previous_ts": self._no_data.previous_ts,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from a checkpoint (after :meth:`resume`, which took over the stored
+        breaches): pairs are matched in order, as the same limits make them."""
+        if len(state["pairs"]) != len(self._pairs):
+            raise ValueError(f"{self.sensor}: a checkpoint of other limits")
+        self.last_ts_ms = state["last_ts_ms"]
+        self._silenced = bool(state["silenced"])
+        for (continuous, cumulative), saved in zip(self._pairs, state["pairs"], strict=True):
+            continuous.restore(saved["continuous"])
+            if cumulative is not None and saved["cumulative"] is not None:
+                cumulative.restore(saved["cumulative"])
+        if self._faults.breach is None:
+            self._faults.start = state["fault_start"]
+        self._no_data.previous_ts = state["no_data_previous_ts"]
+
     def breaches(self) -> list[Breach]:
         found: list[Breach] = []
         for continuous, cumulative in self._pairs:
@@ -172,19 +207,6 @@ class SensorEvaluator:
         )
 
 
-def _widen(breach: Breach, value: float) -> bool:
-    """Take a value into the breach's min and max; True if either moved."""
-    low = value if breach.min_value is None else min(breach.min_value, value)
-    high = value if breach.max_value is None else max(breach.max_value, value)
-    moved = (low, high) != (breach.min_value, breach.max_value)
-    breach.min_value, breach.max_value = low, high
-    return moved
-
-
-def _is_out(value: float, limit: float, direction: Direction) -> bool:
-    return value > limit if direction == "high" else value < limit
-
-
 def _is_back(value: float, limit: float, deadband: float, direction: Direction) -> bool:
     return value <= limit - deadband if direction == "high" else value >= limit + deadband
 
@@ -222,6 +244,20 @@ class _Continuous:
         self.back_since: int | None = None
         self.previous_ts: int | None = None
 
+    def checkpoint(self) -> dict[str, Any]:
+        values = self.run_values
+        return {
+            "run_start": self.run_start,
+            "run_min_max": [min(values), max(values)] if values else [],
+            "back_since": self.back_since,
+            "previous_ts": self.previous_ts,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.previous_ts, self.back_since = saved["previous_ts"], saved["back_since"]
+        if self.active is None:  # a run under way toward the delay goes on counting
+            self.run_start, self.run_values = saved["run_start"], list(saved["run_min_max"])
+
     def silence(self) -> list[Breach]:
         if self.active is None or self.active.end_ts_ms is not None or self.previous_ts is None:
             return []
@@ -246,7 +282,7 @@ class _Continuous:
         self.previous_ts = p.ts_ms
         v = p.value
         if self.active is None:
-            if _is_out(v, self.limit, self.direction):
+            if is_out(v, self.limit, self.direction):
                 if self.run_start is None:
                     self.run_start, self.run_values = p.ts_ms, []
                 self.run_values.append(v)
@@ -278,156 +314,9 @@ class _Continuous:
                 self.active, self.back_since, self.run_start, self.run_values = None, None, None, []
             return changed
         self.back_since = None
-        if _widen(self.active, v):
+        if widen(self.active, v):
             changed.append(self.active)  # reported only when its min or max moved
         return changed
-
-
-class _Cumulative:
-    """Short excursions adding up: the time out of range in any window of ``window_h``
-    (a rolling window by default; the site's local day where the profile says so)
-    against the allowance.
-
-    One rule counts each minute once (docs/design-alerts.md, "The same minutes alarm
-    once"): a run of out-of-range readings counts toward the allowance when it ends
-    without having become a continuous breach of the same level; a run that became one
-    counts nothing here, its minutes before the delay included. The cumulative breach
-    starts at the minute the allowance was passed and is raised when the run that
-    passed it ends (at most one delay later); it ends when the window's time out of
-    range is back within the allowance (``window_end``) or at the last reading before a
-    gap (``no_data``). A reading stands for the time to the next one, capped at the gap.
-    """
-
-    def __init__(
-        self,
-        sensor: str,
-        level: Level,
-        direction: Direction,
-        limit: float,
-        limits: LevelLimits,
-        settings: SeriesSettings,
-        measure: Measure,
-    ) -> None:
-        assert limits.cumulative_min is not None
-        self.sensor, self.level, self.direction, self.limit = sensor, level, direction, limit
-        self.kind = Kind.CUMULATIVE_HIGH if direction == "high" else Kind.CUMULATIVE_LOW
-        self.window = int(limits.window_h * 3_600_000)
-        self.local_day = ZoneInfo(settings.tz) if limits.window == "local_day" else None
-        self.allowance = int(limits.cumulative_min * MINUTE_MS)
-        self.max_gap = settings.max_gap_ms
-        self.snapshot: dict[str, object] = {
-            f"limit_{measure.unit}": limit,
-            "allowance_min": limits.cumulative_min,
-            "window_h": limits.window_h,
-            "window": limits.window,
-        }
-        self.found: list[Breach] = []
-        #: the counted intervals [from, to) still inside a window, oldest first
-        self.counted: deque[tuple[int, int]] = deque()
-        self.run: list[tuple[Point, int]] = []  # the current run: reading, time it stands for
-        self.run_covered = False
-        self.pending: tuple[Point, bool] | None = None  # previous reading, covered then
-        self.breach: Breach | None = None
-        self.silenced = False
-
-    def window_start(self, ts_ms: int) -> int:
-        if self.local_day is None:
-            return ts_ms - self.window
-        local = datetime.fromtimestamp(ts_ms / 1000, self.local_day)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return int(midnight.timestamp() * 1000)
-
-    def in_window(self, ts_ms: int) -> int:
-        """Time counted in the window that ends at ``ts_ms``."""
-        start = self.window_start(ts_ms)
-        return sum(max(0, min(b, ts_ms) - max(a, start)) for a, b in self.counted)
-
-    def feed(self, p: Point, covered: bool) -> list[Breach]:
-        changed: list[Breach] = []
-        gap = self.pending is not None and p.ts_ms - self.pending[0].ts_ms > self.max_gap
-        if self.silenced:
-            self.silenced = False
-            if not gap and self.breach is not None:  # data went on: not a silence after all
-                self.breach.end_ts_ms, self.breach.end_reason = None, None
-                changed.append(self.breach)
-        if self.pending is not None:
-            prev, prev_covered = self.pending
-            assert prev.value is not None
-            if _is_out(prev.value, self.limit, self.direction):
-                self.run.append((prev, min(p.ts_ms - prev.ts_ms, self.max_gap)))
-                self.run_covered = self.run_covered or prev_covered
-            if gap:
-                changed += self._end_run(prev.ts_ms)
-                changed += self._end_breach(prev.ts_ms, EndReason.NO_DATA)
-        assert p.value is not None
-        if not _is_out(p.value, self.limit, self.direction):
-            changed += self._end_run(p.ts_ms)
-        self.pending = (p, covered)
-        if (
-            self.breach is not None
-            and self.breach.end_ts_ms is None
-            and self.in_window(p.ts_ms) <= self.allowance
-        ):
-            changed += self._end_breach(p.ts_ms, EndReason.WINDOW_END)
-        self._forget(p.ts_ms)
-        return changed
-
-    def silence(self) -> list[Breach]:
-        """The sensor fell silent: an open breach ends at its last reading."""
-        if self.pending is None or self.breach is None or self.breach.end_ts_ms is not None:
-            return []
-        self.silenced = True
-        return self._end_breach(self.pending[0].ts_ms, EndReason.NO_DATA)
-
-    def resume(self, breach: Breach) -> None:
-        """An open breach read back from the store: its allowance counted up to its
-        start, so that it lasts until that time slides out of the window."""
-        self.breach = breach
-        self.counted.append((breach.start_ts_ms - self.allowance, breach.start_ts_ms))
-        self.found.append(breach)
-
-    def _end_breach(self, ts_ms: int, reason: EndReason) -> list[Breach]:
-        if self.breach is None or self.breach.end_ts_ms is not None:
-            return []
-        self.breach.end_ts_ms, self.breach.end_reason = max(ts_ms, self.breach.start_ts_ms), reason
-        ended, self.breach = self.breach, None
-        return [ended]
-
-    def _end_run(self, ended_ms: int) -> list[Breach]:
-        run, covered = self.run, self.run_covered
-        self.run, self.run_covered = [], False
-        if not run or covered:  # a continuous breach's minutes are counted there
-            return []
-        changed: list[Breach] = []
-        for point, duration in run:
-            assert point.value is not None
-            before = self.in_window(point.ts_ms)
-            self.counted.append((point.ts_ms, point.ts_ms + duration))
-            if self.breach is not None:
-                if _widen(self.breach, point.value) and self.breach not in changed:
-                    changed.append(self.breach)
-                continue
-            if before + duration <= self.allowance:
-                continue
-            crossed = point.ts_ms + max(0, self.allowance - before)
-            self.breach = Breach(
-                self.sensor,
-                self.kind,
-                self.level,
-                crossed,
-                max(crossed, ended_ms),
-                min_value=point.value,
-                max_value=point.value,
-                settings={**self.snapshot, "window_start_ts_ms": self.window_start(crossed)},
-            )
-            self.found.append(self.breach)
-            changed.append(self.breach)
-        return changed
-
-    def _forget(self, now_ms: int) -> None:
-        horizon = self.window_start(now_ms)
-        while self.counted and self.counted[0][1] <= horizon:
-            self.counted.popleft()
 
 
 class _Faults:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
@@ -31,16 +31,16 @@ from alerts.announce import alarm_line
 from alerts.breach import Breach
 from alerts.calibration import calibrations_by_sensor
 from alerts.db import reading, transaction, transient
-from alerts.escalation import Route, escalate, remind_calibrations
+from alerts.escalation import Escalation, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
 from alerts.leader import Lead
-from alerts.lifecycle import Policy
 from alerts.models import Location, SensorAssignment
 from alerts.notify import Channel, deliver_due
 from alerts.reads import StoreReads
 from alerts.repo import profiles_in_force, supersede_breach, sync_alarm, upsert_breach
 from alerts.repo.quarantine import asked_replays, keep_aside, release
+from alerts.repo.states import save_states
 from coldchain import wire
 from coldchain.accept import Accepted, Limits, accept
 from coldchain.backoff import Backoff
@@ -55,20 +55,6 @@ log = logging.getLogger("coldchain.alerts")
 
 #: how long the broker keeps the service's session (and queues its readings) while away
 SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
-@dataclass
-class Escalation:
-    """Who is told what, when: the policy (per site where one is configured), recipient
-    routes and configured channels."""
-
-    policy: Policy
-    routes: dict[str, tuple[Route, ...]]
-    channels: dict[str, Channel]
-    tick_s: float = 1.0
-    site_policies: dict[str, Policy] = field(default_factory=dict)
-    #: how often calibrations coming due are checked (reminders are queued once each)
-    reminder_every_s: float = 3600.0
 
 
 @dataclass
@@ -112,8 +98,10 @@ class AlertService:
         self.escalation = escalation
         self.reload_s = reload_s
         reads = StoreReads(engine, history)
+        #: no readings store to replay after a restart: the evaluation state is saved
+        self.saves_state, self.checkpoint_s, self._next_checkpoint = history is None, 5.0, 0.0
         #: each sensor's evaluation; ``history`` opens the readings store: a series
-        #: created after a start is replayed from its recent record
+        #: created after a start is replayed from its recent record (else its saved state)
         self.judge = Judge(reads, time_scale, self.counters)
         #: hot standby: only the lead's holder writes, escalates and sends
         self.lead = Lead(engine, client_id)
@@ -174,7 +162,19 @@ class AlertService:
 
     def stop(self) -> None:
         self.consumer.stop()
+        self._job("checkpoint", self.save_states)  # a failure is said, never fatal here
         self.lead.release()
+
+    def save_states(self) -> None:
+        """Save what each series fed since the last save has under way (a delay counting,
+        time toward a cumulative allowance), for a restart without a readings store."""
+        if not self.saves_state or not self.lead.held:
+            return
+        if not (found := self.judge.checkpoints()):
+            return
+        with transaction(self.engine) as s:
+            save_states(s, found, time.time_ns() // 1_000_000)
+        self.judge.dirty.difference_update((g, sensor) for g, sensor, _sig, _st in found)
 
     def reload(self) -> None:
         """Read sensor assignments, locations, their profiles and the calibrations from
@@ -289,6 +289,9 @@ class AlertService:
             self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
         if not held:
             return  # standby: judged in memory, nothing written or sent
+        if self.saves_state and now >= self._next_checkpoint:
+            self._next_checkpoint = now + self.checkpoint_s
+            self._job("checkpoint", self.save_states)
         self._job("replay", self._replay_asked)
         if self.escalation is None:
             return
@@ -312,6 +315,7 @@ class AlertService:
         so what the previous holder stored stays one breach); then it goes on writing."""
         out = Outcome()
         self.judge.take_over(out)
+        self.judge.dirty.update(self.judge.series)  # saved from now on by this instance
         for gateway, gw in self.gateways.states.items():
             out.store += [(gateway, b) for b in gw.offline.values()]
         try:

@@ -25,10 +25,10 @@ import uvicorn
 from sqlalchemy import Engine
 
 from alerts.db import make_engine, transaction, upgrade
-from alerts.escalation import Route
+from alerts.escalation import Escalation, Route
 from alerts.lifecycle import Policy, Step
 from alerts.notify import Printed
-from alerts.service import AlertService, Escalation
+from alerts.service import AlertService
 from coldchain import wire
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig

@@ -4,6 +4,7 @@ edge timestamps), and properties."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -379,6 +380,34 @@ def test_the_minutes_of_an_excursion_that_raised_a_continuous_breach_are_not_cou
     found = evaluate("cr1-th.temp", _runs(longs + shorts), FROZEN_LEVELS)
     assert kinds(found) == [("high", "warning")] * 3 + [("cumulative_high", "warning")]
     assert found[-1].start_ts_ms == T0 + 720 * MIN
+
+
+@pytest.mark.parametrize(
+    ("name", "readings", "_expected"), SCENARIOS, ids=[s[0] for s in SCENARIOS]
+)
+@pytest.mark.parametrize("cut", [0.3, 0.5, 0.8])
+def test_a_checkpoint_through_json_goes_on_as_if_nothing_had_stopped(
+    name: str, readings: list[Point], _expected: object, cut: float
+) -> None:
+    """Feed part of a history, save the state (as JSON), make a new evaluator that takes
+    over the open breaches and the state, feed the rest: the breaches are those of the
+    whole history at once."""
+    split = int(len(readings) * cut)
+    first = SensorEvaluator("cr1-th.temp", FROZEN_LEVELS)
+    for point in readings[:split]:
+        first.feed(point)
+    saved = json.loads(json.dumps(first.checkpoint()))
+    second = SensorEvaluator("cr1-th.temp", FROZEN_LEVELS)
+    second.resume([b for b in first.breaches() if b.ongoing and b.kind is not Kind.NO_DATA])
+    second.restore(saved)
+    for point in readings[split:]:
+        second.feed(point)
+    closed_before = [b for b in first.breaches() if not b.ongoing]
+    whole = evaluate("cr1-th.temp", readings, FROZEN_LEVELS)
+    found = {b.identity: b for b in closed_before + second.breaches()}
+    assert sorted((i, b.end_ts_ms) for i, b in found.items()) == sorted(
+        (b.identity, b.end_ts_ms) for b in whole
+    ), name
 
 
 def test_late_backlog_creates_exactly_the_breach_it_should_once() -> None:

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from alerts.calibration import record_calibration
 from alerts.db import AuditRow, make_engine, transaction, upgrade
-from alerts.escalation import Route
+from alerts.escalation import Escalation, Route
 from alerts.lifecycle import Policy, Step
 from alerts.models import AlarmRow, BreachRow, Calibration, Location, Site
 from alerts.notify import Message, NotificationRow
 from alerts.profiles import load_profiles
 from alerts.repo import NewBatch, add_site, assign_sensor, create_batch, load_profile, save_profile
-from alerts.service import AlertService, Escalation
+from alerts.service import AlertService
 from coldchain import wire
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch, Status
@@ -364,6 +364,49 @@ def test_an_excursion_whose_readings_go_on_after_a_wall_clock_silence_is_one_bre
     svc.process(batch(more, seq=2))
     critical = [r for r in breaches(engine) if (r.kind, r.level) == ("high", "critical")]
     assert len(critical) == 1 and critical[0].end_ms is None and critical[0].max_value == -13.0
+
+
+def test_without_a_readings_store_a_delay_under_way_survives_a_restart(engine: Engine) -> None:
+    """The demo's way of running: no readings store to replay. What is under way and not
+    yet a breach (the warning's 30-minute delay, the door's open time, the minutes
+    toward the cumulative allowance) is saved and goes on after the restart."""
+    before = service(engine)
+    before.process(batch(temps("cr1-th.temp", [-16.5] * 5)))  # 0 … 20 min: under the delay
+    door = [
+        Reading(sensor="cr1-ctrl.door", ts_ms=T0 + i * 2 * MIN, q=Quality.OK, door_open=True)
+        for i in range(3)
+    ]
+    before.process(batch(door, seq=2))  # open 4 of its 10 minutes
+    assert breaches(engine) == []
+    before.stop()  # saves what is under way
+    after = service(engine)
+    after.process(batch(temps("cr1-th.temp", [-16.5] * 3, start=T0 + 25 * MIN), seq=3))
+    door = [
+        Reading(sensor="cr1-ctrl.door", ts_ms=T0 + (6 + i * 2) * MIN, q=Quality.OK, door_open=True)
+        for i in range(3)
+    ]
+    after.process(batch(door, seq=4))
+    rows = {r.kind: r for r in breaches(engine)}
+    assert (rows["high"].level, rows["high"].start_ms) == ("warning", T0)
+    assert rows["high"].raised_ms == T0 + 30 * MIN
+    assert (rows["door_open"].start_ms, rows["door_open"].raised_ms) == (T0, T0 + 10 * MIN)
+
+
+def test_without_a_readings_store_minutes_toward_the_cumulative_allowance_survive(
+    engine: Engine,
+) -> None:
+    def excursion(start_min: int, seq: int, svc: AlertService) -> None:
+        values = [-16.5] * 4 + [-20.0] * 8  # 20 minutes out, then back for 40
+        svc.process(batch(temps("cr1-th.temp", values, start=T0 + start_min * MIN), seq=seq))
+
+    before = service(engine)
+    for n in range(3):  # 60 minutes: the allowance, not past it
+        excursion(n * 60, n + 1, before)
+    before.stop()
+    after = service(engine)
+    excursion(180, 4, after)
+    (row,) = breaches(engine)
+    assert (row.kind, row.level, row.start_ms) == ("cumulative_high", "warning", T0 + 180 * MIN)
 
 
 # ---------------------------------------------------------------------- late data and gaps
