@@ -81,6 +81,14 @@ class Event:
 class _Client:
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
+    #: the session it was opened by (the SHA-256 of its token) and its user
+    session: str = ""
+    username: str = ""
+
+
+#: open event streams one session, and one user, may hold (a page opens one)
+STREAMS_PER_SESSION = 4
+STREAMS_PER_USER = 16
 
 
 class LiveHub:
@@ -154,8 +162,14 @@ class LiveHub:
         await asyncio.to_thread(self._consumer.stop)
 
     # ------------------------------------------------------------------ clients
-    def subscribe(self) -> _Client:
-        client = _Client()
+    def room_for(self, session: str, username: str) -> bool:
+        """Whether the session and its user may open one more event stream."""
+        by_session = sum(1 for c in self._clients if c.session == session)
+        by_user = sum(1 for c in self._clients if c.username == username)
+        return by_session < STREAMS_PER_SESSION and by_user < STREAMS_PER_USER
+
+    def subscribe(self, session: str = "", username: str = "") -> _Client:
+        client = _Client(session=session, username=username)
         self._clients.add(client)
         return client
 

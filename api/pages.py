@@ -385,8 +385,7 @@ def trace_page(code: TraceCode, request: Request, svc: ServicesDep) -> HTMLRespo
 
 
 def _trace_url(request: Request, svc: ServicesDep, code: str) -> str:
-    base = svc.settings.public_url or str(request.base_url).rstrip("/")
-    return f"{base.rstrip('/')}/t/{code}"
+    return f"{svc.settings.trace_base(str(request.base_url))}/t/{code}"
 
 
 def _known(svc: ServicesDep, code: str) -> None:

@@ -49,8 +49,8 @@ class ApiSettings(BaseSettings):
     demo: bool = False
     #: send the session cookie only over HTTPS (on behind a TLS proxy in production)
     secure_cookies: bool = False
-    #: the address printed in QR codes (e.g. https://trace.county.example); default: the
-    #: address the request came to
+    #: the address printed in QR codes (e.g. https://trace.county.example): required
+    #: outside demo mode, so that a request's Host header never decides what a label says
     public_url: str | None = None
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
@@ -77,6 +77,11 @@ class ApiSettings(BaseSettings):
                     "coldchain); only demo mode has a default"
                 )
             self.db_url = "sqlite:///var/demo/alerts.sqlite"
+        if not self.public_url and not self.demo:
+            raise ValueError(
+                "COLDCHAIN_PUBLIC_URL is not set: the address printed in QR codes "
+                "(e.g. https://trace.county.example)"
+            )
         if PLACEHOLDER.search(self.db_url):
             raise ValueError("COLDCHAIN_DB_URL still holds a placeholder; set the real password")
         if self.readings_db is None and self.store_config is None:
@@ -84,3 +89,8 @@ class ApiSettings(BaseSettings):
                 "var/demo/coldchain.sqlite" if self.demo else "var/coldchain.sqlite"
             )
         return self
+
+    def trace_base(self, request_base: str) -> str:
+        """Where a QR code leads: the public address (in demo mode, where none is set,
+        the address the page was asked at)."""
+        return (self.public_url or request_base).rstrip("/")

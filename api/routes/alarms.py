@@ -220,19 +220,26 @@ def acknowledge(alarm_id: AlarmId, body: Acknowledge, user: Operator, svc: Servi
     return _one(svc, alarm_id, scope)
 
 
-@router.post("/{alarm_id}/assign", responses={404: {"description": "no such alarm or user"}})
+@router.post(
+    "/{alarm_id}/assign",
+    responses={404: {"description": "no such alarm, or no active user who can see it"}},
+)
 def assign(alarm_id: AlarmId, body: Assign, user: Operator, svc: ServicesDep) -> AlarmOut:
     scope = scope_of_user(svc, user)
     found = _one(svc, alarm_id, scope)
     if body.assignee is not None:
         with Session(svc.engine) as s:
             assignee = s.get(User, body.assignee)
-            if assignee is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {body.assignee!r}")
-            if not scope_of(s, assignee).site(found.site_id):
+            # one answer for a name nobody has and for someone who could not see the
+            # alarm: the route does not tell who exists elsewhere in the county
+            if (
+                assignee is None
+                or not assignee.active
+                or not scope_of(s, assignee).site(found.site_id)
+            ):
                 raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"{body.assignee} is not given site {found.site_id}: they could not see it",
+                    status.HTTP_404_NOT_FOUND,
+                    f"no active user {body.assignee!r} who can see site {found.site_id}",
                 )
     with transaction(svc.engine) as s:
         assign_alarm(s, alarm_id, assignee=body.assignee, actor=user.username)

@@ -135,7 +135,7 @@ def labels(
     (the public trace address), the batch id, product, quantity and origin."""
     from weasyprint import HTML
 
-    base = (svc.settings.public_url or str(request.base_url)).rstrip("/")
+    base = svc.settings.trace_base(str(request.base_url))
     items = []
     for batch_id in batch:
         check(svc, user, batch_id)
