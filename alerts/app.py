@@ -25,6 +25,7 @@ def escalation_of(config: AlertsConfig) -> Escalation | None:
         config.route_map(),
         config.channel_map(),
         site_policies=config.site_policies(),
+        links=None if config.links is None else config.links.links(),
     )
 
 

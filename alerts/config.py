@@ -30,6 +30,12 @@ notify = ["fleet-dispatcher"]
 recipient = "duty-operator"
 channel = "email"
 address = "duty@county.example"
+lang = "zh"                     # the language of what they are sent (zh or en)
+
+[links]                         # each notification links to its alarm's page
+public_url = "https://coldchain.county.example"
+secret_env = "COLDCHAIN_LINK_SECRET"   # the API holds the same secret
+valid_h = 24
 
 [store]                         # optional: where the collectors write the readings
 kind = "influxdb"
@@ -55,6 +61,7 @@ from pydantic import Field, model_validator
 
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
+from alerts.links import Links
 from alerts.notify import AppriseChannel, Channel, Email, Webhook
 from coldchain.settings import ConfigError, MqttConfig, Strict, secret
 from coldchain.wire import ID_PATTERN
@@ -96,6 +103,27 @@ class RouteConfig(Strict):
     recipient: str
     channel: str
     address: str
+    #: the language of what they are sent
+    lang: Literal["zh", "en"] = "zh"
+
+
+class LinksConfig(Strict):
+    """Each notification carries a signed link to its alarm's page on the API
+    (docs/design-alerts.md, "Acknowledge from the phone")."""
+
+    #: the API's address as a phone reaches it (the same as the API's COLDCHAIN_PUBLIC_URL)
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+    #: the environment variable holding the secret the API also holds
+    secret_env: str = "COLDCHAIN_LINK_SECRET"
+    valid_h: Annotated[float, Field(gt=0, le=24 * 14)] = 24.0
+
+    def links(self) -> Links:
+        secret_value = secret(self.secret_env, "links.secret_env")
+        if len(secret_value) < 32:
+            raise ConfigError(
+                "config", [f"links.secret_env: {self.secret_env} is shorter than 32 characters"]
+            )
+        return Links(self.public_url, secret_value, int(self.valid_h * 3_600_000))
 
 
 class WebhookConfig(Strict):
@@ -141,7 +169,7 @@ class Notifying(Strict):
                         f"{r.recipient!r} is not under [channels]"
                     ],
                 )
-            routes.setdefault(r.recipient, []).append(Route(r.channel, r.address))
+            routes.setdefault(r.recipient, []).append(Route(r.channel, r.address, r.lang))
         return {k: tuple(v) for k, v in routes.items()}
 
     def channel_map(self) -> dict[str, Channel]:
@@ -166,6 +194,7 @@ class AlertsConfig(Notifying):
     alerts: AlertsSection = AlertsSection()
     mqtt: MqttConfig = MqttConfig()
     escalation: EscalationConfig | None = None
+    links: LinksConfig | None = None
     #: per-site policies by site id; other sites follow [escalation]
     site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
     #: the readings store (as the collectors write it): after a restart each sensor is

@@ -9,8 +9,7 @@ key plus the route, so a tick repeated after a restart enqueues nothing twice, a
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,17 +19,24 @@ from sqlalchemy.orm import Session
 from alerts.breach import Level
 from alerts.calibration import calibrations_due
 from alerts.lifecycle import Alarm, Policy, State, due_notifications
-from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment
+from alerts.links import Links
+from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment, Site
 from alerts.notify import Channel, Message, NotificationRow, enqueue
 from alerts.repo import alarm_of
+from alerts.wording import DEFAULT_TZ, AlarmFacts, Lang
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where a recipient named in a policy step is reached."""
+    """Where a recipient named in a policy step is reached, in their language."""
 
     channel: str  # a configured channel name: webhook, email, apprise
     address: str  # e-mail address, chat room, phone …
+    lang: Lang = "zh"
+
+
+#: the message for one route of one recipient (its language, its own link)
+Compose = Callable[[Route, str], Message]
 
 
 def _enqueue(
@@ -38,7 +44,7 @@ def _enqueue(
     key: str,
     recipients: tuple[str, ...],
     routes: dict[str, tuple[Route, ...]],
-    message: Message,
+    compose: Compose,
     due_ms: int,
 ) -> int:
     """One outbox row per route of each recipient, keyed ``key|recipient|address`` so
@@ -51,10 +57,29 @@ def _enqueue(
                 key=f"{key}|{recipient}|{route.address}",
                 channel=route.channel,
                 recipients=(route.address,),
-                message=message,
+                message=compose(route, recipient),
                 due_ms=due_ms,
             )
     return added
+
+
+def _same(message: Message) -> Compose:
+    """One message for every route (a calibration reminder)."""
+    return lambda _route, _recipient: message
+
+
+def _alarm_messages(
+    alarm_id: int, facts: AlarmFacts, links: Links | None, now_ms: int, over_ms: int | None
+) -> Compose:
+    def compose(route: Route, recipient: str) -> Message:
+        link = None if links is None else links.for_alarm(alarm_id, recipient, now_ms)
+        body = facts.body(route.lang, link)
+        subject = facts.subject(route.lang)
+        if over_ms is not None:  # it happened while monitoring was down
+            body = f"{facts.over_note(over_ms, route.lang)} {body}"
+        return Message(subject=subject, body=body, severity=facts.level, alarm_id=str(alarm_id))
+
+    return compose
 
 
 def escalate(
@@ -63,17 +88,21 @@ def escalate(
     routes: dict[str, tuple[Route, ...]],
     now_ms: int,
     site_policies: Mapping[str, Policy] | None = None,
+    links: Links | None = None,
 ) -> int:
     """Enqueue what is due now; returns the number of outbox rows added. An alarm follows
-    its site's policy when ``site_policies`` has one, else ``policy``."""
+    its site's policy when ``site_policies`` has one, else ``policy``. Each message is in
+    its route's language, its times in the site's zone; with ``links``, it carries a
+    signed link to the alarm for its recipient."""
     by_site = site_policies or {}
     added = 0
     with Session(engine) as s:
         open_alarms = list(
             s.execute(
-                select(AlarmRow, BreachRow, Location)
+                select(AlarmRow, BreachRow, Location, Site.timezone)
                 .join(BreachRow, AlarmRow.breach_id == BreachRow.id)
                 .outerjoin(Location, BreachRow.location_id == Location.id)
+                .outerjoin(Site, BreachRow.site_id == Site.id)
                 .where(
                     or_(
                         AlarmRow.state == "active",
@@ -83,35 +112,25 @@ def escalate(
             ).all()
         )
         # only the open alarms' notifications: the table keeps every one ever sent
-        open_ids = [str(alarm.id) for alarm, _breach, _location in open_alarms]
+        open_ids = [str(alarm.id) for alarm, _breach, _location, _tz in open_alarms]
         keys = s.execute(
             select(NotificationRow.key).where(NotificationRow.alarm_id.in_(open_ids))
         ).scalars()
         queued = {key.split("|", 1)[0] for key in keys}
-    for alarm_row, breach, location in open_alarms:
+    for alarm_row, breach, location, tz in open_alarms:
         alarm = alarm_of(alarm_row)
         place = (
             location.name if location is not None else breach.sensor or f"gateway {breach.gateway}"
         )
-        message = Message(
-            subject=f"{breach.level.upper()} {breach.kind} {place}",
-            body=(
-                f"{place}: {breach.kind} ({breach.level}) since edge time {breach.start_ms}"
-                f"; sensor {breach.gateway}/{breach.sensor}; min {breach.min_value}, max "
-                f"{breach.max_value}; batches {', '.join(json.loads(breach.batches)) or '-'}"
-                f". Acknowledge with a comment to stop the escalation."
-            ),
-            severity=breach.level,
-            alarm_id=alarm.id,
-        )
+        facts = AlarmFacts.of(place, breach, tz or DEFAULT_TZ)
         site_policy = by_site.get(breach.site_id or "", policy)
         if alarm.state is State.CLEARED:
-            added += _enqueue_over(
-                engine, alarm, breach, message, site_policy, routes, now_ms, queued
-            )
+            over = _alarm_messages(alarm_row.id, facts, links, now_ms, breach.end_ms or now_ms)
+            added += _enqueue_over(engine, alarm, over, site_policy, routes, now_ms, queued)
             continue
+        compose = _alarm_messages(alarm_row.id, facts, links, now_ms, None)
         for note in due_notifications(alarm, site_policy, now_ms, queued):
-            added += _enqueue(engine, note.key, note.recipients, routes, message, note.due_ms)
+            added += _enqueue(engine, note.key, note.recipients, routes, compose, note.due_ms)
             queued.add(note.key)
     return added
 
@@ -119,8 +138,7 @@ def escalate(
 def _enqueue_over(
     engine: Engine,
     alarm: Alarm,
-    breach: BreachRow,
-    message: Message,
+    compose: Compose,
     policy: Policy,
     routes: dict[str, tuple[Route, ...]],
     now_ms: int,
@@ -134,15 +152,8 @@ def _enqueue_over(
         return 0
     if alarm.level is Level.WARNING and policy.quiet(now_ms):
         return 0
-    over = datetime.fromtimestamp((breach.end_ms or 0) / 1000, UTC).isoformat(timespec="minutes")
-    told = Message(
-        subject=f"{message.subject} (while monitoring was down)",
-        body=f"Excursion while monitoring was down, over since {over}. {message.body}",
-        severity=message.severity,
-        alarm_id=message.alarm_id,
-    )
     queued.add(key)
-    return _enqueue(engine, key, policy.steps[0].notify, routes, told, now_ms)
+    return _enqueue(engine, key, policy.steps[0].notify, routes, compose, now_ms)
 
 
 def remind_calibrations(
@@ -183,7 +194,7 @@ def remind_calibrations(
         )
         key = f"calibration|{gateway}/{sensor}|{due_ms}"
         recipients = by_site.get(site, policy).steps[0].notify
-        added += _enqueue(engine, key, recipients, routes, message, now_ms)
+        added += _enqueue(engine, key, recipients, routes, _same(message), now_ms)
     return added
 
 
@@ -199,3 +210,5 @@ class Escalation:
     site_policies: dict[str, Policy] = field(default_factory=dict)
     #: how often calibrations coming due are checked (reminders are queued once each)
     reminder_every_s: float = 3600.0
+    #: signed links from each notification to its alarm (None: no link)
+    links: Links | None = None

@@ -128,6 +128,7 @@ class Assigned:
     #: (gateway, sensor): location id, for the assignments in force
     sensors: dict[tuple[str, str], str] = field(default_factory=dict)
     calibrations: ByCalibratedSensor = field(default_factory=dict)
+    timezones: dict[str, str] = field(default_factory=dict)  #: site id: IANA time zone
 
 
 @dataclass
@@ -182,9 +183,11 @@ class Judge:
                 )
         out.store.append((gateway, breach))
 
-    def location_name(self, location_id: str | None) -> str | None:
+    def place(self, location_id: str | None, site_id: str | None) -> tuple[str | None, str]:
+        """The location's name and its site's time zone (people read times in it)."""
         location = self.assigned.locations.get(location_id or "")
-        return None if location is None else location.name
+        tz = self.assigned.timezones.get(site_id or "", "Asia/Shanghai")
+        return None if location is None else location.name, tz
 
     # ------------------------------------------------------------------ readings
     def process(

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -150,6 +151,9 @@ class AppriseChannel:
             raise DeliveryError("apprise: at least one service did not take the message")
 
 
+_LINK_AT_END = re.compile(r"https?://\S+/a/\S+$")
+
+
 @dataclass
 class Printed:
     """A channel that hands the message to a function (the demo prints it)."""
@@ -158,7 +162,10 @@ class Printed:
     name: str = "printed"
 
     def send(self, message: Message, recipients: tuple[str, ...]) -> None:
-        self.show(f"NOTIFY {', '.join(recipients)}: {message.subject}")
+        # a message with a link to its alarm ends with it (alerts/wording.py)
+        found = _LINK_AT_END.search(message.body)
+        link = f" {found.group(0)}" if found else ""
+        self.show(f"NOTIFY {', '.join(recipients)}: {message.subject}{link}")
 
 
 class NotificationRow(Base):

@@ -35,7 +35,7 @@ from alerts.escalation import Escalation, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
 from alerts.leader import Lead
-from alerts.models import Location, SensorAssignment
+from alerts.models import Location, SensorAssignment, Site
 from alerts.notify import Channel, deliver_due
 from alerts.reads import StoreReads
 from alerts.repo import profiles_in_force, supersede_breach, sync_alarm, upsert_breach
@@ -168,9 +168,7 @@ class AlertService:
     def save_states(self) -> None:
         """Save what each series fed since the last save has under way (a delay counting,
         time toward a cumulative allowance), for a restart without a readings store."""
-        if not self.saves_state or not self.lead.held:
-            return
-        if not (found := self.judge.checkpoints()):
+        if not self.saves_state or not self.lead.held or not (found := self.judge.checkpoints()):
             return
         with transaction(self.engine) as s:
             save_states(s, found, time.time_ns() // 1_000_000)
@@ -190,6 +188,7 @@ class AlertService:
                     ).scalars()
                 },
                 calibrations=calibrations_by_sensor(s),
+                timezones=dict(s.execute(select(Site.id, Site.timezone)).tuples().all()),
             )
         out = Outcome()
         self.judge.configure(assigned, out)
@@ -297,7 +296,8 @@ class AlertService:
             return
         e, wall = self.escalation, time.time_ns() // 1_000_000
         self._job(
-            "escalation", lambda: escalate(self.engine, e.policy, e.routes, wall, e.site_policies)
+            "escalation",
+            lambda: escalate(self.engine, e.policy, e.routes, wall, e.site_policies, e.links),
         )
         if now >= self._next_reminder:
             self._next_reminder = now + e.reminder_every_s
@@ -409,8 +409,8 @@ class AlertService:
                 self.counters.breaches_changed += 1
                 if created:
                     self.counters.alarms_raised += 1
-                    name = self.judge.location_name(row.location_id)
-                    lines.append(alarm_line(name, gateway, breach, row, alarm.id))
+                    name, tz = self.judge.place(row.location_id, row.site_id)
+                    lines.append(alarm_line(name, gateway, breach, row, alarm.id, tz))
             for gateway, breach in out.supersede:
                 if supersede_breach(s, gateway, breach):
                     self.counters.superseded += 1

@@ -1,9 +1,12 @@
-"""The pages' words in Simplified Chinese and English. The language comes from ``?lang=``
-(remembered in a cookie), else the browser's Accept-Language, else Chinese."""
+"""The pages' words in Simplified Chinese and English (the breach kinds' from
+alerts/wording.py). The language comes from ``?lang=`` (remembered in a cookie), else the
+browser's Accept-Language, else Chinese."""
 
 from __future__ import annotations
 
 from fastapi import Request
+
+from alerts.wording import KINDS
 
 LANGUAGES = ("zh", "en")
 
@@ -93,17 +96,6 @@ TEXT: dict[str, dict[str, str]] = {
     "offline": {"zh": "离线", "en": "Offline"},
     "online": {"zh": "在线", "en": "Online"},
     "unknown": {"zh": "未知", "en": "No status yet"},
-    "kind_high": {"zh": "温度过高", "en": "High"},
-    "kind_low": {"zh": "温度过低", "en": "Low"},
-    "kind_cumulative_high": {"zh": "累计超高", "en": "Cumulative high"},
-    "kind_cumulative_low": {"zh": "累计过低", "en": "Cumulative low"},
-    "kind_sensor_fault": {"zh": "传感器故障", "en": "Sensor fault"},
-    "kind_no_data": {"zh": "无数据", "en": "No data"},
-    "kind_door_open": {"zh": "门未关", "en": "Door open"},
-    "kind_rh_high": {"zh": "湿度过高", "en": "Humidity high"},
-    "kind_rh_low": {"zh": "湿度过低", "en": "Humidity low"},
-    "kind_gateway_offline": {"zh": "网关离线", "en": "Gateway offline"},
-    "kind_gateway_clock": {"zh": "网关时钟偏差", "en": "Gateway clock off"},
     "clock_ahead": {"zh": "快 {n} 分钟", "en": "{n} min ahead"},
     "clock_behind": {"zh": "慢 {n} 分钟", "en": "{n} min behind"},
     "kind_cold_room": {"zh": "冷库", "en": "Cold room"},
@@ -144,6 +136,7 @@ TEXT: dict[str, dict[str, str]] = {
     "page": {"zh": "第几页", "en": "Page"},
     "forbidden": {"zh": "您的角色无权查看此页面", "en": "Your role may not see this page"},
     "to_board": {"zh": "返回报警看板", "en": "Back to the alarm board"},
+    "alarm": {"zh": "报警", "en": "Alarm"},
     "calibrated_note": {
         "zh": "温度为校准值（已加上有效的校准修正），与报告一致",
         "en": "Temperatures are calibrated (the correction in force applied), as in the reports",
@@ -307,6 +300,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "record_calibration": {"zh": "登记校准", "en": "Record a calibration"},
 }
+# a breach kind has one name, the same on the pages and in the notifications
+TEXT.update(
+    {f"kind_{kind}": {lang: names[lang] for lang in ("zh", "en")} for kind, names in KINDS.items()}
+)
 
 
 def language(request: Request) -> str:

@@ -10,7 +10,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coldchain.settings import PLACEHOLDER, MqttConfig
@@ -54,6 +54,9 @@ class ApiSettings(BaseSettings):
     public_url: str | None = None
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
+    #: the secret the alert service signs notifications' links to alarms with
+    #: (COLDCHAIN_LINK_SECRET; without it, such links are refused)
+    link_secret: SecretStr | None = None
     #: the reverse proxies in front of the API, addresses or networks separated by commas
     #: (e.g. "10.0.0.5, 172.18.0.0/16"): only their X-Forwarded-For is believed
     trusted_proxies: str = ""
@@ -82,6 +85,12 @@ class ApiSettings(BaseSettings):
                 "COLDCHAIN_PUBLIC_URL is not set: the address printed in QR codes "
                 "(e.g. https://trace.county.example)"
             )
+        if self.link_secret is not None:
+            link = self.link_secret.get_secret_value()
+            if PLACEHOLDER.search(link) or len(link) < 32:
+                raise ValueError(
+                    "COLDCHAIN_LINK_SECRET is a placeholder or shorter than 32 characters"
+                )
         if PLACEHOLDER.search(self.db_url):
             raise ValueError("COLDCHAIN_DB_URL still holds a placeholder; set the real password")
         if self.readings_db is None and self.store_config is None:

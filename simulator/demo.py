@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import Escalation, Route
 from alerts.lifecycle import Policy, Step
+from alerts.links import Links
 from alerts.notify import Printed
 from alerts.service import AlertService
 from coldchain import wire
@@ -137,6 +138,9 @@ async def run_demo(
     ):
         # batches with a history to audit from the first minute
         write_history(store, county.spaces, end_ms=now_ms, hours=HISTORY_H)
+    # notifications link to their alarm on the demo's own pages (signed for this run)
+    web_port = _usable(web_port)
+    link_secret = secrets.token_urlsafe(32)
     alert_service = AlertService(
         alerts_engine,
         MqttConfig(host=host, port=port),
@@ -150,11 +154,12 @@ async def run_demo(
                 steps=(Step(0, ("duty-operator",)), Step(15 / accel, ("shift-lead",))),
                 repeat_min=30 / accel,
             ),
-            routes={
-                "duty-operator": (Route("printed", "duty operator"),),
-                "shift-lead": (Route("printed", "shift lead"),),
-                "fleet-dispatcher": (Route("printed", "fleet dispatcher"),),
+            routes={  # in each one's language
+                "duty-operator": (Route("printed", "duty operator", "zh"),),
+                "shift-lead": (Route("printed", "shift lead", "en"),),
+                "fleet-dispatcher": (Route("printed", "fleet dispatcher", "zh"),),
             },
+            links=Links(f"http://127.0.0.1:{web_port}", link_secret),
             channels={"printed": Printed(_show)},
             # the trucks' alarms go to the fleet dispatcher first
             site_policies={
@@ -167,7 +172,7 @@ async def run_demo(
     )
     system = System([], collector, store, Watcher(host, port), alert_service)
     logins = demo_logins(alerts_engine)
-    web = _web_server(alerts_url, store.path, host, port, web_port)
+    web = _web_server(alerts_url, store.path, host, port, web_port, link_secret)
     tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(web.serve())]
     try:
         configs = await county.start()
@@ -225,7 +230,7 @@ def demo_logins(engine: Engine) -> dict[str, str]:
 
 
 def _web_server(
-    alerts_url: str, readings: Path, host: str, port: int, web_port: int
+    alerts_url: str, readings: Path, host: str, port: int, web_port: int, link_secret: str
 ) -> EmbeddedServer:
     from api.app import create_app
     from api.settings import ApiSettings
@@ -236,11 +241,12 @@ def _web_server(
         readings_db=readings,
         mqtt=MqttConfig(host=host, port=port),
         sites=tuple(County.SITES),
+        link_secret=link_secret,
     )
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
-        port=_usable(web_port),
+        port=web_port,
         log_level="warning",
         proxy_headers=False,
     )

@@ -135,6 +135,7 @@ def test_each_compose_service_is_handed_only_its_own_secrets(tmp_path: Path) -> 
     assert holders("MQTT_COLLECTOR_1_PASSWORD") == {"collector-1"}
     assert holders("MQTT_API_PASSWORD") == {"api"}
     assert holders("COLDCHAIN_SMTP_PASSWORD") == {"alerts"}
+    assert holders("COLDCHAIN_LINK_SECRET") == {"alerts", "api"}
     # the database owner's password: PostgreSQL, the services that own the schema and
     # the set-up; Grafana signs in as its read-only role
     owner = {"postgres", "alerts", "api", "setup", "check-env"}
@@ -202,6 +203,7 @@ def test_the_alert_service_and_the_api_check_their_influx_token_at_start(
         "MQTT_ALERTS_PASSWORD": "alerts pass 1",
         "COLDCHAIN_WEBHOOK_SECRET": "webhook secret 1",
         "COLDCHAIN_SMTP_PASSWORD": "smtp pass 1",
+        "COLDCHAIN_LINK_SECRET": "a link secret of at least 32 characters",
         "INFLUXDB_ORG": "county",
         "INFLUXDB_BUCKET": "coldchain",
         "INFLUXDB_ALERTS_TOKEN": "CHANGE_ME_influx_token",

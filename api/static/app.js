@@ -100,7 +100,9 @@ function alarmItem(a, canAck) {
 
 async function refreshAlarms() {
   if (!alarmList) return;
-  const alarms = await api("GET", "/api/alarms");
+  // one alarm's page (a notification's link) follows that alarm only
+  const only = alarmList.dataset.only;
+  const alarms = only ? [await api("GET", `/api/alarms/${only}`)] : await api("GET", "/api/alarms");
   const canAck = alarmList.dataset.canAck === "yes";
   // a comment being typed survives a live update of the list (the same alarms' form)
   const drafts = new Map([...alarmList.querySelectorAll("form.ack")]
