@@ -49,6 +49,31 @@ sender = "coldchain@county.example"
 starttls = true
 username = "coldchain"
 password_env = "COLDCHAIN_SMTP_PASSWORD"
+
+[[routes]]                      # an SMS, and a call for critical alarms nobody answers
+recipient = "shift-lead"
+channel = "sms"
+address = "13900000002"
+[[routes]]
+recipient = "shift-lead"
+channel = "call"
+address = "13900000002"
+levels = ["critical"]
+
+[channels.sms]                  # Aliyun SMS (or kind = "tencent_sms": sdk_app_id, template_id)
+kind = "aliyun_sms"
+access_key_id_env = "ALIYUN_ACCESS_KEY_ID"
+access_key_secret_env = "ALIYUN_ACCESS_KEY_SECRET"
+sign_name = "县冷链中心"
+template_code = "SMS_4512345"   # approved: ${place}${event}，${time}，${value}，批次${batches}
+params = ["place", "event", "time", "value", "batches"]
+
+[channels.call]                 # Aliyun voice (or kind = "tencent_voice")
+kind = "aliyun_voice"
+access_key_id_env = "ALIYUN_ACCESS_KEY_ID"
+access_key_secret_env = "ALIYUN_ACCESS_KEY_SECRET"
+tts_code = "TTS_10001"
+params = ["place", "event", "time"]
 ```
 """
 
@@ -59,6 +84,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from alerts.china import Aliyun, AliyunSms, AliyunVoice, Tencent, TencentSms, TencentVoice
 from alerts.escalation import Route
 from alerts.lifecycle import Policy, Step
 from alerts.links import Links
@@ -105,6 +131,11 @@ class RouteConfig(Strict):
     address: str
     #: the language of what they are sent
     lang: Literal["zh", "en"] = "zh"
+    #: the alarm levels this route is used for (a voice call: ["critical"])
+    levels: Annotated[tuple[Literal["warning", "critical"], ...], Field(min_length=1)] = (
+        "warning",
+        "critical",
+    )
 
 
 class LinksConfig(Strict):
@@ -142,13 +173,98 @@ class EmailConfig(Strict):
     password_env: str | None = None
 
 
+#: the facts a provider's template may use (alerts/wording.py, AlarmFacts.fields)
+TemplateField = Literal["place", "event", "time", "value", "batches", "alarm", "link"]
+
+
 class AppriseConfig(Strict):
     kind: Literal["apprise"]
     #: the environment variable holding the Apprise URLs (they carry tokens), space-separated
     urls_env: str
 
 
-ChannelConfig = Annotated[WebhookConfig | EmailConfig | AppriseConfig, Field(discriminator="kind")]
+class AliyunConfig(Strict):
+    """An Aliyun account: its AccessKey from the environment."""
+
+    access_key_id_env: str
+    access_key_secret_env: str
+    #: another address (e.g. "http://127.0.0.1:8089" for a test); default: Aliyun's own
+    endpoint: str | None = None
+    #: the template's variables, each one of the facts: place, event, time, value,
+    #: batches, alarm, link (its approved text names them)
+    params: Annotated[tuple[TemplateField, ...], Field(min_length=1)]
+
+
+class AliyunSmsConfig(AliyunConfig):
+    kind: Literal["aliyun_sms"]
+    sign_name: str
+    template_code: str
+
+
+class AliyunVoiceConfig(AliyunConfig):
+    kind: Literal["aliyun_voice"]
+    tts_code: str
+    show_number: str | None = None
+    play_times: Annotated[int, Field(ge=1, le=3)] = 2
+
+
+class TencentConfig(Strict):
+    """A Tencent Cloud account: its SecretId and SecretKey from the environment."""
+
+    secret_id_env: str
+    secret_key_env: str
+    region: str = "ap-guangzhou"
+    endpoint: str | None = None
+    #: the template's variables {1}, {2} … in order, each one of the facts
+    params: Annotated[tuple[TemplateField, ...], Field(min_length=1)]
+
+
+class TencentSmsConfig(TencentConfig):
+    kind: Literal["tencent_sms"]
+    sdk_app_id: str
+    sign_name: str
+    template_id: str
+
+
+class TencentVoiceConfig(TencentConfig):
+    kind: Literal["tencent_voice"]
+    voice_sdk_app_id: str
+    template_id: str
+    play_times: Annotated[int, Field(ge=1, le=3)] = 2
+
+
+ChannelConfig = Annotated[
+    WebhookConfig
+    | EmailConfig
+    | AppriseConfig
+    | AliyunSmsConfig
+    | AliyunVoiceConfig
+    | TencentSmsConfig
+    | TencentVoiceConfig,
+    Field(discriminator="kind"),
+]
+
+
+def _china_channel(name: str, c: object) -> Channel:
+    """An SMS or voice channel of a Chinese provider (alerts/china.py)."""
+    if isinstance(c, AliyunConfig):
+        secret(c.access_key_id_env, f"channels.{name}.access_key_id_env")
+        secret(c.access_key_secret_env, f"channels.{name}.access_key_secret_env")
+        account = Aliyun(c.access_key_id_env, c.access_key_secret_env, c.endpoint)
+        if isinstance(c, AliyunSmsConfig):
+            return AliyunSms(account, c.sign_name, c.template_code, c.params, name=name)
+        assert isinstance(c, AliyunVoiceConfig)
+        return AliyunVoice(account, c.tts_code, c.params, c.show_number, c.play_times, name=name)
+    assert isinstance(c, TencentConfig)
+    secret(c.secret_id_env, f"channels.{name}.secret_id_env")
+    secret(c.secret_key_env, f"channels.{name}.secret_key_env")
+    tencent = Tencent(c.secret_id_env, c.secret_key_env, c.region, c.endpoint)
+    if isinstance(c, TencentSmsConfig):
+        return TencentSms(tencent, c.sdk_app_id, c.sign_name, c.template_id, c.params, name=name)
+    assert isinstance(c, TencentVoiceConfig)
+    return TencentVoice(
+        tencent, c.voice_sdk_app_id, c.template_id, c.params, c.play_times, name=name
+    )
 
 
 class Notifying(Strict):
@@ -169,7 +285,7 @@ class Notifying(Strict):
                         f"{r.recipient!r} is not under [channels]"
                     ],
                 )
-            routes.setdefault(r.recipient, []).append(Route(r.channel, r.address, r.lang))
+            routes.setdefault(r.recipient, []).append(Route(r.channel, r.address, r.lang, r.levels))
         return {k: tuple(v) for k, v in routes.items()}
 
     def channel_map(self) -> dict[str, Channel]:
@@ -184,9 +300,11 @@ class Notifying(Strict):
                 out[name] = Email(
                     c.host, c.port, c.sender, c.starttls, c.username, c.password_env, name=name
                 )
-            else:
+            elif isinstance(c, AppriseConfig):
                 urls = tuple(secret(c.urls_env, f"channels.{name}.urls_env").split())
                 out[name] = AppriseChannel(urls, name=name)
+            else:
+                out[name] = _china_channel(name, c)
         return out
 
 

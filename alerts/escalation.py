@@ -30,9 +30,11 @@ from alerts.wording import DEFAULT_TZ, AlarmFacts, Lang
 class Route:
     """Where a recipient named in a policy step is reached, in their language."""
 
-    channel: str  # a configured channel name: webhook, email, apprise
+    channel: str  # a configured channel name: webhook, email, apprise, sms, voice …
     address: str  # e-mail address, chat room, phone …
     lang: Lang = "zh"
+    #: the alarm levels it is used for (a voice call: critical only)
+    levels: tuple[str, ...] = ("warning", "critical")
 
 
 #: the message for one route of one recipient (its language, its own link)
@@ -47,17 +49,20 @@ def _enqueue(
     compose: Compose,
     due_ms: int,
 ) -> int:
-    """One outbox row per route of each recipient, keyed ``key|recipient|address`` so
+    """One outbox row per route of each recipient, keyed ``key|recipient|channel:address`` so
     that a repeated tick queues nothing twice; returns the rows added."""
     added = 0
     for recipient in recipients:
         for route in routes.get(recipient, ()):
+            message = compose(route, recipient)
+            if message.severity in ("warning", "critical") and message.severity not in route.levels:
+                continue  # e.g. a voice call is for critical alarms only
             added += enqueue(
                 engine,
-                key=f"{key}|{recipient}|{route.address}",
+                key=f"{key}|{recipient}|{route.channel}:{route.address}",
                 channel=route.channel,
                 recipients=(route.address,),
-                message=compose(route, recipient),
+                message=message,
                 due_ms=due_ms,
             )
     return added
@@ -77,7 +82,13 @@ def _alarm_messages(
         subject = facts.subject(route.lang)
         if over_ms is not None:  # it happened while monitoring was down
             body = f"{facts.over_note(over_ms, route.lang)} {body}"
-        return Message(subject=subject, body=body, severity=facts.level, alarm_id=str(alarm_id))
+        return Message(
+            subject=subject,
+            body=body,
+            severity=facts.level,
+            alarm_id=str(alarm_id),
+            fields=facts.fields(route.lang, alarm_id, link),
+        )
 
     return compose
 

@@ -28,8 +28,8 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -52,12 +52,16 @@ class Message:
     body: str
     severity: str  # warning | critical
     alarm_id: str
+    #: the facts a provider's approved template is filled with (alerts/china.py)
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class Channel(Protocol):
     name: str
 
-    def send(self, message: Message, recipients: tuple[str, ...]) -> None: ...
+    def send(self, message: Message, recipients: tuple[str, ...]) -> str | None:
+        """Deliver it, or raise DeliveryError; the provider's receipt, if it gives one."""
+        ...
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -137,6 +141,10 @@ class Email:
 
 @dataclass
 class AppriseChannel:
+    """DingTalk, WeCom and the rest through Apprise. Each URL may carry a tag naming its
+    recipient (``lead=dingtalk://…``); a route's address is that tag, so each recipient
+    is reached at their own URLs. A channel with no tags sends every URL everything."""
+
     urls: tuple[str, ...]
     name: str = "apprise"
 
@@ -144,11 +152,30 @@ class AppriseChannel:
         import apprise
 
         service = apprise.Apprise()
-        for url in self.urls:
-            if not service.add(url):
+        tags: set[str] = set()
+        for entry in self.urls:
+            tag, url = _tagged(entry)
+            if not service.add(url, tag=tag):
                 raise DeliveryError(f"apprise does not understand {url.split('://')[0]}://")
-        if not service.notify(title=message.subject, body=message.body):
+            if tag is not None:
+                tags.add(tag)
+        wanted = [r for r in recipients if r in tags] if tags else []
+        if tags and not wanted:
+            raise DeliveryError(f"apprise: no URL is tagged {', '.join(recipients)}")
+        sent = service.notify(
+            title=message.subject, body=message.body, tag=wanted or apprise.common.MATCH_ALL_TAG
+        )
+        if not sent:
             raise DeliveryError("apprise: at least one service did not take the message")
+
+
+_TAG = re.compile(r"^([A-Za-z0-9_.-]+)=(\S+://\S+)$")
+
+
+def _tagged(entry: str) -> tuple[str | None, str]:
+    """``tag=scheme://…`` as (tag, URL); a bare URL has no tag."""
+    found = _TAG.match(entry)
+    return (found.group(1), found.group(2)) if found else (None, entry)
 
 
 _LINK_AT_END = re.compile(r"https?://\S+/a/\S+$")
@@ -184,6 +211,10 @@ class NotificationRow(Base):
     next_attempt_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_ms: Mapped[int | None] = mapped_column(BigInteger)
+    #: the template facts, JSON (alerts/china.py)
+    fields: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    #: what the provider answered when it took the message (its message or call id)
+    receipt: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("notifications_due", "state", "next_attempt_ms"),)
 
@@ -206,6 +237,7 @@ def enqueue(
         "body": message.body,
         "severity": message.severity,
         "alarm_id": message.alarm_id,
+        "fields": json.dumps(dict(message.fields), ensure_ascii=False),
         "due_ms": due_ms,
         "state": "pending",
         "attempts": 0,
@@ -249,12 +281,14 @@ def deliver_due(
             if row is None:
                 s.rollback()
                 continue  # sent meanwhile, or being sent by another instance
-            message = Message(row.subject, row.body, row.severity, row.alarm_id)
+            message = Message(
+                row.subject, row.body, row.severity, row.alarm_id, json.loads(row.fields or "{}")
+            )
             channel = channels.get(row.channel)
             try:
                 if channel is None:
                     raise DeliveryError(f"no channel {row.channel!r} configured")
-                channel.send(message, tuple(json.loads(row.recipients)))
+                receipt = channel.send(message, tuple(json.loads(row.recipients)))
             except DeliveryError as exc:
                 row.attempts += 1
                 row.last_error = str(exc)
@@ -264,6 +298,7 @@ def deliver_due(
                 failed += 1
             else:
                 row.state, row.sent_ms, row.last_error = "sent", now_ms, None
+                row.receipt = receipt
                 row.attempts += 1
                 sent += 1
             s.commit()  # one at a time: a crash mid-run re-sends at most the one in hand

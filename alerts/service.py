@@ -188,7 +188,7 @@ class AlertService:
                     ).scalars()
                 },
                 calibrations=calibrations_by_sensor(s),
-                timezones=dict(s.execute(select(Site.id, Site.timezone)).tuples().all()),
+                timezones={i: tz for i, tz in s.execute(select(Site.id, Site.timezone)).all()},
             )
         out = Outcome()
         self.judge.configure(assigned, out)

@@ -149,5 +149,21 @@ class AlarmFacts:
             return text + ("：" if lang == "zh" else ": ") + link
         return text + ("。" if lang == "zh" else ".")
 
+    def fields(self, lang: Lang, alarm_id: int, link: str | None) -> dict[str, str]:
+        """The facts an approved SMS or voice template is filled with: short, each within
+        the providers' limit for one variable (35 characters)."""
+        at = datetime.fromtimestamp(self.start_ms / 1000, ZoneInfo(self.tz))
+        found = {
+            "place": self.place[:35],
+            "event": f"{kind_name(self.kind, lang)}({level_name(self.level, lang)})"[:35],
+            "time": f"{at:%m-%d %H:%M}",
+            "value": (self.values(lang) or "-")[:35],
+            "batches": (", ".join(self.batches) or _TEXT["none"][lang])[:35],
+            "alarm": str(alarm_id),
+        }
+        if link:
+            found["link"] = link
+        return found
+
     def over_note(self, end_ms: int, lang: Lang) -> str:
         return _TEXT["over"][lang].format(t=local_time(end_ms, self.tz))

@@ -523,7 +523,7 @@ def test_alarms_follow_their_site_policy_and_calibrations_coming_due_are_reminde
         )
     outbox = Outbox()
     routes = {
-        name: (Route("test", name),) for name in ("operator", "dispatcher", "quality", "lead")
+        name: (Route("test", name, "en"),) for name in ("operator", "dispatcher", "quality", "lead")
     }
     svc = service(
         engine,
@@ -540,9 +540,9 @@ def test_alarms_follow_their_site_policy_and_calibrations_coming_due_are_reminde
     svc._next_tick = 0.0
     svc._tick()  # a second tick queues nothing again
     subjects = sorted(outbox.sent)
-    assert [s for s in subjects if s[0].startswith("CRITICAL")] == [
-        ("CRITICAL high Frozen room", ("operator",)),
-        ("CRITICAL high Truck 1", ("dispatcher",)),
+    assert [s for s in subjects if s[0].startswith("[Critical]")] == [
+        ("[Critical] High · Frozen room", ("operator",)),
+        ("[Critical] High · Truck 1", ("dispatcher",)),
     ]
     reminders = [s for s in subjects if s[0].startswith("CALIBRATION")]
     assert reminders == [(reminders[0][0], ("operator",))]

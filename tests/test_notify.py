@@ -126,6 +126,26 @@ def test_apprise_delivers_to_a_json_endpoint(receiver: Receiver) -> None:
     assert json.loads(receiver.requests[0][1])["title"] == MESSAGE.subject
 
 
+def test_apprise_reaches_each_recipient_at_their_own_tagged_urls() -> None:
+    """The route's address is the tag of the recipient's URLs: the shift lead's group
+    robot gets the message, the duty operator's does not."""
+    duty, lead = Receiver(), Receiver()
+    try:
+        channel = AppriseChannel(
+            (
+                "duty=" + duty.url.replace("http://", "json://"),
+                "lead=" + lead.url.replace("http://", "json://") + "?x=1",
+            )
+        )
+        channel.send(MESSAGE, ("lead",))
+        assert len(lead.requests) == 1 and duty.requests == []
+        with pytest.raises(DeliveryError, match="no URL is tagged nobody"):
+            channel.send(MESSAGE, ("nobody",))
+    finally:
+        duty.close()
+        lead.close()
+
+
 def test_outbox_sends_each_notification_once_across_failures_and_restarts(
     db_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
