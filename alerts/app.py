@@ -10,8 +10,10 @@ from collections.abc import Callable
 from alerts.config import AlertsConfig
 from alerts.db import make_engine, upgrade
 from alerts.escalation import Escalation
+from alerts.seals import KEY_ENV, audit_key
 from alerts.service import AlertService
 from coldchain.runner import run_until_signalled
+from coldchain.settings import ConfigError
 from collector.store import Store, check_secrets, open_store
 
 
@@ -38,6 +40,8 @@ def run_alerts(config: AlertsConfig) -> None:
     if config.store is not None:
         check_secrets(config.store)  # opened lazily: a bad token must stop it now
         history = functools.partial(open_store, config.store)
+    if config.audit is not None and audit_key() is None:  # checkpoints anyone could sign
+        raise ConfigError("environment", [f"audit: {KEY_ENV} is not set (32+ characters)"])
     service = AlertService(
         engine,
         config.mqtt,
@@ -45,6 +49,7 @@ def run_alerts(config: AlertsConfig) -> None:
         sites=config.alerts.sites,
         escalation=escalation,
         history=history,
+        anchor=None if config.audit is None else config.audit.anchor_file,
     )
     run_until_signalled(
         service.start,

@@ -11,14 +11,18 @@ another system) as an anchor.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from alerts.db import AuditRow
+from alerts.db import AuditRow, Base
+from alerts.seals import Broken, audit_key, verify_seals
 
 GENESIS = "0" * 64
 
@@ -131,9 +135,13 @@ class Problem:
         return f"row {self.row_id}: {self.what}"
 
 
-def verify(engine: Engine) -> list[Problem]:
-    """Every break in the chain, named by row. An empty list means the trail is intact."""
-    problems: list[Problem] = []
+def verify(engine: Engine, anchor: Path | None = None) -> list[Problem | Broken]:
+    """Every break in the chain, named by row, every regulated record changed outside
+    the application (its seal, alerts/seals.py), and, against the latest checkpoint in
+    ``anchor``, rows taken off the end. An empty list: intact."""
+    problems: list[Problem | Broken] = []
+    if anchor is not None:
+        problems += against_checkpoint(engine, anchor)
     expected_prev = GENESIS
     expected_id = 1
     with Session(engine) as session:
@@ -153,7 +161,10 @@ def verify(engine: Engine) -> list[Problem]:
             if row_hash(row) != row.hash:
                 problems.append(Problem(row.id, "its content was changed after it was written"))
             expected_prev, expected_id = row.hash, row.id + 1
-    return problems
+        import alerts.models  # noqa: F401  (the regulated tables, in Base.metadata)
+
+        broken = verify_seals(session, Base.metadata.tables)
+    return problems + broken
 
 
 def head(engine: Engine) -> tuple[int, str]:
@@ -163,3 +174,94 @@ def head(engine: Engine) -> tuple[int, str]:
             select(AuditRow).order_by(AuditRow.id.desc()).limit(1)
         ).scalar_one_or_none()
         return (0, GENESIS) if last is None else (last.id, last.hash)
+
+
+# ---------------------------------------------------------------------- checkpoints
+@dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain at a time, signed with the audit key (alerts/seals.py), to
+    be kept where the database's owner cannot rewrite it: a file on another volume
+    (``anchor``), and every report and export."""
+
+    row_id: int
+    hash: str
+    ts_ms: int
+    signature: str
+
+    def line(self) -> str:
+        return json.dumps(
+            {"row": self.row_id, "hash": self.hash, "ts_ms": self.ts_ms, "sig": self.signature}
+        )
+
+
+def _signature(row_id: int, row_hash_: str, ts_ms: int) -> str:
+    content = f"{row_id}|{row_hash_}|{ts_ms}".encode()
+    key = audit_key()
+    if key is None:
+        return "u:" + hashlib.sha256(content).hexdigest()
+    return "k:" + hmac.new(key, content, hashlib.sha256).hexdigest()
+
+
+def checkpoint(engine: Engine) -> Checkpoint:
+    row_id, last = head(engine)
+    stamp = now_ms()
+    return Checkpoint(row_id, last, stamp, _signature(row_id, last, stamp))
+
+
+def write_checkpoint(engine: Engine, anchor: Path) -> Checkpoint | None:
+    """Append the head to the anchor file if it moved since the last line; the new
+    checkpoint, or None when nothing changed."""
+    latest, _bad = read_checkpoints(anchor)
+    current = checkpoint(engine)
+    if latest and (latest[-1].row_id, latest[-1].hash) == (current.row_id, current.hash):
+        return None
+    anchor.parent.mkdir(parents=True, exist_ok=True)
+    with anchor.open("a", encoding="utf-8") as out:
+        out.write(current.line() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return current
+
+
+def read_checkpoints(anchor: Path) -> tuple[list[Checkpoint], list[str]]:
+    """The checkpoints whose signature holds, and what is wrong with the other lines."""
+    good: list[Checkpoint] = []
+    bad: list[str] = []
+    if not anchor.exists():
+        return good, bad
+    for number, text_line in enumerate(anchor.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            item = json.loads(text_line)
+            found = Checkpoint(int(item["row"]), str(item["hash"]), int(item["ts_ms"]), item["sig"])
+        except (ValueError, KeyError, TypeError):
+            bad.append(f"{anchor} line {number}: not a checkpoint")
+            continue
+        if not hmac.compare_digest(
+            _signature(found.row_id, found.hash, found.ts_ms), found.signature
+        ):
+            bad.append(f"{anchor} line {number}: its signature does not hold")
+            continue
+        good.append(found)
+    return good, bad
+
+
+def against_checkpoint(engine: Engine, anchor: Path) -> list[Problem]:
+    """The trail must still hold the row the latest checkpoint names, with its hash: a
+    deletion at the very end leaves no trace in the chain itself, but not here."""
+    good, bad = read_checkpoints(anchor)
+    problems = [Problem(0, what) for what in bad]
+    if not good:
+        return problems
+    latest = max(good, key=lambda c: (c.row_id, c.ts_ms))
+    with Session(engine) as session:
+        row = session.get(AuditRow, latest.row_id)
+    if row is None or row.hash != latest.hash:
+        problems.append(
+            Problem(
+                latest.row_id,
+                f"the checkpoint of {latest.ts_ms} names row {latest.row_id} with hash "
+                f"{latest.hash[:12]}…, which the trail no longer holds (rows removed from "
+                "its end, or rewritten)",
+            )
+        )
+    return problems

@@ -80,6 +80,7 @@ params = ["place", "event", "time"]
 from __future__ import annotations
 
 from datetime import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -136,6 +137,13 @@ class RouteConfig(Strict):
         "warning",
         "critical",
     )
+
+
+class AuditConfig(Strict):
+    """Where the service keeps signed checkpoints of the audit trail's head, every
+    minute: a file on a volume the database's owner does not hold."""
+
+    anchor_file: Path
 
 
 class LinksConfig(Strict):
@@ -313,6 +321,7 @@ class AlertsConfig(Notifying):
     mqtt: MqttConfig = MqttConfig()
     escalation: EscalationConfig | None = None
     links: LinksConfig | None = None
+    audit: AuditConfig | None = None
     #: per-site policies by site id; other sites follow [escalation]
     site_escalation: Annotated[dict[str, EscalationConfig], Field(default_factory=dict)]
     #: the readings store (as the collectors write it): after a restart each sensor is

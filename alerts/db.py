@@ -36,7 +36,12 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from alerts.seals import reseal
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# every session seals the regulated rows it writes (alerts/seals.py)
+event.listen(Session, "after_flush", reseal)
 
 
 class Base(DeclarativeBase):

@@ -33,6 +33,7 @@ from alerts.breach import (
     SeriesSettings,
 )
 from alerts.calibration import ByCalibratedSensor, corrected, in_force
+from alerts.counters import JudgeCounters
 from alerts.door import DoorEvaluator
 from alerts.gateways import GatewayState
 from alerts.models import Location
@@ -129,12 +130,6 @@ class Assigned:
     sensors: dict[tuple[str, str], str] = field(default_factory=dict)
     calibrations: ByCalibratedSensor = field(default_factory=dict)
     timezones: dict[str, str] = field(default_factory=dict)  #: site id: IANA time zone
-
-
-@dataclass
-class JudgeCounters:
-    readings: int = 0
-    late_reevaluations: int = 0
 
 
 class Judge:

@@ -25,7 +25,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from alerts.db import Base
 
 
-class Site(Base):
+class Sealed:
+    """A regulated record: the application seals each row it writes (alerts/seals.py)."""
+
+    seal: Mapped[str | None] = mapped_column(String(80))
+
+
+class Site(Sealed, Base):
     __tablename__ = "sites"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -40,7 +46,7 @@ class Site(Base):
     address: Mapped[str | None] = mapped_column(String(300))
 
 
-class Gateway(Base):
+class Gateway(Sealed, Base):
     """An edge gateway the county runs: which site it belongs to (its sensors are the
     assignments that name it)."""
 
@@ -51,7 +57,7 @@ class Gateway(Base):
     name: Mapped[str | None] = mapped_column(String(200))
 
 
-class Location(Base):
+class Location(Sealed, Base):
     """A cold room, pre-cooling room, truck compartment or transfer-station store."""
 
     __tablename__ = "locations"
@@ -67,7 +73,7 @@ class Location(Base):
     profile_id: Mapped[str | None] = mapped_column(ForeignKey("profiles.id"))
 
 
-class SensorAssignment(Base):
+class SensorAssignment(Sealed, Base):
     """Which sensor measures which location, and since when."""
 
     __tablename__ = "sensor_assignments"
@@ -83,7 +89,7 @@ class SensorAssignment(Base):
     __table_args__ = (Index("sensor_assignments_sensor", "gateway", "sensor"),)
 
 
-class ProfileRow(Base):
+class ProfileRow(Sealed, Base):
     """A product profile as configured now, and the change scheduled to come in force
     at a later time, if any (its history is in the audit trail)."""
 
@@ -105,7 +111,7 @@ class ProfileRow(Base):
         return self.body
 
 
-class Batch(Base):
+class Batch(Sealed, Base):
     __tablename__ = "batches"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -125,7 +131,7 @@ class Batch(Base):
     split_from: Mapped[str | None] = mapped_column(String(64))
 
 
-class Stay(Base):
+class Stay(Sealed, Base):
     """A batch in a location from one handover to the next (custody)."""
 
     __tablename__ = "stays"
@@ -145,7 +151,7 @@ class Stay(Base):
     )
 
 
-class Calibration(Base):
+class Calibration(Sealed, Base):
     """GB 31605: monitors are calibrated periodically and the calibration is recorded."""
 
     __tablename__ = "calibrations"
@@ -162,7 +168,7 @@ class Calibration(Base):
     __table_args__ = (Index("calibrations_sensor", "gateway", "sensor", "calibrated_ms"),)
 
 
-class CalibrationCertificate(Base):
+class CalibrationCertificate(Sealed, Base):
     """The certificate file of a calibration (PDF, PNG or JPEG), kept beside it so that a
     backup of the database is the whole record; its hash is in the audit trail."""
 
@@ -178,7 +184,7 @@ class CalibrationCertificate(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
-class BreachRow(Base):
+class BreachRow(Sealed, Base):
     """A breach, keyed by its identity so that re-evaluation upserts it."""
 
     __tablename__ = "breaches"
@@ -207,7 +213,7 @@ class BreachRow(Base):
     )
 
 
-class AlarmRow(Base):
+class AlarmRow(Sealed, Base):
     """The alarm raised for a breach: its lifecycle (see alerts.lifecycle)."""
 
     __tablename__ = "alarms"
@@ -233,7 +239,7 @@ class AlarmRow(Base):
     __table_args__ = (Index("alarms_state", "state", "raised_ms"),)
 
 
-class User(Base):
+class User(Sealed, Base):
     """A person who signs in to the web pages and the API (passwords: argon2id hashes)."""
 
     __tablename__ = "users"

@@ -23,17 +23,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from alerts.announce import alarm_line
+from alerts.audit import write_checkpoint
 from alerts.breach import Breach
 from alerts.calibration import calibrations_by_sensor
+from alerts.counters import AlertCounters
 from alerts.db import reading, transaction, transient
 from alerts.escalation import Escalation, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
-from alerts.judge import Assigned, Judge, JudgeCounters, Outcome
+from alerts.judge import Assigned, Judge, Outcome
 from alerts.leader import Lead
 from alerts.models import Location, SensorAssignment, Site
 from alerts.notify import Channel, deliver_due
@@ -57,25 +59,6 @@ log = logging.getLogger("coldchain.alerts")
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass
-class AlertCounters(JudgeCounters):
-    breaches_changed: int = 0
-    alarms_raised: int = 0
-    superseded: int = 0
-    statuses: int = 0
-    #: messages the one way in refused (the collector quarantines its copy)
-    refused: int = 0
-    #: messages whose judging failed, kept aside; old ones dropped to keep it bounded
-    quarantined: int = 0
-    quarantine_dropped: int = 0
-    database_retries: int = 0
-    job_failures: int = 0
-    notifications_sent: int = 0
-    #: outcomes judged in standby and left to the lead's holder
-    standby_outcomes: int = 0
-    notifications_failed: int = 0
-
-
 class AlertService:
     def __init__(
         self,
@@ -90,13 +73,14 @@ class AlertService:
         gateway_rule: GatewayRule = DEFAULT_GATEWAY_RULE,
         reload_s: float = 60.0,
         history: Callable[[], Store] | None = None,
+        anchor: Path | None = None,
     ) -> None:
         self.engine = engine
         self.time_scale = time_scale
         self.on_alarm = on_alarm or (lambda line: log.warning("%s", line))
         self.counters = AlertCounters()
         self.escalation = escalation
-        self.reload_s = reload_s
+        self.reload_s, self.anchor = reload_s, anchor  # anchor: the audit checkpoints
         reads = StoreReads(engine, history)
         #: no readings store to replay after a restart: the evaluation state is saved
         self.saves_state, self.checkpoint_s, self._next_checkpoint = history is None, 5.0, 0.0
@@ -282,6 +266,8 @@ class AlertService:
         if now >= self._next_reload:
             self._next_reload = now + self.reload_s
             self._job("reload", self.reload)
+            if (anchor := self.anchor) is not None and held:  # the head, signed, elsewhere
+                self._job("audit-checkpoint", lambda: write_checkpoint(self.engine, anchor))
         if self.consumer.connected and self.consumer.caught_up:
             # behind on a backlog of its own (back after an outage), the last reading
             # judged is old by the wall clock: silence is judged once caught up

@@ -54,6 +54,9 @@ class ApiSettings(BaseSettings):
     public_url: str | None = None
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
+    #: the file of signed checkpoints of the audit trail's head (the alert service writes
+    #: it): verify then also finds rows taken off the trail's end
+    audit_anchor: Path | None = None
     #: the secret the alert service signs notifications' links to alarms with
     #: (COLDCHAIN_LINK_SECRET; without it, such links are refused)
     link_secret: SecretStr | None = None

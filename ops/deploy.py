@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from coldchain.settings import ConfigError, secret
 
 MIN_SECRET = 16
+#: keys that must be longer (the audit key is an HMAC key: alerts/seals.py)
+LONGER = {"COLDCHAIN_AUDIT_KEY": 32}
 
 #: checked by ``coldchain deploy check-env`` (compose's ``check-env`` service)
 ADMIN_SECRETS = (
@@ -28,6 +30,7 @@ ADMIN_SECRETS = (
     "INFLUXDB_ADMIN_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
     "GRAFANA_DB_PASSWORD",
+    "COLDCHAIN_AUDIT_KEY",
 )
 
 #: what Grafana's PostgreSQL data source may read (the dashboards' tables and the
@@ -55,8 +58,9 @@ def check_env(variables: Iterable[str] = ADMIN_SECRETS) -> list[str]:
         except ConfigError as exc:
             problems += exc.problems
             continue
-        if len(value) < MIN_SECRET:
-            problems.append(f"{variable}: {len(value)} characters, at least {MIN_SECRET} wanted")
+        least = LONGER.get(variable, MIN_SECRET)
+        if len(value) < least:
+            problems.append(f"{variable}: {len(value)} characters, at least {least} wanted")
     return problems
 
 

@@ -8,15 +8,22 @@ skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from alerts.audit import append, head, verify
-from alerts.db import make_engine, upgrade
+from alerts.audit import append, head, verify, write_checkpoint
+from alerts.breach import Breach, Kind, Level
+from alerts.db import make_engine, transaction, upgrade
+from alerts.repo import acknowledge_alarm, sync_alarm, upsert_breach
+from alerts.seals import seal_of
+
+T0 = 1_795_392_000_000
 
 
 def filled(db_url: str) -> None:
@@ -126,3 +133,120 @@ def test_migrations_are_repeatable_and_give_the_schema_the_models_describe(db_ur
     engine.dispose()
     assert version == ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
     assert differences == []
+
+
+def _acknowledged_alarm(engine: Engine) -> int:
+    breach = Breach("cr1-th.temp", Kind.HIGH, Level.CRITICAL, T0, T0 + 15 * 60_000, max_value=-9.5)
+    with transaction(engine) as s:
+        alarm, _ = sync_alarm(s, upsert_breach(s, "store-gw", breach), now=T0 + 15 * 60_000)
+    with transaction(engine) as s:
+        acknowledge_alarm(s, alarm.id, user="li.wei", comment="门已关闭", now=T0 + 20 * 60_000)
+    return alarm.id
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize(
+    ("tamper", "table"),
+    [
+        ("UPDATE alarms SET ack_comment = 'checked, all fine'", "alarms"),
+        ("UPDATE breaches SET max_value = -15.5", "breaches"),
+        ("UPDATE alarms SET seal = NULL", "alarms"),
+    ],
+)
+def test_a_regulated_record_edited_in_the_database_fails_verify(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, tamper: str, table: str, keyed: bool
+) -> None:
+    """An acknowledgement's comment (the text the PDF shows) or a breach's worst value,
+    changed by SQL and not through an audited operation, no longer matches its seal."""
+    if keyed:
+        monkeypatch.setenv("COLDCHAIN_AUDIT_KEY", "k" * 40)
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    alarm_id = _acknowledged_alarm(engine)
+    assert verify(engine) == []
+    with engine.begin() as conn:
+        conn.execute(text(tamper))
+    problems = [str(p) for p in verify(engine)]
+    engine.dispose()
+    expected_id = str(alarm_id) if table == "alarms" else "1"
+    assert any(p.startswith(f"{table} {expected_id}:") for p in problems), problems
+
+
+def test_with_the_key_set_a_seal_anyone_could_compute_is_refused(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner of the database recomputes a plain seal for the row they edited: while
+    the audit key is set, only a seal made with it counts."""
+    monkeypatch.setenv("COLDCHAIN_AUDIT_KEY", "k" * 40)
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    alarm_id = _acknowledged_alarm(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alarms SET ack_comment = 'all fine'"))
+        row = conn.execute(text("SELECT * FROM alarms")).mappings().one()
+        forged = seal_of("alarms", row, None)
+        conn.execute(text("UPDATE alarms SET seal = :s"), {"s": forged})
+    problems = [str(p) for p in verify(engine)]
+    engine.dispose()
+    assert problems == [
+        f"alarms {alarm_id}: sealed without the audit key: written outside the application"
+    ]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_rows_taken_off_the_end_fail_verify_against_the_latest_checkpoint(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    """Deleting the trail's last rows leaves a chain that verifies on its own; the signed
+    checkpoint kept in a file off the database still names the row that is gone."""
+    if keyed:
+        monkeypatch.setenv("COLDCHAIN_AUDIT_KEY", "k" * 40)
+    filled(db_url)
+    engine = make_engine(db_url)
+    anchor = tmp_path / "anchor" / "audit.jsonl"
+    first = write_checkpoint(engine, anchor)
+    assert first is not None and first.row_id == 3
+    assert write_checkpoint(engine, anchor) is None  # the head did not move
+    assert verify(engine, anchor) == []
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id >= 2"))
+    assert verify(engine) == []  # the chain alone cannot tell
+    problems = [str(p) for p in verify(engine, anchor)]
+    assert any("names row 3" in p and "no longer holds" in p for p in problems), problems
+    engine.dispose()
+
+
+def test_a_forged_checkpoint_line_is_named_and_not_believed(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_AUDIT_KEY", "k" * 40)
+    filled(db_url)
+    engine = make_engine(db_url)
+    anchor = tmp_path / "audit.jsonl"
+    write_checkpoint(engine, anchor)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+    _good, last_hash = head(engine)
+    forged = {"row": 2, "hash": last_hash, "ts_ms": 2**40, "sig": "u:" + "0" * 64}
+    with anchor.open("a") as out:
+        out.write(json.dumps(forged) + "\n")  # an owner's attempt to move the anchor back
+    problems = [str(p) for p in verify(engine, anchor)]
+    engine.dispose()
+    assert any("line 2: its signature does not hold" in p for p in problems), problems
+    assert any("names row 3" in p for p in problems), problems
+
+
+def test_the_audit_commands_checkpoint_and_verify_against_the_anchor(
+    db_url: str, tmp_path: Path
+) -> None:
+    filled(db_url)
+    env = {**os.environ, "COLDCHAIN_DB_URL": db_url, "COLDCHAIN_AUDIT_ANCHOR": str(tmp_path / "a")}
+    cli = [sys.executable, "-m", "ops.cli", "audit"]
+    made = subprocess.run([*cli, "checkpoint"], env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and "checkpoint: row 3" in made.stdout, made.stderr
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+    engine.dispose()
+    bad = subprocess.run([*cli, "verify"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "TAMPERED row 3" in bad.stderr

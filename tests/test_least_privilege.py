@@ -41,8 +41,11 @@ def test_check_env_refuses_empty_placeholder_and_short_admin_secrets() -> None:
         "INFLUXDB_ADMIN_TOKEN": "a long influx admin token",
         "GRAFANA_ADMIN_PASSWORD": "a long grafana secret",
         "GRAFANA_DB_PASSWORD": "a long grafana db secret",
+        "COLDCHAIN_AUDIT_KEY": "an audit key of at least 32 characters",
     }
     assert cli("deploy", "check-env", env=good).returncode == 0
+    short_key = cli("deploy", "check-env", env={**good, "COLDCHAIN_AUDIT_KEY": "k" * 20})
+    assert short_key.returncode != 0 and "at least 32" in short_key.stderr
     bad = {
         **good,
         "GRAFANA_ADMIN_PASSWORD": "",

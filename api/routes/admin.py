@@ -203,7 +203,7 @@ def audit(
 @router.get("/audit/verify")
 def audit_verify(user: Quality, svc: ServicesDep) -> AuditCheck:
     require_every_site(svc, user, "the audit trail")
-    problems = verify(svc.engine)
+    problems = verify(svc.engine, svc.settings.audit_anchor)
     rows, head_hash = head(svc.engine)
     return AuditCheck(
         intact=not problems, rows=rows, head_hash=head_hash, problems=[str(p) for p in problems]
