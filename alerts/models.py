@@ -272,6 +272,25 @@ class SessionRow(Base):
     expires_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class Signature(Sealed, Base):
+    """An electronic signature on a record (21 CFR Part 11 §11.50, §11.70; EU Annex 11
+    §14): who (their printed name as it was), when, what it means, bound to the hash of
+    the record as it was signed (alerts/signatures.py)."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (Index("signatures_record", "entity", "entity_id", "signed_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity: Mapped[str] = mapped_column(String(32), nullable=False)  # batch
+    entity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    meaning: Mapped[str] = mapped_column(String(16), nullable=False)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), nullable=False)
+    printed_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    signed_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    record_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
 class SignInFailure(Base):
     """A failed sign-in, under each key it counts for (a user name with an address, an
     address): read by every API replica (alerts/repo/signin.py)."""

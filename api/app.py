@@ -18,7 +18,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from alerts.db import make_engine, upgrade
 from alerts.errors import Busy, Conflict, DomainError, NotFound
-from api import pages, pages_alarm, pages_custody, pages_setup
+from api import pages, pages_alarm, pages_batch, pages_custody, pages_setup
 from api.deps import Services
 from api.i18n import language, words
 from api.limits import BodyLimit
@@ -33,6 +33,7 @@ from api.routes import (
     live,
     public,
     setup,
+    signatures,
     sites,
 )
 from api.settings import ApiSettings
@@ -46,7 +47,19 @@ log = logging.getLogger("coldchain.api")
 #: the API's routers, one per resource (the role tests walk them)
 ROUTERS = tuple(
     m.router
-    for m in (auth, sites, alarms, batches, custody, calibrations, admin, setup, public, live)
+    for m in (
+        auth,
+        sites,
+        alarms,
+        batches,
+        signatures,
+        custody,
+        calibrations,
+        admin,
+        setup,
+        public,
+        live,
+    )
 )
 
 
@@ -117,7 +130,13 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders, https=settings.secure_cookies)  # outermost
     for router in ROUTERS:
         app.include_router(router)
-    for page_router in (pages.router, pages_alarm.router, pages_custody.router, pages_setup.router):
+    for page_router in (
+        pages.router,
+        pages_alarm.router,
+        pages_batch.router,
+        pages_custody.router,
+        pages_setup.router,
+    ):
         app.include_router(page_router)
     app.get("/api/docs", include_in_schema=False)(_api_docs)
     app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")

@@ -25,8 +25,6 @@ from alerts.breach import Kind
 from alerts.db import reading
 from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
-from alerts.report import BatchReport, batch_report
-from api.charts import journey_svg
 from api.deps import ServicesDep, token_of
 from api.i18n import language, words
 from api.live import LatestReading
@@ -47,7 +45,8 @@ CST_MS = 8 * 3_600_000
 #: "//host" or a control character would let a browser leave it)
 LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*")
 
-PUBLIC_PAGES = {"/login", "/t/{code}", "/t/{code}/qr.svg", "/t/{code}/qr.png", "/"}
+#: "/a/{token}": a notification's link, which leads to its alarm's page (signed in)
+PUBLIC_PAGES = {"/login", "/t/{code}", "/t/{code}/qr.svg", "/t/{code}/qr.png", "/", "/a/{token}"}
 
 
 class SignInFirst(Exception):
@@ -331,46 +330,10 @@ def batches_page(request: Request, svc: ServicesDep) -> HTMLResponse:
     return render(request, "batches.html", user, batches=batch_routes.batches(user, svc))
 
 
-def _report(svc: ServicesDep, user: User, batch_id: str) -> BatchReport:
-    batch_routes.check(svc, user, batch_id)
-    store = svc.open_store()
-    try:
-        return batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
-    finally:
-        store.close()
-
-
-@router.get("/batches/{batch_id}")
-def batch_page(batch_id: str, request: Request, svc: ServicesDep) -> HTMLResponse:
-    user = page_user(request, svc, Role.QUALITY)
-    report = _report(svc, user, batch_id)
-    return render(request, "batch.html", user, r=report, chart=journey_svg(report))
-
-
 def _fmt(ms: int | None) -> str:
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-@router.get("/batches/{batch_id}/report.pdf")
-def batch_pdf(batch_id: str, request: Request, svc: ServicesDep) -> Response:
-    """The report a buyer or inspector files: header, chart, tables, verdict, the time it
-    was generated and a hash of the data (WeasyPrint)."""
-    from weasyprint import HTML
-
-    user = page_user(request, svc, Role.QUALITY)
-    report = _report(svc, user, batch_id)
-    lang = language(request)
-    html = templates.get_template("report_pdf.html").render(
-        lang=lang, t=words(lang), r=report, chart=journey_svg(report), fmt=_fmt
-    )
-    pdf = HTML(string=html).write_pdf()
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{batch_id}-report.pdf"'},
-    )
 
 
 @router.get("/t/{code}")

@@ -362,3 +362,26 @@ class PoliciesOut(Model):
     configured: bool
     default: PolicyOut | None
     sites: dict[str, PolicyOut]
+
+
+class SignBatch(Model):
+    """An electronic signature: its meaning, the signer's password entered again, and
+    why (21 CFR Part 11 §11.50, §11.200)."""
+
+    meaning: Literal["reviewed", "released", "rejected", "held"]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+    comment: Text | None = None
+
+
+class SignatureOut(Model):
+    id: int
+    meaning: str
+    username: str
+    #: the signer's name as it was when they signed
+    printed_name: str
+    signed_ms: int
+    #: the SHA-256 of the record as it was signed
+    record_sha256: str
+    comment: str | None
+    #: the record is still what was signed (False: it has changed since)
+    matches_record: bool

@@ -53,6 +53,8 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/scan"): Role.DRIVER,
     ("GET", "/api/batches/{batch_id}/report"): Role.QUALITY,
     ("GET", "/api/batches/{batch_id}/report.csv"): Role.QUALITY,
+    ("GET", "/api/batches/{batch_id}/signatures"): Role.QUALITY,
+    ("POST", "/api/batches/{batch_id}/signatures"): Role.QUALITY,
     ("GET", "/api/calibrations"): Role.VIEWER,
     ("POST", "/api/calibrations"): Role.QUALITY,
     ("GET", "/api/calibrations/{calibration_id}/certificate"): Role.VIEWER,

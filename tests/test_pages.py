@@ -26,7 +26,7 @@ from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role
-from api import pages_custody, pages_setup
+from api import pages_alarm, pages_batch, pages_custody, pages_setup
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
 from coldchain.wire import Quality, Reading, Stream
@@ -40,9 +40,15 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_page_but_the_public_ones_needs_a_sign_in(web: Api) -> None:
-    fill = {"{gateway}": "truck-01", "{batch_id}": "B-BEEF-0414", "{code}": "ABCDEFGHJKLM"}
+    fill = {
+        "{gateway}": "truck-01",
+        "{batch_id}": "B-BEEF-0414",
+        "{code}": "ABCDEFGHJKLM",
+        "{alarm_id}": "1",
+    }
+    routers = (router, pages_alarm.router, pages_batch.router, pages_custody.router)
     with httpx.Client(base_url=web.url, follow_redirects=False, timeout=20) as anonymous:
-        for route in [*router.routes, *pages_custody.router.routes, *pages_setup.router.routes]:
+        for route in [r for rt in (*routers, pages_setup.router) for r in rt.routes]:
             path = getattr(route, "path", "")
             if path in PUBLIC_PAGES:
                 continue

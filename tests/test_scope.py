@@ -42,6 +42,8 @@ SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/scan"): "none",
     ("GET", "/api/batches/{batch_id}/report"): "item",
     ("GET", "/api/batches/{batch_id}/report.csv"): "item",
+    ("GET", "/api/batches/{batch_id}/signatures"): "item",
+    ("POST", "/api/batches/{batch_id}/signatures"): "item",
     ("GET", "/api/calibrations"): "list",
     ("POST", "/api/calibrations"): "item",
     ("GET", "/api/calibrations/{calibration_id}/certificate"): "item",
@@ -68,6 +70,7 @@ SCOPE: dict[tuple[str, str], str] = {
 
 #: bodies that pass validation, so that what answers is the scope check
 BODIES: dict[tuple[str, str], object] = {
+    ("POST", "/api/batches/{batch_id}/signatures"): {"meaning": "released", "password": "x"},
     ("POST", "/api/alarms/{alarm_id}/ack"): {"comment": "checked the room"},
     ("POST", "/api/alarms/{alarm_id}/assign"): {"assignee": None},
     ("POST", "/api/batches/{batch_id}/handover"): {
