@@ -12,12 +12,12 @@ import enum
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from alerts.breach import Breach, Kind, Level, Point
 from alerts.disposition import Disposition, danger_zone_ms, disposition
 from alerts.mkt import DEFAULT_DH_R_K, MktError, mkt_of_series
 from alerts.profiles import LevelLimits, ProductProfile
+from alerts.wording import Reason, reason_text
 
 
 class Outcome(enum.StrEnum):
@@ -36,6 +36,9 @@ class Excursion:
 @dataclass
 class Verdict:
     outcome: Outcome
+    #: the reasons as facts, for each reader's language (alerts/wording.py)
+    notes: list[Reason] = field(default_factory=list)
+    #: the same in English, the county's time zone (the CLI, the JSON report)
     reasons: list[str] = field(default_factory=list)
     out_of_range_ms: dict[Level, int] = field(default_factory=dict)
     worst: Excursion | None = None
@@ -48,14 +51,6 @@ def _beyond(value: float, limits: LevelLimits) -> float:
     over = value - limits.high_c if limits.high_c is not None else float("-inf")
     under = limits.low_c - value if limits.low_c is not None else float("-inf")
     return max(over, under)
-
-
-def _utc(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _c(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} °C"
 
 
 def judge(
@@ -98,34 +93,35 @@ def judge(
         verdict.danger_ms = danger_zone_ms([(p.ts_ms, p.value) for p in history], max_gap_ms)
         verdict.disposition = disposition(verdict.danger_ms)
 
-    reject: list[str] = []
-    review: list[str] = []
+    reject: list[Reason] = []
+    review: list[Reason] = []
     for b in breaches:
+        what, grade, start = b.kind.value, b.level.value, b.start_ts_ms
         if b.kind in (Kind.HIGH, Kind.LOW) and b.level is Level.CRITICAL:
             reject.append(
-                f"critical {b.kind.value} excursion from {_utc(b.start_ts_ms)} "
-                f"(max {_c(b.max_value)}, min {_c(b.min_value)})"
+                Reason("critical_excursion", what, grade, start, b.max_value, b.min_value)
             )
         elif b.kind in (Kind.HIGH, Kind.LOW, Kind.CUMULATIVE_HIGH, Kind.CUMULATIVE_LOW):
-            review.append(f"{b.level.value} {b.kind.value} breach from {_utc(b.start_ts_ms)}")
+            review.append(Reason("breach", what, grade, start))
         elif b.kind in (Kind.FAULT, Kind.NO_DATA):
-            review.append(f"{b.kind.value} from {_utc(b.start_ts_ms)}: the record has a hole")
+            review.append(Reason("hole", what, grade, start))
     if verdict.disposition is Disposition.DISCARD:
-        reject.append("more than 4 h between 5 and 60 °C: discard")
+        reject.append(Reason("discard"))
     elif verdict.disposition is Disposition.USE_NOW:
-        review.append("2-4 h between 5 and 60 °C: use or sell now, do not refrigerate again")
+        review.append(Reason("use_now"))
     if (
         verdict.mkt_c is not None
         and profile.keep_high_c is not None
         and verdict.mkt_c > profile.keep_high_c
     ):
-        review.append(f"MKT {verdict.mkt_c} °C is above the keep-at limit {profile.keep_high_c} °C")
+        review.append(Reason("mkt_above", mkt_c=verdict.mkt_c, keep_c=profile.keep_high_c))
     if not valid:
-        review.append("no temperature data for the journey")
+        review.append(Reason("no_temperatures"))
     if reject:
-        verdict.outcome, verdict.reasons = Outcome.REJECT, reject + review
+        verdict.outcome, verdict.notes = Outcome.REJECT, reject + review
     elif review:
-        verdict.outcome, verdict.reasons = Outcome.REVIEW, review
+        verdict.outcome, verdict.notes = Outcome.REVIEW, review
     else:
-        verdict.reasons = ["stayed within the profile's limits"]
+        verdict.notes = [Reason("within")]
+    verdict.reasons = [reason_text(r, "en") for r in verdict.notes]
     return verdict

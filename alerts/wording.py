@@ -167,3 +167,74 @@ class AlarmFacts:
 
     def over_note(self, end_ms: int, lang: Lang) -> str:
         return _TEXT["over"][lang].format(t=local_time(end_ms, self.tz))
+
+
+# ---------------------------------------------------------------------- verdicts
+DISPOSITIONS: Mapping[str, Mapping[Lang, str]] = {
+    "may_return_to_refrigeration": {"zh": "可重新冷藏", "en": "may go back into refrigeration"},
+    "use_or_sell_now": {
+        "zh": "须立即使用或出售，不得再冷藏",
+        "en": "use or sell now, do not refrigerate again",
+    },
+    "discard": {"zh": "须销毁", "en": "discard"},
+}
+_REASONS: Mapping[str, Mapping[Lang, str]] = {
+    "critical_excursion": {
+        "zh": "{time}起严重{kind}超限（最高 {max}，最低 {min}）",
+        "en": "critical {kind} excursion from {time} (max {max}, min {min})",
+    },
+    "breach": {"zh": "{time}起{level}：{kind}", "en": "{level} {kind} breach from {time}"},
+    "hole": {"zh": "{time}起{kind}：记录有缺口", "en": "{kind} from {time}: the record has a hole"},
+    "discard": {
+        "zh": "在 5 至 60 °C 之间超过 4 小时：须销毁",
+        "en": "more than 4 h between 5 and 60 °C: discard",
+    },
+    "use_now": {
+        "zh": "在 5 至 60 °C 之间 2 至 4 小时：须立即使用或出售，不得再冷藏",
+        "en": "2-4 h between 5 and 60 °C: use or sell now, do not refrigerate again",
+    },
+    "mkt_above": {
+        "zh": "平均动力学温度 {mkt} 高于保存上限 {keep}",
+        "en": "MKT {mkt} is above the keep-at limit {keep}",
+    },
+    "no_temperatures": {"zh": "全程没有温度数据", "en": "no temperature data for the journey"},
+    "within": {"zh": "全程在产品规定的范围内", "en": "stayed within the profile's limits"},
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason of a verdict, as facts: written for each reader by :func:`reason_text`."""
+
+    code: str
+    kind: str = ""
+    level: str = ""
+    ts_ms: int | None = None
+    max_c: float | None = None
+    min_c: float | None = None
+    mkt_c: float | None = None
+    keep_c: float | None = None
+
+
+def _deg(value: float | None) -> str:
+    shown = rounded(value)
+    return "-" if shown is None else f"{shown} °C"
+
+
+def reason_text(reason: Reason, lang: Lang, tz: str = DEFAULT_TZ) -> str:
+    kind, level = kind_name(reason.kind, lang), level_name(reason.level, lang)
+    if lang == "en":
+        kind, level = kind.lower(), level.lower()
+    return _REASONS[reason.code][lang].format(
+        kind=kind,
+        level=level,
+        time="" if reason.ts_ms is None else local_time(reason.ts_ms, tz),
+        max=_deg(reason.max_c),
+        min=_deg(reason.min_c),
+        mkt=_deg(reason.mkt_c),
+        keep=_deg(reason.keep_c),
+    )
+
+
+def disposition_text(value: str, lang: Lang) -> str:
+    return DISPOSITIONS.get(value, {}).get(lang, value)

@@ -151,6 +151,11 @@ TEXT: dict[str, dict[str, str]] = {
     "password_to_sign": {"zh": "再次输入您的密码以签名", "en": "Your password, to sign"},
     "sign": {"zh": "签名", "en": "Sign"},
     "audit_head": {"zh": "审计记录（行，哈希）", "en": "Audit trail (row, hash)"},
+    "corrected_note": {
+        "zh": "温度已按每个读数时有效的校准修正。平均动力学温度 ΔH/R = 10,000 K。",
+        "en": "Temperatures corrected by the calibration in force at each reading's time. "
+        "MKT with ΔH/R = 10,000 K.",
+    },
     "calibrated_note": {
         "zh": "温度为校准值（已加上有效的校准修正），与报告一致",
         "en": "Temperatures are calibrated (the correction in force applied), as in the reports",

@@ -25,6 +25,7 @@ from alerts.breach import Kind
 from alerts.db import reading
 from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
+from alerts.wording import disposition_text, reason_text
 from api.deps import ServicesDep, token_of
 from api.i18n import language, words
 from api.live import LatestReading
@@ -36,6 +37,8 @@ from api.schemas import AlarmOut
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# what a verdict says, in the reader's language (alerts/wording.py)
+templates.env.globals.update(reason_text=reason_text, disposition_text=disposition_text)
 TraceCode = Annotated[str, PathParam(pattern=r"^[0-9A-Z]{12}$")]
 
 DAY_MS = 86_400_000

@@ -21,6 +21,7 @@ from alerts.lifecycle import (
 from alerts.profiles import load_profiles
 from alerts.rules import evaluate
 from alerts.verdict import Outcome, judge
+from alerts.wording import disposition_text, local_time, reason_text
 
 MIN = 60_000
 T0 = 1_795_392_000_000  # 2026-11-23T00:00Z = 08:00 in China
@@ -179,4 +180,18 @@ def test_two_hours_between_5_and_7_degrees_is_use_now_and_review() -> None:
 def test_a_hole_in_the_record_is_never_silently_accepted() -> None:
     v = verdict_of("frozen-meat", history((60, -20.0)) + history((60, -20.0), start=T0 + 300 * MIN))
     assert v.outcome is Outcome.REVIEW
-    assert any("no_data" in r for r in v.reasons)
+    assert any("no data" in r and "the record has a hole" in r for r in v.reasons)
+
+
+def test_a_verdict_reads_in_chinese_and_english_with_the_county_s_date_and_time() -> None:
+    v = verdict_of("frozen-meat", history((120, -20.0), (60, -12.0), (120, -20.0)))
+    critical = v.notes[0]
+    zh, en = reason_text(critical, "zh"), reason_text(critical, "en")
+    start = local_time(critical.ts_ms or 0)
+    assert zh.startswith(f"{start}起严重温度过高超限（最高 -12.0 °C")
+    assert en.startswith(f"critical high excursion from {start} (max -12.0 °C")
+    assert "(UTC+08:00)" in start and v.reasons[0] == en
+    chilled = verdict_of("chilled-meat", history((60, 2.0), (180, 6.0), (60, 2.0)))
+    assert chilled.disposition is not None
+    assert disposition_text(chilled.disposition.value, "zh") == "须立即使用或出售，不得再冷藏"
+    assert "use_or_sell_now" not in " ".join(reason_text(n, "en") for n in chilled.notes)

@@ -19,6 +19,7 @@ from alerts.models import Batch, Location, Stay, User
 from alerts.repo import handover
 from alerts.repo.scope import Scope, acts_on_batch, location_sites, sees_batch
 from alerts.report import as_dict, batch_report
+from alerts.wording import local_time
 from api.deps import Driver, Quality, ServicesDep, StoreDep, Viewer, scope_of_user
 from api.schemas import BatchOut, Handover, StayOut, from_row
 
@@ -155,7 +156,9 @@ def report_csv(batch_id: str, user: Quality, svc: ServicesDep, store: StoreDep) 
     result = batch_report(svc.engine, store, batch_id, time.time_ns() // 1_000_000)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["batch", "location", "sensor", "timestamp_utc", "ts_ms", "temp_c", "fault"])
+    writer.writerow(
+        ["batch", "location", "sensor", "timestamp_utc", "time_local", "ts_ms", "temp_c", "fault"]
+    )
     for stay in result.stays:
         primary = next((u for u in stay.sensors if u.primary), None)
         for p in stay.points:
@@ -165,6 +168,7 @@ def report_csv(batch_id: str, user: Quality, svc: ServicesDep, store: StoreDep) 
                     stay.location_id,
                     f"{primary.gateway}/{primary.sensor}" if primary else "",
                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p.ts_ms / 1000)),
+                    local_time(p.ts_ms),  # as the county reads it, with the date and offset
                     p.ts_ms,
                     "" if p.value is None else p.value,
                     "fault" if p.value is None else "",
