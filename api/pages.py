@@ -138,8 +138,9 @@ def page_user(request: Request, svc: ServicesDep, role: Role) -> User:
 
 def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
     lang = language(request)
+    tz = request.app.state.services.settings.timezone
     response = templates.TemplateResponse(
-        request, name, {"lang": lang, "t": words(lang), "user": user, **context}
+        request, name, {"lang": lang, "t": words(lang), "user": user, "tz": tz, **context}
     )
     if request.query_params.get("lang") == lang:
         response.set_cookie("lang", lang, max_age=365 * 86_400, samesite="lax")

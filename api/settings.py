@@ -9,6 +9,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,8 @@ class ApiSettings(BaseSettings):
     #: the address printed in QR codes (e.g. https://trace.county.example): required
     #: outside demo mode, so that a request's Host header never decides what a label says
     public_url: str | None = None
+    #: the county's time zone: the pages show every time in it, with the date
+    timezone: str = "Asia/Shanghai"
     #: the age after which a reading is shown as stale on the pages
     stale_after_s: Annotated[float, Field(gt=0)] = 900.0
     #: the file of signed checkpoints of the audit trail's head (the alert service writes
@@ -63,6 +66,15 @@ class ApiSettings(BaseSettings):
     #: the reverse proxies in front of the API, addresses or networks separated by commas
     #: (e.g. "10.0.0.5, 172.18.0.0/16"): only their X-Forwarded-For is believed
     trusted_proxies: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

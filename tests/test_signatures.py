@@ -72,6 +72,9 @@ def test_quality_staff_sign_a_release_that_the_pdf_shows_and_verify_guards(
     expect(row).to_be_visible()
     expect(row.locator(".signer")).to_contain_text(user_of(Role.QUALITY))
     expect(row.locator(".meaning")).to_have_text("Released")
+    # the time in the county's zone with its date, whatever the browser's zone (UTC here)
+    expect(row.locator("time")).to_contain_text("GMT+8")
+    expect(row.locator("time")).to_contain_text("/20")
     text_en = pdf_text(page, tmp_path)
     assert "Released" in text_en and user_of(Role.QUALITY) in text_en
     assert "excursion reviewed" in text_en and "(UTC+08:00)" in text_en

@@ -3,9 +3,14 @@
 const W = JSON.parse(document.getElementById("words").textContent);
 const LANG = document.body.dataset.lang;
 
+// times as the county reads them: in its zone (not the browser's), with the date
+const TZ = document.body.dataset.tz || "Asia/Shanghai";
 function fmtTime(ms, dateOnly) {
   const d = new Date(Number(ms));
-  const opts = dateOnly ? { dateStyle: "medium" } : { dateStyle: "short", timeStyle: "medium" };
+  const opts = dateOnly
+    ? { dateStyle: "medium", timeZone: TZ }
+    : { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+        second: "2-digit", timeZone: TZ, timeZoneName: "shortOffset" };
   return d.toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", opts);
 }
 function fmtAge(ms) {
