@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
@@ -27,6 +26,7 @@ from alerts.models import AlarmRow, Batch, BreachRow, Location, SensorAssignment
 from alerts.profiles import ProductProfile
 from alerts.repo import breach_of, load_profile
 from alerts.verdict import Verdict, judge
+from alerts.wording import disposition_text, local_time, rounded
 from coldchain.wire import Quality, Quantity
 from collector.store import Store
 
@@ -254,7 +254,8 @@ def _breaches(s: Session, stays: list[Leg], now_ms: int) -> list[BreachReport]:
 
 
 def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """As the county reads it: its zone, the date, the offset."""
+    return local_time(ts_ms)
 
 
 def as_dict(report: BatchReport) -> dict[str, object]:
@@ -308,7 +309,8 @@ def render_text(report: BatchReport) -> str:
         )
         lines.append(
             f"  #{b.id} {br.level.value} {br.kind.value} {b.location_id or b.gateway} "
-            f"{_iso(br.start_ts_ms)} → {end} (min {br.min_value}, max {br.max_value}; "
+            f"{_iso(br.start_ts_ms)} → {end} (min {rounded(br.min_value) or '-'}, "
+            f"max {rounded(br.max_value) or '-'}; "
             f"{br.end_reason or 'open'}){ack}"
         )
     lines += [
@@ -323,7 +325,8 @@ def render_text(report: BatchReport) -> str:
     ]
     if v.disposition is not None and v.danger_ms is not None:
         lines.append(
-            f"  5-60 °C for {v.danger_ms / 60_000:.0f} min: {v.disposition.value} (2 h / 4 h rule)"
+            f"  5-60 °C for {v.danger_ms / 60_000:.0f} min: "
+            f"{disposition_text(v.disposition.value, 'en')} (2 h / 4 h rule)"
         )
     if report.flags:
         lines += ["", "Flags", *[f"  ! {flag}" for flag in report.flags]]
