@@ -59,6 +59,8 @@ class LocationFields(Strict):
 
     kind: LocationKind
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    #: its name in Chinese, for the people who read Chinese
+    name_zh: Annotated[str, Field(max_length=200)] | None = None
     profile: Id | None = None
     #: a door open longer than this is a breach
     door_open_max_min: Annotated[float, Field(gt=0)] = 10.0
@@ -296,6 +298,7 @@ def location_fields(site_id: str, loc: LocationFields) -> dict[str, object]:
     return {
         "site_id": site_id,
         "name": loc.name,
+        "name_zh": loc.name_zh,
         "kind": loc.kind,
         "profile_id": loc.profile,
         "door_open_max_min": loc.door_open_max_min,
@@ -386,6 +389,7 @@ def export(s: Session) -> CountyFile:
                 id=loc.id,
                 kind=loc.kind,
                 name=loc.name,
+                name_zh=loc.name_zh,
                 profile=loc.profile_id,
                 door_open_max_min=loc.door_open_max_min,
                 sensors=tuple(sensors.get(loc.id, [])),

@@ -133,7 +133,8 @@ def escalate(
         place = (
             location.name if location is not None else breach.sensor or f"gateway {breach.gateway}"
         )
-        facts = AlarmFacts.of(place, breach, tz or DEFAULT_TZ)
+        place_zh = location.name_zh if location is not None else None
+        facts = AlarmFacts.of(place, breach, tz or DEFAULT_TZ, place_zh)
         site_policy = by_site.get(breach.site_id or "", policy)
         if alarm.state is State.CLEARED:
             over = _alarm_messages(alarm_row.id, facts, links, now_ms, breach.end_ms or now_ms)

@@ -65,6 +65,8 @@ class Location(Sealed, Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: its name in Chinese (the pages, reports and notifications in Chinese use it)
+    name_zh: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     #: a door open longer than this is a breach (door contacts are assigned sensors)
     door_open_max_min: Mapped[float] = mapped_column(Float, nullable=False, default=10.0)

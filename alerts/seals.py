@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, select, update
+from sqlalchemy import Connection, MetaData, Table, and_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -106,6 +106,17 @@ def reseal(session: Session, _context: object) -> None:
         if stored.get("seal") != value:
             conn.execute(update(table).where(where).values(seal=value))  # type: ignore[arg-type]
         set_committed_value(obj, "seal", value)
+
+
+def reseal_table(bind: Connection, name: str) -> None:
+    """Seal every row of a table as it is stored (a migration that changes a regulated
+    table's columns changes what its seals cover: it seals the rows again)."""
+    key = audit_key()
+    table = Table(name, MetaData(), autoload_with=bind)
+    pk = list(table.primary_key.columns)
+    for row in bind.execute(select(table)).mappings().all():
+        where = and_(*(c == row[c.name] for c in pk))
+        bind.execute(update(table).where(where).values(seal=seal_of(name, row, key)))
 
 
 def _sealed(obj: object) -> bool:

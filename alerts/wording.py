@@ -99,9 +99,14 @@ class AlarmFacts:
     max_value: float | None
     batches: tuple[str, ...]
     tz: str = DEFAULT_TZ
+    #: the place's name in Chinese, where it has one
+    place_zh: str | None = None
+
+    def where(self, lang: Lang) -> str:
+        return (self.place_zh if lang == "zh" else None) or self.place
 
     @classmethod
-    def of(cls, place: str, breach: BreachRow, tz: str) -> AlarmFacts:
+    def of(cls, place: str, breach: BreachRow, tz: str, place_zh: str | None = None) -> AlarmFacts:
         return cls(
             place,
             breach.kind,
@@ -113,6 +118,7 @@ class AlarmFacts:
             breach.max_value,
             tuple(json.loads(breach.batches or "[]")),
             tz,
+            place_zh,
         )
 
     @property
@@ -120,7 +126,7 @@ class AlarmFacts:
         return "%" if self.kind.startswith("rh_") else " °C"
 
     def subject(self, lang: Lang) -> str:
-        return f"[{level_name(self.level, lang)}] {kind_name(self.kind, lang)} · {self.place}"
+        return f"[{level_name(self.level, lang)}] {kind_name(self.kind, lang)} · {self.where(lang)}"
 
     def values(self, lang: Lang) -> str:
         """The extreme that matters: the max of a high breach, the min of a low one."""
@@ -134,7 +140,7 @@ class AlarmFacts:
         kind, level = kind_name(self.kind, lang), level_name(self.level, lang)
         since = f"{_TEXT['since'][lang]} {local_time(self.start_ms, self.tz)}"
         parts = [
-            f"{self.place}：{kind}（{level}），{since}"
+            f"{self.where(lang)}：{kind}（{level}），{since}"
             if lang == "zh"
             else f"{self.place}: {kind} ({level}), {since}"
         ]
@@ -154,7 +160,7 @@ class AlarmFacts:
         the providers' limit for one variable (35 characters)."""
         at = datetime.fromtimestamp(self.start_ms / 1000, ZoneInfo(self.tz))
         found = {
-            "place": self.place[:35],
+            "place": self.where(lang)[:35],
             "event": f"{kind_name(self.kind, lang)}({level_name(self.level, lang)})"[:35],
             "time": f"{at:%m-%d %H:%M}",
             "value": (self.values(lang) or "-")[:35],

@@ -137,6 +137,8 @@ TEXT: dict[str, dict[str, str]] = {
     "forbidden": {"zh": "您的角色无权查看此页面", "en": "Your role may not see this page"},
     "to_board": {"zh": "返回报警看板", "en": "Back to the alarm board"},
     "alarm": {"zh": "报警", "en": "Alarm"},
+    "max": {"zh": "最高", "en": "max"},
+    "min": {"zh": "最低", "en": "min"},
     "signatures": {"zh": "电子签名", "en": "Electronic signatures"},
     "signed_by": {"zh": "签名人", "en": "Signed by"},
     "meaning": {"zh": "签名含义", "en": "Meaning"},

@@ -39,6 +39,15 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # what a verdict says, in the reader's language (alerts/wording.py)
 templates.env.globals.update(reason_text=reason_text, disposition_text=disposition_text)
+
+
+def place_name(item: Any, lang: str, field: str = "name") -> str:
+    """A place's name in the reader's language (its Chinese name where it has one)."""
+    chinese = getattr(item, f"{field}_zh", None) if lang == "zh" else None
+    return str(chinese or getattr(item, field, "") or "")
+
+
+templates.env.globals["place_name"] = place_name
 TraceCode = Annotated[str, PathParam(pattern=r"^[0-9A-Z]{12}$")]
 
 DAY_MS = 86_400_000
@@ -85,6 +94,7 @@ class AlarmGroup:
     ack_comment: str | None
     #: the settings in force with the first alarm (a clock's offset, the limits)
     settings: dict[str, object] = field(default_factory=dict)
+    location_name_zh: str | None = None
 
 
 def group_alarms(alarms: list[AlarmOut]) -> list[AlarmGroup]:
@@ -108,6 +118,7 @@ def group_alarms(alarms: list[AlarmOut]) -> list[AlarmGroup]:
                 a.acknowledged_by,
                 a.ack_comment,
                 dict(a.settings),
+                a.location_name_zh,
             )
             continue
         g.ids.append(a.id)

@@ -81,6 +81,7 @@ class Latest(Model):
 class LocationOut(Model):
     id: str
     name: str
+    name_zh: str | None = None
     kind: str
     profile_id: str | None
     keep_low_c: float | None
@@ -98,6 +99,7 @@ class LocationOut(Model):
 class SiteOut(Model):
     id: str
     name: str
+    name_zh: str | None = None
     kind: str
     county: str | None
     locations: list[LocationOut]
@@ -126,6 +128,7 @@ class AlarmOut(Model):
     sensor: str
     location_id: str | None
     location_name: str | None
+    location_name_zh: str | None = None
     site_id: str | None
     batches: list[str]
     min_value: float | None

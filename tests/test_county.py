@@ -53,6 +53,8 @@ def test_the_demo_county_file_applies_once_and_round_trips(db_url: str, tmp_path
         assert "frozen-meat" in set(s.execute(select(ProfileRow.id)).scalars())
         store = s.get(Site, "county-store")
         assert store is not None and store.name_zh == "县公共冷库"
+        room = s.get(Location, "cr2")
+        assert room is not None and room.name_zh == "2号冷库（冷藏）"
         audited = s.scalar(select(func.count()).select_from(AuditRow))
     again = setup(db_url, "apply", str(COUNTY_FILE))
     assert again.returncode == 0, again.stderr

@@ -81,6 +81,11 @@ def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_
     shoot(page, "board-en-acknowledged")
     page.goto(f"{web.url}/board?lang=zh")
     expect(page.locator("h1")).to_contain_text("未结束报警")
+    # places by their Chinese names, from the county file, on the alarm and the room
+    expect(item.locator("strong")).to_have_text("2号冷库（冷藏）")
+    expect(page.locator("#loc-cr2 .name")).to_have_text("2号冷库（冷藏）")
+    page.evaluate("refreshAlarms()")  # the same when the script draws it from the API
+    expect(item.locator("strong")).to_have_text("2号冷库（冷藏）")
     shoot(page, "board-zh")
 
     quality = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()

@@ -50,6 +50,7 @@ def _out(alarm: AlarmRow, breach: BreachRow, location: Location | None) -> Alarm
         sensor=breach.sensor,
         location_id=breach.location_id,
         location_name=location.name if location else None,
+        location_name_zh=location.name_zh if location else None,
         site_id=breach.site_id,
         batches=json.loads(breach.batches),
         min_value=breach.min_value,

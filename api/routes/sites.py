@@ -96,6 +96,7 @@ def sites(user: Viewer, svc: ServicesDep) -> list[SiteOut]:
                     LocationOut(
                         id=loc.id,
                         name=loc.name,
+                        name_zh=loc.name_zh,
                         kind=loc.kind,
                         profile_id=loc.profile_id,
                         keep_low_c=profile.keep_low_c if profile else None,
@@ -115,6 +116,7 @@ def sites(user: Viewer, svc: ServicesDep) -> list[SiteOut]:
                 SiteOut(
                     id=site.id,
                     name=site.name,
+                    name_zh=site.name_zh,
                     kind=site.kind,
                     county=site.county,
                     locations=locations,

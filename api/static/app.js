@@ -3,6 +3,8 @@
 const W = JSON.parse(document.getElementById("words").textContent);
 const LANG = document.body.dataset.lang;
 
+// a place's name in the reader's language (its Chinese name where it has one)
+function placeName(a) { return (LANG === "zh" && a.location_name_zh) || a.location_name; }
 // times as the county reads them: in its zone (not the browser's), with the date
 const TZ = document.body.dataset.tz || "Asia/Shanghai";
 function fmtTime(ms, dateOnly) {
@@ -93,14 +95,14 @@ function groupAlarms(alarms) {
 
 function alarmItem(a, canAck) {
   const clock = a.kind === "gateway_clock" && a.settings && a.settings.way ? W["clock_" + a.settings.way].replace("{n}", a.settings.off_min) : "";
-  const values = esc(clock) + (a.max_value != null ? `max ${a.max_value.toFixed(1)}` : "") + (a.min_value != null ? ` min ${a.min_value.toFixed(1)}` : "");
+  const values = esc(clock) + (a.max_value != null ? `${esc(W.max)} ${a.max_value.toFixed(1)}` : "") + (a.min_value != null ? ` ${esc(W.min)} ${a.min_value.toFixed(1)}` : "");
   const links = alarmList.dataset.batchLinks === "yes";
   const batches = a.batches.length ? a.batches.map((b) => links ? `<a href="/batches/${esc(b)}">${esc(b)}</a>` : `<span class="batch">${esc(b)}</span>`).join(" ") : "—";
   const acked = a.acknowledged_by ? ` · ${W.acknowledged_by} ${esc(a.acknowledged_by)}: “${esc(a.ack_comment)}”` : "";
   const ids = a.ids.join(",");
   const form = canAck && !a.acknowledged_by
     ? `<form class="ack" data-alarms="${ids}"><input name="comment" placeholder="${esc(W.comment)}" aria-label="${esc(W.comment)}"><button type="submit">${esc(W.acknowledge)}</button><span class="error" role="alert"></span></form>` : "";
-  return `<li class="alarm level-${a.level} state-${a.state}" data-alarm="${a.ids[0]}" data-alarms="${ids}"><div class="what"><span class="level">${esc(W[a.level])}</span> <span class="kind">${esc(kindText(a.kind))}</span> <strong>${esc(a.location_name || "gateway " + a.gateway)}</strong> <span class="values">${values}</span> <small class="sensors">${esc(a.sensors.join(", "))}</small></div><div class="meta">${esc(W.since)} <time data-ts="${a.start_ms}"></time> · ${esc(W.batches_affected)}: ${batches} · <span class="state">${esc(W[a.state] || a.state)}</span>${acked}</div>${form}</li>`;
+  return `<li class="alarm level-${a.level} state-${a.state}" data-alarm="${a.ids[0]}" data-alarms="${ids}"><div class="what"><span class="level">${esc(W[a.level])}</span> <span class="kind">${esc(kindText(a.kind))}</span> <strong>${esc(placeName(a) || "gateway " + a.gateway)}</strong> <span class="values">${values}</span> <small class="sensors">${esc(a.sensors.join(", "))}</small></div><div class="meta">${esc(W.since)} <time data-ts="${a.start_ms}"></time> · ${esc(W.batches_affected)}: ${batches} · <span class="state">${esc(W[a.state] || a.state)}</span>${acked}</div>${form}</li>`;
 }
 
 async function refreshAlarms() {
@@ -134,7 +136,7 @@ function announceCritical(critical) {
   const banner = document.getElementById("critical-banner");
   if (banner) {
     banner.hidden = false;
-    banner.textContent = `${W.new_critical}: ` + critical.map((a) => `${a.location_name || a.gateway} · ${kindText(a.kind)}`).join("; ");
+    banner.textContent = `${W.new_critical}: ` + critical.map((a) => `${placeName(a) || a.gateway} · ${kindText(a.kind)}`).join("; ");
   }
   if (!document.title.startsWith("(!) ")) document.title = "(!) " + document.title;
   try {  // a short alarm tone; browsers may hold it until the page has been touched

@@ -33,20 +33,13 @@ TABLES = (
 
 
 def upgrade() -> None:
-    from alerts.seals import audit_key, seal_of
+    from alerts.seals import reseal_table
 
     for name in TABLES:
         with op.batch_alter_table(name) as batch:
             batch.add_column(sa.Column("seal", sa.String(80)))
-    bind = op.get_bind()
-    key = audit_key()
-    metadata = sa.MetaData()
     for name in TABLES:
-        table = sa.Table(name, metadata, autoload_with=bind)
-        pk = list(table.primary_key.columns)
-        for row in bind.execute(sa.select(table)).mappings().all():
-            where = sa.and_(*(c == row[c.name] for c in pk))
-            bind.execute(sa.update(table).where(where).values(seal=seal_of(name, row, key)))
+        reseal_table(op.get_bind(), name)
 
 
 def downgrade() -> None:
