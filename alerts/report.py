@@ -57,6 +57,8 @@ class StayReport:
     sensors: list[SensorUse] = field(default_factory=list)
     #: the primary sensor's corrected readings during the stay (None = fault)
     points: list[Point] = field(default_factory=list)
+    #: the place's name in Chinese, where it has one
+    location_name_zh: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ def batch_report(
             raise NotFound(f"no batch {batch_id!r}")
         profile = load_profile(s, batch.profile_id, now_ms)
         stays = journey(s, batch)
-        names = {loc.id: loc.name for loc in s.execute(select(Location)).scalars()}
+        places = list(s.execute(select(Location)).scalars())
+        names = {loc.id: loc.name for loc in places}
+        names_zh = {loc.id: loc.name_zh for loc in places}
         assignments = list(s.execute(select(SensorAssignment)).scalars())
         found = _breaches(s, stays, now_ms)
         info = (
@@ -126,6 +130,7 @@ def batch_report(
             stay.event,
             stay.handed_over_by,
             stay.temp_at_handover_c,
+            location_name_zh=names_zh.get(stay.location_id),
         )
         used = [
             a
