@@ -82,6 +82,7 @@ def _alarm_messages(
         subject = facts.subject(route.lang)
         if over_ms is not None:  # it happened while monitoring was down
             body = f"{facts.over_note(over_ms, route.lang)} {body}"
+            subject = facts.over_subject(route.lang)
         return Message(
             subject=subject,
             body=body,

@@ -57,6 +57,7 @@ _TEXT: Mapping[str, Mapping[Lang, str]] = {
         "en": "Excursion while monitoring was down, over since {t}.",
     },
     "gateway": {"zh": "网关", "en": "gateway"},
+    "over_subject": {"zh": "（监控中断期间）", "en": " (while monitoring was down)"},
 }
 
 
@@ -170,6 +171,9 @@ class AlarmFacts:
         if link:
             found["link"] = link
         return found
+
+    def over_subject(self, lang: Lang) -> str:
+        return self.subject(lang) + _TEXT["over_subject"][lang]
 
     def over_note(self, end_ms: int, lang: Lang) -> str:
         return _TEXT["over"][lang].format(t=local_time(end_ms, self.tz))

@@ -48,6 +48,7 @@ notify = ["duty"]
 recipient = "duty"
 channel = "hook"
 address = "ops-room"
+lang = "en"
 
 [channels.hook]
 kind = "webhook"
