@@ -83,3 +83,4 @@ def test_the_alarm_history_filters_pages_and_exports(api: Api) -> None:
         next(a for a in every if a["id"] == ids["cr1-low"])["batches"]
     )
     assert rows[0]["raised_utc"].endswith("Z")
+    assert rows[0]["raised_local"].endswith("(UTC+08:00)")

@@ -261,6 +261,7 @@ def test_history_report_and_csv_come_from_the_readings_store(api: Api) -> None:
         csv_reply = quality.get("/api/batches/B-BEEF-0414/report.csv")
         assert csv_reply.headers["content-type"].startswith("text/csv")
         assert "B-BEEF-0414,cr2" in csv_reply.text and "# data sha256" in csv_reply.text
+        assert "# audit trail head" in csv_reply.text and "(UTC+08:00)" in csv_reply.text
 
 
 @pytest.mark.e2e

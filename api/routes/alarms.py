@@ -20,6 +20,7 @@ from alerts.db import transaction
 from alerts.models import AlarmRow, BreachRow, Location, User
 from alerts.repo import acknowledge_alarm, assign_alarm
 from alerts.repo.scope import Scope, scope_of
+from alerts.wording import local_time
 from api.deps import Operator, ServicesDep, Viewer, scope_of_user
 from api.schemas import Acknowledge, AlarmOut, Assign
 
@@ -163,10 +164,11 @@ def alarms_csv(
     filters: Annotated[AlarmFilter, Query()] = NO_FILTER,
 ) -> Response:
     """The alarm history as CSV, newest first, with the same filters (up to 100,000
-    alarms; times in ms since the epoch, UTC, and as ISO text)."""
+    alarms; times in ms since the epoch, as ISO text in UTC, and in the county's zone with
+    its offset)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, "raised_utc"])
+    writer.writerow([*CSV_COLUMNS, "raised_utc", "raised_local"])
     offset = 0
     while offset < 100_000:
         page = alarms(user, svc, filters, "all", 1000, offset, "newest")
@@ -174,7 +176,10 @@ def alarms_csv(
             row = a.model_dump()
             row["batches"] = " ".join(a.batches)
             raised = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a.raised_ms / 1000))
-            writer.writerow([*("" if row[c] is None else row[c] for c in CSV_COLUMNS), raised])
+            local = local_time(a.raised_ms, svc.settings.timezone)  # as the county reads it
+            writer.writerow(
+                [*("" if row[c] is None else row[c] for c in CSV_COLUMNS), raised, local]
+            )
         if len(page) < 1000:
             break
         offset += 1000

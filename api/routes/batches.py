@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.audit import head
 from alerts.db import transaction
 from alerts.models import Batch, Location, Stay, User
 from alerts.repo import handover
@@ -177,6 +178,8 @@ def report_csv(batch_id: str, user: Quality, svc: ServicesDep, store: StoreDep) 
     writer.writerow([])
     writer.writerow(["# verdict", result.verdict.outcome.value, "MKT", result.verdict.mkt_c])
     writer.writerow(["# data sha256", result.data_sha256])
+    last_row, last_hash = head(svc.engine)  # the trail's head, kept with every export
+    writer.writerow(["# audit trail head", last_row, last_hash])
     return Response(
         out.getvalue(),
         media_type="text/csv",
