@@ -174,6 +174,9 @@ class NmeaProfile(Strict):
     interval_s: Annotated[float, Field(gt=0)] = 30.0
     #: no valid fix for this long is a ``gps no_fix`` event
     fix_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    #: take dead-reckoning positions (GGA quality 6, RMC mode E) as fixes too; manual and
+    #: simulated positions never are
+    accept_estimated: bool = False
 
 
 Profile = Annotated[ModbusProfile | AsciiProfile | NmeaProfile, Field(discriminator="protocol")]

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import serial
 
@@ -27,30 +26,13 @@ from gateway.config import NmeaGpsBus, SerialAsciiBus
 from gateway.decode import quality_of
 from gateway.errors import GarbledLine
 from gateway.health import Health
+from gateway.nmea import Sentence, check_nmea_checksum, read_sentence, sentence_in
 from gateway.profiles import AsciiProfile, NmeaProfile, load_profile
 from gateway.sink import Sink
 
 log = logging.getLogger("coldchain.gateway.serial")
 
 MAX_LINE_BYTES = 512
-
-
-def nmea_checksum(body: bytes) -> int:
-    """XOR of the bytes between '$' and '*'."""
-    value = 0
-    for byte in body:
-        value ^= byte
-    return value
-
-
-def check_nmea_checksum(line: bytes) -> bool:
-    if not line.startswith(b"$") or b"*" not in line:
-        return False
-    body, _, given = line[1:].rpartition(b"*")
-    try:
-        return nmea_checksum(body) == int(given[:2], 16)
-    except ValueError:
-        return False
 
 
 class LineDevice:
@@ -241,33 +223,6 @@ class Fix:
     monotonic: float
 
 
-def _nmea_coord(value: str, hemisphere: str, degree_digits: int) -> float:
-    degrees = int(value[:degree_digits])
-    minutes = float(value[degree_digits:])
-    coord = degrees + minutes / 60
-    return -coord if hemisphere in ("S", "W") else coord
-
-
-def _rmc_utc_ms(hhmmss: str, ddmmyy: str) -> int | None:
-    """The UTC of an RMC fix (time ``hhmmss.ss``, date ``ddmmyy``); None if absent."""
-    if len(hhmmss) < 6 or len(ddmmyy) != 6:
-        return None
-    try:
-        ms = round(float(hhmmss[6:]) * 1000) if hhmmss[6:7] == "." else 0
-        when = datetime(
-            2000 + int(ddmmyy[4:]),
-            int(ddmmyy[2:4]),
-            int(ddmmyy[:2]),
-            int(hhmmss[:2]),
-            int(hhmmss[2:4]),
-            int(hhmmss[4:6]),
-            tzinfo=UTC,
-        )
-    except ValueError:
-        return None
-    return int(when.timestamp()) * 1000 + ms
-
-
 class GpsDevice(LineDevice):
     """NMEA 0183: RMC (and GGA) sentences; a position reading every ``interval_s``."""
 
@@ -279,29 +234,24 @@ class GpsDevice(LineDevice):
         self.sensor = f"{self.device_id}.pos"
         self.fix: Fix | None = None
         self._last_published = 0.0
+        #: the last real RMC: speed and course go only with the GGA of the same epoch
+        self._rmc: Sentence | None = None
         #: told the receiver's UTC (ms) with each valid RMC fix
         self.on_time: Callable[[int], None] | None = None
 
     def parse(self, line: bytes, ts_ms: int) -> list[Reading]:
-        if not check_nmea_checksum(line):
-            raise GarbledLine(self.device_id, "NMEA checksum mismatch or no checksum", line)
+        line = sentence_in(line)
         try:
-            fields = line[1 : line.rindex(b"*")].decode("ascii").split(",")
-        except UnicodeDecodeError:
-            raise GarbledLine(self.device_id, "not ASCII", line) from None
-        kind = fields[0][2:]
-        if kind not in self.profile.sentences:
+            sentence = read_sentence(line, self.profile.accept_estimated)
+        except ValueError as exc:
+            raise GarbledLine(self.device_id, str(exc), line) from None
+        if sentence is None or sentence.kind not in self.profile.sentences:
             return []  # other sentences (GSV, VTG …) are valid, just not used
-        try:
-            fix = self._fix_from(kind, fields)
-        except (ValueError, IndexError):
-            raise GarbledLine(self.device_id, f"malformed {kind} sentence", line) from None
+        fix = self._fix_from(sentence)
         if fix is None:
             return []
-        if kind == "RMC" and self.on_time is not None:
-            utc_ms = _rmc_utc_ms(fields[1], fields[9])
-            if utc_ms is not None:
-                self.on_time(utc_ms)
+        if sentence.utc_ms is not None and self.on_time is not None:
+            self.on_time(sentence.utc_ms)
         self.fix = fix
         self.health.report("gps", self.device_id, "fix", ts_ms)
         if fix.monotonic - self._last_published < self.profile.interval_s:
@@ -319,32 +269,17 @@ class GpsDevice(LineDevice):
             )
         ]
 
-    def _fix_from(self, kind: str, f: list[str]) -> Fix | None:
-        now = time.monotonic()
-        if kind == "RMC":
-            if f[2] != "A":
-                return None
-            speed = round(float(f[7]) * 1.852, 2) if f[7] else None
-            course = float(f[8]) if f[8] else None
-            return Fix(
-                round(_nmea_coord(f[3], f[4], 2), 6),
-                round(_nmea_coord(f[5], f[6], 3), 6),
-                speed,
-                course,
-                now,
-            )
-        if kind == "GGA":
-            if f[6] in ("", "0"):
-                return None
-            previous = self.fix
-            return Fix(
-                round(_nmea_coord(f[2], f[3], 2), 6),
-                round(_nmea_coord(f[4], f[5], 3), 6),
-                previous.speed_kmh if previous else None,
-                previous.course_deg if previous else None,
-                now,
-            )
-        return None
+    def _fix_from(self, sentence: Sentence) -> Fix | None:
+        """A real fix; a GGA takes speed and course only from the RMC of its own epoch
+        (never the previous fix's)."""
+        if not sentence.real or sentence.lat_deg is None or sentence.lon_deg is None:
+            return None
+        speed, course = sentence.speed_kmh, sentence.course_deg
+        if sentence.kind == "RMC":
+            self._rmc = sentence
+        elif self._rmc is not None and self._rmc.epoch == sentence.epoch:
+            speed, course = self._rmc.speed_kmh, self._rmc.course_deg
+        return Fix(sentence.lat_deg, sentence.lon_deg, speed, course, time.monotonic())
 
     async def _watchdog(self) -> None:
         while True:

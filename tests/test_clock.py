@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coldchain.wire import Stream
 from gateway.clock import ClockCheck, EdgeClock, describe_offset
-from gateway.serial_bus import _rmc_utc_ms
+from gateway.nmea import rmc_utc_ms
 from tests.test_outbox import make, rows
 
 T0 = 1_795_437_600_000
@@ -115,7 +115,7 @@ def test_offsets_read_as_people_say_them() -> None:
 
 
 def test_an_rmc_fix_gives_the_receivers_utc() -> None:
-    assert _rmc_utc_ms("081530.25", "011226") == 1_796_112_930_250
-    assert _rmc_utc_ms("081530", "011226") == 1_796_112_930_000
-    assert _rmc_utc_ms("", "011226") is None
-    assert _rmc_utc_ms("081530.00", "321326") is None
+    assert rmc_utc_ms("081530.25", "011226") == 1_796_112_930_250
+    assert rmc_utc_ms("081530", "011226") == 1_796_112_930_000
+    assert rmc_utc_ms("", "011226") is None
+    assert rmc_utc_ms("081530.00", "321326") is None

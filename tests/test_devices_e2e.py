@@ -503,3 +503,33 @@ def test_malformed_modbus_answers_are_faults_of_their_device_and_the_next_bus_ke
         assert not rig.events_of(f"broken{u}.door")
     assert rig.sink.counters.modbus_bad_responses == 9
     assert_matches_profile(good, "good", "th_transmitter_int16")
+
+
+def test_a_gga_takes_speed_and_course_only_from_the_rmc_of_its_own_epoch(tmp_path: Path) -> None:
+    """Receivers send RMC and GGA for each fix, in either order: a GGA never carries the
+    previous epoch's speed, and a position with no RMC of its epoch has none."""
+    rig = Rig(tmp_path)
+    pty = PtyPair("gps", tmp_path)
+    device = gps_device(rig, pty)
+    device.profile = device.profile.model_copy(
+        update={"interval_s": 0.0, "sentences": ["RMC", "GGA"]}
+    )
+    first = datetime(2026, 12, 7, 6, 15, 30, tzinfo=UTC)
+    then = first + timedelta(seconds=1)
+    moving = Position(35.6, 103.8, 40.0, 90.0, None)
+    rmc_first, _gga_first = nmea_sentences(moving, first)
+    _rmc_then, gga_then = nmea_sentences(moving, then)
+    try:
+        (before,) = device.parse(gga_then.strip(), 0)  # its epoch's RMC has not come
+        assert before.speed_kmh is None and before.course_deg is None
+        device.parse(rmc_first.strip(), 0)
+        (after,) = device.parse(gga_then.strip(), 0)  # the RMC was of another epoch
+        assert after.speed_kmh is None
+        rmc_then, gga_then = nmea_sentences(moving, then)
+        device.parse(rmc_then.strip(), 0)
+        (paired,) = device.parse(gga_then.strip(), 0)
+        assert paired.speed_kmh is not None and math.isclose(paired.speed_kmh, 40.0, abs_tol=0.2)
+        assert paired.course_deg == 90.0
+    finally:
+        pty.close()
+        rig.close()

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.serial_bus import check_nmea_checksum
+from gateway.nmea import check_nmea_checksum
 from simulator.county import County
 from simulator.route import Position, haversine_km, nmea_sentences
 from simulator.thermal import Space
