@@ -7,7 +7,10 @@ few requests as the Modbus limits allow. pymodbus errors are translated here, on
 - no answer (timeout, refused, lost connection, serial I/O)  -> :class:`NoResponse`:
   the device's readings are faults (``no_response``) and the device backs off;
 - an exception response                                       -> :class:`ExceptionResponse`:
-  faults (``exception_N``), no backoff: the line works.
+  faults (``exception_N``) of that block's points only (a transmitter that does not
+  implement one function code keeps its other readings), no backoff: the line works;
+- exception 10 or 11 (what an RS-485 gateway answers for a device behind it that did
+  not answer)                                                   -> :class:`NoResponse`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from pymodbus import ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -26,7 +29,7 @@ from coldchain.wire import Quality, Quantity, Reading
 from gateway.clock import now_ms
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
 from gateway.decode import ReadBlock, decode_point, plan_reads
-from gateway.errors import BadResponse, DeviceError, ExceptionResponse, NoResponse
+from gateway.errors import BadResponse, ExceptionResponse, NoResponse
 from gateway.health import Health
 from gateway.profiles import ModbusProfile, RegisterPoint, Table, load_profile
 from gateway.sink import Sink
@@ -67,6 +70,12 @@ class ModbusDevice:
         self.last_door: dict[str, bool] = {}
 
     def fault_readings(self, ts_ms: int, fault: str) -> list[Reading]:
+        return self._faults(self.profile.points, ts_ms, fault)
+
+    def block_faults(self, block: ReadBlock, ts_ms: int, fault: str) -> list[Reading]:
+        return self._faults(block.points, ts_ms, fault)
+
+    def _faults(self, points: Sequence[RegisterPoint], ts_ms: int, fault: str) -> list[Reading]:
         return [
             Reading(
                 sensor=self.sensor[p.name],
@@ -75,9 +84,12 @@ class ModbusDevice:
                 fault=fault,
                 quantity=p.quantity,
             )
-            for p in self.profile.points
+            for p in points
         ]
 
+
+#: "gateway path unavailable", "gateway target device failed to respond": nobody answered
+NO_ANSWER_CODES = frozenset({10, 11})
 
 Reader = Callable[[int, int, int], Awaitable[object]]
 
@@ -180,34 +192,52 @@ class ModbusBus:
             return device.fault_readings(ts, "no_response")
         if device.backoff.waiting():
             return device.fault_readings(ts, "no_response")
-        try:
-            values = [(block, await self._read(device, block)) for block in device.blocks]
-            ts = now_ms()
-            readings = [
-                self._reading(device, point, block, vals, ts)
-                for block, vals in values
-                for point in block.points
-            ]
-        except NoResponse as exc:
-            self._mark_failed(device, exc, now_ms(), backoff=True)
-            return device.fault_readings(ts, "no_response")
-        except ExceptionResponse as exc:
-            self._mark_failed(device, exc, now_ms(), backoff=False)
-            return device.fault_readings(ts, f"exception_{exc.code}")
+        answered: list[tuple[ReadBlock, list[int] | list[bool]]] = []
+        refused: list[tuple[ReadBlock, str]] = []  # a block the device refused, and why
+        failure: ExceptionResponse | None = None
+        for block in device.blocks:
+            try:
+                answered.append((block, await self._read(device, block)))
+            except NoResponse as exc:
+                self._mark_failed(device, exc, now_ms(), backoff=True)
+                return device.fault_readings(ts, "no_response")
+            except ExceptionResponse as exc:
+                if exc.code in NO_ANSWER_CODES:  # a gateway answered for a silent device
+                    silent = NoResponse(device.id, exc.detail)
+                    self._mark_failed(device, silent, now_ms(), backoff=True)
+                    return device.fault_readings(ts, "no_response")
+                self.sink.counters.modbus_exceptions += 1
+                refused.append((block, f"exception_{exc.code}"))
+                failure = failure or exc
+            except BadResponse as exc:  # garbled: nothing it says this time is believed
+                return self._garbled(device, exc, ts)
+        ts = now_ms()
+        readings = [
+            fault for block, why in refused for fault in device.block_faults(block, ts, why)
+        ]
+        try:  # a refused block marks only its own points
+            for block, vals in answered:
+                readings += [self._reading(device, p, block, vals, ts) for p in block.points]
         except BadResponse as exc:
-            self._mark_failed(device, exc, now_ms(), backoff=False)
-            return device.fault_readings(ts, "bad_response")
-        device.backoff.succeeded()
-        self.health.report("device", device.id, "ok", ts)
+            return self._garbled(device, exc, ts)
+        device.backoff.succeeded()  # it answered
+        if failure is not None:
+            self.health.report("device", device.id, failure.state, ts, failure.detail)
+        else:
+            self.health.report("device", device.id, "ok", ts)
         return readings
 
-    def _mark_failed(self, device: ModbusDevice, exc: DeviceError, ts: int, backoff: bool) -> None:
-        if isinstance(exc, ExceptionResponse):
-            self.sink.counters.modbus_exceptions += 1
-        elif isinstance(exc, BadResponse):
-            self.sink.counters.modbus_bad_responses += 1
-        else:
-            self.sink.counters.modbus_no_response += 1
+    def _garbled(self, device: ModbusDevice, exc: BadResponse, ts: int) -> list[Reading]:
+        """An answer that does not fit its request: the line or the device is not to be
+        believed, so none of the device's readings are (no backoff: it answers)."""
+        self.sink.counters.modbus_bad_responses += 1
+        self.health.report("device", device.id, exc.state, ts, exc.detail)
+        return device.fault_readings(ts, "bad_response")
+
+    def _mark_failed(self, device: ModbusDevice, exc: NoResponse, ts: int, backoff: bool) -> None:
+        """Nobody answered: every reading of the device is a fault; ``backoff``: it is
+        asked again only after its backoff (its link works, it is silent)."""
+        self.sink.counters.modbus_no_response += 1
         detail = exc.detail
         if backoff:
             delay = device.backoff.failed()

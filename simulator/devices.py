@@ -31,7 +31,7 @@ from gateway.profiles import ModbusProfile, Table, load_profile
 from simulator.broker import stop_process
 from simulator.route import _checksum
 
-Mode = Literal["ok", "silent", "exception", "sentinel", "garbled"]
+Mode = Literal["ok", "silent", "exception", "sentinel", "garbled", "gateway_no_answer"]
 Values = Callable[[], dict[str, float | bool]]
 
 _READ_FC = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
@@ -77,6 +77,8 @@ class ModbusUnit:
     profile_name: str
     values: Values
     mode: Mode = "ok"
+    #: function codes the device does not implement (it answers exception 1)
+    refused: frozenset[int] = frozenset()
     profile: ModbusProfile = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,13 +103,17 @@ class ModbusUnit:
 
     async def _action(
         self,
-        _fc: int,
+        fc: int,
         _start: int,
         _address: int,
         _count: int,
         _regs: list[int],
         _set: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        if fc in self.refused:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if self.mode == "gateway_no_answer":  # an RS-485 converter for a dead sensor
+            return ExcCodes.GATEWAY_NO_RESPONSE
         return ExcCodes.DEVICE_FAILURE if self.mode == "exception" else None
 
     def register_writes(self) -> list[tuple[int, int, list[int] | list[bool]]]:

@@ -268,7 +268,8 @@ def test_exception_response_is_kept_apart_from_no_response(tmp_path: Path) -> No
     device_events = [e for e in rig.events if e.kind == "device"]
     assert [e.state for e in device_events] == ["exception", "no_response"]
     assert "exception 4 (device failure)" in (device_events[0].detail or "")
-    assert rig.sink.counters.modbus_exceptions == 3
+    # one per exception answered: the reefer's four blocks, three polls
+    assert rig.sink.counters.modbus_exceptions == 3 * 4
 
 
 def test_probe_sentinel_becomes_a_fault_reading_and_one_sensor_event(tmp_path: Path) -> None:
@@ -533,3 +534,56 @@ def test_a_gga_takes_speed_and_course_only_from_the_rmc_of_its_own_epoch(tmp_pat
     finally:
         pty.close()
         rig.close()
+
+
+def test_a_block_the_device_refuses_faults_only_its_own_points(tmp_path: Path) -> None:
+    """A transmitter without function code 2 (discrete inputs) answers exception 1 for
+    its door contact: its temperature and humidity still come through."""
+    rig = Rig(tmp_path)
+
+    async def scenario() -> list[Reading]:
+        port = free_port()
+        dev = unit(1, "th_transmitter_int16")
+        dev.refused = frozenset({2})
+        server = ModbusServer([dev], tcp_port=port)
+        await server.start()
+        bus = tcp_bus(rig, port, "th", "th_transmitter_int16")
+        try:
+            return await bus.poll_once()
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    readings = {r.sensor: r for r in run(scenario)}
+    rig.close()
+    assert readings["th.door"].q is Quality.FAULT and readings["th.door"].fault == "exception_1"
+    assert readings["th.temp"].q is Quality.OK and readings["th.rh"].q is Quality.OK
+    (event,) = [e for e in rig.events if e.kind == "device"]
+    assert event.state == "exception" and "exception 1" in (event.detail or "")
+
+
+def test_exception_11_from_an_rs485_gateway_is_no_answer_and_backs_off(tmp_path: Path) -> None:
+    """A Modbus TCP-to-RS-485 converter answers exception 11 for a sensor behind it that
+    did not answer: that is a silent device, asked again only after its backoff."""
+    rig = Rig(tmp_path)
+
+    async def scenario() -> tuple[list[list[Reading]], int]:
+        port = free_port()
+        dev = unit(1, "th_transmitter_int16")
+        dev.mode = "gateway_no_answer"
+        server = ModbusServer([dev], tcp_port=port)
+        await server.start()
+        bus = tcp_bus(rig, port, "th", "th_transmitter_int16")
+        try:
+            cycles = [await bus.poll_once() for _ in range(3)]
+            return cycles, rig.sink.counters.modbus_requests
+        finally:
+            bus.client.close()
+            await server.stop()
+
+    cycles, requests = run(scenario)
+    rig.close()
+    assert all({r.fault for r in cycle} == {"no_response"} for cycle in cycles)
+    assert requests == 1  # the next polls wait for the backoff
+    (event,) = [e for e in rig.events if e.kind == "device"]
+    assert event.state == "no_response" and "next attempt in" in (event.detail or "")
