@@ -24,6 +24,9 @@ DeviceId = Annotated[str, Field(pattern=ID_PATTERN)]
 class GatewayIdentity(Strict):
     id: DeviceId
     site: DeviceId
+    #: the site's own device profiles (absolute path): a device's ``profile`` name is
+    #: looked up here first (``NAME.toml``), then among the shipped ones
+    profiles_dir: Path | None = None
     #: wall-clock interval of the retained status heartbeat with counters
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0
     #: the gateway's clock further off than this from a reference (the collector's
@@ -151,6 +154,7 @@ class GatewayConfig(Strict):
 
     @model_validator(mode="after")
     def _check_devices(self) -> GatewayConfig:
+        self._use_site_profiles()
         seen: set[str] = set()
         for b, bus in enumerate(self.buses):
             units: set[int] = set()
@@ -177,6 +181,19 @@ class GatewayConfig(Strict):
                         f"a {_PROTOCOL_NAME[bus.kind]} profile"
                     )
         return self
+
+    def _use_site_profiles(self) -> None:
+        """A device's profile found in ``profiles_dir`` is that file (looked up first)."""
+        folder = self.gateway.profiles_dir
+        if folder is None:
+            return
+        if not folder.is_absolute() or not folder.is_dir():
+            raise ValueError(f"gateway.profiles_dir: {folder} is not an absolute path of a folder")
+        for bus in self.buses:
+            for i, dev in enumerate(bus.devices):
+                own = folder / f"{dev.profile}.toml"
+                if not dev.profile.endswith(".toml") and own.is_file():
+                    bus.devices[i] = dev.model_copy(update={"profile": str(own)})
 
 
 def load_config(path: Path | str) -> GatewayConfig:

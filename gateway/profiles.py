@@ -221,7 +221,14 @@ def load_profile_file(path: Path) -> ModbusProfile | AsciiProfile | NmeaProfile:
 
 @cache
 def load_profile(name: str) -> ModbusProfile | AsciiProfile | NmeaProfile:
-    """Load a shipped profile by name (file stem)."""
+    """A profile by name (the file stem of a shipped one), or a profile file of the
+    site's own by its path (``…/site-device.toml``: an installer adds a device without
+    touching the installed package)."""
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(name, ["no such profile file"])
+        return load_profile_file(path)
     try:
         path = profile_path(name)
     except FileNotFoundError:

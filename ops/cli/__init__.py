@@ -15,6 +15,7 @@ from ops.cli import (
     deploy,
     edge,
     imports,
+    profiles,
     quarantine,
     readings,
     setup,
@@ -38,6 +39,7 @@ def main(log_level: str) -> None:
 
 for group in (
     edge,
+    profiles,
     collector,
     alerts,
     readings,
