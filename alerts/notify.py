@@ -215,6 +215,8 @@ class NotificationRow(Base):
     fields: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     #: what the provider answered when it took the message (its message or call id)
     receipt: Mapped[str | None] = mapped_column(Text)
+    #: the provider's delivery reports since (alerts/receipts.py), JSON
+    delivery: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("notifications_due", "state", "next_attempt_ms"),)
 

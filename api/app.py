@@ -32,6 +32,7 @@ from api.routes import (
     custody,
     live,
     public,
+    receipts,
     setup,
     signatures,
     sites,
@@ -58,6 +59,7 @@ ROUTERS = tuple(
         admin,
         setup,
         public,
+        receipts,
         live,
     )
 )

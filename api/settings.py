@@ -60,6 +60,9 @@ class ApiSettings(BaseSettings):
     #: the file of signed checkpoints of the audit trail's head (the alert service writes
     #: it): verify then also finds rows taken off the trail's end
     audit_anchor: Path | None = None
+    #: the secret in the address the SMS providers push delivery reports to
+    #: (COLDCHAIN_RECEIPTS_KEY; without it, that route is off)
+    receipts_key: SecretStr | None = None
     #: the secret the alert service signs notifications' links to alarms with
     #: (COLDCHAIN_LINK_SECRET; without it, such links are refused)
     link_secret: SecretStr | None = None
@@ -100,6 +103,10 @@ class ApiSettings(BaseSettings):
                 "COLDCHAIN_PUBLIC_URL is not set: the address printed in QR codes "
                 "(e.g. https://trace.county.example)"
             )
+        if self.receipts_key is not None and not self.receipts_key.get_secret_value():
+            self.receipts_key = None  # set but empty (compose's default): the route is off
+        if self.receipts_key is not None and len(self.receipts_key.get_secret_value()) < 32:
+            raise ValueError("COLDCHAIN_RECEIPTS_KEY is shorter than 32 characters")
         if self.link_secret is not None:
             link = self.link_secret.get_secret_value()
             if PLACEHOLDER.search(link) or len(link) < 32:

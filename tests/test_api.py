@@ -75,6 +75,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/audit"): Role.QUALITY,
     ("GET", "/api/audit/verify"): Role.QUALITY,
     ("GET", "/api/trace/{code}"): None,
+    ("POST", "/api/receipts/{provider}"): None,
     ("GET", "/api/health"): None,
     ("GET", "/api/live"): Role.VIEWER,
 }
@@ -124,6 +125,7 @@ def route_path(template: str, alarm_id: int, **values: str) -> str:
         "gateway": "store-gw",
         "sensor": "no-such.temp",
         "calibration_id": "1",
+        "provider": "tencent",
         **values,
     }
     path = template

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,8 @@ from alerts.models import Site
 from alerts.notify import NotificationRow, deliver_due
 from alerts.repo import sync_alarm, upsert_breach
 from coldchain.settings import load_toml
+from tests.api_server import an_alarm, serve
+from tests.harness import Broker
 
 MIN = 60_000
 T0 = 1_795_392_000_000  # 2026-11-23 00:00 UTC, 08:00 in the county
@@ -255,3 +258,67 @@ def test_a_warning_sends_no_call_and_a_refused_sms_is_retried(
     provider.refuse = False
     assert deliver_due(engine, channels, T0 + 17 * MIN) == (1, 0)  # after its backoff
     assert not any("Tts" in action or "Voice" in action for action, _ in provider.calls)
+
+
+def test_the_providers_delivery_reports_are_recorded_on_their_notifications(
+    config: AlertsConfig, provider: Provider, tmp_path: Path, running_broker: Broker
+) -> None:
+    """After an SMS is taken, the provider pushes whether it reached the phone: the API
+    matches each report to its notification by the message id and records it; a push
+    without our key, or that is not a report, changes nothing."""
+    key = "a receipts key of at least 32 characters"
+    db = f"sqlite:///{tmp_path / 'alerts.sqlite'}"
+    with serve(db, tmp_path, running_broker, receipts_key=key) as api:
+        an_alarm(api)
+        routes, channels = config.route_map(), config.channel_map()
+        escalate(api.engine, config.escalation.policy(), routes, api.t0_ms + 3 * 3_600_000)  # type: ignore[union-attr]
+        deliver_due(api.engine, channels, api.t0_ms + 3 * 3_600_000)
+        tencent = [
+            {
+                "user_receive_time": "2026-12-07 21:15:02",
+                "nationcode": "86",
+                "mobile": "13900000002",
+                "report_status": "SUCCESS",
+                "errmsg": "DELIVRD",
+                "description": "用户短信送达成功",
+                "sid": "5000:104",
+            }
+        ]
+        aliyun = [
+            {
+                "phone_number": "13900000001",
+                "report_time": "2026-12-07 21:15:09",
+                "success": False,
+                "err_code": "MK:0001",
+                "err_msg": "用户关机",
+                "biz_id": "900619^0",
+            }
+        ]
+        with httpx.Client(base_url=api.url, timeout=20) as client:
+            assert client.post("/api/receipts/tencent", json=tencent).status_code == 403
+            wrong = client.post("/api/receipts/tencent", params={"key": "x" * 40}, json=tencent)
+            assert wrong.status_code == 403
+            not_one = client.post("/api/receipts/aliyun", params={"key": key}, json={"a": 1})
+            assert not_one.status_code == 400
+            took = client.post("/api/receipts/tencent", params={"key": key}, json=tencent)
+            assert took.json() == {"matched": 1}
+            assert client.post("/api/receipts/aliyun", params={"key": key}, json=aliyun).json() == {
+                "matched": 1
+            }
+        with Session(api.engine) as s:
+            reported = {
+                r.channel: json.loads(r.delivery)
+                for r in s.execute(select(NotificationRow)).scalars()
+                if r.delivery  # the escalation's repeats were sent too: one has each report
+            }
+    assert set(reported) == {"tencent-sms", "aliyun-sms"}
+    assert reported["tencent-sms"] == [
+        {
+            "to": "13900000002",
+            "delivered": True,
+            "at_ms": 1796649302000,  # 21:15:02 in Beijing
+            "detail": "DELIVRD 用户短信送达成功",
+        }
+    ]
+    (off,) = reported["aliyun-sms"]
+    assert off["delivered"] is False and "用户关机" in off["detail"]

@@ -64,6 +64,7 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/audit"): "every",
     ("GET", "/api/audit/verify"): "every",
     ("GET", "/api/trace/{code}"): "none",
+    ("POST", "/api/receipts/{provider}"): "none",
     ("GET", "/api/health"): "none",
     ("GET", "/api/live"): "list",
 }
