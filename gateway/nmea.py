@@ -97,30 +97,22 @@ def read_sentence(line: bytes, accept_estimated: bool = False) -> Sentence | Non
     try:
         if kind == "RMC":
             mode = f[12][:1] if len(f) > 12 else ""
-            real = f[2] == "A" and (accept_estimated or mode not in NOT_REAL_RMC_MODE)
-            if not real:
+            if f[2] != "A" or (mode in NOT_REAL_RMC_MODE and not accept_estimated):
                 return Sentence(kind, f[1], False)
+            speed = round(float(f[7]) * 1.852, 2) if f[7] else None
+            course = float(f[8]) if f[8] else None
             return Sentence(
-                kind,
-                f[1],
-                True,
-                round(nmea_coord(f[3], f[4], 2), 6),
-                round(nmea_coord(f[5], f[6], 3), 6),
-                round(float(f[7]) * 1.852, 2) if f[7] else None,
-                float(f[8]) if f[8] else None,
-                rmc_utc_ms(f[1], f[9]),
+                kind, f[1], True, *_position(f, 3), speed, course, rmc_utc_ms(f[1], f[9])
             )
         if kind == "GGA":
-            real = f[6] in REAL_GGA_QUALITY or (accept_estimated and f[6] == "6")
-            if not real:
+            if f[6] not in REAL_GGA_QUALITY and not (accept_estimated and f[6] == "6"):
                 return Sentence(kind, f[1], False)
-            return Sentence(
-                kind,
-                f[1],
-                True,
-                round(nmea_coord(f[2], f[3], 2), 6),
-                round(nmea_coord(f[4], f[5], 3), 6),
-            )
+            return Sentence(kind, f[1], True, *_position(f, 2))
     except (ValueError, IndexError):
         raise ValueError(f"malformed {kind} sentence") from None
     return None
+
+
+def _position(f: list[str], at: int) -> tuple[float, float]:
+    """Latitude and longitude from the four fields from ``at`` (value, N/S, value, E/W)."""
+    return round(nmea_coord(f[at], f[at + 1], 2), 6), round(nmea_coord(f[at + 2], f[at + 3], 3), 6)
