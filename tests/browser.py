@@ -5,6 +5,7 @@ publishing readings to the test broker as a gateway does."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,7 +17,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from alerts.repo.users import Role
 from coldchain import wire
-from coldchain.wire import Reading, ReadingsBatch, Stream
+from coldchain.wire import Reading, ReadingsBatch, Status, Stream
 from tests.api_server import PASSWORD, Api, user_of
 
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -85,6 +86,25 @@ def publish(web: Api, gateway: str, site: str, readings: list[Reading], seq: int
     )
     client.publish(
         wire.topic(site, gateway, Stream.READINGS), wire.encode(batch), qos=1
+    ).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_status(web: Api, gateway: str, site: str, state: str) -> None:
+    """A gateway's status as it publishes one (not retained: the tests share a broker)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", web.broker.port)
+    client.loop_start()
+    status = Status(
+        v=wire.SCHEMA_VERSION,
+        gateway=gateway,
+        site=site,
+        state=state,  # type: ignore[arg-type]
+        ts_ms=time.time_ns() // 1_000_000,
+    )
+    client.publish(
+        wire.topic(site, gateway, Stream.STATUS), wire.encode(status), qos=1
     ).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()

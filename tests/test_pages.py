@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from alerts.announce import alarm_line
-from alerts.breach import Level
+from alerts.breach import Kind, Level
 from alerts.calibration import calibration_at
 from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
@@ -32,7 +32,7 @@ from coldchain import wire
 from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import free_port
 from tests.api_server import PASSWORD, Api, an_alarm, user_of
-from tests.browser import publish, shoot, sign_in
+from tests.browser import publish, publish_status, shoot, sign_in
 from tests.harness import Broker
 from tests.scenario import Setup
 
@@ -543,3 +543,66 @@ def test_signing_in_never_leads_off_this_site(web: Api, page: Page) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: urlparse(url).path == "/alarms")
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (3840, 2160)])
+def test_the_wall_fits_its_screen_with_many_alarms_and_an_offline_truck_is_grey(
+    web: Api, browser: Browser, width: int, height: int
+) -> None:
+    """Forty alarms and every place on one screen: nothing runs past its edges (the
+    alarm list scrolls and pages inside its panel); a truck whose gateway is offline is
+    drawn grey, not green."""
+    places = [
+        ("store-gw", "cr1-ctrl.air"), ("store-gw", "cr2-ctrl.air"), ("store-gw", "ct-probe.temp"),
+        ("store-gw", "pc-ctrl.air"), ("truck-01", "truck-01-reefer.air"),
+        ("truck-01", "truck-01-rear.temp"), ("truck-02", "truck-02-reefer.air"),
+        ("truck-02", "truck-02-rear.temp"), ("ts-gw", "ts-th.temp"), ("ts-gw", "ts-probe.temp"),
+    ]  # fmt: skip
+    for n, (gateway, sensor) in enumerate(places):  # forty alarms the wall shows apart
+        for kind in (Kind.HIGH, Kind.LOW):
+            for level in (Level.WARNING, Level.CRITICAL):
+                start = web.t0_ms + n * 60_000
+                an_alarm(web, sensor, kind=kind, level=level, start_ms=start, gateway=gateway)
+    hub = web.app.state.services.hub
+    position = Reading(
+        sensor="truck-02-gps.pos", ts_ms=time.time_ns() // 1_000_000, q=Quality.OK,
+        lat_deg=35.61, lon_deg=103.21, speed_kmh=0.0,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while hub.gateways.get("truck-02") != "offline" or not any(
+        r.gateway == "truck-02" and r.quantity == "position" for r in hub.latest.values()
+    ):
+        assert time.monotonic() < deadline, "the live hub never saw truck 02 go offline"
+        publish(web, "truck-02", "county-fleet", [position])
+        publish_status(web, "truck-02", "county-fleet", "offline")
+        time.sleep(0.3)
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        sign_in(page, web, Role.VIEWER, then="/wall")
+        expect(page.locator("#alarms li.alarm")).not_to_have_count(0)
+        overflow = page.evaluate(
+            """() => {
+                const doc = document.scrollingElement;
+                const outside = [...document.querySelectorAll("main *")].filter((el) => {
+                    const r = el.getBoundingClientRect();
+                    const inPanel = el.closest(".wall-alarms, .wall-places") !== null;
+                    const shown = r.width > 0 && r.height > 0 && !inPanel;
+                    return shown && (r.right > innerWidth + 1 || r.bottom > innerHeight + 1);
+                }).map((el) => el.className || el.tagName);
+                const list = document.getElementById("alarms");
+                return {page: doc.scrollHeight - innerHeight, wide: doc.scrollWidth - innerWidth,
+                        outside, listScrolls: list.scrollHeight > list.clientHeight,
+                        listBottom: list.getBoundingClientRect().bottom - innerHeight};
+            }"""
+        )
+        assert overflow["page"] <= 0 and overflow["wide"] <= 0, overflow
+        assert overflow["outside"] == [] and overflow["listBottom"] <= 1, overflow
+        assert overflow["listScrolls"], overflow  # forty alarms: the panel scrolls
+        truck = page.locator('.tile.truck[data-truck="truck-02"]')
+        expect(truck).to_have_class(re.compile("gw-offline"))
+        grey = truck.evaluate("(el) => getComputedStyle(el).borderLeftColor")
+        assert grey == "rgb(107, 107, 107)", grey
+        shoot(page, f"wall-{width}x{height}")
+    finally:
+        context.close()

@@ -191,9 +191,25 @@ if (document.querySelector("[data-sensor]") || alarmList) {
       el.className = `gateway gw-${s.state}`;
       el.textContent = `${s.gateway}: ${W[s.state.replace("-", "_")] || s.state}`;
     });
+    // the wall's truck tiles: an offline truck turns grey
+    document.querySelectorAll(`.tile.truck[data-truck="${CSS.escape(s.gateway)}"]`).forEach((el) => {
+      el.className = `tile truck gw-${s.state}`;
+      const name = el.querySelector(".name");
+      if (name) name.textContent = `${s.gateway} · ${W[s.state.replace("-", "_")] || s.state}`;
+    });
   });
   source.addEventListener("hello", () => { document.body.dataset.live = "connected"; });
   source.onerror = () => { document.body.dataset.live = "reconnecting"; };
+}
+
+// the wall's alarm list pages by itself when it holds more than its screen
+const pagedList = document.querySelector("[data-pages=yes]");
+if (pagedList) {
+  setInterval(() => {
+    if (pagedList.scrollHeight <= pagedList.clientHeight) return;
+    const atEnd = pagedList.scrollTop + pagedList.clientHeight >= pagedList.scrollHeight - 2;
+    pagedList.scrollTo({ top: atEnd ? 0 : pagedList.scrollTop + pagedList.clientHeight });
+  }, 10000);
 }
 
 // ---------------------------------------------------------------- clocks
