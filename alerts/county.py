@@ -1,11 +1,9 @@
 """The county file: what a county is (profiles, sites and their locations, gateways,
 which sensor measures which location), planned against the database and applied in one
 transaction through the same audited operations the API uses (docs/design-county.md).
-
-:func:`plan` compares a :class:`CountyFile` with the database and returns the changes
-it would make, each as text for a person and an operation to run; :func:`apply` runs
-them in one transaction; :func:`export` reads the database back into a CountyFile.
-"""
+:func:`plan` compares a :class:`CountyFile` with the database and returns the changes it
+would make, each as text for a person and an operation to run; :func:`apply` runs them
+in one transaction; :func:`export` reads the database back into a CountyFile."""
 
 from __future__ import annotations
 
@@ -59,8 +57,7 @@ class LocationFields(Strict):
 
     kind: LocationKind
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    #: its name in Chinese, for the people who read Chinese
-    name_zh: Annotated[str, Field(max_length=200)] | None = None
+    name_zh: Annotated[str, Field(max_length=200)] | None = None  # for readers of Chinese
     profile: Id | None = None
     #: a door open longer than this is a breach
     door_open_max_min: Annotated[float, Field(gt=0)] = 10.0

@@ -90,6 +90,7 @@ def test_only_the_address_a_trusted_proxy_adds_is_believed(web: Api, tmp_path: P
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # 55 hashes: once is enough
 def test_a_sprayer_of_many_names_from_one_address_is_held_back_there(
     behind_proxy: Api,
 ) -> None:
