@@ -79,8 +79,11 @@ def record_reports(s: Session, provider: str, reports: Sequence[Report]) -> int:
     for report in reports:
         if not report.message_id:
             continue
-        rows = s.execute(
-            select(NotificationRow).where(NotificationRow.receipt.startswith(prefix))
+        rows = s.execute(  # only the rows whose receipt names this message
+            select(NotificationRow).where(
+                NotificationRow.receipt.startswith(prefix),
+                NotificationRow.receipt.contains(report.message_id, autoescape=True),
+            )
         ).scalars()
         for row in rows:
             if report.message_id not in (row.receipt or "").split()[1:]:

@@ -113,10 +113,9 @@ def reseal_table(bind: Connection, name: str) -> None:
     table's columns changes what its seals cover: it seals the rows again)."""
     key = audit_key()
     table = Table(name, MetaData(), autoload_with=bind)
-    pk = list(table.primary_key.columns)
     for row in bind.execute(select(table)).mappings().all():
-        where = and_(*(c == row[c.name] for c in pk))
-        bind.execute(update(table).where(where).values(seal=seal_of(name, row, key)))
+        where = _where(table, [row[c.name] for c in table.primary_key.columns])
+        bind.execute(update(table).where(where).values(seal=seal_of(name, row, key)))  # type: ignore[arg-type]
 
 
 def _sealed(obj: object) -> bool:
