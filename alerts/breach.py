@@ -23,6 +23,9 @@ class Kind(enum.StrEnum):
     GATEWAY_OFFLINE = "gateway_offline"
     #: the gateway's clock is off: its readings' times are not to be trusted
     GATEWAY_CLOCK = "gateway_clock"
+    #: the device's own alarm is on (a controller's high-temperature alarm, a probe
+    #: failure it reports): evidence beside our own judgement, for as long as it is on
+    DEVICE_ALARM = "device_alarm"
 
 
 class Level(enum.StrEnum):

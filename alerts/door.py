@@ -14,8 +14,17 @@ class DoorEvaluator:
     streaming like :class:`SensorEvaluator`: a point's value is 1 for open, 0 for closed,
     None for a fault (which neither opens nor closes it)."""
 
-    def __init__(self, sensor: str, max_open_ms: int, max_gap_ms: int = 30 * MINUTE_MS) -> None:
+    def __init__(
+        self,
+        sensor: str,
+        max_open_ms: int,
+        max_gap_ms: int = 30 * MINUTE_MS,
+        kind: Kind = Kind.DOOR_OPEN,
+    ) -> None:
+        """``kind`` DEVICE_ALARM: the same rule for a device's own alarm bit (on for
+        ``max_open_ms``, 0: at once, is a breach until it goes off)."""
         self.sensor, self.max_open_ms, self.max_gap_ms = sensor, max_open_ms, max_gap_ms
+        self.kind = kind
         self.last_ts_ms: int | None = None
         self.found: list[Breach] = []
         self._opened: int | None = None
@@ -44,7 +53,7 @@ class DoorEvaluator:
             if self._breach is None and ts - self._opened >= self.max_open_ms:
                 self._breach = Breach(
                     self.sensor,
-                    Kind.DOOR_OPEN,
+                    self.kind,
                     Level.WARNING,
                     self._opened,
                     ts,
@@ -61,7 +70,7 @@ class DoorEvaluator:
 
     def resume(self, ongoing: Sequence[Breach]) -> None:
         for b in ongoing:
-            if b.kind is Kind.DOOR_OPEN:
+            if b.kind is self.kind:
                 self._breach, self._opened = b, b.start_ts_ms
                 self.found.append(b)
 

@@ -49,7 +49,7 @@ log = logging.getLogger("coldchain.alerts")
 HISTORY_MS = 48 * 3_600_000
 
 #: breach kinds that carry no calibration in their snapshot
-_UNCALIBRATED = (Kind.GATEWAY_OFFLINE, Kind.DOOR_OPEN, Kind.NO_DATA)
+_UNCALIBRATED = (Kind.GATEWAY_OFFLINE, Kind.DOOR_OPEN, Kind.NO_DATA, Kind.DEVICE_ALARM)
 
 
 class Evaluator(Protocol):
@@ -275,6 +275,11 @@ class Judge:
             return (
                 lambda: DoorEvaluator(sensor, max_open_ms, settings.max_gap_ms),
                 f"door:{max_open_ms}",
+            )
+        if quantity is Quantity.ALARM_ON:  # the device's own alarm: a breach while on
+            return (
+                lambda: DoorEvaluator(sensor, 0, settings.max_gap_ms, Kind.DEVICE_ALARM),
+                "device_alarm",
             )
         if profile is None:
             return None

@@ -35,6 +35,7 @@ KINDS: Mapping[str, Mapping[Lang, str]] = {
     "rh_low": {"zh": "湿度过低", "en": "Humidity low"},
     "gateway_offline": {"zh": "网关离线", "en": "Gateway offline"},
     "gateway_clock": {"zh": "网关时钟偏差", "en": "Gateway clock off"},
+    "device_alarm": {"zh": "设备报警", "en": "Device alarm"},
 }
 LEVELS: Mapping[str, Mapping[Lang, str]] = {
     "warning": {"zh": "预警", "en": "Warning"},

@@ -45,6 +45,7 @@ BOUNDS: Final[dict[Quantity, tuple[float, float]]] = {
     Quantity.SETPOINT_C: (-100.0, 150.0),
     Quantity.RH_PCT: (0.0, 110.0),
     Quantity.RUN_H: (0.0, 10_000_000.0),
+    Quantity.PRESSURE_BAR: (-1.0, 200.0),
 }
 
 

@@ -88,15 +88,25 @@ class Quantity(enum.StrEnum):
     COMPRESSOR_ON = "compressor_on"
     DEFROST_ON = "defrost_on"
     RUN_H = "run_h"
+    #: a refrigerant pressure (suction, discharge), bar gauge
+    PRESSURE_BAR = "pressure_bar"
+    FAN_ON = "fan_on"
+    LIGHT_ON = "light_on"
+    #: an auxiliary relay (heater, alarm output, second compressor …)
+    AUX_ON = "aux_on"
+    #: one alarm of the device itself (a controller's high-temperature alarm, a probe
+    #: failure it reports …); which one is told by the sensor's point name
+    ALARM_ON = "alarm_on"
+    #: a unit-less number a device reports (an operating mode, a fault code)
+    STATUS_CODE = "status_code"
     POSITION = "position"  # lat_deg + lon_deg (+ speed_kmh, course_deg)
 
 
 #: the streams a gateway publishes (``stored`` goes the other way)
 GATEWAY_STREAMS: Final = frozenset({Stream.READINGS, Stream.EVENTS, Stream.STATUS})
 
-BOOLEAN_QUANTITIES: Final = frozenset(
-    {Quantity.DOOR_OPEN, Quantity.COMPRESSOR_ON, Quantity.DEFROST_ON}
-)
+#: the on/off measurands (relays, alarms, the door): their value is a bool
+BOOLEAN_QUANTITIES: Final = frozenset(q for q in Quantity if q.endswith(("_on", "_open")))
 
 
 class WireError(ValueError):
@@ -163,6 +173,12 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     compressor_on: bool | None = None
     defrost_on: bool | None = None
     run_h: float | None = None
+    pressure_bar: float | None = None
+    fan_on: bool | None = None
+    light_on: bool | None = None
+    aux_on: bool | None = None
+    alarm_on: bool | None = None
+    status_code: float | None = None
     # a position past ±90°/±180° is kept, marked out_of_range (coldchain.accept)
     lat_deg: float | None = None
     lon_deg: float | None = None
@@ -198,6 +214,18 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             found.append((Quantity.DEFROST_ON, self.defrost_on))
         if self.run_h is not None:
             found.append((Quantity.RUN_H, self.run_h))
+        if self.pressure_bar is not None:
+            found.append((Quantity.PRESSURE_BAR, self.pressure_bar))
+        if self.fan_on is not None:
+            found.append((Quantity.FAN_ON, self.fan_on))
+        if self.light_on is not None:
+            found.append((Quantity.LIGHT_ON, self.light_on))
+        if self.aux_on is not None:
+            found.append((Quantity.AUX_ON, self.aux_on))
+        if self.alarm_on is not None:
+            found.append((Quantity.ALARM_ON, self.alarm_on))
+        if self.status_code is not None:
+            found.append((Quantity.STATUS_CODE, self.status_code))
         if self.lat_deg is not None or self.lon_deg is not None:
             if self.lat_deg is None or self.lon_deg is None:
                 raise WireError(
@@ -236,11 +264,12 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     kind/state pairs: ``device`` ok|no_response|exception|garbled|stale,
     ``sensor`` ok|fault|out_of_range, ``door`` open|closed, ``outbox`` overflow,
     ``gateway`` started|stopping, ``gps`` fix|no_fix, ``clock`` off|ok (against a
-    reference) and stepped_back.
+    reference) and stepped_back, ``alarm`` on|off (a device's own alarm, ``detail``
+    names it: high_temp, low_temp, probe_failure …).
     """
 
     ts_ms: TimestampMs
-    kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock"]
+    kind: Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock", "alarm"]
     source: Id
     state: Annotated[str, msgspec.Meta(max_length=32)]
     detail: Text | None = None

@@ -3,10 +3,12 @@
 Data model (documented in the README):
 
 - measurement: the quantity (``temp_c``, ``rh_pct``, ``setpoint_c``, ``door_open``,
-  ``compressor_on``, ``defrost_on``, ``run_h``, ``position``), and ``event`` for events;
+  ``compressor_on``, ``defrost_on``, ``run_h``, ``pressure_bar``, ``fan_on``,
+  ``light_on``, ``aux_on``, ``alarm_on``, ``status_code``, ``position``), and ``event``
+  for events;
 - tags: ``site``, ``gateway``, ``sensor`` (events: ``site``, ``gateway``, ``kind``,
   ``source``);
-- fields: ``value`` (float, or boolean for door/compressor/defrost; absent for a fault),
+- fields: ``value`` (float, or boolean for door, relays and alarms; absent for a fault),
   ``q`` (string), ``q_code`` (0 ok, 1 fault, 2 out_of_range, 3 clock_suspect),
   ``fault`` (string), ``received_ms`` (clock_suspect readings); position: ``lat_deg``,
   ``lon_deg``, ``speed_kmh``;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from coldchain.wire import Quality
@@ -17,6 +18,7 @@ from gateway.profiles import DataType, Order, RegisterPoint, Table
 
 _STRUCT = {
     DataType.INT16: "h",
+    DataType.INT16_SM: "H",
     DataType.UINT16: "H",
     DataType.INT32: "i",
     DataType.UINT32: "I",
@@ -41,6 +43,8 @@ def decode_registers(
         words.reverse()
     raw = b"".join(w.to_bytes(2, "big") for w in words)
     value: int | float = struct.unpack(f">{_STRUCT[dtype]}", raw)[0]
+    if dtype is DataType.INT16_SM and int(value) & 0x8000:
+        return -(int(value) & 0x7FFF)
     return value
 
 
@@ -48,6 +52,8 @@ def encode_registers(
     value: int | float, dtype: DataType, byte_order: Order = "big", word_order: Order = "big"
 ) -> list[int]:
     """The inverse of :func:`decode_registers` (used by the simulators and the tests)."""
+    if dtype is DataType.INT16_SM and value < 0:
+        value = 0x8000 | int(-value)
     raw = struct.pack(f">{_STRUCT[dtype]}", value)
     words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
     if word_order == "little":
@@ -57,9 +63,9 @@ def encode_registers(
     return words
 
 
-def raw_for_value(point: RegisterPoint, value: float) -> int | float:
+def raw_for_value(point: RegisterPoint, value: float, scale: float | None = None) -> int | float:
     """The raw register value a device would hold for an engineering value."""
-    raw = (value - point.offset) / point.scale
+    raw = (value - point.offset) / (point.scale if scale is None else scale)
     return raw if point.type is DataType.FLOAT32 else round(raw)
 
 
@@ -70,17 +76,63 @@ class Decoded:
     fault: str | None = None
 
 
-def decode_point(point: RegisterPoint, regs: list[int] | list[bool]) -> Decoded:
-    """Turn the registers (or the bit) of one point into a value and its quality."""
+_UNSIGNED = {DataType.INT16: DataType.UINT16, DataType.INT32: DataType.UINT32}
+
+
+def setting_of(point: RegisterPoint, regs: list[int] | list[bool]) -> int:
+    """The raw integer a setting register holds (its unit, its number of decimals)."""
+    return int(
+        decode_registers([int(r) for r in regs], point.type, point.byte_order, point.word_order)
+    )
+
+
+def decode_point(
+    point: RegisterPoint,
+    regs: list[int] | list[bool],
+    settings: Mapping[str, int] | None = None,
+) -> Decoded:
+    """Turn the registers (or the bit) of one point into a value and its quality.
+    ``settings``: the raw values of the device's setting points read in the same cycle
+    (for ``scale_from`` and ``unit_from``)."""
     if point.table.is_bit:
         return Decoded(bool(regs[0]) != point.invert, Quality.OK)
-    raw = decode_registers([int(r) for r in regs], point.type, point.byte_order, point.word_order)
+    words = [int(r) for r in regs]
+    if point.bit is not None:  # a flag of a status word: the bits as they are
+        word = decode_registers(
+            words, _UNSIGNED.get(point.type, point.type), point.byte_order, point.word_order
+        )
+        return Decoded(bool((int(word) >> point.bit) & 1) != point.invert, Quality.OK)
+    raw = decode_registers(words, point.type, point.byte_order, point.word_order)
     if isinstance(raw, float) and not math.isfinite(raw):
         return Decoded(None, Quality.FAULT, "sentinel")
-    if isinstance(raw, int) and raw in point.fault_values:
-        return Decoded(None, Quality.FAULT, "sentinel")
-    value = round(raw * point.scale + point.offset, 6)
+    if isinstance(raw, int):
+        if raw in point.fault_values:
+            return Decoded(None, Quality.FAULT, "sentinel")
+        for codes in point.fault_ranges:
+            if codes.min <= raw <= codes.max:
+                return Decoded(None, Quality.FAULT, codes.describe(raw))
+    scale, unit = point.scale, "c"
+    if point.scale_from is not None:
+        chosen = _chosen(point.scale_from.point, point.scale_from.values, settings)
+        if chosen is None:
+            return Decoded(None, Quality.FAULT, "unknown_setting")
+        scale = float(chosen)
+    if point.unit_from is not None:
+        chosen = _chosen(point.unit_from.point, point.unit_from.values, settings)
+        if chosen is None:
+            return Decoded(None, Quality.FAULT, "unknown_setting")
+        unit = str(chosen)
+    value = raw * scale + point.offset
+    # a device showing °F is published in °C, like every other: the wire has one unit
+    value = round((value - 32) / 1.8, 3) if unit == "f" else round(value, 6)
     return Decoded(value, quality_of(value, point.valid_min, point.valid_max))
+
+
+def _chosen(
+    name: str, values: Mapping[str, float | str], settings: Mapping[str, int] | None
+) -> float | str | None:
+    raw = None if settings is None else settings.get(name)
+    return None if raw is None else values.get(str(raw))
 
 
 def quality_of(value: float, valid_min: float | None, valid_max: float | None) -> Quality:

@@ -12,7 +12,7 @@ from coldchain.wire import Event
 
 log = logging.getLogger("coldchain.gateway")
 
-EventKind = Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock"]
+EventKind = Literal["device", "sensor", "door", "outbox", "gateway", "gps", "clock", "alarm"]
 
 
 @dataclass
@@ -38,11 +38,20 @@ class Health:
         if previous == state:
             return False
         self.states[key] = state
-        if previous is None and kind in ("sensor", "door") and state in ("ok", "closed"):
+        if (
+            previous is None
+            and kind in ("sensor", "door", "alarm")
+            and state
+            in (
+                "ok",
+                "closed",
+                "off",
+            )
+        ):
             return False  # the normal first state of a sensor is not news
         level = (
             logging.INFO
-            if state in ("ok", "closed", "fix", "started", "stopping")
+            if state in ("ok", "closed", "off", "fix", "started", "stopping")
             else logging.WARNING
         )
         log.log(

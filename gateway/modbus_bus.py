@@ -28,7 +28,7 @@ from coldchain.backoff import Backoff
 from coldchain.wire import Quality, Quantity, Reading
 from gateway.clock import now_ms
 from gateway.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus
-from gateway.decode import ReadBlock, decode_point, plan_reads
+from gateway.decode import ReadBlock, decode_point, plan_reads, setting_of
 from gateway.errors import BadResponse, ExceptionResponse, NoResponse
 from gateway.health import Health
 from gateway.profiles import ModbusProfile, RegisterPoint, Table, load_profile
@@ -66,8 +66,25 @@ class ModbusDevice:
             profile.max_gap,
         )
         self.sensor = {p.name: f"{config.id}.{p.name}" for p in profile.points}
+        #: the points other points take their unit or scale from
+        self.setting_points = {
+            chosen.point
+            for p in profile.points
+            for chosen in (p.scale_from, p.unit_from)
+            if chosen is not None
+        }
         self.backoff = Backoff(*bus_backoff)
-        self.last_door: dict[str, bool] = {}
+        #: the last state of each door and alarm bit (an event per change)
+        self.last_flag: dict[str, bool] = {}
+
+    def settings(self, answered: list[tuple[ReadBlock, list[int] | list[bool]]]) -> dict[str, int]:
+        """The raw values of the setting registers read this cycle."""
+        return {
+            p.name: setting_of(p, block.slice_for(p, values))
+            for block, values in answered
+            for p in block.points
+            if p.name in self.setting_points
+        }
 
     def fault_readings(self, ts_ms: int, fault: str) -> list[Reading]:
         return self._faults(self.profile.points, ts_ms, fault)
@@ -85,6 +102,7 @@ class ModbusDevice:
                 quantity=p.quantity,
             )
             for p in points
+            if p.publish
         ]
 
 
@@ -216,8 +234,16 @@ class ModbusBus:
             fault for block, why in refused for fault in device.block_faults(block, ts, why)
         ]
         try:  # a refused block marks only its own points
+            settings = device.settings(answered)
+        except (ValueError, IndexError) as exc:  # a response that does not fit its request
+            return self._garbled(device, BadResponse(device.id, f"settings: {exc}"), ts)
+        try:
             for block, vals in answered:
-                readings += [self._reading(device, p, block, vals, ts) for p in block.points]
+                readings += [
+                    self._reading(device, p, block.slice_for(p, vals), settings, ts)
+                    for p in block.points
+                    if p.publish
+                ]
         except BadResponse as exc:
             return self._garbled(device, exc, ts)
         device.backoff.succeeded()  # it answered
@@ -248,21 +274,24 @@ class ModbusBus:
         self,
         device: ModbusDevice,
         point: RegisterPoint,
-        block: ReadBlock,
-        values: list[int] | list[bool],
+        regs: list[int] | list[bool],
+        settings: dict[str, int],
         ts: int,
     ) -> Reading:
         try:
-            decoded = decode_point(point, block.slice_for(point, values))
+            decoded = decode_point(point, regs, settings)
         except (ValueError, IndexError) as exc:  # a response that does not fit its request
             raise BadResponse(device.id, f"{point.name}: {exc}") from None
         sensor = device.sensor[point.name]
-        if point.quantity is Quantity.DOOR_OPEN:
-            is_open = bool(decoded.value)
-            if device.last_door.get(sensor) != is_open:
-                device.last_door[sensor] = is_open
-                self.health.report("door", sensor, "open" if is_open else "closed", ts)
-        elif not point.table.is_bit:
+        if point.quantity is Quantity.DOOR_OPEN or point.alarm is not None:
+            on = bool(decoded.value)
+            if device.last_flag.get(sensor) != on:
+                device.last_flag[sensor] = on
+                if point.alarm is not None:
+                    self.health.report("alarm", sensor, "on" if on else "off", ts, point.alarm)
+                else:
+                    self.health.report("door", sensor, "open" if on else "closed", ts)
+        elif not point.table.is_bit and point.bit is None:
             self.health.report("sensor", sensor, decoded.quality.value, ts, decoded.fault)
         reading = Reading(sensor=sensor, ts_ms=ts, q=decoded.quality, fault=decoded.fault)
         if decoded.value is None:

@@ -79,6 +79,9 @@ class ModbusUnit:
     mode: Mode = "ok"
     #: function codes the device does not implement (it answers exception 1)
     refused: frozenset[int] = frozenset()
+    #: registers and bits laid out by hand, as a manual prints them: (table, protocol
+    #: address) -> raw word or bit, written over what ``values`` gives
+    raw: dict[tuple[Table, int], int | bool] = field(default_factory=dict)
     profile: ModbusProfile = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +93,8 @@ class ModbusUnit:
         sizes = {t: 0 for t in Table}
         for p in self.profile.points:
             sizes[p.table] = max(sizes[p.table], p.address + p.register_count)
+        for table, address in self.raw:
+            sizes[table] = max(sizes[table], address + 1)
         blocks: list[list[SimData]] = []
         for table in (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT):
             count = max(sizes[table], 1)
@@ -120,6 +125,7 @@ class ModbusUnit:
         """(function code, address, values) that bring the registers up to date."""
         values = self.values()
         writes: list[tuple[int, int, list[int] | list[bool]]] = []
+        flags: dict[tuple[Table, int], int] = {}  # status words built bit by bit
         for p in self.profile.points:
             if p.name not in values:
                 continue
@@ -128,15 +134,26 @@ class ModbusUnit:
             if p.table.is_bit:
                 writes.append((fc, p.address, [bool(value) != p.invert]))
                 continue
+            if p.bit is not None:
+                word = flags.setdefault((p.table, p.address), 0)
+                flags[(p.table, p.address)] = word | ((bool(value) != p.invert) << p.bit)
+                continue
             if self.mode == "sentinel" and p.fault_values:
                 raw: int | float = p.fault_values[0]
             elif self.mode == "sentinel" and p.type is PointType.FLOAT32:
                 raw = float("nan")
-            else:
-                raw = raw_for_value(p, float(value))
+            else:  # a scale chosen by a device setting: the first one the profile lists
+                scale = next(iter(p.scale_from.values.values())) if p.scale_from else None
+                raw = raw_for_value(p, float(value), float(scale) if scale else None)
             writes.append(
                 (fc, p.address, encode_registers(raw, p.type, p.byte_order, p.word_order))
             )
+        for (table, address), word in flags.items():
+            writes.append((_READ_FC[table], address, [word]))
+        for (table, address), given in self.raw.items():
+            bits: list[bool] = [bool(given)]
+            words: list[int] = [int(given) & 0xFFFF]
+            writes.append((_READ_FC[table], address, bits if table.is_bit else words))
         return writes
 
 

@@ -136,6 +136,31 @@ def status(state: str, ts_ms: int, gateway: str = GW, **kw: object) -> Status:
 
 
 # ---------------------------------------------------------------------- rules per location
+def test_a_controller_s_own_alarm_is_a_breach_while_it_is_on(engine: Engine) -> None:
+    """A controller's high-temperature alarm bit (issue 17) is evidence too: a breach
+    on the room's batches from the first reading it is on until it goes off."""
+    with transaction(engine) as s:
+        assign_sensor(
+            s, gateway=GW, sensor="cr1-ctrl.high_alarm", location_id="store.room",
+            from_ms=T0 - DAY, actor="qa",
+        )  # fmt: skip
+    svc = service(engine)
+    bits = [False, False, True, True, True, False, False]
+    svc.process(
+        batch(
+            [
+                Reading(sensor="cr1-ctrl.high_alarm", ts_ms=T0 + i * MIN, q=Quality.OK, alarm_on=on)
+                for i, on in enumerate(bits)
+            ]
+        )
+    )
+    rows = breaches(engine)
+    assert [(r.kind, r.level, r.start_ms, r.end_ms, r.end_reason) for r in rows] == [
+        ("device_alarm", "warning", T0 + 2 * MIN, T0 + 5 * MIN, "closed")
+    ]
+    assert json.loads(rows[0].batches) == ["B-YAK"]
+
+
 def test_door_left_open_longer_than_allowed_is_one_breach_on_the_batches_in_the_room(
     engine: Engine,
 ) -> None:

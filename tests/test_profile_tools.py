@@ -108,3 +108,13 @@ def test_profile_probe_reads_a_live_device_and_prints_what_each_point_decodes_to
     assert lines["probe.temp"][1:4] == ["temp_c", "-18.7", "ok"]
     assert lines["probe.rh"][1:4] == ["rh_pct", "86.4", "ok"]
     assert lines["probe.door"][1:4] == ["door_open", "True", "ok"]
+
+
+def test_profile_check_names_the_manual_and_the_points_it_could_not_confirm() -> None:
+    checked = cli("profile", "check", str(profile_path("dixell_xr60cx")))
+    assert checked.returncode == 0, checked.stderr
+    assert "from: MODBUS-RTU applied to DIXELL devices, rel. 2.6" in checked.stdout
+    assert "holding 3328+1: door_alarm, di_alarm" in checked.stdout
+    assert "air: probe register from §3.1.1 (p. 8), not confirmed" in checked.stdout
+    sure = cli("profile", "check", str(profile_path("renke_rs_ws_n01")))
+    assert "1 points not confirmed" in sure.stdout and "temp: the manual names no" in sure.stdout

@@ -32,13 +32,30 @@ def profile_check(path: Path) -> None:
         fail(exc, 2)
     click.echo(f"{path}: {found.protocol} profile {found.model} ({found.vendor})")
     if isinstance(found, ModbusProfile):
+        if found.source:
+            click.echo(f"  from: {found.source}")
         blocks = plan_reads(
             found.points, found.max_registers_per_read, found.max_bits_per_read, found.max_gap
         )
-        click.echo(f"  {len(found.points)} points in {len(blocks)} requests:")
+        click.echo(f"  {len(found.points)} points in {len(blocks)} requests (protocol addresses):")
         for block in blocks:
             names = ", ".join(p.name for p in block.points)
             click.echo(f"    {block.table} {block.address}+{block.count}: {names}")
+        _uncertain(found)
+
+
+def _uncertain(found: object) -> None:
+    """The points the profile's author could not confirm against the manual: for the
+    installer to check with ``coldchain profile probe`` before relying on them."""
+    from gateway.profiles import ModbusProfile
+
+    if not isinstance(found, ModbusProfile):
+        return
+    doubtful = [p for p in found.points if p.uncertain]
+    if doubtful:
+        click.echo(f"  {len(doubtful)} points not confirmed against the manual:")
+        for p in doubtful:
+            click.echo(f"    {p.name}: {p.uncertain}")
 
 
 @profile.command("probe")
@@ -55,11 +72,14 @@ def profile_probe(
     decodes to (or why it is a fault): for the installer, before the gateway's config."""
     if (host is None) == (device is None):
         fail("give --host (Modbus TCP) or --serial (Modbus RTU)", 2)
+    from gateway.profiles import load_profile
+
     readings = asyncio.run(_probe(name, host, port, device, baud, unit))
     for r in readings:
         value = "-" if r.value() is None else r.value()
         state = r.q.value if r.fault is None else f"{r.q.value} ({r.fault})"
         click.echo(f"{r.sensor:<28} {r.measurand().value:<14} {value!s:<10} {state}")
+    _uncertain(load_profile(name))
 
 
 async def _probe(
