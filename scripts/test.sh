@@ -16,4 +16,6 @@ bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
-echo "== pytest" && pytest "$@"
+# four workers on two cores: the tests mostly wait on real processes (COLDCHAIN_TEST_WORKERS=0
+# runs them in this process, e.g. to debug one)
+echo "== pytest" && pytest -n "${COLDCHAIN_TEST_WORKERS:-4}" --durations=15 "$@"

@@ -447,6 +447,7 @@ def test_first_admin_comes_from_the_cli_and_there_is_no_default_user(
 # on PostgreSQL, the production database (the SQLite path answers the same routes and
 # is walked by every other API test); one fuzz run keeps the suite's time in bounds
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.timeout(480)  # the slowest test: a few hundred requests, argon2 on each sign-in
 def test_schemathesis_finds_no_server_error(api: Api, tmp_path: object) -> None:
     token = api.token(Role.ADMIN)
     result = subprocess.run(
