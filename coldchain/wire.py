@@ -184,6 +184,9 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     lon_deg: float | None = None
     speed_kmh: float | None = None
     course_deg: float | None = None
+    # a position's fix quality, from the receiver's GGA: satellites used, HDOP
+    sats: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
+    hdop: float | None = None
     # Which measurand this reading carries when its value is null (fault readings).
     quantity: Quantity | None = None
 

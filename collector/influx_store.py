@@ -82,6 +82,10 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
                     p = p.field("lat_deg", r.lat_deg).field("lon_deg", r.lon_deg)
                     if r.speed_kmh is not None:
                         p = p.field("speed_kmh", r.speed_kmh)
+                    if r.sats is not None:  # the fix's quality
+                        p = p.field("sats", r.sats)
+                    if r.hdop is not None:
+                        p = p.field("hdop", r.hdop)
                 elif (value := r.value()) is not None:
                     p = p.field("value", value if isinstance(value, bool) else float(value))
                 if r.fault:

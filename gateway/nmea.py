@@ -75,6 +75,9 @@ class Sentence:
     speed_kmh: float | None = None
     course_deg: float | None = None
     utc_ms: int | None = None
+    #: GGA's fix quality: satellites in use and horizontal dilution of precision
+    sats: int | None = None
+    hdop: float | None = None
 
 
 def sentence_in(line: bytes) -> bytes:
@@ -107,7 +110,9 @@ def read_sentence(line: bytes, accept_estimated: bool = False) -> Sentence | Non
         if kind == "GGA":
             if f[6] not in REAL_GGA_QUALITY and not (accept_estimated and f[6] == "6"):
                 return Sentence(kind, f[1], False)
-            return Sentence(kind, f[1], True, *_position(f, 2))
+            sats = int(f[7]) if f[7] else None
+            hdop = float(f[8]) if f[8] else None
+            return Sentence(kind, f[1], True, *_position(f, 2), sats=sats, hdop=hdop)
     except (ValueError, IndexError):
         raise ValueError(f"malformed {kind} sentence") from None
     return None

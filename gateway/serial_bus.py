@@ -221,6 +221,10 @@ class Fix:
     speed_kmh: float | None
     course_deg: float | None
     monotonic: float
+    sats: int | None = None
+    hdop: float | None = None
+    #: both sentences of its epoch were read (RMC's speed and course, GGA's quality)
+    complete: bool = False
 
 
 class GpsDevice(LineDevice):
@@ -234,8 +238,11 @@ class GpsDevice(LineDevice):
         self.sensor = f"{self.device_id}.pos"
         self.fix: Fix | None = None
         self._last_published = 0.0
-        #: the last real RMC: speed and course go only with the GGA of the same epoch
-        self._rmc: Sentence | None = None
+        #: the last real RMC and GGA: speed and course (RMC), satellites and HDOP (GGA)
+        #: go only with the other sentence of the same epoch
+        self._last: dict[str, Sentence] = {}
+        #: a fix whose epoch's other sentence is still to come: (fix, ts_ms, epoch)
+        self._held: tuple[Fix, int, str] | None = None
         #: told the receiver's UTC (ms) with each valid RMC fix
         self.on_time: Callable[[int], None] | None = None
 
@@ -254,6 +261,18 @@ class GpsDevice(LineDevice):
             self.on_time(sentence.utc_ms)
         self.fix = fix
         self.health.report("gps", self.device_id, "fix", ts_ms)
+        if len(set(self.profile.sentences)) > 1 and not fix.complete:
+            # the other sentence of this epoch is still to come: publish when it does
+            held, self._held = self._held, (fix, ts_ms, sentence.epoch)
+            if held is None or held[2] == sentence.epoch:
+                return []
+            fix, ts_ms = held[0], held[1]  # its pair never came: it goes alone
+        else:
+            self._held = None
+        return self._published(fix, ts_ms)
+
+    def _published(self, fix: Fix, ts_ms: int) -> list[Reading]:
+        """A position reading, at most one per ``interval_s``."""
         if fix.monotonic - self._last_published < self.profile.interval_s:
             return []
         self._last_published = fix.monotonic
@@ -266,20 +285,30 @@ class GpsDevice(LineDevice):
                 lon_deg=fix.lon_deg,
                 speed_kmh=fix.speed_kmh,
                 course_deg=fix.course_deg,
+                sats=fix.sats,
+                hdop=fix.hdop,
             )
         ]
 
     def _fix_from(self, sentence: Sentence) -> Fix | None:
         """A real fix; a GGA takes speed and course only from the RMC of its own epoch
-        (never the previous fix's)."""
+        (never the previous fix's), an RMC satellites and HDOP only from its GGA."""
         if not sentence.real or sentence.lat_deg is None or sentence.lon_deg is None:
             return None
-        speed, course = sentence.speed_kmh, sentence.course_deg
-        if sentence.kind == "RMC":
-            self._rmc = sentence
-        elif self._rmc is not None and self._rmc.epoch == sentence.epoch:
-            speed, course = self._rmc.speed_kmh, self._rmc.course_deg
-        return Fix(sentence.lat_deg, sentence.lon_deg, speed, course, time.monotonic())
+        self._last[sentence.kind] = sentence
+        rmc, gga = self._last.get("RMC"), self._last.get("GGA")
+        rmc = rmc if rmc is not None and rmc.epoch == sentence.epoch else None
+        gga = gga if gga is not None and gga.epoch == sentence.epoch else None
+        return Fix(
+            sentence.lat_deg,
+            sentence.lon_deg,
+            None if rmc is None else rmc.speed_kmh,
+            None if rmc is None else rmc.course_deg,
+            time.monotonic(),
+            None if gga is None else gga.sats,
+            None if gga is None else gga.hdop,
+            complete=rmc is not None and gga is not None,
+        )
 
     async def _watchdog(self) -> None:
         while True:

@@ -521,14 +521,11 @@ def test_a_gga_takes_speed_and_course_only_from_the_rmc_of_its_own_epoch(tmp_pat
     rmc_first, _gga_first = nmea_sentences(moving, first)
     _rmc_then, gga_then = nmea_sentences(moving, then)
     try:
-        (before,) = device.parse(gga_then.strip(), 0)  # its epoch's RMC has not come
-        assert before.speed_kmh is None and before.course_deg is None
-        device.parse(rmc_first.strip(), 0)
-        (after,) = device.parse(gga_then.strip(), 0)  # the RMC was of another epoch
-        assert after.speed_kmh is None
+        assert device.parse(gga_then.strip(), 0) == []  # held: its epoch's RMC is to come
+        (alone,) = device.parse(rmc_first.strip(), 0)  # another epoch's: the GGA goes alone
+        assert alone.speed_kmh is None and alone.course_deg is None
         rmc_then, gga_then = nmea_sentences(moving, then)
-        device.parse(rmc_then.strip(), 0)
-        (paired,) = device.parse(gga_then.strip(), 0)
+        (paired,) = device.parse(rmc_then.strip(), 0)  # the GGA's own epoch: a pair
         assert paired.speed_kmh is not None and math.isclose(paired.speed_kmh, 40.0, abs_tol=0.2)
         assert paired.course_deg == 90.0
     finally:
