@@ -199,9 +199,8 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         return self.measure()[1]
 
     def measure(self) -> tuple[Quantity, float | bool | None]:
-        """(quantity, scalar value) in one pass; raises WireError unless exactly one
-        measurand is present. Written out field by field: the collector calls it for
-        every reading it stores."""
+        """(quantity, scalar value) in one pass; WireError unless exactly one measurand is
+        present. Field by field: the collector calls it for every reading it stores."""
         found: list[tuple[Quantity, float | bool | None]] = []
         if self.temp_c is not None:
             found.append((Quantity.TEMP_C, self.temp_c))
@@ -337,10 +336,15 @@ def encode(obj: Message | Stored | Reading | Event) -> bytes:
 
 
 def decode(stream: Stream, payload: bytes, *, check_measurands: bool = True) -> Message:
-    """Decode and validate a payload of a stream; raises WireError with the reason.
+    """Decode and validate a payload of a stream (a readings batch of either schema
+    version, coldchain.wire_batch); raises WireError with the reason.
 
     ``check_measurands=False`` leaves the one-measurand-per-reading check to a caller that
     measures every reading anyway (the collector), so that it is done once."""
+    if stream is Stream.READINGS and payload[:1] == b"\x78":  # version 2 (which imports wire)
+        from coldchain.wire_batch import expand
+
+        return expand(payload)
     msg: Message = _decoded(_decoders[stream], stream, payload)
     if check_measurands and isinstance(msg, ReadingsBatch):
         for reading in msg.readings:
@@ -378,41 +382,3 @@ def decode_reading(body: bytes) -> Reading:
 
 def decode_event(body: bytes) -> Event:
     return _event_decoder.decode(body)
-
-
-def bodies_that_fit(bodies: list[bytes]) -> int:
-    """How many of the first bodies fit one batch under MAX_PAYLOAD_BYTES (at least one:
-    a single reading or event is far below it, its fields being bounded)."""
-    room = MAX_PAYLOAD_BYTES - BATCH_HEAD_BYTES
-    for count, body in enumerate(bodies):
-        room -= len(body) + 1
-        if room < 0:
-            return max(count, 1)
-    return len(bodies)
-
-
-def assemble(
-    stream: Stream,
-    *,
-    gateway: str,
-    site: str,
-    epoch: int,
-    seq: int,
-    bodies: list[bytes],
-    held_from: int | None = None,
-) -> bytes:
-    """Build a batch payload from already-encoded readings or events (no re-encoding)."""
-    if stream not in (Stream.READINGS, Stream.EVENTS):
-        raise WireError(f"{stream} is not a batch")
-    items = "readings" if stream is Stream.READINGS else "events"
-    fields: dict[str, object] = {
-        "v": SCHEMA_VERSION,
-        "gateway": gateway,
-        "site": site,
-        "epoch": epoch,
-        "seq": seq,
-    }
-    if held_from is not None:
-        fields["held_from"] = held_from
-    head = _encoder.encode(fields)
-    return b"".join((head[:-1], b',"', items.encode(), b'":[', b",".join(bodies), b"]}"))

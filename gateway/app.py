@@ -43,6 +43,7 @@ class Gateway:
                 site=config.gateway.site,
                 max_rows=box.max_rows,
                 max_age_h=box.max_age_h,
+                encoding=box.encoding,
             )
         )
         CLOCK.start_from(self.outbox.sync.newest_ms)  # a clock set back repeats no stamp

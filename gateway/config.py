@@ -40,6 +40,9 @@ class OutboxConfig(Strict):
     #: 8 sensors at 1 minute
     max_rows: Annotated[int, Field(ge=100)] = 2_000_000
     max_age_h: Annotated[float, Field(gt=0)] = 24 * 30
+    #: readings batches in the compact schema version 2 (about a tenth of the bytes:
+    #: trucks pay for mobile data) or version 1 JSON (for collectors older than 0.2)
+    encoding: Literal["compact", "json"] = "compact"
     #: readings per backlog message
     backlog_chunk: Annotated[int, Field(ge=1, le=5000)] = 500
     #: backlog readings sent per second at most (live readings are not limited)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.wire import Event, Stream
 from gateway.clock import now_ms
 from gateway.outbox_file import (
@@ -109,8 +109,11 @@ class Outbox:
         max_rows: int,
         max_age_h: float,
         clock: Callable[[], int] = now_ms,
+        encoding: wire_batch.Encoding = "json",
     ) -> None:
         self.path = path
+        #: readings batches as version 1 JSON or the compact version 2 (wire_batch)
+        self.encoding = encoding
         self.gateway = gateway
         self.site = site
         self.max_rows = max_rows
@@ -290,20 +293,21 @@ class Outbox:
             ).fetchall()
             if not rows:
                 return None
-            rows = rows[: wire.bodies_that_fit([body for _id, body in rows])]
+            rows = rows[: wire_batch.bodies_that_fit([body for _id, body in rows])]
             seq_key = f"next_seq.{stream.value}"
             seq = self._meta(seq_key) or 1
             self._set_meta(seq_key, seq + 1)
             held = self._db.execute(
                 "SELECT MIN(seq) FROM sealed WHERE stream = ?", (stream.value,)
             ).fetchone()[0]
-            payload = wire.assemble(
+            payload = wire_batch.batch_payload(
                 stream,
+                self.encoding,
                 gateway=self.gateway,
                 site=self.site,
                 epoch=self.epoch,
                 seq=seq,
-                bodies=[r[1] for r in rows],
+                bodies=[bytes(r[1]) for r in rows],
                 held_from=seq if held is None else int(held),
             )
             self._db.execute(

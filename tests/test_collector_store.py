@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.wire import Quality, Quantity, Reading, ReadingsBatch
 from collector.errors import Rejected, StoreUnavailable
 from collector.influx_store import points_of
@@ -458,9 +458,9 @@ def test_a_batch_of_long_readings_is_cut_to_stay_under_the_wire_bound() -> None:
         )
     )
     bodies = [body] * wire.MAX_ITEMS
-    fit = wire.bodies_that_fit(bodies)
+    fit = wire_batch.bodies_that_fit(bodies)
     assert 0 < fit < wire.MAX_ITEMS
-    payload = wire.assemble(
+    payload = wire_batch.assemble(
         wire.Stream.READINGS,
         gateway="g",
         site="s",
@@ -471,4 +471,4 @@ def test_a_batch_of_long_readings_is_cut_to_stay_under_the_wire_bound() -> None:
     )
     assert len(payload) <= wire.MAX_PAYLOAD_BYTES
     assert len(wire.decode(wire.Stream.READINGS, payload).readings) == fit  # type: ignore[union-attr]
-    assert wire.bodies_that_fit(bodies[:3]) == 3
+    assert wire_batch.bodies_that_fit(bodies[:3]) == 3

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.wire import Quality, Quantity, Reading, Stream
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -69,7 +69,7 @@ def test_assembled_batch_equals_encoded_struct() -> None:
         Reading(sensor="a.temp", ts_ms=1, q=Quality.OK, temp_c=-18.5),
         Reading(sensor="a.door", ts_ms=1, q=Quality.OK, door_open=True),
     ]
-    assembled = wire.assemble(
+    assembled = wire_batch.assemble(
         Stream.READINGS,
         gateway="gw",
         site="s",
