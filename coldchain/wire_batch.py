@@ -60,9 +60,11 @@ class CompactReadings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     #: each (sensor, measurand) once
     sensors: Annotated[list[Id], msgspec.Meta(max_length=MAX_ITEMS)]
     kinds: Annotated[list[Quantity], msgspec.Meta(max_length=MAX_ITEMS)]
-    i: Annotated[list[int], msgspec.Meta(max_length=MAX_ITEMS)]
     dt: Annotated[list[Delta], msgspec.Meta(max_length=MAX_ITEMS)]
     val: Annotated[list[Value], msgspec.Meta(max_length=MAX_ITEMS)]
+    #: each reading's sensor index; left out when the readings are the sensors in order
+    #: (one poll: each sensor once), the common case
+    i: Annotated[list[int], msgspec.Meta(max_length=MAX_ITEMS)] = []
     #: the readings whose quality is not ok: [reading index, quality, fault reason]
     bad: list[tuple[int, Quality, str | None]] = []
     held_from: Seq | None = None
@@ -106,6 +108,8 @@ def compact(
         columns["val"].append(value)
         if r.q is not Quality.OK:
             bad.append((n, r.q, r.fault))
+    if columns["i"] == list(range(len(readings))):
+        columns["i"] = []  # each sensor once, in order: the index says nothing
     batch = CompactReadings(
         v=COMPACT_VERSION,
         gateway=gateway,
@@ -155,14 +159,15 @@ def expand(payload: bytes) -> ReadingsBatch:
 
 
 def _readings(batch: CompactReadings) -> list[Reading]:
-    count = len(batch.i)
-    if not (len(batch.dt) == len(batch.val) == count) or len(batch.kinds) != len(batch.sensors):
+    count = len(batch.dt)
+    sensor_of = batch.i or list(range(len(batch.sensors)))
+    if not (len(sensor_of) == len(batch.val) == count) or len(batch.kinds) != len(batch.sensors):
         raise WireError("columns of different lengths")
     quality: dict[int, tuple[Quality, str | None]] = {n: (q, f) for n, q, f in batch.bad}
     items: list[dict[str, Any]] = []
     ts = batch.t0
     for n in range(count):
-        k = batch.i[n]
+        k = sensor_of[n]
         if not 0 <= k < len(batch.sensors):
             raise WireError(f"reading {n} names sensor {k} of {len(batch.sensors)}")
         ts += batch.dt[n]
