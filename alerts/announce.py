@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from alerts.breach import Breach, Kind
 from alerts.models import BreachRow
 from alerts.wording import DEFAULT_TZ, local_time, rounded
+from coldchain.judging.breach import Breach, Kind
 
 
 def alarm_line(

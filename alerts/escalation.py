@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
-from alerts.breach import Level
 from alerts.calibration import calibrations_due
 from alerts.lifecycle import Alarm, Policy, State, due_notifications
 from alerts.links import Links
@@ -24,6 +23,7 @@ from alerts.models import AlarmRow, BreachRow, Location, SensorAssignment, Site
 from alerts.notify import Channel, Message, NotificationRow, enqueue
 from alerts.repo import alarm_of
 from alerts.wording import DEFAULT_TZ, AlarmFacts, Lang
+from coldchain.judging.breach import Level
 
 
 @dataclass(frozen=True)

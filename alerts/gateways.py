@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from alerts.breach import MINUTE_MS, Breach, EndReason, Kind, Level
 from alerts.repo import GATEWAY_WIDE
 from coldchain import wire
+from coldchain.judging.breach import MINUTE_MS, Breach, EndReason, Kind, Level
 
 log = logging.getLogger("coldchain.alerts")
 

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from alerts.breach import (
+from alerts.calibration import ByCalibratedSensor, corrected, in_force
+from alerts.counters import JudgeCounters
+from alerts.gateways import GatewayState
+from alerts.models import Location
+from alerts.profiles import ProductProfile
+from coldchain import wire
+from coldchain.judging.breach import (
     HUMIDITY,
     MINUTE_MS,
     TEMPERATURE,
@@ -32,14 +38,9 @@ from alerts.breach import (
     Point,
     SeriesSettings,
 )
-from alerts.calibration import ByCalibratedSensor, corrected, in_force
-from alerts.counters import JudgeCounters
-from alerts.door import DoorEvaluator
-from alerts.gateways import GatewayState
-from alerts.models import Location
-from alerts.profiles import ProductProfile, scaled
-from alerts.rules import SensorEvaluator
-from coldchain import wire
+from coldchain.judging.door import DoorEvaluator
+from coldchain.judging.limits import scaled
+from coldchain.judging.rules import SensorEvaluator
 from coldchain.wire import Quality, Quantity
 from collector.store import StoredReading
 

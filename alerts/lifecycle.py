@@ -18,8 +18,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
-from alerts.breach import Level
 from alerts.errors import Conflict, DomainError, Refused
+from coldchain.judging.breach import Level
 
 MINUTE_MS = 60_000
 

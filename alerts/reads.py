@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from alerts.breach import Breach, Kind, Level
 from alerts.db import reading
 from alerts.repo import GATEWAY_WIDE, breach_of, open_breach, open_breaches, stored_breaches
 from alerts.repo.states import saved_state
+from coldchain.judging.breach import Breach, Kind, Level
 from collector.store import Store, StoredReading
 
 log = logging.getLogger("coldchain.alerts")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from alerts.breach import Breach, EndReason, Point
 from alerts.calibration import CalibrationInForce, calibrations_by_sensor, corrected, in_force
 from alerts.errors import NotFound
 from alerts.models import AlarmRow, Batch, BreachRow, Location, SensorAssignment, Stay
@@ -27,6 +26,7 @@ from alerts.profiles import ProductProfile
 from alerts.repo import breach_of, load_profile
 from alerts.verdict import Verdict, judge
 from alerts.wording import disposition_text, local_time, rounded
+from coldchain.judging.breach import Breach, EndReason, Point
 from coldchain.wire import Quality, Quantity
 from collector.store import Store
 

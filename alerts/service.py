@@ -29,7 +29,6 @@ from sqlalchemy import Engine, select
 
 from alerts.announce import alarm_line
 from alerts.audit import write_checkpoint
-from alerts.breach import Breach
 from alerts.calibration import calibrations_by_sensor
 from alerts.counters import AlertCounters
 from alerts.db import reading, transaction, transient
@@ -47,6 +46,7 @@ from coldchain import wire
 from coldchain.accept import Accepted, Limits, accept
 from coldchain.backoff import Backoff
 from coldchain.health import CountersCollector, one_line, registry_of
+from coldchain.judging.breach import Breach
 from coldchain.logs import Throttled
 from coldchain.mqtt import Consumer, Delivery, SessionSpec
 from coldchain.settings import MqttConfig

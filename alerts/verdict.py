@@ -13,11 +13,12 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alerts.breach import Breach, Kind, Level, Point
 from alerts.disposition import Disposition, danger_zone_ms, disposition
 from alerts.mkt import DEFAULT_DH_R_K, MktError, mkt_of_series
-from alerts.profiles import LevelLimits, ProductProfile
+from alerts.profiles import ProductProfile
 from alerts.wording import Reason, reason_text
+from coldchain.judging.breach import Breach, Kind, Level, Point
+from coldchain.judging.limits import LevelLimits
 
 
 class Outcome(enum.StrEnum):

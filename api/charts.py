@@ -13,8 +13,8 @@ matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
-from alerts.breach import EndReason, Kind
 from alerts.report import BatchReport
+from coldchain.judging.breach import EndReason, Kind
 
 GAP_MS = 30 * 60_000
 COLOURS = ("#1f5fa8", "#2a9d8f", "#8e44ad", "#d35400", "#16a085", "#7f8c8d")

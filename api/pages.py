@@ -21,7 +21,6 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.breach import Kind
 from alerts.db import reading
 from alerts.models import Batch, SensorAssignment, User
 from alerts.repo.users import Role, session_user
@@ -34,6 +33,7 @@ from api.routes import batches as batch_routes
 from api.routes import public as public_routes
 from api.routes import sites as site_routes
 from api.schemas import AlarmOut
+from coldchain.judging.breach import Kind
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")

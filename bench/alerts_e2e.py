@@ -30,13 +30,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy.orm import Session
 
-from alerts.breach import Breach
 from alerts.db import make_engine, transaction, upgrade
 from alerts.models import Location, SensorAssignment, Site
 from alerts.profiles import load_profiles
 from alerts.repo import save_profile
 from alerts.service import AlertService
 from coldchain import wire
+from coldchain.judging.breach import Breach
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import LocalBroker

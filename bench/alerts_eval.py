@@ -19,10 +19,10 @@ import argparse
 import statistics
 import time
 
-from alerts.breach import Level, Point
 from alerts.profiles import load_profiles
-from alerts.rules import SensorEvaluator
 from coldchain import wire
+from coldchain.judging.breach import Level, Point
+from coldchain.judging.rules import SensorEvaluator
 from coldchain.wire import Quality, Reading, Stream
 
 PER_MESSAGE = 100

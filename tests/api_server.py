@@ -19,13 +19,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from alerts.breach import Breach, EndReason, Kind, Level
 from alerts.db import make_engine, transaction, upgrade
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role, create_user
 from api.app import create_app
 from api.settings import ApiSettings
 from coldchain import wire
+from coldchain.judging.breach import Breach, EndReason, Kind, Level
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore

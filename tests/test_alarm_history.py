@@ -8,8 +8,8 @@ import io
 
 import pytest
 
-from alerts.breach import Kind, Level
 from alerts.repo.users import Role
+from coldchain.judging.breach import Kind, Level
 from tests.api_server import Api, an_alarm
 
 MIN = 60_000

@@ -14,12 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.breach import Breach, Kind, Level, Point, SeriesSettings
 from alerts.disposition import Disposition, danger_zone_ms, disposition, in_danger_zone
-from alerts.door import door_open
 from alerts.mkt import MktError, mkt_c, mkt_of_series, mkt_report, read_csv, time_weights
-from alerts.profiles import LevelLimits, load_profiles
-from alerts.rules import SensorEvaluator, evaluate
+from alerts.profiles import load_profiles
+from coldchain.judging.breach import Breach, Kind, Level, Point, SeriesSettings
+from coldchain.judging.door import door_open
+from coldchain.judging.limits import LevelLimits
+from coldchain.judging.rules import SensorEvaluator, evaluate
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
@@ -487,7 +488,7 @@ def test_evaluation_is_deterministic_and_order_independent_of_arrival(temps, cut
     gaps=st.lists(st.integers(1, 120), min_size=150, max_size=150),
 )
 def test_streaming_changes_are_the_breaches_the_history_has(temps, gaps) -> None:
-    from alerts.rules import SensorEvaluator
+    from coldchain.judging.rules import SensorEvaluator
 
     readings, t = [], T0
     for temp, gap in zip(temps, gaps, strict=False):
@@ -502,7 +503,7 @@ def test_streaming_changes_are_the_breaches_the_history_has(temps, gaps) -> None
 
 
 def test_live_watchdog_opens_a_no_data_breach_that_the_data_later_closes() -> None:
-    from alerts.rules import SensorEvaluator
+    from coldchain.judging.rules import SensorEvaluator
 
     evaluator = SensorEvaluator("truck-02-rear.temp", FROZEN_LEVELS)
     for p in series((60, -20.0)):
@@ -518,7 +519,7 @@ def test_live_watchdog_opens_a_no_data_breach_that_the_data_later_closes() -> No
 
 
 def test_out_of_order_reading_is_refused_by_the_streaming_evaluator() -> None:
-    from alerts.rules import SensorEvaluator
+    from coldchain.judging.rules import SensorEvaluator
 
     evaluator = SensorEvaluator("s", FROZEN_LEVELS)
     evaluator.feed(Point(T0 + MIN, -20.0))

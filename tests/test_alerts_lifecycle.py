@@ -6,7 +6,6 @@ from datetime import time
 
 import pytest
 
-from alerts.breach import Level, Point
 from alerts.disposition import Disposition
 from alerts.lifecycle import (
     Alarm,
@@ -19,9 +18,10 @@ from alerts.lifecycle import (
     due_notifications,
 )
 from alerts.profiles import load_profiles
-from alerts.rules import evaluate
 from alerts.verdict import Outcome, judge
 from alerts.wording import disposition_text, local_time, reason_text
+from coldchain.judging.breach import Level, Point
+from coldchain.judging.rules import evaluate
 
 MIN = 60_000
 T0 = 1_795_392_000_000  # 2026-11-23T00:00Z = 08:00 in China

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.breach import Breach, Kind, Level
 from alerts.calibration import record_calibration
 from alerts.db import make_engine, transaction, upgrade
 from alerts.models import AlarmRow, Calibration, Location, Site
@@ -30,6 +29,7 @@ from alerts.repo import (
 )
 from alerts.report import batch_report, render_text
 from coldchain import wire
+from coldchain.judging.breach import Breach, Kind, Level
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from alerts.audit import verify
-from alerts.breach import Level, Point
 from alerts.calibration import calibration_at, calibrations_due
 from alerts.db import make_engine, transaction, upgrade
 from alerts.errors import DomainError
@@ -26,7 +25,8 @@ from alerts.repo import (
     save_profile,
     upsert_breach,
 )
-from alerts.rules import evaluate
+from coldchain.judging.breach import Level, Point
+from coldchain.judging.rules import evaluate
 
 MIN = 60_000
 H = 60 * MIN

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from alerts.audit import append, head, verify, write_checkpoint
-from alerts.breach import Breach, Kind, Level
 from alerts.db import make_engine, transaction, upgrade
 from alerts.repo import acknowledge_alarm, sync_alarm, upsert_breach
 from alerts.seals import seal_of
+from coldchain.judging.breach import Breach, Kind, Level
 
 T0 = 1_795_392_000_000
 

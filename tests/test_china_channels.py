@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from alerts.breach import Breach, Kind, Level
 from alerts.config import AlertsConfig
 from alerts.db import make_engine, transaction, upgrade
 from alerts.escalation import escalate
 from alerts.models import Site
 from alerts.notify import NotificationRow, deliver_due
 from alerts.repo import sync_alarm, upsert_breach
+from coldchain.judging.breach import Breach, Kind, Level
 from coldchain.settings import load_toml
 from tests.api_server import an_alarm, serve
 from tests.harness import Broker

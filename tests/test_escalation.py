@@ -8,7 +8,6 @@ import json
 import pytest
 from sqlalchemy import text
 
-from alerts.breach import Breach, Kind, Level
 from alerts.db import make_engine, transaction, upgrade
 from alerts.errors import Refused
 from alerts.escalation import Route, escalate
@@ -16,6 +15,7 @@ from alerts.lifecycle import Policy, Step
 from alerts.links import Links, read_token
 from alerts.notify import Message, deliver_due
 from alerts.repo import acknowledge_alarm, sync_alarm, upsert_breach
+from coldchain.judging.breach import Breach, Kind, Level
 
 MIN = 60_000
 T0 = 1_795_392_000_000

@@ -20,7 +20,6 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from alerts.announce import alarm_line
-from alerts.breach import Kind, Level
 from alerts.calibration import calibration_at
 from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
@@ -29,6 +28,7 @@ from alerts.repo.users import Role
 from api import pages_alarm, pages_batch, pages_custody, pages_setup
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
+from coldchain.judging.breach import Kind, Level
 from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import free_port
 from tests.api_server import PASSWORD, Api, an_alarm, user_of

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.audit import now_ms, record
-from alerts.breach import Level
 from alerts.errors import NotFound
 from alerts.lifecycle import Alarm, State, acknowledge, clear
 from alerts.models import AlarmRow, BreachRow
+from coldchain.judging.breach import Level
 
 
 def alarm_of(row: AlarmRow) -> Alarm:

@@ -10,12 +10,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from alerts.audit import now_ms, record
-from alerts.breach import Breach, EndReason, Kind, Level
 from alerts.lifecycle import clear
 from alerts.models import AlarmRow, BreachRow, Location
 from alerts.repo.alarms import alarm_of, store_alarm
 from alerts.repo.custody import batches_in
 from alerts.repo.sites import gateway_locations, location_of
+from coldchain.judging.breach import Breach, EndReason, Kind, Level
 
 #: the sensor name of a breach of a whole gateway (offline)
 GATEWAY_WIDE = ""

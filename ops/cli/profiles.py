@@ -21,11 +21,17 @@ def profile() -> None:
 @profile.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
 def profile_check(path: Path) -> None:
-    """Check a profile file; exit 2 naming the file, the field and what was expected."""
+    """Check a profile file (or a shipped profile, by name); exit 2 naming the file, the
+    field and what was expected."""
     from gateway.decode import plan_reads
     from gateway.errors import ConfigError
-    from gateway.profiles import ModbusProfile, load_profile_file
+    from gateway.profiles import ModbusProfile, load_profile_file, profile_path
 
+    if not path.exists() and path.suffix != ".toml":
+        try:
+            path = profile_path(str(path))
+        except FileNotFoundError:
+            fail(f"{path}: no such file, and no shipped profile of that name", 2)
     try:
         found = load_profile_file(path)
     except (ConfigError, OSError) as exc:

@@ -1,6 +1,6 @@
 """Cumulative breaches: short excursions adding up against an allowance per window
 (docs/design-alerts.md, "Rule semantics" and "The same minutes alarm once"). Fed by
-:class:`alerts.rules.SensorEvaluator` beside the continuous rule of the same level."""
+:class:`coldchain.judging.rules.SensorEvaluator` beside the continuous rule of the same level."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.breach import (
+from coldchain.judging.breach import (
     MINUTE_MS,
     Breach,
     Direction,
@@ -22,7 +22,7 @@ from alerts.breach import (
     is_out,
     widen,
 )
-from alerts.profiles import LevelLimits
+from coldchain.judging.limits import LevelLimits
 
 
 class Cumulative:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alerts.breach import (
+from coldchain.judging.breach import (
     DEFAULT_SERIES,
     HUMIDITY,
     MINUTE_MS,
@@ -27,8 +27,8 @@ from alerts.breach import (
     is_out,
     widen,
 )
-from alerts.cumulative import Cumulative
-from alerts.profiles import LevelLimits
+from coldchain.judging.cumulative import Cumulative
+from coldchain.judging.limits import LevelLimits
 
 __all__ = ["HUMIDITY", "TEMPERATURE", "SensorEvaluator", "evaluate"]
 

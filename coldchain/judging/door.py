@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alerts.breach import MINUTE_MS, Breach, EndReason, Kind, Level, Point
+from coldchain.judging.breach import MINUTE_MS, Breach, EndReason, Kind, Level, Point
 
 
 class DoorEvaluator:
