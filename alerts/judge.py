@@ -131,6 +131,7 @@ class Assigned:
     sensors: dict[tuple[str, str], str] = field(default_factory=dict)
     calibrations: ByCalibratedSensor = field(default_factory=dict)
     timezones: dict[str, str] = field(default_factory=dict)  #: site id: IANA time zone
+    gateway_sites: dict[str, str] = field(default_factory=dict)  #: gateway id: site id
 
 
 class Judge:

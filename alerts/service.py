@@ -32,11 +32,12 @@ from alerts.audit import write_checkpoint
 from alerts.calibration import calibrations_by_sensor
 from alerts.counters import AlertCounters
 from alerts.db import reading, transaction, transient
+from alerts.downlink import Downlink
 from alerts.escalation import Escalation, escalate, remind_calibrations
 from alerts.gateways import DEFAULT_GATEWAY_RULE, GatewayRule, Gateways
 from alerts.judge import Assigned, Judge, Outcome
 from alerts.leader import Lead
-from alerts.models import Location, SensorAssignment, Site
+from alerts.models import Gateway, Location, SensorAssignment, Site
 from alerts.notify import Channel, deliver_due
 from alerts.reads import StoreReads
 from alerts.repo import profiles_in_force, supersede_breach, sync_alarm, upsert_breach
@@ -94,6 +95,8 @@ class AlertService:
         self._next_tick = 0.0
         self._next_reminder = 0.0
         self._next_reload = time.monotonic() + reload_s
+        #: the compartments' limits, down to each gateway (for its cab)
+        self.downlink = Downlink(lambda t, p: self.consumer.client.publish(t, p, 1, retain=True))
         self.reload()
         readings = [
             # not shared: every instance judges every reading (hot standby, alerts/leader.py)
@@ -173,7 +176,11 @@ class AlertService:
                 },
                 calibrations=calibrations_by_sensor(s),
                 timezones={i: tz for i, tz in s.execute(select(Site.id, Site.timezone)).all()},
+                gateway_sites={
+                    i: site for i, site in s.execute(select(Gateway.id, Gateway.site_id))
+                },
             )
+        self.downlink.due = True  # the gateways are told their compartments' limits
         out = Outcome()
         self.judge.configure(assigned, out)
         self._persist(out)
@@ -274,6 +281,9 @@ class AlertService:
             self._job("watchdog", lambda: self.watch(time.time_ns() // 1_000_000))
         if not held:
             return  # standby: judged in memory, nothing written or sent
+        if self.downlink.due and self.consumer.connected:
+            j = self.judge
+            self._job("limits", lambda: self.downlink.send(j.assigned, j.settings, self.time_scale))
         if self.saves_state and now >= self._next_checkpoint:
             self._next_checkpoint = now + self.checkpoint_s
             self._job("checkpoint", self.save_states)
@@ -295,6 +305,7 @@ class AlertService:
 
     def _on_connected(self, _session_present: bool) -> None:
         self._heard_since_ms = time.time_ns() // 1_000_000
+        self.downlink.due = self.downlink.everything = True  # retained may have been lost
 
     def _take_over(self) -> None:
         """Just took the lead: store what this instance found in standby (by identity,

@@ -11,6 +11,8 @@ Topics (all under ``coldchain/v1/{site}/{gateway}/``):
 - ``stored``   (QoS 1, retained), the other way: a :class:`Stored` from the collectors,
   the highest seq of each stream that the store holds with every seq below it; the
   gateway frees a message only when this covers it (docs/design-zero-loss.md).
+- ``limits``   (QoS 1, retained), the other way: the alert service's limits for the
+  gateway's compartments (coldchain.wire_limits), for the cab's own alarms.
 
 Rules every producer keeps and every consumer may rely on:
 
@@ -67,6 +69,7 @@ class Stream(enum.StrEnum):
     EVENTS = "events"
     STATUS = "status"
     STORED = "stored"
+    LIMITS = "limits"
 
 
 class Quality(enum.StrEnum):

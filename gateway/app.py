@@ -15,6 +15,7 @@ from coldchain import __version__
 from coldchain.webserver import EmbeddedServer
 from coldchain.wire import Event
 from gateway.cab import cab_app
+from gateway.cab_alarms import CabAlarms
 from gateway.clock import CLOCK, ClockCheck, describe_span, now_ms
 from gateway.config import GatewayConfig, ModbusRtuBus, ModbusTcpBus, NmeaGpsBus, SerialAsciiBus
 from gateway.errors import TaskFailed
@@ -55,6 +56,12 @@ class Gateway:
             memory_rows=box.memory_rows,
         )
         self.health = Health(self.sink.add_event)
+        #: a cab view judges its compartments by the limits the alert service sends down
+        self.cab_alarms: CabAlarms | None = None
+        if config.cab is not None:
+            self.cab_alarms = CabAlarms(box.path.parent / f"{box.path.stem}.limits.json")
+            self.publisher.on_limits = self.cab_alarms.take
+            self.sink.watchers.append(self.cab_alarms.feed)
         self.publisher.confirmations.went_back = lambda detail: self.health.report(
             "outbox", config.gateway.id, "went_back", now_ms(), detail[:256]
         )
@@ -155,7 +162,7 @@ class Gateway:
         cab = self.config.cab
         if cab is None:
             return None
-        app = cab_app(self.config, self.sink, self.publisher)
+        app = cab_app(self.config, self.sink, self.publisher, self.cab_alarms)
         log.info("cab view on http://%s:%d/", cab.host, cab.port)
         return EmbeddedServer(
             uvicorn.Config(app, host=cab.host, port=cab.port, log_level="warning", lifespan="off")

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from coldchain.health import CountersCollector, registry_of
 from coldchain.http_headers import SecurityHeaders
 from coldchain.wire import Quality
+from gateway.cab_alarms import CabAlarms
 from gateway.config import GatewayConfig
 from gateway.sink import Sink
 
@@ -29,8 +30,11 @@ PAGE = (resources.files("gateway") / "cab.html").read_text(encoding="utf-8")
 SCRIPT = (resources.files("gateway") / "cab.js").read_text(encoding="utf-8")
 
 
-def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
-    """``uplink`` is anything with a ``connected`` attribute (the publisher)."""
+def cab_app(
+    config: GatewayConfig, sink: Sink, uplink: object, alarms: CabAlarms | None = None
+) -> Starlette:
+    """``uplink`` is anything with a ``connected`` attribute (the publisher); ``alarms``
+    the compartments' own judgement (gateway/cab_alarms.py)."""
     assert config.cab is not None
     labels = config.cab.labels
     devices = [d.id for bus in config.buses for d in bus.devices]
@@ -64,12 +68,17 @@ def cab_app(config: GatewayConfig, sink: Sink, uplink: object) -> Starlette:
                     "ts_ms": air.ts_ms if air is not None else None,
                     "setpoint_c": setpoint.setpoint_c if setpoint is not None else None,
                     "door_open": door.door_open if door is not None else None,
+                    # warning or critical by the alert service's rules, judged here
+                    "alarm": None
+                    if alarms is None
+                    else alarms.state([f"{device}.{point}" for point in mine]),
                 }
             )
         return JSONResponse(
             {
                 "gateway": config.gateway.id,
                 "uplink": bool(getattr(uplink, "connected", False)),
+                "limits_ms": None if alarms is None else alarms.made_ms,
                 "now_ms": time.time_ns() // 1_000_000,
                 "compartments": compartments,
             }

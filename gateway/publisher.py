@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,8 @@ class Publisher:
         )
         #: overdue messages waiting to be sent again
         self._resends: deque[SealedMessage] = deque()
-
+        #: told each limits message for the cab's own alarms (gateway/cab_alarms.py)
+        self.on_limits: Callable[[bytes], None] | None = None
         self._disk = Throttled(log)
         self._tokens = float(self._opts.backlog_chunk)
         self._tokens_at = time.monotonic()
@@ -103,7 +104,7 @@ class Publisher:
         client.on_disconnect = lambda _c, _u, _f, why, _p: self._soon(self._on_disconnect, why)
         client.on_publish = lambda _c, _u, mid, why, _p: self._soon(self._on_publish, mid, why)
         client.on_message = lambda _c, _u, msg: self._soon(
-            self._on_stored, bytes(msg.payload), bool(msg.retain)
+            self._on_message, msg.topic, bytes(msg.payload), bool(msg.retain)
         )
         return client
 
@@ -139,6 +140,8 @@ class Publisher:
         if self._by_store:  # QoS 0: each watermark covers the ones before, and the
             # retained one comes with every subscribe; no PUBACK for each
             self._client.subscribe(self.topic(Stream.STORED), qos=0)
+        if self.on_limits is not None:  # retained too: the latest comes with the subscribe
+            self._client.subscribe(self.topic(Stream.LIMITS), qos=1)
         self.publish_status("online")
         refused, self._refused = self._refused, []
         for msg in refused:
@@ -211,8 +214,11 @@ class Publisher:
             self._disk.warning("outbox", "cannot record a PUBACK in the outbox (%s)", exc)
         self._wake.set()
 
-    def _on_stored(self, payload: bytes, retained: bool) -> None:
-        self._spawn(self.confirmations.on_stored(payload, retained))
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if not topic.endswith(f"/{Stream.LIMITS}"):
+            self._spawn(self.confirmations.on_stored(payload, retained))
+        elif self.on_limits is not None:
+            self.on_limits(payload)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         """A helper task whose error ends the publisher (and so the gateway, whose unit
@@ -398,19 +404,14 @@ class Publisher:
             self._send(msg)
 
     def _sendable_streams(self) -> list[Stream]:
-        """Streams the broker currently takes. While it refuses one (not authorised, or
-        nobody subscribed), nothing new of that stream is sent: the refused messages are
-        retried first, so order is kept and the broker is not flooded; the rest waits in
-        the outbox."""
+        """Streams the broker takes: while it refuses one, its refused messages are retried
+        first (order kept, broker not flooded) and the rest waits in the outbox."""
         return [s for s in (Stream.EVENTS, Stream.READINGS) if s not in self._refusal]
 
     def _refill_tokens(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(
-            float(self._opts.backlog_chunk),
-            self._tokens + (now - self._tokens_at) * self._opts.backlog_rate_per_s,
-        )
-        self._tokens_at = now
+        now, opts = time.monotonic(), self._opts
+        gained = (now - self._tokens_at) * opts.backlog_rate_per_s
+        self._tokens, self._tokens_at = min(float(opts.backlog_chunk), self._tokens + gained), now
 
     def _send(self, msg: SealedMessage) -> None:
         info = self._client.publish(self.topic(msg.stream), msg.payload, qos=1)

@@ -65,6 +65,8 @@ class Sink:
         self.counters = Counters()
         #: the newest reading of each sensor (the cab view shows them)
         self.latest: dict[str, Reading] = {}
+        #: told every reading taken (the cab's own alarms judge them)
+        self.watchers: list[Callable[[list[Reading]], None]] = []
         self._events: list[Event] = []
         self._flushing: asyncio.Task[None] | None = None
         #: rows the outbox could not take yet, oldest first, at most ``memory_rows``
@@ -79,6 +81,8 @@ class Sink:
             return
         for r in readings:
             self.latest[r.sensor] = r
+        for watch in self.watchers:
+            watch(readings)
         await self._write([(Stream.READINGS, r.ts_ms, wire.encode(r)) for r in readings])
 
     async def _write(self, rows: list[Row]) -> None:

@@ -2,8 +2,8 @@
 Debian's ``mosquitto_passwd``, never stored in the clear) and an ACL block per account.
 
 A gateway may write only its own streams under ``coldchain/v1/{site}/{gateway}/`` and
-read only its own ``stored`` watermark; each
-service reads what it consumes and writes only its heartbeat.
+read only its own ``stored`` watermark and ``limits``; each service reads what it
+consumes and writes only its heartbeat (the alert service also the gateways' limits).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SERVICE_RULES: dict[str, list[str]] = {
     "alerts": [
         f"topic read {wire.subscription(Stream.READINGS, '+')}",
         f"topic read {wire.subscription(Stream.STATUS, '+')}",
+        f"topic write {wire.subscription(Stream.LIMITS, '+')}",
         f"topic write {SERVICES_ROOT}/alerts/#",
     ],
     "api": [
@@ -48,6 +49,7 @@ def gateway_rules(site: str, gateway: str) -> list[str]:
     return [
         *(f"topic write {wire.topic(site, gateway, s)}" for s in sorted(wire.GATEWAY_STREAMS)),
         f"topic read {wire.topic(site, gateway, Stream.STORED)}",
+        f"topic read {wire.topic(site, gateway, Stream.LIMITS)}",
     ]
 
 
