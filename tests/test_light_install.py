@@ -1,7 +1,9 @@
 """A gateway box installs ``coldchain[gateway]`` only (issue 17): a running gateway, with
 a Modbus device, a GPS receiver on a serial line and its cab view, imports nothing but
 the packages that extra and the core install (and what they depend on). Read from the
-running process's own import log (``PYTHONPROFILEIMPORTTIME``), not from the sources."""
+running process's own import log (``PYTHONPROFILEIMPORTTIME``), not from the sources.
+Its Modbus device is read with a site's own profile, from ``profiles_dir`` outside the
+installed package."""
 
 from __future__ import annotations
 
@@ -85,11 +87,18 @@ def test_a_running_gateway_needs_only_what_coldchain_gateway_installs(
         return made
 
     writer = LineWriter(pty, 0.2, lambda: nmea_sentences(Position(36.05, 103.83, 40.0, 90.0, None)))
+    own = tmp_path / "site-profiles"  # the installer's folder, outside the package
+    own.mkdir()
+    shipped = ROOT / "firmware_configs/modbus/xy_md02.toml"
+    (own / "reefer-th.toml").write_text(
+        shipped.read_text().replace('model = "XY-MD02"', 'model = "REEFER-TH-SITE"')
+    )
     config = tmp_path / "gateway.toml"
     config.write_text(f"""
 [gateway]
 id = "truck-09"
 site = "fleet"
+profiles_dir = "{own}"
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
@@ -106,7 +115,7 @@ port = {port}
 interval_s = 0.5
 [[buses.devices]]
 id = "t09-th"
-profile = "xy_md02"
+profile = "reefer-th"
 [[buses]]
 kind = "nmea_gps"
 name = "gps"
