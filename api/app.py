@@ -18,7 +18,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from alerts.db import make_engine, upgrade
 from alerts.errors import Busy, Conflict, DomainError, NotFound
-from api import pages, pages_alarm, pages_batch, pages_custody, pages_setup
+from api import pages, pages_alarm, pages_batch, pages_custody, pages_history, pages_setup
 from api.deps import Services
 from api.i18n import language, words
 from api.limits import BodyLimit
@@ -30,12 +30,14 @@ from api.routes import (
     batches,
     calibrations,
     custody,
+    history,
     live,
     public,
     receipts,
     setup,
     signatures,
     sites,
+    trucks,
 )
 from api.settings import ApiSettings
 from coldchain.http_headers import SecurityHeaders
@@ -61,6 +63,8 @@ ROUTERS = tuple(
         public,
         receipts,
         live,
+        history,
+        trucks,
     )
 )
 
@@ -138,10 +142,17 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
         pages_batch.router,
         pages_custody.router,
         pages_setup.router,
+        pages_history.router,
     ):
         app.include_router(page_router)
     app.get("/api/docs", include_in_schema=False)(_api_docs)
     app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
+    for library in ("dygraphs", "leaflet"):  # Debian's packages: the charts, the map
+        folder = settings.js_dir / library
+        if folder.is_dir():
+            app.mount(f"/static/vendor/{library}", StaticFiles(directory=folder), name=library)
+        else:
+            log.error("%s is missing (apt-get install libjs-%s): no charts or map", folder, library)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(pages.SignInFirst)

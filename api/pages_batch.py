@@ -20,6 +20,7 @@ from api.charts import journey_svg
 from api.deps import ServicesDep
 from api.i18n import language, words
 from api.pages import page_user, render, templates
+from api.pages_history import batch_chart_spec
 from api.routes import batches as batch_routes
 from api.routes.signatures import signed_out
 from api.schemas import SignatureOut
@@ -41,8 +42,15 @@ def batch_page(batch_id: str, request: Request, svc: ServicesDep) -> HTMLRespons
     user = page_user(request, svc, Role.QUALITY)
     report = _report(svc, user, batch_id)
     signed = _signatures(svc, report)
+    spec = batch_chart_spec(report.stays, time.time_ns() // 1_000_000)
     return render(
-        request, "batch.html", user, r=report, chart=journey_svg(report), signatures=signed
+        request,
+        "batch.html",
+        user,
+        r=report,
+        chart=journey_svg(report),
+        signatures=signed,
+        spec=spec,
     )
 
 

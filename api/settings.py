@@ -69,6 +69,14 @@ class ApiSettings(BaseSettings):
     #: the reverse proxies in front of the API, addresses or networks separated by commas
     #: (e.g. "10.0.0.5, 172.18.0.0/16"): only their X-Forwarded-For is believed
     trusted_proxies: str = ""
+    #: the map's tiles: the county's own tile server as a URL template
+    #: (COLDCHAIN_MAP_TILES, e.g. https://tiles.county.example/{z}/{x}/{y}.png); none: the
+    #: tracks and markers on a plain background, which needs no internet
+    map_tiles: str | None = None
+    map_attribution: str = ""
+    #: where Debian's libjs-dygraphs and libjs-leaflet put the charts' and the map's
+    #: libraries (served by the app under /static/vendor/)
+    js_dir: Path = Path("/usr/share/javascript")
 
     @field_validator("timezone")
     @classmethod
@@ -77,6 +85,19 @@ class ApiSettings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tile_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("https://", "http://")) or not all(
+            part in value for part in ("{z}", "{x}", "{y}")
+        ):
+            raise ValueError(
+                f"{value!r} is not a tile URL template (https://tiles.example/{{z}}/{{x}}/{{y}}.png)"
+            )
         return value
 
     @field_validator("trusted_proxies")

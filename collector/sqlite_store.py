@@ -13,8 +13,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from coldchain.wire import EventsBatch, ReadingsBatch
+from coldchain.wire import EventsBatch, Quantity, ReadingsBatch
 from collector import watermark
+from collector.buckets import Bucket
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import row as kept_row
 from collector.quarantine import trim
@@ -314,6 +315,51 @@ class SqliteStore:
         )
         for row in cur:
             yield StoredReading.restore(*row)
+
+    def of_quantity(self, quantity: Quantity, start_ms: int, end_ms: int) -> list[StoredReading]:
+        """Every reading of the sensors of one quantity in a range (the trucks' positions
+        for the map), sensor by sensor in time order."""
+        pairs = self._db.execute(
+            "SELECT gateway, sensor FROM sensors WHERE quantity = ? AND first_ts_ms < ? "
+            "AND last_ts_ms >= ? ORDER BY gateway, sensor",
+            (quantity.value, end_ms, start_ms),
+        ).fetchall()
+        return [r for g, s in pairs for r in self._scan(g, s, start_ms, end_ms)]
+
+    def count(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> int:
+        """How many readings a sensor has in a range (a primary-key range count)."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
+            "AND ts_ms < ?",
+            (gateway, sensor, start_ms, end_ms),
+        ).fetchone()
+        return int(row[0])
+
+    def buckets(
+        self,
+        gateway: str,
+        sensor: str,
+        start_ms: int,
+        end_ms: int,
+        width_ms: int,
+        origin_ms: int | None = None,
+    ) -> list[Bucket]:
+        """A sensor's readings of a range in buckets of ``width_ms`` counted from
+        ``origin_ms`` (default: the range's start): one GROUP BY over its primary-key
+        range (collector.buckets)."""
+        origin = start_ms if origin_ms is None else origin_ms
+        drawn = "(q IN ('ok', 'clock_suspect') AND value IS NOT NULL)"
+        rows = self._db.execute(
+            f"SELECT (ts_ms - ?1) / ?2 AS k, COUNT(CASE WHEN {drawn} THEN 1 END), "
+            f"MIN(CASE WHEN {drawn} THEN value END), AVG(CASE WHEN {drawn} THEN value END), "
+            f"MAX(CASE WHEN {drawn} THEN value END), COUNT(CASE WHEN NOT {drawn} THEN 1 END) "
+            "FROM readings WHERE gateway = ?3 AND sensor = ?4 AND ts_ms >= ?5 AND ts_ms < ?6 "
+            "GROUP BY k ORDER BY k",
+            (origin, width_ms, gateway, sensor, start_ms, end_ms),
+        )
+        return [
+            Bucket(origin + k * width_ms, n, lo, mean, hi, bad) for k, n, lo, mean, hi, bad in rows
+        ]
 
     def count_readings(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])

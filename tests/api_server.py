@@ -140,7 +140,8 @@ def other_of(role: Role) -> str:
 
 
 def write_readings(path: Path, t0_ms: int) -> None:
-    """Two hours of cold room 2 (chilled) at 2-3 °C, every 5 minutes."""
+    """Two hours of cold room 2 (chilled) at 2-3 °C, every 5 minutes; truck 01's last
+    two positions."""
     store = SqliteStore(path)
     readings = [
         Reading(sensor=sensor, ts_ms=t0_ms + m * MIN, q=Quality.OK, temp_c=2.0 + (m % 3) * 0.5)
@@ -163,6 +164,23 @@ def write_readings(path: Path, t0_ms: int) -> None:
         ],
         [],
     )
+    # truck 01 on the road a minute ago and now (the map; county-fleet)
+    positions = [
+        Reading(
+            sensor="truck-01-gps.pos",
+            ts_ms=t0_ms + m * MIN,
+            q=Quality.OK,
+            lat_deg=35.6,
+            lon_deg=103.2 + m / 1000,
+            speed_kmh=40.0,
+        )
+        for m in (119, 120)
+    ]
+    batch = ReadingsBatch(
+        v=wire.SCHEMA_VERSION, gateway="truck-01", site="county-fleet", epoch=1, seq=1,
+        readings=positions,
+    )  # fmt: skip
+    store.write([Incoming(batch, t0_ms)], [])
     store.close()
 
 

@@ -37,6 +37,9 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/sites"): Role.VIEWER,
     ("GET", "/api/sensors/latest"): Role.VIEWER,
     ("GET", "/api/history"): Role.OPERATOR,
+    ("GET", "/api/series"): Role.OPERATOR,
+    ("GET", "/api/series.csv"): Role.OPERATOR,
+    ("GET", "/api/trucks"): Role.OPERATOR,
     ("GET", "/api/alarms"): Role.VIEWER,
     ("GET", "/api/alarms/export.csv"): Role.VIEWER,
     ("GET", "/api/alarms/{alarm_id}"): Role.VIEWER,
@@ -131,7 +134,13 @@ def route_path(template: str, alarm_id: int, **values: str) -> str:
     path = template
     for key, value in fill.items():
         path = path.replace("{" + key + "}", value)
-    queries = {"/api/history": "?sensor=cr2-ctrl.air", "/api/labels.pdf": "?batch=B-BEEF-0414"}
+    one = "?gateway=store-gw&sensor=cr2-ctrl.air"
+    queries = {
+        "/api/history": "?sensor=cr2-ctrl.air",
+        "/api/labels.pdf": "?batch=B-BEEF-0414",
+        "/api/series": one,
+        "/api/series.csv": one,
+    }
     return path + queries.get(path, "")
 
 

@@ -25,7 +25,7 @@ from alerts.db import transaction
 from alerts.gateways import GatewayRule, Gateways
 from alerts.repo import sync_alarm, upsert_breach
 from alerts.repo.users import Role
-from api import pages_alarm, pages_batch, pages_custody, pages_setup
+from api import pages_alarm, pages_batch, pages_custody, pages_history, pages_setup
 from api.pages import PUBLIC_PAGES, router
 from coldchain import wire
 from coldchain.judging.breach import Kind, Level
@@ -45,8 +45,15 @@ def test_every_page_but_the_public_ones_needs_a_sign_in(web: Api) -> None:
         "{batch_id}": "B-BEEF-0414",
         "{code}": "ABCDEFGHJKLM",
         "{alarm_id}": "1",
+        "{location_id}": "cr1",
     }
-    routers = (router, pages_alarm.router, pages_batch.router, pages_custody.router)
+    routers = (
+        router,
+        pages_alarm.router,
+        pages_batch.router,
+        pages_custody.router,
+        pages_history.router,
+    )
     with httpx.Client(base_url=web.url, follow_redirects=False, timeout=20) as anonymous:
         for route in [r for rt in (*routers, pages_setup.router) for r in rt.routes]:
             path = getattr(route, "path", "")
@@ -95,7 +102,13 @@ def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_
             "Door closed, compressor reset by Zhang"
         )
         expect(quality.locator("#batch-alarms")).to_contain_text(user_of(Role.OPERATOR))
-        expect(quality.locator("figure.chart svg")).to_be_visible()
+        # the journey's interactive chart: each stay's probes over the stay's window
+        chart = quality.locator("#chart")
+        expect(chart).to_have_attribute("data-loading", "false")
+        labels = quality.evaluate("document.getElementById('chart').chart.getLabels()")
+        assert any("cr2-ctrl.air" in label for label in labels), labels
+        expect(quality.locator("#chart-csv a")).not_to_have_count(0)
+        expect(quality.locator("figure.chart svg")).to_be_attached()  # the PDF's static one
         shoot(quality, "batch-audit-en")
         quality.goto(f"{web.url}/batches/B-BEEF-0414?lang=zh")
         expect(quality.locator(".verdict")).to_contain_text("结论")

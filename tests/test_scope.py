@@ -26,6 +26,9 @@ SCOPE: dict[tuple[str, str], str] = {
     ("GET", "/api/sites"): "list",
     ("GET", "/api/sensors/latest"): "list",
     ("GET", "/api/history"): "item",
+    ("GET", "/api/series"): "item",
+    ("GET", "/api/series.csv"): "item",
+    ("GET", "/api/trucks"): "list",
     ("GET", "/api/alarms"): "list",
     ("GET", "/api/alarms/export.csv"): "list",
     ("GET", "/api/alarms/{alarm_id}"): "item",
@@ -131,6 +134,8 @@ def _seen(client: httpx.Client, path: str, alarm_id: int) -> bool:
         return any(a["id"] == alarm_id for a in found)
     if path == "/api/batches":
         return any(b["id"] == "B-BEEF-0414" for b in found)
+    if path == "/api/trucks":  # truck 01's positions are the fleet's, not theirs
+        return any(t["gateway"] != "ts-gw" for t in found["trucks"])
     return any(r["gateway"] != "ts-gw" for r in found)  # the latest readings
 
 

@@ -132,7 +132,7 @@ def latest_readings(user: Viewer, svc: ServicesDep) -> list[Latest]:
     return sorted(latest.values(), key=lambda r: (r.gateway, r.sensor))
 
 
-def _sensor_in_scope(svc: ServicesDep, user: User, gateway: str | None, sensor: str) -> None:
+def sensor_in_scope(svc: ServicesDep, user: User, gateway: str | None, sensor: str) -> None:
     with Session(svc.engine) as s:
         if not sees_sensor(s, scope_of_user(svc, user), gateway, sensor):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sensor {sensor!r} at your sites")
@@ -150,7 +150,7 @@ def history(
     limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 10_000,
 ) -> list[ReadingOut]:
     """A sensor's stored readings in time order (gaps are gaps: nothing is filled in)."""
-    _sensor_in_scope(svc, user, gateway, sensor)
+    sensor_in_scope(svc, user, gateway, sensor)
     end = to_ms if to_ms is not None else time.time_ns() // 1_000_000 + 1
     start = from_ms if from_ms is not None else end - 86_400_000
     out: list[ReadingOut] = []

@@ -1,0 +1,305 @@
+"""A sensor's history for the charts: readings or buckets of a range, calibrated, with
+its gaps, the limits in force and its excursions; the CSV of a range
+(docs/design-history.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from alerts.calibration import corrected
+from alerts.db import reading
+from alerts.models import BreachRow, Calibration, Location, SensorAssignment
+from alerts.repo import profiles_in_force
+from api.deps import Operator, ServicesDep, StoreDep
+from api.routes.sites import sensor_in_scope
+from api.schemas import Model
+from collector.buckets import Bucket, aggregate, bucket_width
+from collector.sqlite_store import SqliteStore
+from collector.store import Store
+
+router = APIRouter(prefix="/api", tags=["history"])
+
+DAY_MS = 86_400_000
+#: the longest range a chart or a CSV may ask for (EN 12830: a year of records, and some)
+MAX_SPAN_MS = 400 * DAY_MS
+MAX_POINTS = 5000
+#: raw readings further apart than this many times their usual spacing are a gap
+GAP_FACTOR = 3
+
+Sensor = Annotated[str, Query(min_length=1, max_length=128)]
+Gateway = Annotated[str, Query(min_length=1, max_length=64)]
+Ms = Annotated[int | None, Query(ge=0, le=2**53)]
+#: one row: start (or time), min, mean, max, count; a row of nulls is a gap
+Row = tuple[int, float | None, float | None, float | None, int]
+
+
+class LimitsOut(Model):
+    profile: str
+    warning_low_c: float | None = None
+    warning_high_c: float | None = None
+    critical_low_c: float | None = None
+    critical_high_c: float | None = None
+
+
+class ExcursionOut(Model):
+    kind: str
+    level: str
+    start_ms: int
+    end_ms: int | None
+
+
+class SeriesOut(Model):
+    gateway: str
+    sensor: str
+    from_ms: int
+    to_ms: int
+    #: 0: each reading; else the width of the buckets
+    bucket_ms: int
+    rows: list[Row]
+    #: corrected by the calibration in force at each reading's time
+    calibrated: bool
+    location: str | None = None
+    limits: LimitsOut | None = None
+    excursions: list[ExcursionOut]
+
+
+def span(from_ms: int | None, to_ms: int | None) -> tuple[int, int]:
+    end = to_ms if to_ms is not None else time.time_ns() // 1_000_000 + 1
+    start = from_ms if from_ms is not None else end - DAY_MS
+    if end <= start or end - start > MAX_SPAN_MS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"a range is from_ms < to_ms, at most {MAX_SPAN_MS // DAY_MS} days",
+        )
+    return start, end
+
+
+@router.get("/series", responses={404: {"description": "no such sensor at your sites"}})
+def series(
+    user: Operator,
+    svc: ServicesDep,
+    store: StoreDep,
+    gateway: Gateway,
+    sensor: Sensor,
+    from_ms: Ms = None,
+    to_ms: Ms = None,
+    points: Annotated[int, Query(ge=10, le=MAX_POINTS)] = 600,
+) -> SeriesOut:
+    """A sensor's range for a chart: its readings when there are at most ``points``,
+    else buckets of a round width with min, mean and max (an excursion shorter than a
+    bucket still shows at its height); calibrated; gaps as rows of nulls; the limits of
+    the profile in force where it measures, and its excursions in the range."""
+    sensor_in_scope(svc, user, gateway, sensor)
+    start, end = span(from_ms, to_ms)
+    with reading(svc.engine) as s:
+        cals = _calibrations(s, gateway, sensor)
+        location, limits = _limits(s, gateway, sensor, end)
+        excursions = _excursions(s, gateway, sensor, start, end)
+    width, rows = _rows(store, gateway, sensor, start, end, points, cals)
+    return SeriesOut(
+        gateway=gateway,
+        sensor=sensor,
+        from_ms=start,
+        to_ms=end,
+        bucket_ms=width,
+        rows=rows,
+        calibrated=bool(cals),
+        location=location,
+        limits=limits,
+        excursions=excursions,
+    )
+
+
+def _rows(
+    store: Store,
+    gateway: str,
+    sensor: str,
+    start: int,
+    end: int,
+    points: int,
+    cals: list[Calibration],
+) -> tuple[int, list[Row]]:
+    if isinstance(store, SqliteStore) and store.count(gateway, sensor, start, end) > points:
+        width = bucket_width(end - start, points)
+        merged: dict[int, Bucket] = {}
+        for lo, hi, offset in _periods(cals, start, end):  # exact across a recalibration
+            for b in store.buckets(gateway, sensor, lo, hi, width, origin_ms=start):
+                b = b.shifted(offset)
+                if b.start_ms in merged:
+                    merged[b.start_ms].merge(b)
+                else:
+                    merged[b.start_ms] = b
+        return width, _bucket_rows([merged[k] for k in sorted(merged)], width)
+    readings = []
+    for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
+        readings.append(r)
+        if len(readings) > points and not isinstance(store, SqliteStore):
+            width = bucket_width(end - start, points)  # another store: aggregated here
+            every = store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway)
+            buckets = [
+                b.shifted(_correction(cals, b.start_ms)) for b in aggregate(every, start, width)
+            ]
+            return width, _bucket_rows(buckets, width)
+    raw: list[Row] = []
+    for r in readings:
+        drawn = r.q.value in ("ok", "clock_suspect") and isinstance(r.value, (int, float))
+        v = corrected(cals, r.ts_ms, float(r.value)) if drawn else None  # type: ignore[arg-type]
+        raw.append((r.ts_ms, v, v, v, 1 if drawn else 0))
+    return 0, _with_gaps(raw)
+
+
+def _bucket_rows(buckets: list[Bucket], width: int) -> list[Row]:
+    rows: list[Row] = []
+    for b in buckets:
+        if rows and b.start_ms - rows[-1][0] > width:
+            rows.append((rows[-1][0] + width, None, None, None, 0))  # an empty bucket
+        rows.append((b.start_ms, _r(b.min), _r(b.mean), _r(b.max), b.n))
+    return rows
+
+
+def _with_gaps(raw: list[Row]) -> list[Row]:
+    """Readings further apart than GAP_FACTOR times their usual spacing (and at least a
+    minute) get a row of nulls between them: the line breaks there."""
+    if len(raw) < 2:
+        return raw
+    usual = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(raw))
+    limit = max(GAP_FACTOR * usual, 60_000)
+    rows = [raw[0]]
+    for row in raw[1:]:
+        if row[0] - rows[-1][0] > limit:
+            rows.append((rows[-1][0] + 1, None, None, None, 0))
+        rows.append(row)
+    return rows
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _calibrations(s: Session, gateway: str, sensor: str) -> list[Calibration]:
+    query = select(Calibration).where(Calibration.gateway == gateway, Calibration.sensor == sensor)
+    return list(s.execute(query.order_by(Calibration.calibrated_ms)).scalars())
+
+
+def _correction(cals: list[Calibration], at_ms: int) -> float:
+    return corrected(cals, at_ms, 0.0)
+
+
+def _periods(cals: list[Calibration], start: int, end: int) -> Iterator[tuple[int, int, float]]:
+    """(from, to, correction) of each calibration period within the range."""
+    edges = [start, *(c.calibrated_ms for c in cals if start < c.calibrated_ms < end), end]
+    for lo, hi in itertools.pairwise(edges):
+        yield lo, hi, _correction(cals, lo)
+
+
+def _limits(
+    s: Session, gateway: str, sensor: str, at_ms: int
+) -> tuple[str | None, LimitsOut | None]:
+    """Where the sensor measures at ``at_ms`` (or last measured) and its profile's limits."""
+    query = (
+        select(Location)
+        .join(SensorAssignment, SensorAssignment.location_id == Location.id)
+        .where(SensorAssignment.gateway == gateway, SensorAssignment.sensor == sensor)
+        .where(SensorAssignment.from_ms < at_ms)
+        .order_by(SensorAssignment.from_ms.desc())
+    )
+    location = s.execute(query.limit(1)).scalars().first()
+    if location is None:
+        return None, None
+    profile = profiles_in_force(s).get(location.profile_id or "")
+    if profile is None:
+        return location.id, None
+    w, c = profile.warning, profile.critical
+    return location.id, LimitsOut(
+        profile=profile.id,
+        warning_low_c=w.low_c,
+        warning_high_c=w.high_c,
+        critical_low_c=c.low_c,
+        critical_high_c=c.high_c,
+    )
+
+
+def _excursions(s: Session, gateway: str, sensor: str, start: int, end: int) -> list[ExcursionOut]:
+    query = select(BreachRow).where(
+        BreachRow.gateway == gateway,
+        BreachRow.sensor == sensor,
+        BreachRow.start_ms < end,
+        or_(BreachRow.end_ms.is_(None), BreachRow.end_ms > start),
+        BreachRow.end_reason.is_distinct_from("superseded"),
+    )
+    return [
+        ExcursionOut(kind=b.kind, level=b.level, start_ms=b.start_ms, end_ms=b.end_ms)
+        for b in s.execute(query.order_by(BreachRow.start_ms)).scalars()
+    ]
+
+
+@router.get(
+    "/series.csv",
+    responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such sensor"}},
+    response_class=StreamingResponse,
+)
+def series_csv(
+    user: Operator,
+    svc: ServicesDep,
+    gateway: Gateway,
+    sensor: Sensor,
+    from_ms: Ms = None,
+    to_ms: Ms = None,
+) -> StreamingResponse:
+    """Every reading of the range shown on a chart, raw and calibrated, streamed."""
+    sensor_in_scope(svc, user, gateway, sensor)
+    start, end = span(from_ms, to_ms)
+    with reading(svc.engine) as s:
+        cals = _calibrations(s, gateway, sensor)
+    name = f"{gateway}_{sensor}_{start}_{end}.csv".replace("/", "_")
+    return StreamingResponse(
+        _csv_lines(svc.open_store, gateway, sensor, start, end, cals),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _csv_lines(
+    open_store: object, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
+) -> Iterator[str]:
+    store: Store = open_store()  # type: ignore[operator]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["gateway", "sensor", "ts_ms", "time_utc", "quantity", "value", "value_calibrated",
+         "q", "fault"]
+    )  # fmt: skip
+    try:
+        for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
+            number = isinstance(r.value, (int, float)) and not isinstance(r.value, bool)
+            writer.writerow(
+                [
+                    r.gateway,
+                    r.sensor,
+                    r.ts_ms,
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.ts_ms / 1000)),
+                    r.quantity.value,
+                    "" if r.value is None else r.value,
+                    corrected(cals, r.ts_ms, float(r.value)) if number else "",  # type: ignore[arg-type]
+                    r.q.value,
+                    r.fault or "",
+                ]
+            )
+            if out.tell() > 64_000:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+    finally:
+        store.close()
