@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian's Chromium drives the page tests (Playwright never downloads a browser); pango and
 # a CJK font for the PDF reports; poppler-utils to read the PDFs back; docker-compose (v1)
 # validates the production compose file without a Docker engine; faketime runs a gateway
-# on a wrong clock
+# on a wrong clock; dygraphs and Leaflet draw the history charts and the truck map
 bash scripts/bootstrap.sh victoria-metrics chromium fonts-wqy-zenhei \
-    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils docker-compose systemd faketime
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils docker-compose systemd faketime \
+    libjs-dygraphs libjs-leaflet
 # the alert service's store is tested against a real PostgreSQL as well as SQLite
 bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"
