@@ -47,6 +47,25 @@ def measure(proc: psutil.Process, seconds: float) -> tuple[float, float, int]:
     return 100 * cpu / seconds, proc.memory_info().rss / 2**20, proc.num_threads()
 
 
+def bus_config(ports: list[int], interval_s: float) -> str:
+    """The gateway config's buses: one simulated device per port."""
+    return "".join(
+        f"""
+[[buses]]
+kind = "modbus_tcp"
+name = "dev{i}"
+host = "127.0.0.1"
+port = {port}
+interval_s = {interval_s}
+timeout_s = 1.0
+[[buses.devices]]
+id = "tm{i}"
+profile = "{PROFILE}"
+"""
+        for i, port in enumerate(ports)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -67,21 +86,7 @@ def main() -> None:
     if sim.stdout.readline().strip() != "ready":
         raise SystemExit("simulated devices did not start")
 
-    buses = "".join(
-        f"""
-[[buses]]
-kind = "modbus_tcp"
-name = "dev{i}"
-host = "127.0.0.1"
-port = {port}
-interval_s = {args.interval_s}
-timeout_s = 1.0
-[[buses.devices]]
-id = "tm{i}"
-profile = "{PROFILE}"
-"""
-        for i, port in enumerate(ports)
-    )
+    buses = bus_config(ports, args.interval_s)
     config = work / "gateway.toml"
     config.write_text(f"""
 [gateway]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psutil
-from gateway_poll import PROFILE, measure
+from gateway_poll import PROFILE, bus_config, measure
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from coldchain import wire
@@ -61,20 +61,7 @@ def run(
 ) -> tuple[Count, float]:
     work = Path(tempfile.mkdtemp(prefix=f"coldchain-wire-{encoding}-"))
     gateway = f"bench-{encoding}"
-    buses = "".join(
-        f"""
-[[buses]]
-kind = "modbus_tcp"
-name = "dev{i}"
-host = "127.0.0.1"
-port = {port}
-interval_s = 1.0
-[[buses.devices]]
-id = "tm{i}"
-profile = "{PROFILE}"
-"""
-        for i, port in enumerate(ports)
-    )
+    buses = bus_config(ports, 1.0)
     config = work / "gateway.toml"
     config.write_text(f"""
 [gateway]
