@@ -1,6 +1,6 @@
 """History through the API, on the embedded store (issue 18): one sensor, one reading a
 minute for a year (525,600 readings) in a real SQLite readings store; the API served by
-uvicorn; ``/api/series`` asked for 1 hour, 24 hours, 30 days and a year of it, as the
+its own process; ``/api/series`` asked for 1 hour, 24 hours, 30 days and a year of it, as the
 chart pages ask (600 points). Prints the store's bytes per reading and the p50 and p95
 of each range, and the same bucket queries made on the store directly (the part the
 database does) as the baseline of the API's own cost.
@@ -14,27 +14,25 @@ Usage: python bench/history_query.py [--days 365] [--requests 30]
 from __future__ import annotations
 
 import argparse
-import socket
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from alerts.db import make_engine, transaction, upgrade
 from alerts.repo.users import Role, create_user
-from api.app import create_app
-from api.settings import ApiSettings
 from coldchain import wire
-from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, ReadingsBatch
 from collector.buckets import bucket_width
 from collector.sqlite_store import SqliteStore
 from collector.store import Incoming
-from simulator.broker import LocalBroker
+from simulator.broker import LocalBroker, free_port
 
 MIN = 60_000
 DAY = 86_400_000
@@ -110,19 +108,29 @@ def main() -> None:
         create_user(s, "bench.admin", PASSWORD, Role.ADMIN, actor="bench")
     broker = LocalBroker(work / "broker")
     broker.start()
-    settings = ApiSettings(
-        db_url=url, readings_db=readings_db, mqtt=MqttConfig(port=broker.port),
-        public_url="https://trace.county.test",
-    )  # fmt: skip
-    app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    port = free_port()
+    env = {
+        **os.environ,
+        "COLDCHAIN_DB_URL": url,
+        "COLDCHAIN_READINGS_DB": str(readings_db),
+        "COLDCHAIN_PUBLIC_URL": "https://trace.county.test",
+        "COLDCHAIN_MQTT__PORT": str(broker.port),
+    }
+    # the API in a process of its own, as it runs (a client in the server's own process
+    # would measure their contention for the interpreter, not the API)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "api", "--port", str(port)],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the API did not start") from None
+            time.sleep(0.2)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             token = client.post(
@@ -147,8 +155,8 @@ def main() -> None:
                 print(f"API /api/series {name:>5}: p50 {p50:7.1f} ms  p95 {p95:7.1f} ms, "
                       f"{rows} rows{verdict}")  # fmt: skip
     finally:
-        server.should_exit = True
-        thread.join(15)
+        api.send_signal(signal.SIGTERM)
+        api.wait(20)
         broker.stop()
         engine.dispose()
 

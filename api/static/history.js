@@ -30,8 +30,11 @@
     return wall - (ms - (ms % 1000));
   }
 
+  const zh = document.body.dataset.lang !== "en";
   function minutes(ms) {
-    return ms >= 86400000 ? `${ms / 86400000} d` : ms >= HOUR ? `${ms / HOUR} h` : `${ms / 60000} min`;
+    const [n, unit] = ms >= 86400000 ? [ms / 86400000, zh ? "天" : "d"]
+      : ms >= HOUR ? [ms / HOUR, zh ? "小时" : "h"] : [ms / 60000, zh ? "分钟" : "min"];
+    return zh ? `${n}${unit}` : `${n} ${unit}`;
   }
 
   async function fetchSeries(s, from, to) {
