@@ -9,6 +9,7 @@ store through :func:`aggregate` over its readings.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,10 @@ from coldchain.wire import Quality
 from collector.store import StoredReading
 
 MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+#: an hour this long past is settled: its roll-up may be kept (a live reading never
+#: lands in it; a late one drops it)
+SETTLE_MS = 2 * HOUR_MS
 #: the widths a bucket may have: what a person reads on an axis
 WIDTHS_MS = [
     m * MINUTE_MS for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
@@ -56,6 +61,10 @@ class Bucket:
             None if self.max is None else self.max + offset,
             self.faults,
         )
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def bucket_width(span_ms: int, points: int) -> int:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, Quantity, ReadingsBatch
-from collector import watermark
-from collector.buckets import Bucket
+from collector import rollups, watermark
+from collector.buckets import HOUR_MS, Bucket
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import row as kept_row
 from collector.quarantine import trim
@@ -119,6 +119,22 @@ MIGRATIONS: list[str] = [
     DROP TABLE readings;
     ALTER TABLE readings_v2 RENAME TO readings
     """,
+    # 3: hourly roll-ups of settled hours, for the charts' long ranges: a cache of the
+    # readings, made by the first query that needs an hour, dropped for an hour that a
+    # late reading changes (collector.buckets)
+    """
+    CREATE TABLE rollup_1h (
+        gateway TEXT    NOT NULL,
+        sensor  TEXT    NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        n       INTEGER NOT NULL,
+        lo      REAL,
+        hi      REAL,
+        total   REAL,
+        bad     INTEGER NOT NULL,
+        PRIMARY KEY (gateway, sensor, hour_ms)
+    ) WITHOUT ROWID
+    """,
 ]
 
 #: errors that mean "not now" rather than "bug"
@@ -217,6 +233,7 @@ class SqliteStore:
                 added = readings.add(msg, item.received_ms, copy)
                 stored += added
                 duplicate_readings += len(msg.readings) - added
+                rollups.unsettle(self._db, msg)
             else:
                 events += self._write_events(msg, item.received_ms)
         readings.finish()
@@ -348,18 +365,9 @@ class SqliteStore:
         ``origin_ms`` (default: the range's start): one GROUP BY over its primary-key
         range (collector.buckets)."""
         origin = start_ms if origin_ms is None else origin_ms
-        drawn = "(q IN ('ok', 'clock_suspect') AND value IS NOT NULL)"
-        rows = self._db.execute(
-            f"SELECT (ts_ms - ?1) / ?2 AS k, COUNT(CASE WHEN {drawn} THEN 1 END), "
-            f"MIN(CASE WHEN {drawn} THEN value END), AVG(CASE WHEN {drawn} THEN value END), "
-            f"MAX(CASE WHEN {drawn} THEN value END), COUNT(CASE WHEN NOT {drawn} THEN 1 END) "
-            "FROM readings WHERE gateway = ?3 AND sensor = ?4 AND ts_ms >= ?5 AND ts_ms < ?6 "
-            "GROUP BY k ORDER BY k",
-            (origin, width_ms, gateway, sensor, start_ms, end_ms),
-        )
-        return [
-            Bucket(origin + k * width_ms, n, lo, mean, hi, bad) for k, n, lo, mean, hi, bad in rows
-        ]
+        if width_ms % HOUR_MS == 0 and (origin % HOUR_MS) == 0:
+            return rollups.hourly(self._db, gateway, sensor, start_ms, end_ms, width_ms, origin)
+        return rollups.grouped(self._db, gateway, sensor, start_ms, end_ms, width_ms, origin)
 
     def count_readings(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])

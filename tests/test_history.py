@@ -43,11 +43,12 @@ def store_readings(path: Path, gateway: str, site: str, readings: list[Reading],
 
 def a_week_with_a_spike(web: Api) -> tuple[int, int]:
     """Seven days of cold room 1 at −19 °C, one reading a minute, with a three-minute
-    excursion to −5 °C three days ago, and a 40-minute gap two days ago."""
+    excursion to −5 °C three days ago, and a 70-minute gap two days ago (a whole
+    30-minute bucket empty, wherever the buckets start)."""
     now = time.time_ns() // 1_000_000 // MIN * MIN
     start = now - 7 * DAY
     spike = now - 3 * DAY
-    gap = range(now - 2 * DAY, now - 2 * DAY + 40 * MIN, MIN)
+    gap = range(now - 2 * DAY, now - 2 * DAY + 70 * MIN, MIN)
     readings = [
         Reading(
             sensor="cr1-ctrl.air",
@@ -77,7 +78,7 @@ def test_a_week_comes_in_buckets_that_keep_a_short_excursion_and_the_gap(web: Ap
             params={"gateway": "store-gw", "sensor": "cr1-ctrl.air", "from_ms": start,
                     "to_ms": start + 7 * DAY, "points": 600},
         ).json()  # fmt: skip
-    assert week["bucket_ms"] == 30 * MIN  # 10,040 readings in 336 buckets
+    assert week["bucket_ms"] == 30 * MIN  # 10,010 readings in 337 buckets
     assert len(week["rows"]) <= 600
     (hit,) = [r for r in week["rows"] if r[0] <= spike < r[0] + 30 * MIN]
     assert hit[3] == round(-5.0 + fix, 3) and hit[4] == 30  # the max and the count kept

@@ -132,9 +132,10 @@ def _rows(
 ) -> tuple[int, list[Row]]:
     if isinstance(store, SqliteStore) and store.count(gateway, sensor, start, end) > points:
         width = bucket_width(end - start, points)
+        origin = start - start % width  # round starts (whole hours: the store's roll-ups)
         merged: dict[int, Bucket] = {}
         for lo, hi, offset in _periods(cals, start, end):  # exact across a recalibration
-            for b in store.buckets(gateway, sensor, lo, hi, width, origin_ms=start):
+            for b in store.buckets(gateway, sensor, lo, hi, width, origin_ms=origin):
                 b = b.shifted(offset)
                 if b.start_ms in merged:
                     merged[b.start_ms].merge(b)
