@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from alerts.calibration import in_force
 from alerts.judge import Assigned
 from coldchain import wire
@@ -81,19 +83,21 @@ class Downlink:
     everything: bool = False
 
     def send(self, assigned: Assigned, settings: SeriesSettings, time_scale: float) -> int:
-        """Publish the limits that changed (all of them after a reconnect)."""
-        self.due = False
+        """Publish the limits that changed (all of them after a reconnect); a failure
+        leaves it due (the service's next tick tries again)."""
         if self.everything:
             self.everything = False
             self.sent.clear()
         now = time.time_ns() // 1_000_000
-        return self.update(limits_by_gateway(assigned, settings, time_scale, now))
+        count = self.update(limits_by_gateway(assigned, settings, time_scale, now))
+        self.due = False
+        return count
 
     def update(self, messages: dict[str, Limits]) -> int:
         """Publish what changed; returns how many messages went out."""
         count = 0
         for gateway, limits in messages.items():
-            same = encode_limits(_timeless(limits))
+            same = encode_limits(msgspec.structs.replace(limits, ts_ms=0))
             if self.sent.get(gateway) == same:
                 continue
             topic = wire.topic(limits.site, gateway, Stream.LIMITS)
@@ -103,15 +107,3 @@ class Downlink:
         if count:
             log.info("limits sent down to %d gateway(s)", count)
         return count
-
-
-def _timeless(limits: Limits) -> Limits:
-    return Limits(
-        v=limits.v,
-        gateway=limits.gateway,
-        site=limits.site,
-        ts_ms=0,
-        sensors=limits.sensors,
-        max_gap_ms=limits.max_gap_ms,
-        fault_ms=limits.fault_ms,
-    )

@@ -72,11 +72,16 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def readings_store(svc: ServicesDep) -> Iterator[Store]:
+def open_readings(svc: Services) -> Store:
+    """The readings store, or 503 while it cannot be opened."""
     try:
-        store = svc.open_store()
+        return svc.open_store()
     except StoreUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"readings store: {exc}") from None
+
+
+def readings_store(svc: ServicesDep) -> Iterator[Store]:
+    store = open_readings(svc)
     try:
         yield store
     finally:

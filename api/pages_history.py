@@ -18,6 +18,7 @@ from alerts.db import reading
 from alerts.models import Location, SensorAssignment
 from alerts.repo.users import Role
 from api.deps import ServicesDep, scope_of_user
+from api.i18n import language
 from api.pages import page_user, place_name, render
 from api.routes.sites import sensor_in_scope
 from coldchain.http_headers import CSP
@@ -74,7 +75,7 @@ def location_history(location_id: str, request: Request, svc: ServicesDep) -> HT
             {"gateway": a.gateway, "sensor": a.sensor, "label": f"{a.sensor} ({a.role})"}
             for a in assigned
         ]
-    lang = request.query_params.get("lang") or request.cookies.get("lang") or "zh"
+    lang = language(request)
     spec = chart_spec(series, _int(request, "from_ms"), _int(request, "to_ms"))
     return render(request, "history.html", user, title=place_name(location, lang), spec=spec)
 

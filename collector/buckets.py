@@ -63,6 +63,17 @@ class Bucket:
         )
 
 
+def combined(parts: Iterable[Bucket]) -> list[Bucket]:
+    """Parts of buckets (of calibration periods, of roll-ups and readings) merged by start."""
+    merged: dict[int, Bucket] = {}
+    for b in parts:
+        if b.start_ms in merged:
+            merged[b.start_ms].merge(b)
+        else:
+            merged[b.start_ms] = b
+    return [merged[k] for k in sorted(merged)]
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 

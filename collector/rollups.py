@@ -10,7 +10,7 @@ import contextlib
 import sqlite3
 
 from coldchain.wire import ReadingsBatch
-from collector.buckets import HOUR_MS, SETTLE_MS, Bucket, wall_ms
+from collector.buckets import HOUR_MS, SETTLE_MS, Bucket, combined, wall_ms
 
 #: a reading with a value to draw (out of range is a broken probe; a fault has none)
 DRAWN = "(q IN ('ok', 'clock_suspect') AND value IS NOT NULL)"
@@ -68,13 +68,7 @@ def hourly(
         )
     ]
     parts += grouped(db, gateway, sensor, last, end_ms, width_ms, origin)
-    merged: dict[int, Bucket] = {}
-    for b in parts:  # a bucket may have parts from both sides of an edge
-        if b.start_ms in merged:
-            merged[b.start_ms].merge(b)
-        else:
-            merged[b.start_ms] = b
-    return [merged[k] for k in sorted(merged)]
+    return combined(parts)  # a bucket may have parts from both sides of an edge
 
 
 def roll_up(db: sqlite3.Connection, gateway: str, sensor: str, first: int, last: int) -> None:

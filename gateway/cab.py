@@ -22,7 +22,7 @@ from starlette.routing import Route
 from coldchain.health import CountersCollector, registry_of
 from coldchain.http_headers import SecurityHeaders
 from coldchain.wire import Quality
-from gateway.cab_alarms import CabAlarms
+from gateway.cab_alarms import CabAlarms, LimitsCounters
 from gateway.config import GatewayConfig
 from gateway.sink import Sink
 
@@ -87,6 +87,9 @@ def cab_app(
     metrics = registry_of(
         CountersCollector("coldchain_gateway", lambda: sink.counters),
         CountersCollector(
+            "coldchain_gateway_cab", lambda: alarms.counters if alarms else LimitsCounters()
+        ),
+        CountersCollector(
             "coldchain_gateway_publisher", lambda: getattr(uplink, "counters", sink.counters)
         ),
         CountersCollector(
@@ -120,6 +123,8 @@ def cab_app(
                 f"the outbox cannot be written: {sink.counters.held_in_memory} rows wait "
                 f"in memory ({sink.counters.lost_in_memory} lost so far)"
             )
+        if sink.watcher_failing is not None:
+            reasons.append(f"the cab's own alarms cannot judge: {sink.watcher_failing}")
         state = "stalled" if stalled else "degraded" if reasons else "ok"
         body = {"service": config.gateway.id, "state": state, "reasons": reasons}
         return JSONResponse(body, status_code=200 if state == "ok" else 503)

@@ -22,6 +22,7 @@ from coldchain.judging.breach import TEMPERATURE, Breach, Level, Point, SeriesSe
 from coldchain.judging.door import DoorEvaluator
 from coldchain.judging.limits import LevelLimits
 from coldchain.judging.rules import SensorEvaluator
+from coldchain.logs import Throttled
 from coldchain.wire import Quality, Quantity, Reading, WireError
 from coldchain.wire_limits import Limits, SensorLimits, decode_limits, encode_limits
 
@@ -88,12 +89,20 @@ class Judged:
         return (w.high_c is not None and v > w.high_c) or (w.low_c is not None and v < w.low_c)
 
 
+@dataclass
+class LimitsCounters:
+    limits_taken: int = 0
+    #: limits messages that did not follow the contract (the ones before stay in force)
+    limits_refused: int = 0
+
+
 class CabAlarms:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.judged: dict[str, Judged] = {}
         self.settings = SeriesSettings(no_data_ms=_NEVER_MS)
-        self.refused = 0
+        self.counters = LimitsCounters()
+        self._refusals = Throttled(log)
         #: when the limits in force were made by the alert service (None: none yet)
         self.made_ms: int | None = None
         if path.exists():
@@ -108,9 +117,12 @@ class CabAlarms:
             limits = decode_limits(payload)
             self._apply(limits)
         except (WireError, ValidationError) as exc:
-            self.refused += 1
-            log.error("limits message refused (%s); the ones in force stay", exc)
+            self.counters.limits_refused += 1
+            self._refusals.warning(
+                "limits", "limits message refused (%s); the ones before stay", exc
+            )
             return
+        self.counters.limits_taken += 1
         tmp = self.path.with_suffix(".tmp")
         try:
             tmp.write_bytes(encode_limits(limits))

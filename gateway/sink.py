@@ -44,6 +44,8 @@ class Counters:
     #: because that buffer overflowed
     held_in_memory: int = 0
     lost_in_memory: int = 0
+    #: readings a watcher (the cab's own alarms) failed on: the readings are kept anyway
+    watcher_failures: int = 0
 
 
 #: (stream, edge time, encoded reading or event)
@@ -65,8 +67,10 @@ class Sink:
         self.counters = Counters()
         #: the newest reading of each sensor (the cab view shows them)
         self.latest: dict[str, Reading] = {}
-        #: told every reading taken (the cab's own alarms judge them)
+        #: told every reading taken (the cab's own alarms judge them); a watcher that
+        #: fails never costs a reading: counted, logged once per change, health says so
         self.watchers: list[Callable[[list[Reading]], None]] = []
+        self.watcher_failing: str | None = None
         self._events: list[Event] = []
         self._flushing: asyncio.Task[None] | None = None
         #: rows the outbox could not take yet, oldest first, at most ``memory_rows``
@@ -81,9 +85,22 @@ class Sink:
             return
         for r in readings:
             self.latest[r.sensor] = r
-        for watch in self.watchers:
-            watch(readings)
+        self._tell_watchers(readings)
         await self._write([(Stream.READINGS, r.ts_ms, wire.encode(r)) for r in readings])
+
+    def _tell_watchers(self, readings: list[Reading]) -> None:
+        failing = None
+        for watch in self.watchers:
+            try:
+                watch(readings)
+            except Exception as exc:  # a bug of the cab's judgement: the readings go on
+                self.counters.watcher_failures += 1
+                failing = f"{type(exc).__name__}: {exc}"[:200]
+                if failing != self.watcher_failing:
+                    log.error("judging readings for the cab failed: %s", failing, exc_info=exc)
+        if failing is None and self.watcher_failing is not None:
+            log.info("judging readings for the cab works again")
+        self.watcher_failing = failing
 
     async def _write(self, rows: list[Row]) -> None:
         async with self._writing:  # the buffer is touched by one write at a time

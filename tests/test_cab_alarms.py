@@ -124,7 +124,7 @@ def test_the_limits_survive_a_restart_in_a_dead_zone_and_a_bad_message_changes_n
     broken = json.loads(encode_limits(limits()))
     broken["sensors"][0]["warning"] = {"delay_min": 5}  # no limit at all
     restarted.take(json.dumps(broken).encode())
-    assert restarted.refused == 3
+    assert restarted.counters.limits_refused == 3
     assert restarted.made_ms == T0 and decode_limits(kept.read_bytes()) == limits()
 
 
@@ -183,3 +183,53 @@ def test_the_alert_service_sends_each_gateway_its_compartments_limits_once(engin
     assert downlink.update(limits_by_gateway(assigned, SeriesSettings(), 60.0, T0 + 5)) == 0
     downlink.everything = True
     assert downlink.send(assigned, SeriesSettings(), 60.0) == 1  # after a reconnect
+    # the broker goes away mid-send: the limits stay due, the next tick sends them
+    calls: list[str] = []
+
+    def flaky(topic: str, _payload: bytes) -> None:
+        calls.append(topic)
+        if len(calls) == 1:
+            raise OSError("the broker went away")
+
+    failing = Downlink(flaky, due=True)
+    with pytest.raises(OSError, match="went away"):
+        failing.send(assigned, SeriesSettings(), 60.0)
+    assert failing.due is True and failing.sent == {}
+    assert failing.send(assigned, SeriesSettings(), 60.0) == 1 and failing.due is False
+
+
+def test_a_failing_cab_judgement_never_costs_a_reading(tmp_path: Path) -> None:
+    """The cab's judge is told every reading before it is written: when it fails, the
+    readings are kept all the same, the failure is counted and health names it."""
+    import asyncio
+
+    from gateway.outbox import Outbox
+    from gateway.outbox_file import AsyncOutbox
+    from gateway.sink import Sink
+
+    broken = True
+
+    def judge(_readings: list[Reading]) -> None:
+        if broken:
+            raise RuntimeError("a bug in the cab's judgement")
+
+    async def scenario() -> tuple[int, int, str | None, str | None]:
+        outbox = AsyncOutbox(
+            Outbox(tmp_path / "o.sqlite", gateway="g", site="s", max_rows=999, max_age_h=9999)
+        )
+        sink = Sink(outbox, lambda: None)
+        sink.watchers.append(judge)
+        try:
+            await sink.add_readings([air(0, -19.0), air(1, -19.1)])
+            failing = sink.watcher_failing
+            nonlocal broken
+            broken = False
+            await sink.add_readings([air(2, -19.2)])
+            pending = (await outbox.call(outbox.sync.stats)).pending
+            return pending, sink.counters.watcher_failures, failing, sink.watcher_failing
+        finally:
+            outbox.close()
+
+    pending, failures, failing, after = asyncio.run(scenario())
+    assert pending == 3 and failures == 1
+    assert failing == "RuntimeError: a bug in the cab's judgement" and after is None

@@ -153,6 +153,23 @@ def test_the_csv_of_a_range_holds_every_reading_raw_and_calibrated(web: Api) -> 
     assert too_long.status_code == 422 and other.status_code == 404
 
 
+def shown(page: Page) -> float:
+    """The width of the range the chart shows, in ms."""
+    lo, hi = page.evaluate("document.getElementById('chart').chart.xAxisRange()")
+    return float(hi - lo)
+
+
+def drag_zoom(page: Page) -> None:
+    """Drag across a tenth of the chart (dygraphs zooms to it; the page fetches finer)."""
+    box = page.locator("#chart canvas").first.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.50, y, steps=8)
+    page.mouse.up()
+
+
 def test_a_chart_page_ranges_zooms_and_shows_an_excursion_shorter_than_a_bucket(
     web: Api, page: Page
 ) -> None:
@@ -172,13 +189,7 @@ def test_a_chart_page_ranges_zooms_and_shows_an_excursion_shorter_than_a_bucket(
     assert abs((hi - lo) - 3_600_000) < 60_000
     page.click('#chart-range [data-preset="604800000"]')
     expect(page.locator("#chart-status")).to_contain_text("30 min")
-    box = chart.locator("canvas").first.bounding_box()
-    assert box is not None
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.40, y)  # drag across about a day: zoom
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.50, y, steps=8)
-    page.mouse.up()
+    drag_zoom(page)  # across about a day
     expect(page.locator("#chart-status")).not_to_contain_text("30 min")
     bucket = int(chart.get_attribute("data-bucket-ms") or "0")
     assert bucket < 30 * MIN
@@ -198,6 +209,12 @@ def test_a_room_s_page_overlays_its_sensors_with_its_limits(web: Api, page: Page
     labels = page.evaluate("document.getElementById('chart').chart.getLabels()")
     assert "cr1-ctrl.air (air)" in labels and "cr1-th.temp (air)" in labels
     assert not any("door" in label for label in labels)
+    page.click('#chart-range [data-preset="604800000"]')  # a week of the room
+    expect(page.locator("#chart")).to_have_attribute("data-bucket-ms", str(30 * MIN))
+    assert abs(shown(page) - 7 * DAY) < MIN
+    drag_zoom(page)
+    expect(page.locator("#chart")).not_to_have_attribute("data-bucket-ms", str(30 * MIN))
+    assert shown(page) < 1.5 * DAY
     shoot(page, "history-room-zh")
 
 

@@ -35,6 +35,7 @@ from tests.api_server import PASSWORD, Api, an_alarm, user_of
 from tests.browser import publish, publish_status, shoot, sign_in
 from tests.harness import Broker
 from tests.scenario import Setup
+from tests.test_history import drag_zoom, shown
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +109,13 @@ def test_an_operator_sees_an_alarm_arrive_live_acknowledges_it_and_quality_sees_
         labels = quality.evaluate("document.getElementById('chart').chart.getLabels()")
         assert any("cr2-ctrl.air" in label for label in labels), labels
         expect(quality.locator("#chart-csv a")).not_to_have_count(0)
+        quality.click('#chart-range [data-preset="3600000"]')  # the batch's last hour
+        expect(chart).to_have_attribute("data-bucket-ms", "0")
+        assert abs(shown(quality) - 3_600_000) < 60_000
+        quality.click('#chart-range [data-preset="86400000"]')
+        drag_zoom(quality)  # a tenth of the day: about two hours and a half
+        quality.wait_for_function("document.getElementById('chart').dataset.loading === 'false'")
+        assert shown(quality) < 4 * 3_600_000
         expect(quality.locator("figure.chart svg")).to_be_attached()  # the PDF's static one
         shoot(quality, "batch-audit-en")
         quality.goto(f"{web.url}/batches/B-BEEF-0414?lang=zh")

@@ -21,10 +21,10 @@ from alerts.calibration import corrected
 from alerts.db import reading
 from alerts.models import BreachRow, Calibration, Location, SensorAssignment
 from alerts.repo import profiles_in_force
-from api.deps import Operator, ServicesDep, StoreDep
+from api.deps import Operator, ServicesDep, StoreDep, open_readings
 from api.routes.sites import sensor_in_scope
 from api.schemas import Model
-from collector.buckets import Bucket, aggregate, bucket_width
+from collector.buckets import Bucket, aggregate, bucket_width, combined
 from collector.sqlite_store import SqliteStore
 from collector.store import Store
 
@@ -133,25 +133,18 @@ def _rows(
     if isinstance(store, SqliteStore) and store.count(gateway, sensor, start, end) > points:
         width = bucket_width(end - start, points)
         origin = start - start % width  # round starts (whole hours: the store's roll-ups)
-        merged: dict[int, Bucket] = {}
-        for lo, hi, offset in _periods(cals, start, end):  # exact across a recalibration
-            for b in store.buckets(gateway, sensor, lo, hi, width, origin_ms=origin):
-                b = b.shifted(offset)
-                if b.start_ms in merged:
-                    merged[b.start_ms].merge(b)
-                else:
-                    merged[b.start_ms] = b
-        return width, _bucket_rows([merged[k] for k in sorted(merged)], width)
-    readings = []
-    for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
-        readings.append(r)
-        if len(readings) > points and not isinstance(store, SqliteStore):
-            width = bucket_width(end - start, points)  # another store: aggregated here
-            every = store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway)
-            buckets = [
-                b.shifted(_correction(cals, b.start_ms)) for b in aggregate(every, start, width)
-            ]
-            return width, _bucket_rows(buckets, width)
+        parts = (  # exact across a recalibration: each period with its own correction
+            b.shifted(offset)
+            for lo, hi, offset in _periods(cals, start, end)
+            for b in store.buckets(gateway, sensor, lo, hi, width, origin_ms=origin)
+        )
+        return width, _bucket_rows(combined(parts), width)
+    scan = iter(store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway))
+    readings = list(itertools.islice(scan, points + 1))
+    if len(readings) > points:  # another store: aggregated here, in the same one scan
+        width = bucket_width(end - start, points)
+        every = aggregate(itertools.chain(readings, scan), start, width)
+        return width, _bucket_rows([b.shifted(_correction(cals, b.start_ms)) for b in every], width)
     raw: list[Row] = []
     for r in readings:
         drawn = r.q.value in ("ok", "clock_suspect") and isinstance(r.value, (int, float))
@@ -265,16 +258,17 @@ def series_csv(
         cals = _calibrations(s, gateway, sensor)
     name = f"{gateway}_{sensor}_{start}_{end}.csv".replace("/", "_")
     return StreamingResponse(
-        _csv_lines(svc.open_store, gateway, sensor, start, end, cals),
+        _csv_lines(open_readings(svc), gateway, sensor, start, end, cals),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
 def _csv_lines(
-    open_store: object, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
+    store: Store, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
 ) -> Iterator[str]:
-    store: Store = open_store()  # type: ignore[operator]
+    """The CSV in pieces; it closes the store (its own, not the request's: the answer
+    streams after the route has returned)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

@@ -18,7 +18,7 @@ from api.deps import Operator, ServicesDep, StoreDep, scope_of_user
 from api.schemas import Model
 from coldchain.wire import Quantity
 from collector.sqlite_store import SqliteStore
-from collector.store import StoredReading
+from collector.store import Store, StoredReading
 
 router = APIRouter(prefix="/api", tags=["trucks"])
 
@@ -113,10 +113,10 @@ def trucks(
     return TrucksOut(from_ms=start, to_ms=end, trucks=out)
 
 
-def _positions(store: object, start: int, end: int) -> list[StoredReading]:
+def _positions(store: Store, start: int, end: int) -> list[StoredReading]:
     if isinstance(store, SqliteStore):
         return store.of_quantity(Quantity.POSITION, start, end)
-    every = store.readings(start_ms=start, end_ms=end)  # type: ignore[attr-defined]
+    every = store.readings(start_ms=start, end_ms=end)
     return [r for r in every if r.quantity is Quantity.POSITION]
 
 
