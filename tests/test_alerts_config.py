@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +138,8 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
         **os.environ,
         "COLDCHAIN_DB_URL": f"sqlite:///{db}",
         "COLDCHAIN_WEBHOOK_SECRET": "s3cret-from-the-vault",
+        # touched once it runs and is well: its signal handlers are in place by then
+        "COLDCHAIN_HEALTH_FILE": str(tmp_path / "alerts.health"),
     }
     missing = subprocess.run(
         [sys.executable, "-m", "ops.cli", "alerts", "run", "--config", str(path)],
@@ -157,7 +158,7 @@ def test_alerts_run_starts_migrates_and_stops_cleanly(
     )
     try:
         wait_for(db.exists, 30, "the database created")
-        time.sleep(1.0)
+        wait_for((tmp_path / "alerts.health").exists, 60, "the service running and well")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
