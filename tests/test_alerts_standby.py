@@ -162,3 +162,25 @@ def test_the_standby_takes_over_from_a_killed_writer_and_nothing_is_twice_or_mis
             proc.stop()
         engine.dispose()
         os.environ.pop("COLDCHAIN_TEST_HOOK_SECRET", None)
+
+
+def test_a_lead_given_up_is_free_at_once_for_the_next_instance(db_url: str) -> None:
+    """A service stopped and started again at once (a restart, a deploy) takes the lead
+    on its first try: the lock is freed before ``release`` returns, not when the
+    server gets round to ending the old connection (the restarted service would judge
+    in standby and store nothing until its next tick)."""
+    from alerts.leader import Lead
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        holder = Lead(engine, "alerts-1")
+        assert holder.poll() == (True, True)
+        assert Lead(engine, "alerts-2").poll() == (False, False)  # held: the other waits
+        for turn in range(20):
+            holder.release()
+            holder = Lead(engine, f"alerts-{turn}")
+            assert holder.poll() == (True, True), f"turn {turn}: the lead was not free"
+        holder.release()
+    finally:
+        engine.dispose()
