@@ -27,9 +27,11 @@ from coldchain.logs import Throttled
 from coldchain.mqtt import Consumer, Delivery, SessionSpec, now_ms
 from coldchain.runner import run_until_signalled
 from coldchain.wire import EventsBatch, ReadingsBatch, Stored, Stream, WireError
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, SqliteStoreConfig
 from collector.errors import StoreRefused, StoreUnavailable
+from collector.maintenance import Maintenance, UpkeepCounters
 from collector.quarantine import Quarantine, quarantine_file
+from collector.sqlite_store import SqliteStore
 from collector.store import Incoming, QuarantineItem, Store, WriteResult, open_store
 
 _COLLECTED = frozenset({Stream.READINGS, Stream.EVENTS})
@@ -40,7 +42,7 @@ log = logging.getLogger("coldchain.collector")
 
 
 @dataclass
-class CollectorCounters:
+class CollectorCounters(UpkeepCounters):
     messages: int = 0
     readings_stored: int = 0
     readings_duplicate: int = 0
@@ -99,9 +101,15 @@ class Collector:
             beat_as=("collector", section.id),
             batch_max=section.batch_max_messages,
             linger_ms=section.linger_ms,
-            tick=self._publish_confirmations,
+            tick=self._tick,
         )
         self.health = self.consumer.health
+        #: compaction and retention of an SQLite store, between batches
+        self.upkeep = (
+            Maintenance(store, config.store, self.health, self.counters)
+            if isinstance(store, SqliteStore) and isinstance(config.store, SqliteStoreConfig)
+            else None
+        )
         self.metrics = registry_of(
             CountersCollector(
                 "coldchain_collector",
@@ -210,6 +218,11 @@ class Collector:
         self.counters.messages += len(batch)
         self._confirm([i.message for _, i in incoming])
         return True
+
+    def _tick(self) -> None:
+        self._publish_confirmations()
+        if self.upkeep is not None:
+            self.upkeep.step()
 
     def _confirm(self, messages: list[ReadingsBatch | EventsBatch]) -> None:
         """Note the outboxes of a committed batch, and tell their gateways now or soon."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coldchain.settings import ConfigError, MqttConfig, Strict, load_toml, secret
 from coldchain.wire import ID_PATTERN
@@ -39,6 +39,22 @@ class CollectorSection(Strict):
 class SqliteStoreConfig(Strict):
     kind: Literal["sqlite"]
     path: Path = Path("var/coldchain.sqlite")
+    #: readings are kept as they came for this many days (EN 12830 asks a year at
+    #: least), then as their 1-minute and hourly roll-ups (docs/design-history.md)
+    keep_raw_days: Annotated[int, Field(ge=1)] = 400
+    #: the roll-ups are kept this long; the day goes after that
+    keep_rollups_days: Annotated[int, Field(ge=1)] = 3650
+    #: the collector compacts settled days and applies the retention this often
+    compact_every_s: Annotated[float, Field(gt=0)] = 3600.0
+
+    @model_validator(mode="after")
+    def _rollups_outlive_readings(self) -> SqliteStoreConfig:
+        if self.keep_rollups_days < self.keep_raw_days:
+            raise ValueError(
+                f"keep_rollups_days ({self.keep_rollups_days}) must be at least "
+                f"keep_raw_days ({self.keep_raw_days}): the roll-ups are what stays"
+            )
+        return self
 
 
 class InfluxStoreConfig(Strict):

@@ -10,7 +10,9 @@ import contextlib
 import sqlite3
 
 from coldchain.wire import ReadingsBatch
+from collector import chunk_reads
 from collector.buckets import HOUR_MS, SETTLE_MS, Bucket, combined, wall_ms
+from collector.compaction import DAY_MS
 
 #: a reading with a value to draw (out of range is a broken probe; a fault has none)
 DRAWN = "(q IN ('ok', 'clock_suspect') AND value IS NOT NULL)"
@@ -33,7 +35,10 @@ def grouped(
         "GROUP BY k ORDER BY k",
         (origin, width_ms, gateway, sensor, start_ms, end_ms),
     )
-    return [Bucket(origin + k * width_ms, n, lo, mean, hi, bad) for k, n, lo, mean, hi, bad in rows]
+    hot = [Bucket(origin + k * width_ms, n, lo, mean, hi, bad) for k, n, lo, mean, hi, bad in rows]
+    # the compacted days of the range (collector.compaction), if any
+    cold = chunk_reads.buckets(db, gateway, sensor, start_ms, end_ms, width_ms, origin)
+    return chunk_reads.combine(hot, cold)
 
 
 def hourly(
@@ -80,7 +85,30 @@ def roll_up(db: sqlite3.Connection, gateway: str, sensor: str, first: int, last:
     if have == (last - first) // HOUR_MS:
         return
     db.execute("BEGIN IMMEDIATE")
-    try:  # the hours without readings get a row too: nothing to make next time
+    try:
+        # hours of compacted days first, from their chunks and the rows that came later
+        # (the readings table alone would miss the chunk's)
+        if days := chunk_reads.compacted_days(db, gateway, sensor, first, last):
+            present = {
+                h
+                for (h,) in db.execute(
+                    "SELECT hour_ms FROM rollup_1h WHERE gateway = ? AND sensor = ? "
+                    "AND hour_ms >= ? AND hour_ms < ?",
+                    (gateway, sensor, first, last),
+                )
+            }
+            missing = {
+                h
+                for h in range(first, last, HOUR_MS)
+                if h not in present and h - h % DAY_MS in days
+            }
+            made = chunk_reads.hour_rollups(db, gateway, sensor, missing)
+            db.executemany(
+                "INSERT OR IGNORE INTO rollup_1h (gateway, sensor, hour_ms, n, lo, hi, total, "
+                "bad) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(gateway, sensor, *h) for h in made],
+            )
+        # the hours without readings get a row too: nothing to make next time
         db.execute(
             "INSERT OR IGNORE INTO rollup_1h (gateway, sensor, hour_ms, n, lo, hi, total, "
             f"bad) SELECT ?1, ?2, ts_ms - ts_ms % {HOUR_MS} AS h, "

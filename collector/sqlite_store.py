@@ -14,128 +14,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from coldchain.wire import EventsBatch, Quantity, ReadingsBatch
-from collector import rollups, watermark
+from collector import chunk_reads, chunks, compaction, rollups, watermark
 from collector.buckets import HOUR_MS, Bucket
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import row as kept_row
 from collector.quarantine import trim
 from collector.sqlite_readings import CatalogueBehind, ReadingsWriter
+from collector.sqlite_schema import MIGRATIONS
 from collector.store import Incoming, QuarantineItem, StoredReading, WriteResult
-
-MIGRATIONS: list[str] = [
-    # 1: readings, events, sequence watermark, quarantine
-    """
-    CREATE TABLE readings (
-        gateway     TEXT    NOT NULL,
-        sensor      TEXT    NOT NULL,
-        ts_ms       INTEGER NOT NULL,
-        site        TEXT    NOT NULL,
-        quantity    TEXT    NOT NULL,
-        value       REAL,
-        q           TEXT    NOT NULL,
-        fault       TEXT,
-        lat_deg     REAL,
-        lon_deg     REAL,
-        speed_kmh   REAL,
-        received_ms INTEGER NOT NULL,
-        PRIMARY KEY (gateway, sensor, ts_ms)
-    ) WITHOUT ROWID;
-    -- the catalogue of series: one row per sensor, with the time span it covers (a
-    -- sensor over a time range is a primary-key range scan of readings, a site over a
-    -- time range the same scan for each of its sensors, merged in time order)
-    CREATE TABLE sensors (
-        gateway     TEXT    NOT NULL,
-        sensor      TEXT    NOT NULL,
-        site        TEXT    NOT NULL,
-        quantity    TEXT    NOT NULL,
-        first_ts_ms INTEGER NOT NULL,
-        last_ts_ms  INTEGER NOT NULL,
-        PRIMARY KEY (gateway, sensor)
-    ) WITHOUT ROWID;
-    CREATE INDEX sensors_site ON sensors (site);
-    CREATE INDEX sensors_sensor ON sensors (sensor);
-    CREATE TABLE events (
-        gateway     TEXT    NOT NULL,
-        epoch       INTEGER NOT NULL,
-        seq         INTEGER NOT NULL,
-        idx         INTEGER NOT NULL,
-        site        TEXT    NOT NULL,
-        ts_ms       INTEGER NOT NULL,
-        kind        TEXT    NOT NULL,
-        source      TEXT    NOT NULL,
-        state       TEXT    NOT NULL,
-        detail      TEXT,
-        count       INTEGER,
-        received_ms INTEGER NOT NULL,
-        PRIMARY KEY (gateway, epoch, seq, idx)
-    ) WITHOUT ROWID;
-    CREATE INDEX events_site_ts ON events (site, ts_ms);
-    CREATE TABLE seq_watermark (
-        gateway TEXT    NOT NULL,
-        stream  TEXT    NOT NULL,
-        epoch   INTEGER NOT NULL,
-        upto    INTEGER NOT NULL,
-        PRIMARY KEY (gateway, stream, epoch)
-    ) WITHOUT ROWID;
-    CREATE TABLE seq_seen (
-        gateway TEXT    NOT NULL,
-        stream  TEXT    NOT NULL,
-        epoch   INTEGER NOT NULL,
-        seq     INTEGER NOT NULL,
-        PRIMARY KEY (gateway, stream, epoch, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE quarantine (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        received_ms INTEGER NOT NULL,
-        topic       TEXT    NOT NULL,
-        payload     BLOB    NOT NULL,
-        reason      TEXT    NOT NULL
-    );
-    """,
-    # 2: a different reading that shares a sensor's time with a stored one (a gateway
-    # clock set back) is kept beside it, numbered by ``dup``; a copy of a message is
-    # still dropped by its (gateway, epoch, seq)
-    """
-    CREATE TABLE readings_v2 (
-        gateway     TEXT    NOT NULL,
-        sensor      TEXT    NOT NULL,
-        ts_ms       INTEGER NOT NULL,
-        dup         INTEGER NOT NULL DEFAULT 0,
-        site        TEXT    NOT NULL,
-        quantity    TEXT    NOT NULL,
-        value       REAL,
-        q           TEXT    NOT NULL,
-        fault       TEXT,
-        lat_deg     REAL,
-        lon_deg     REAL,
-        speed_kmh   REAL,
-        received_ms INTEGER NOT NULL,
-        PRIMARY KEY (gateway, sensor, ts_ms, dup)
-    ) WITHOUT ROWID;
-    INSERT INTO readings_v2 (gateway, sensor, ts_ms, site, quantity, value, q, fault,
-        lat_deg, lon_deg, speed_kmh, received_ms)
-    SELECT gateway, sensor, ts_ms, site, quantity, value, q, fault, lat_deg, lon_deg,
-        speed_kmh, received_ms FROM readings;
-    DROP TABLE readings;
-    ALTER TABLE readings_v2 RENAME TO readings
-    """,
-    # 3: hourly roll-ups of settled hours, for the charts' long ranges: a cache of the
-    # readings, made by the first query that needs an hour, dropped for an hour that a
-    # late reading changes (collector.buckets)
-    """
-    CREATE TABLE rollup_1h (
-        gateway TEXT    NOT NULL,
-        sensor  TEXT    NOT NULL,
-        hour_ms INTEGER NOT NULL,
-        n       INTEGER NOT NULL,
-        lo      REAL,
-        hi      REAL,
-        total   REAL,
-        bad     INTEGER NOT NULL,
-        PRIMARY KEY (gateway, sensor, hour_ms)
-    ) WITHOUT ROWID
-    """,
-]
 
 #: errors that mean "not now" rather than "bug"
 _UNAVAILABLE = (
@@ -323,6 +209,9 @@ class SqliteStore:
     def _scan(
         self, gateway: str, sensor: str, start_ms: int, end_ms: int
     ) -> Iterator[StoredReading]:
+        if chunk_reads.any_chunk(self._db, gateway, sensor, start_ms, end_ms):
+            yield from chunk_reads.scan(self._db, gateway, sensor, start_ms, end_ms)
+            return
         # its own cursor: the scans of a site are interleaved by the merge
         cur = self._db.cursor().execute(
             "SELECT site, gateway, sensor, ts_ms, quantity, value, q, fault, lat_deg, lon_deg, "
@@ -344,13 +233,14 @@ class SqliteStore:
         return [r for g, s in pairs for r in self._scan(g, s, start_ms, end_ms)]
 
     def count(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> int:
-        """How many readings a sensor has in a range (a primary-key range count)."""
+        """How many readings a sensor has in a range (a primary-key range count, and the
+        counts of its compacted days; past keep_raw_days, as their roll-ups counted)."""
         row = self._db.execute(
             "SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
             "AND ts_ms < ?",
             (gateway, sensor, start_ms, end_ms),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]) + chunk_reads.counted(self._db, gateway, sensor, start_ms, end_ms)
 
     def buckets(
         self,
@@ -370,7 +260,50 @@ class SqliteStore:
         return rollups.grouped(self._db, gateway, sensor, start_ms, end_ms, width_ms, origin)
 
     def count_readings(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        """Readings held: in ``readings`` and in the chunks that still hold theirs."""
+        (hot,) = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()
+        (cold,) = self._db.execute(
+            "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE raw IS NOT NULL"
+        ).fetchone()
+        return int(hot) + int(cold)
+
+    # ------------------------------------------------------------------ compaction
+    def compaction_plan(self, horizon_ms: int) -> Iterator[tuple[str, str, int]]:
+        """The sensor-days to compact: with rows in ``readings``, ended before the horizon."""
+        return compaction.plan(self._db, horizon_ms)
+
+    def compact_day(self, gateway: str, sensor: str, day_ms: int) -> compaction.Moved:
+        """One sensor-day into its chunk (collector.compaction); StoreUnavailable when
+        SQLite says "not now", DamagedChunk when its stored chunk does not decode."""
+        try:
+            return compaction.compact_day(self._db, gateway, sensor, day_ms)
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
+            raise
+
+    def damaged_chunks(self) -> Iterator[tuple[str, str]]:
+        """(gateway/sensor/day, reason) of each chunk that does not decode."""
+        for gateway, sensor, day, raw, minutes in self._db.execute(
+            "SELECT gateway, sensor, day_ms, raw, minutes FROM chunks ORDER BY id"
+        ):
+            try:
+                if raw is not None:
+                    chunks.decode(raw)
+                chunks.decode_minutes(minutes)
+            except chunks.DamagedChunk as exc:
+                yield f"{gateway}/{sensor} day {day}", str(exc)
+
+    def chunk_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def prune(self, now_ms: int, keep_raw_days: int, keep_rollups_days: int) -> compaction.Pruned:
+        try:
+            return compaction.prune(self._db, now_ms, keep_raw_days, keep_rollups_days)
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
+            raise
 
     def quarantined(self) -> list[tuple[str, bytes, str]]:
         return [

@@ -3,6 +3,7 @@ batch."""
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from collector.config import SqliteStoreConfig
 from ops.cli.common import db_url_option, fail, readings_store, readings_store_options
 
 
@@ -152,4 +154,62 @@ def _local(ts_ms: int, tz: str) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, ZoneInfo(tz)).isoformat(sep=" ", timespec="minutes")
 
 
-COMMANDS = (export, report, mkt)
+@click.group()
+def store() -> None:
+    """The embedded SQLite readings store: compaction, retention and checks."""
+
+
+def _sqlite(config_path: Path | None, db: Path | None) -> SqliteStoreConfig:
+    config = readings_store(config_path, db)
+    if not isinstance(config, SqliteStoreConfig):
+        fail("compaction and retention are the SQLite store's (InfluxDB keeps its own)", 2)
+    return config
+
+
+@store.command()
+@readings_store_options
+def compact(config_path: Path | None, db: Path | None) -> None:
+    """Compact every settled day now and apply the retention (the collector does it
+    every ``compact_every_s``); prints what it did."""
+    from coldchain.health import Health
+    from collector.maintenance import Maintenance
+    from collector.sqlite_store import SqliteStore
+
+    config = _sqlite(config_path, db)
+    sqlite = SqliteStore(config.path)
+    try:
+        upkeep = Maintenance(sqlite, config, Health("store"))
+        upkeep.run()
+    finally:
+        sqlite.close()
+    c = upkeep.counters
+    click.echo(
+        f"compacted {c.readings_compacted} readings into {c.days_compacted} sensor-days "
+        f"({c.reading_copies_dropped} copies dropped); kept only the roll-ups of "
+        f"{c.raw_days_pruned} sensor-days, removed {c.days_pruned}; "
+        f"{c.compaction_failures} damaged chunks"
+    )
+    if c.compaction_failures:
+        sys.exit(1)
+
+
+@store.command()
+@readings_store_options
+def check(config_path: Path | None, db: Path | None) -> None:
+    """Decode every chunk of the store; name those that do not (exit 1 if any)."""
+    from collector.sqlite_store import SqliteStore
+
+    sqlite = SqliteStore(_sqlite(config_path, db).path)
+    try:
+        damaged = list(sqlite.damaged_chunks())
+        total = sqlite.chunk_count()
+    finally:
+        sqlite.close()
+    for where, reason in damaged:
+        click.echo(f"damaged: {where}: {reason}")
+    click.echo(f"{total} chunks, {len(damaged)} damaged")
+    if damaged:
+        sys.exit(1)
+
+
+COMMANDS = (export, report, mkt, store)

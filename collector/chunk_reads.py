@@ -1,0 +1,209 @@
+"""Reading a sensor's history back from the SQLite store when part of it is compacted
+(collector.compaction): the chunks of a range, decoded and merged with the rows still
+in ``readings``; counts; and buckets for the charts from chunks (their readings, or
+their 1-minute roll-ups once the readings are past ``keep_raw_days``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from collector.buckets import Bucket, combined
+from collector.chunks import (
+    DRAWN,
+    DamagedChunk,
+    Minute,
+    Row,
+    decode,
+    decode_minutes,
+    minutes_of,
+)
+from collector.compaction import DAY_MS, Hour, hot_rows, hours_of, merged
+from collector.store import StoredReading
+
+Chunk = tuple[int, bytes | None, bytes]  # day_ms, raw (None past keep_raw_days), minutes
+
+
+def chunks(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> list[Chunk]:
+    """The sensor's chunks of days that overlap ``[start, end)``, in time order."""
+    return db.execute(
+        "SELECT day_ms, raw, minutes FROM chunks WHERE gateway = ? AND sensor = ? "
+        "AND day_ms > ? AND day_ms < ? ORDER BY day_ms",
+        (gateway, sensor, start - DAY_MS, end),
+    ).fetchall()
+
+
+def any_chunk(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? AND day_ms < ? "
+            "LIMIT 1",
+            (gateway, sensor, start - DAY_MS, end),
+        ).fetchone()
+        is not None
+    )
+
+
+def _where(gateway: str, sensor: str, day: int) -> str:
+    return f"{gateway}/{sensor}, the day of {day} (epoch ms)"
+
+
+def day_rows(db: sqlite3.Connection, gateway: str, sensor: str, chunk: Chunk) -> list[Row]:
+    """A compacted day's readings, with any that came later still in ``readings``."""
+    day, raw, _minutes = chunk
+    try:
+        old = [] if raw is None else decode(raw)
+    except DamagedChunk as exc:
+        raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
+    return merged(old, hot_rows(db, gateway, sensor, day, day + DAY_MS))[0]
+
+
+def day_minutes(gateway: str, sensor: str, chunk: Chunk) -> list[Minute]:
+    day, _raw, blob = chunk
+    try:
+        return decode_minutes(blob)
+    except DamagedChunk as exc:
+        raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
+
+
+def scan(
+    db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int
+) -> Iterator[StoredReading]:
+    """A sensor's readings in ``[start, end)`` in time order; the caller has found that
+    the range has chunks (else a plain scan of ``readings`` is the same and faster)."""
+    at = start
+    for chunk in chunks(db, gateway, sensor, start, end):
+        day = chunk[0]
+        if chunk[1] is None:
+            continue  # past keep_raw_days: the roll-ups only (the rows left are hot ones)
+        lo, hi = max(start, day), min(end, day + DAY_MS)
+        if at < lo:
+            yield from _restored(gateway, sensor, hot_rows(db, gateway, sensor, at, lo))
+        yield from _restored(
+            gateway, sensor, [r for r in day_rows(db, gateway, sensor, chunk) if lo <= r.ts_ms < hi]
+        )
+        at = hi
+    if at < end:
+        yield from _restored(gateway, sensor, hot_rows(db, gateway, sensor, at, end))
+
+
+def _restored(gateway: str, sensor: str, rows: list[Row]) -> Iterator[StoredReading]:
+    for r in rows:
+        yield StoredReading.restore(
+            r.site, gateway, sensor, r.ts_ms, r.quantity, r.value, r.q, r.fault,
+            r.lat_deg, r.lon_deg, r.speed_kmh,
+        )  # fmt: skip
+
+
+def counted(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> int:
+    """Readings of the range held in chunks (past keep_raw_days: as their roll-ups
+    counted them)."""
+    (whole,) = db.execute(
+        "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE gateway = ? AND sensor = ? "
+        "AND day_ms >= ? AND day_ms + ? <= ?",
+        (gateway, sensor, start, DAY_MS, end),
+    ).fetchone()
+    total = int(whole)
+    for chunk in chunks(db, gateway, sensor, start, end):
+        day, raw, _m = chunk
+        if start <= day and day + DAY_MS <= end:
+            continue
+        if raw is None:
+            minutes = day_minutes(gateway, sensor, chunk)
+            total += sum(m.n + m.bad for m in minutes if start <= m.minute_ms < end)
+        else:
+            total += sum(1 for r in decode(raw) if start <= r.ts_ms < end)
+    return total
+
+
+def buckets(
+    db: sqlite3.Connection,
+    gateway: str,
+    sensor: str,
+    start: int,
+    end: int,
+    width: int,
+    origin: int,
+) -> list[Bucket]:
+    """The parts of buckets that the chunks of the range hold (the rows still in
+    ``readings`` are grouped by the caller)."""
+    acc: dict[int, list[float]] = {}  # bucket → [n, lo, hi, total, bad]
+    for chunk in chunks(db, gateway, sensor, start, end):
+        day, raw, _m = chunk
+        if raw is not None:
+            try:
+                rows = decode(raw)
+            except DamagedChunk as exc:
+                raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
+            for r in rows:
+                if start <= r.ts_ms < end:
+                    good = r.value is not None and r.q in DRAWN
+                    _add(acc, (r.ts_ms - origin) // width, good, r.value, r.value, r.value, 1)
+            continue
+        for m in day_minutes(gateway, sensor, chunk):
+            if start <= m.minute_ms < end:
+                k = (m.minute_ms - origin) // width
+                if m.n:
+                    _add(acc, k, True, m.lo, m.hi, m.total, m.n)
+                if m.bad:
+                    _add(acc, k, False, None, None, None, m.bad)
+    return [
+        Bucket(origin + k * width, int(n), lo if n else None, total / n if n else None,
+               hi if n else None, int(bad))
+        for k, (n, lo, hi, total, bad) in sorted(acc.items())
+    ]  # fmt: skip
+
+
+def _add(
+    acc: dict[int, list[float]],
+    k: int,
+    good: bool,
+    lo: float | None,
+    hi: float | None,
+    total: float | None,
+    count: int,
+) -> None:
+    b = acc.get(k)
+    if b is None:
+        b = acc[k] = [0, float("inf"), float("-inf"), 0.0, 0]
+    if not good:
+        b[4] += count
+        return
+    assert lo is not None and hi is not None and total is not None
+    b[0] += count
+    b[1] = min(b[1], lo)
+    b[2] = max(b[2], hi)
+    b[3] += total
+
+
+def compacted_days(
+    db: sqlite3.Connection, gateway: str, sensor: str, first: int, last: int
+) -> set[int]:
+    return {
+        day
+        for (day,) in db.execute(
+            "SELECT day_ms FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? "
+            "AND day_ms < ?",
+            (gateway, sensor, first - DAY_MS, last),
+        )
+    }
+
+
+def hour_rollups(db: sqlite3.Connection, gateway: str, sensor: str, hours: set[int]) -> list[Hour]:
+    """Hourly roll-ups (hour, n, lo, hi, total, bad) of hours in compacted days, from
+    their chunks and the rows that came later (a late reading dropped the hour's row)."""
+    out = []
+    days = sorted({h - h % DAY_MS for h in hours})
+    for day in days:
+        (chunk,) = chunks(db, gateway, sensor, day, day + 1)
+        if chunk[1] is None:
+            hot = hot_rows(db, gateway, sensor, day, day + DAY_MS)
+            minutes = sorted(day_minutes(gateway, sensor, chunk) + minutes_of(hot))
+        else:
+            minutes = minutes_of(day_rows(db, gateway, sensor, chunk))
+        out += [h for h in hours_of(minutes, day) if h[0] in hours]
+    return out
+
+
+def combine(hot: list[Bucket], cold: list[Bucket]) -> list[Bucket]:
+    return combined([*hot, *cold]) if cold else hot
