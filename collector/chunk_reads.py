@@ -48,13 +48,19 @@ def _where(gateway: str, sensor: str, day: int) -> str:
     return f"{gateway}/{sensor}, the day of {day} (epoch ms)"
 
 
-def day_rows(db: sqlite3.Connection, gateway: str, sensor: str, chunk: Chunk) -> list[Row]:
-    """A compacted day's readings, with any that came later still in ``readings``."""
+def chunk_rows(gateway: str, sensor: str, chunk: Chunk) -> list[Row]:
+    """A chunk's own readings (none past keep_raw_days); DamagedChunk naming it."""
     day, raw, _minutes = chunk
     try:
-        old = [] if raw is None else decode(raw)
+        return [] if raw is None else decode(raw)
     except DamagedChunk as exc:
         raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
+
+
+def day_rows(db: sqlite3.Connection, gateway: str, sensor: str, chunk: Chunk) -> list[Row]:
+    """A compacted day's readings, with any that came later still in ``readings``."""
+    day = chunk[0]
+    old = chunk_rows(gateway, sensor, chunk)
     return merged(old, hot_rows(db, gateway, sensor, day, day + DAY_MS))[0]
 
 
@@ -112,7 +118,7 @@ def counted(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: 
             minutes = day_minutes(gateway, sensor, chunk)
             total += sum(m.n + m.bad for m in minutes if start <= m.minute_ms < end)
         else:
-            total += sum(1 for r in decode(raw) if start <= r.ts_ms < end)
+            total += sum(1 for r in chunk_rows(gateway, sensor, chunk) if start <= r.ts_ms < end)
     return total
 
 
@@ -129,13 +135,8 @@ def buckets(
     ``readings`` are grouped by the caller)."""
     acc: dict[int, list[float]] = {}  # bucket → [n, lo, hi, total, bad]
     for chunk in chunks(db, gateway, sensor, start, end):
-        day, raw, _m = chunk
-        if raw is not None:
-            try:
-                rows = decode(raw)
-            except DamagedChunk as exc:
-                raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
-            for r in rows:
+        if chunk[1] is not None:
+            for r in chunk_rows(gateway, sensor, chunk):
                 if start <= r.ts_ms < end:
                     good = r.value is not None and r.q in DRAWN
                     _add(acc, (r.ts_ms - origin) // width, good, r.value, r.value, r.value, 1)

@@ -107,7 +107,7 @@ class Maintenance:
             self.health.problem(
                 "compaction",
                 f"{len(self._damaged)} sensor-days cannot be compacted (damaged chunks, "
-                "kept): see the log and `coldchain readings check`",
+                "kept): see the log and `coldchain store check`",
             )
             return
         self.counters.readings_compacted += moved.readings

@@ -14,7 +14,8 @@ from coldchain import wire, wire_batch
 from coldchain.wire import Quality, Quantity, Reading, ReadingsBatch
 from collector.errors import Rejected, StoreUnavailable
 from collector.influx_store import points_of
-from collector.sqlite_store import MIGRATIONS, SqliteStore
+from collector.sqlite_schema import MIGRATIONS
+from collector.sqlite_store import SqliteStore
 from collector.store import Incoming, QuarantineItem
 from collector.validate import Limits, validate
 
@@ -37,10 +38,10 @@ def temp(ts: int, value: float = -18.0, sensor: str = "cr1-th.temp") -> Reading:
 
 def test_schema_is_created_and_migrated_once(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite")
-    assert store.schema_version == 3
+    assert store.schema_version == 4
     store.close()
     again = SqliteStore(tmp_path / "s.sqlite")
-    assert again.schema_version == 3
+    assert again.schema_version == 4
 
     def plan(sql: str) -> str:
         return " ".join(row[3] for row in again._db.execute("EXPLAIN QUERY PLAN " + sql))
