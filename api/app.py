@@ -42,6 +42,7 @@ from api.routes import (
 from api.settings import ApiSettings
 from coldchain.http_headers import SecurityHeaders
 from coldchain.settings import load_toml
+from collector.chunks import DamagedChunk
 from collector.config import CollectorConfig, SqliteStoreConfig
 from collector.store import Store, check_secrets, open_store
 
@@ -179,6 +180,15 @@ def create_app(settings: ApiSettings, *, live_updates: bool = True) -> FastAPI:
         # a refused import lists each problem (file, row, column)
         detail = getattr(exc, "problems", None) or str(exc)
         return JSONResponse({"detail": detail}, status_code=code)
+
+    @app.exception_handler(DamagedChunk)
+    async def _damaged(_request: Request, exc: DamagedChunk) -> JSONResponse:
+        log.error("damaged history: %s", exc)
+        return JSONResponse(
+            {"detail": f"the stored history is damaged ({exc}); `coldchain store check` "
+                       "names every damaged day"},
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )  # fmt: skip
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -44,6 +44,17 @@ def any_chunk(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end
     )
 
 
+def raw_gone(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? AND day_ms < ? "
+            "AND raw IS NULL LIMIT 1",
+            (gateway, sensor, start - DAY_MS, end),
+        ).fetchone()
+        is not None
+    )
+
+
 def _where(gateway: str, sensor: str, day: int) -> str:
     return f"{gateway}/{sensor}, the day of {day} (epoch ms)"
 

@@ -259,6 +259,10 @@ class SqliteStore:
             return rollups.hourly(self._db, gateway, sensor, start_ms, end_ms, width_ms, origin)
         return rollups.grouped(self._db, gateway, sensor, start_ms, end_ms, width_ms, origin)
 
+    def raw_gone(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> bool:
+        """Whether a day of the range keeps only its roll-ups (past keep_raw_days)."""
+        return chunk_reads.raw_gone(self._db, gateway, sensor, start_ms, end_ms)
+
     def count_readings(self) -> int:
         """Readings held: in ``readings`` and in the chunks that still hold theirs."""
         (hot,) = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()

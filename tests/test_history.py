@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import Path
 
@@ -255,3 +256,44 @@ def test_the_truck_map_draws_tracks_stops_and_breaches_without_tiles(web: Api, p
         u for u in asked if not u.startswith(web.url)
     ]
     shoot(page, "map-no-tiles")
+
+
+def test_a_compacted_week_answers_as_before_and_past_keep_raw_days_from_its_roll_ups(
+    web: Api,
+) -> None:
+    """The same week through the API before and after ``coldchain store compact``; then
+    its days past keep_raw_days: an hour still comes, in 1-minute buckets from the
+    roll-ups, the excursion at its height; a damaged day is a clear error, not a hole."""
+    from click.testing import CliRunner
+
+    from ops.cli import main as cli
+
+    start, spike = a_week_with_a_spike(web)
+    week = {"gateway": "store-gw", "sensor": "cr1-ctrl.air", "from_ms": start,
+            "to_ms": start + 7 * DAY, "points": 600}  # fmt: skip
+    hour = {**week, "from_ms": spike - 30 * MIN, "to_ms": spike + 30 * MIN}
+    with web.client(Role.OPERATOR) as client:
+        before = [client.get("/api/series", params=p).json() for p in (week, hour)]
+        done = CliRunner().invoke(cli, ["store", "compact", "--db", str(web.readings_db)])
+        assert done.exit_code == 0, done.output
+        days = int(re.search(r"into (\d+) sensor-days", done.output).group(1))  # type: ignore[union-attr]
+        assert days >= 6 and "0 damaged chunks" in done.output  # the week's settled days
+        assert [client.get("/api/series", params=p).json() for p in (week, hour)] == before
+        store = SqliteStore(web.readings_db)
+        try:
+            now = time.time_ns() // 1_000_000
+            assert store.prune(now, keep_raw_days=1, keep_rollups_days=30).raw_days >= 6
+        finally:
+            store.close()
+        rolled = client.get("/api/series", params=hour).json()
+        assert rolled["bucket_ms"] == MIN
+        assert [r[0] for r in rolled["rows"]] == [r[0] - r[0] % MIN for r in before[1]["rows"]]
+        assert max(r[3] for r in rolled["rows"]) == max(r[3] for r in before[1]["rows"])
+        store = SqliteStore(web.readings_db)
+        try:
+            store._db.execute("UPDATE chunks SET minutes = x'00' WHERE day_ms <= ?", (spike,))
+        finally:
+            store.close()
+        damaged = client.get("/api/series", params=hour)
+        assert damaged.status_code == 500
+        assert "coldchain store check" in damaged.json()["detail"]

@@ -130,7 +130,10 @@ def _rows(
     points: int,
     cals: list[Calibration],
 ) -> tuple[int, list[Row]]:
-    if isinstance(store, SqliteStore) and store.count(gateway, sensor, start, end) > points:
+    if isinstance(store, SqliteStore) and (
+        store.count(gateway, sensor, start, end) > points
+        or store.raw_gone(gateway, sensor, start, end)  # past keep_raw_days: roll-ups only
+    ):
         width = bucket_width(end - start, points)
         origin = start - start % width  # round starts (whole hours: the store's roll-ups)
         parts = (  # exact across a recalibration: each period with its own correction
