@@ -33,26 +33,23 @@ def chunks(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: i
     ).fetchall()
 
 
-def any_chunk(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> bool:
-    return (
-        db.execute(
-            "SELECT 1 FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? AND day_ms < ? "
-            "LIMIT 1",
-            (gateway, sensor, start - DAY_MS, end),
-        ).fetchone()
-        is not None
+def any_chunk(
+    db: sqlite3.Connection,
+    gateway: str,
+    sensor: str,
+    start: int,
+    end: int,
+    *,
+    raw_gone: bool = False,
+) -> bool:
+    """Whether a day of the range is compacted (``raw_gone``: keeps only its roll-ups)."""
+    found = db.execute(
+        "SELECT 1 FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? AND day_ms < ? "
+        + ("AND raw IS NULL " if raw_gone else "")
+        + "LIMIT 1",
+        (gateway, sensor, start - DAY_MS, end),
     )
-
-
-def raw_gone(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int) -> bool:
-    return (
-        db.execute(
-            "SELECT 1 FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? AND day_ms < ? "
-            "AND raw IS NULL LIMIT 1",
-            (gateway, sensor, start - DAY_MS, end),
-        ).fetchone()
-        is not None
-    )
+    return found.fetchone() is not None
 
 
 def _where(gateway: str, sensor: str, day: int) -> str:

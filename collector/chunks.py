@@ -182,6 +182,14 @@ def _unnames(data: bytes, n: int, names: list[str | None]) -> list[str | None]:
 
 
 # ---------------------------------------------------------------------- the envelope
+#: what a misread column raises
+_MISREAD = (IndexError, KeyError, TypeError, ValueError, StopIteration)
+
+
+def _damaged(exc: Exception) -> DamagedChunk:
+    return exc if isinstance(exc, DamagedChunk) else DamagedChunk(f"{type(exc).__name__}: {exc}")
+
+
 def _pack(header: dict[str, object], columns: list[bytes]) -> bytes:
     header["sizes"] = [len(c) for c in columns]
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -199,10 +207,8 @@ def _unpack(blob: bytes) -> tuple[dict[str, object], list[bytes]]:
         for length in header["sizes"]:
             columns.append(data[at : at + length])
             at += length
-    except (zlib.error, struct.error, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, DamagedChunk):
-            raise
-        raise DamagedChunk(f"{type(exc).__name__}: {exc}") from None
+    except (zlib.error, struct.error, *_MISREAD) as exc:
+        raise _damaged(exc) from None
     if at != len(data):
         raise DamagedChunk(f"{len(data) - at} bytes past its columns")
     return header, columns
@@ -248,10 +254,8 @@ def decode(blob: bytes) -> list[Row]:
             received,
         )
         return [Row(*fields) for fields in zip(*parts, strict=True)]
-    except (IndexError, KeyError, TypeError, ValueError, StopIteration) as exc:
-        if isinstance(exc, DamagedChunk):
-            raise
-        raise DamagedChunk(f"{type(exc).__name__}: {exc}") from None
+    except _MISREAD as exc:
+        raise _damaged(exc) from None
 
 
 # ---------------------------------------------------------------------- roll-ups
@@ -302,7 +306,5 @@ def decode_minutes(blob: bytes) -> list[Minute]:
             _unints(cols[2], n),
         )
         return [Minute(*fields) for fields in zip(*parts, strict=True)]
-    except (IndexError, KeyError, TypeError, ValueError, StopIteration) as exc:
-        if isinstance(exc, DamagedChunk):
-            raise
-        raise DamagedChunk(f"{type(exc).__name__}: {exc}") from None
+    except _MISREAD as exc:
+        raise _damaged(exc) from None

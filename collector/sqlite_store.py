@@ -261,7 +261,7 @@ class SqliteStore:
 
     def raw_gone(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> bool:
         """Whether a day of the range keeps only its roll-ups (past keep_raw_days)."""
-        return chunk_reads.raw_gone(self._db, gateway, sensor, start_ms, end_ms)
+        return chunk_reads.any_chunk(self._db, gateway, sensor, start_ms, end_ms, raw_gone=True)
 
     def count_readings(self) -> int:
         """Readings held: in ``readings`` and in the chunks that still hold theirs."""
@@ -279,12 +279,8 @@ class SqliteStore:
     def compact_day(self, gateway: str, sensor: str, day_ms: int) -> compaction.Moved:
         """One sensor-day into its chunk (collector.compaction); StoreUnavailable when
         SQLite says "not now", DamagedChunk when its stored chunk does not decode."""
-        try:
+        with self._not_now():
             return compaction.compact_day(self._db, gateway, sensor, day_ms)
-        except sqlite3.Error as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
-            raise
 
     def damaged_chunks(self) -> Iterator[tuple[str, str]]:
         """(gateway/sensor/day, reason) of each chunk that does not decode."""
@@ -302,8 +298,14 @@ class SqliteStore:
         return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
 
     def prune(self, now_ms: int, keep_raw_days: int, keep_rollups_days: int) -> compaction.Pruned:
-        try:
+        with self._not_now():
             return compaction.prune(self._db, now_ms, keep_raw_days, keep_rollups_days)
+
+    @contextlib.contextmanager
+    def _not_now(self) -> Iterator[None]:
+        """SQLite's "not now" (locked, busy, full) as StoreUnavailable."""
+        try:
+            yield
         except sqlite3.Error as exc:
             if _unavailable(exc):
                 raise StoreUnavailable(f"sqlite {self.path}: {exc}") from None
