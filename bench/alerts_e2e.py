@@ -35,7 +35,7 @@ from alerts.models import Location, SensorAssignment, Site
 from alerts.profiles import load_profiles
 from alerts.repo import save_profile
 from alerts.service import AlertService
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.judging.breach import Breach
 from coldchain.settings import MqttConfig
 from coldchain.wire import Quality, Reading, Stream
@@ -63,7 +63,7 @@ def payloads(sensors: int, seconds: int, t0_ms: int) -> list[list[bytes]]:
                 for s in range(first, min(first + PER_MESSAGE, sensors))
             ]
             second.append(
-                wire.assemble(
+                wire_batch.assemble(
                     Stream.READINGS,
                     gateway=GATEWAY,
                     site=SITE,

@@ -20,7 +20,7 @@ import statistics
 import time
 
 from alerts.profiles import load_profiles
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.judging.breach import Level, Point
 from coldchain.judging.rules import SensorEvaluator
 from coldchain.wire import Quality, Reading, Stream
@@ -50,7 +50,7 @@ def make_payloads(sensors: int, seconds: int, t0_ms: int) -> list[list[bytes]]:
                     )
                 )
             batches.append(
-                wire.assemble(
+                wire_batch.assemble(
                     Stream.READINGS,
                     gateway="bench",
                     site="bench",

@@ -7,6 +7,10 @@
 (c) catch-up: a one-hour backlog of 100 sensors at one reading per second (360,000
     readings, in gateway backlog chunks of 500) queued at the broker while the collector
     is down; readings per second stored once it starts, and how long the hour takes.
+(d) the stream of (b) again, into a store holding a week of 100 other sensors at one
+    reading a minute, not yet compacted: the collector compacts it between batches
+    meanwhile (issue 18); readings per second stored, against (b), and how many
+    sensor-days it compacted while it did.
 
 Usage: python bench/collector_rate.py [--messages 2000] [--readings-per-message 100]
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from coldchain import wire
+from coldchain import wire, wire_batch
 from coldchain.wire import Quality, Reading, Stream
 from simulator.broker import LocalBroker, stop_process
 
@@ -55,7 +59,7 @@ def batches(
         out.append(
             (
                 topic,
-                wire.assemble(
+                wire_batch.assemble(
                     Stream.READINGS, gateway=gateway, site=site, epoch=1, seq=i + 1, bodies=readings
                 ),
             )
@@ -158,6 +162,41 @@ def start_collector(
     )
 
 
+def prefill(path: Path, sensors: int, days: int) -> int:
+    """A store holding ``days`` settled days of ``sensors`` sensors at one reading a
+    minute, as rows (a collector that has not compacted yet); returns the sensor-days."""
+    from coldchain.wire import ReadingsBatch
+    from collector.sqlite_store import SqliteStore
+    from collector.store import Incoming
+
+    day_ms = 86_400_000
+    first = (time.time_ns() // 1_000_000 // day_ms - days - 1) * day_ms
+    store = SqliteStore(path)
+    for seq, day in enumerate(range(first, first + days * day_ms, day_ms), start=1):
+        readings = [
+            Reading(sensor=f"room-{s:03d}.temp", ts_ms=t, q=Quality.OK,
+                    temp_c=-18.0 + (t // 60_000 % 17) / 10)
+            for s in range(sensors)
+            for t in range(day, day + day_ms, 60_000)
+        ]  # fmt: skip
+        for part in range(0, len(readings), 5000):
+            msg = ReadingsBatch(
+                v=wire.SCHEMA_VERSION, gateway="old-gw", site="bench", epoch=1,
+                seq=seq * 1000 + part // 5000, readings=readings[part : part + 5000],
+            )  # fmt: skip
+            store.write([Incoming(msg, day + day_ms)], [])
+    store.close()
+    return sensors * days
+
+
+def chunk_rows(path: Path) -> int:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+    finally:
+        con.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -168,6 +207,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="coldchain-bench-"))
     broker = LocalBroker(work / "broker")
     broker.start()
+    collector: subprocess.Popen[bytes] | None = None
     try:
         stream = batches("raw-gw", "bench", args.messages, per)
         raw = raw_rate(broker.port, stream, per)
@@ -190,7 +230,27 @@ def main() -> None:
         done = wait_stored(work / "bench.sqlite", "truck-gw", chunks * 500, 900)
         catch_up = chunks * 500 / (done - started)
         stop_process(collector)
+
+        # (d) the live stream while the collector compacts a week of 100 other sensors
+        week = work / "week.sqlite"
+        settled = prefill(week, sensors=100, days=7)
+        # a group of its own: the stopped collector of (b) and (c) keeps its session, and
+        # the broker would queue it its share of a shared subscription
+        collector = start_collector(
+            work, broker.port, "bench-compacting", group="bench-d",
+            store=f'kind = "sqlite"\npath = "{week}"\ncompact_every_s = 1',
+        )  # fmt: skip
+        time.sleep(2.0)  # started, subscribed, and its first pass under way
+        again = batches("live-gw-2", "bench", args.messages, per)
+        started = time.monotonic()
+        publish_all(broker.port, again)
+        done = wait_stored(week, "live-gw-2", len(again) * per, 300)
+        compacting_rate = len(again) * per / (done - started)
+        compacted = chunk_rows(week)
+        stop_process(collector)
     finally:
+        if collector is not None and collector.poll() is None:
+            stop_process(collector)  # a run cut short leaves no collector behind
         broker.stop()
 
     print(f"payload: readings batches of {per} readings, {len(stream[0][1])} bytes, QoS 1")
@@ -199,6 +259,11 @@ def main() -> None:
     print(
         f"    ratio collector / raw broker                  : {collector_rate / raw:10.2f} "
         f"(target >= 0.5)"
+    )
+    print(
+        f"(d) collector into SQLite while it compacts        : {compacting_rate:10,.0f} "
+        f"readings/s ({compacting_rate / collector_rate:.2f} of (b)); {compacted} of "
+        f"{settled} sensor-days compacted meanwhile"
     )
     backlog_readings = args.backlog_hours * 3600 * 100
     seconds = backlog_readings / catch_up
