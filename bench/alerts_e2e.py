@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy.orm import Session
 
 from alerts.db import make_engine, transaction, upgrade
+from alerts.judge import Outcome
 from alerts.models import Location, SensorAssignment, Site
 from alerts.profiles import load_profiles
 from alerts.repo import save_profile
@@ -147,11 +148,14 @@ class Timed(AlertService):
         self.due = due
         self.latencies_ms: list[float] = []
 
-    def _store(self, gateway: str, breach: Breach) -> None:
+    def _persist(self, out: Outcome) -> None:
         raised = self.counters.alarms_raised
-        super()._store(gateway, breach)
-        if self.counters.alarms_raised > raised:
-            self.latencies_ms.append((time.time() - self.due(breach)) * 1000)  # type: ignore[operator]
+        super()._persist(out)  # committed when it returns
+        new = self.counters.alarms_raised - raised
+        if new:
+            now = time.time()
+            found = [b for _g, b in out.store if b.raised_ts_ms is not None][:new]
+            self.latencies_ms += [(now - self.due(b)) * 1000 for b in found]  # type: ignore[operator]
 
 
 def run(broker: LocalBroker, workdir: Path, sensors: int, seconds: int, paced: bool) -> None:
