@@ -51,7 +51,7 @@ RANGES = {"1 h": 3_600_000, "24 h": DAY, "30 d": 30 * DAY, "1 y": 365 * DAY}
 def year(days: int, end_ms: int) -> list[ReadingsBatch]:
     """The readings, a day a message (seeded: both stores get the same)."""
     rnd = random.Random(18)
-    value, out = -18.0, []
+    value, out = -18.0, list[ReadingsBatch]()
     first = end_ms - days * DAY
     for day in range(first, end_ms, DAY):
         readings = []
@@ -190,7 +190,7 @@ def through_api(
             for label, span in RANGES.items():
                 if span > args.days * DAY:
                     continue
-                params = {"gateway": "store-gw", "sensor": "cr1-ctrl.air",
+                params: dict[str, str | int] = {"gateway": "store-gw", "sensor": "cr1-ctrl.air",
                           "from_ms": end - span, "to_ms": end, "points": 600}  # fmt: skip
                 times, rows = [], 0
                 for _ in range(args.requests):

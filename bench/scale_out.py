@@ -25,7 +25,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.collector_rate import batches, publish_all, start_collector
+from collector_rate import batches, publish_all, start_collector
+
 from simulator.broker import LocalBroker, free_port, stop_process
 
 PER = 100

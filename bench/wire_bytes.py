@@ -80,7 +80,7 @@ confirm = "broker"
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         if not counting.is_set() or not msg.topic.endswith("/readings"):
             return
-        batch = wire.decode(wire.Stream.READINGS, msg.payload)
+        batch = wire.decode(wire.Stream.READINGS, bytes(msg.payload))
         with lock:
             count.messages += 1
             count.payload += len(msg.payload)

@@ -17,6 +17,8 @@ bash scripts/ensure_postgres.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
+# the benchmarks too (each a script: its siblings import by their own names)
+MYPYPATH=bench mypy --follow-imports=silent bench/*.py
 # four workers on two cores: the tests mostly wait on real processes (COLDCHAIN_TEST_WORKERS=0
 # runs them in this process, e.g. to debug one)
 echo "== pytest" && pytest -n "${COLDCHAIN_TEST_WORKERS:-4}" --durations=15 "$@"
