@@ -259,11 +259,12 @@ def test_the_truck_map_draws_tracks_stops_and_breaches_without_tiles(web: Api, p
 
 
 def test_a_compacted_week_answers_as_before_and_past_keep_raw_days_from_its_roll_ups(
-    web: Api,
+    web: Api, page: Page
 ) -> None:
     """The same week through the API before and after ``coldchain store compact``; then
     its days past keep_raw_days: an hour still comes, in 1-minute buckets from the
-    roll-ups, the excursion at its height; a damaged day is a clear error, not a hole."""
+    roll-ups, the excursion at its height, and the chart says so; a damaged day is a
+    clear error, not a hole."""
     from click.testing import CliRunner
 
     from ops.cli import main as cli
@@ -286,9 +287,16 @@ def test_a_compacted_week_answers_as_before_and_past_keep_raw_days_from_its_roll
         finally:
             store.close()
         rolled = client.get("/api/series", params=hour).json()
-        assert rolled["bucket_ms"] == MIN
+        assert rolled["bucket_ms"] == MIN and rolled["rollups_only"]
+        assert not before[1]["rollups_only"]
         assert [r[0] for r in rolled["rows"]] == [r[0] - r[0] % MIN for r in before[1]["rows"]]
         assert max(r[3] for r in rolled["rows"]) == max(r[3] for r in before[1]["rows"])
+        sign_in(page, web, Role.OPERATOR, then="/history")
+        page.goto(f"{web.url}/history?s=store-gw/cr1-ctrl.air&from_ms={start}&lang=en")
+        expect(page.locator("#chart")).to_have_attribute("data-loading", "false")
+        expect(page.locator("#chart-status")).to_contain_text("1-minute min / mean / max")
+        top = page.evaluate("document.getElementById('chart').chart.yAxisRange()[1]")
+        assert top >= -5.0 + in_force(web, spike)  # the excursion, from the roll-ups
         store = SqliteStore(web.readings_db)
         try:
             store._db.execute("UPDATE chunks SET minutes = x'00' WHERE day_ms <= ?", (spike,))

@@ -69,6 +69,9 @@ class SeriesOut(Model):
     rows: list[Row]
     #: corrected by the calibration in force at each reading's time
     calibrated: bool
+    #: part of the range is past the store's keep_raw_days: drawn from its 1-minute
+    #: roll-ups (min, mean, max, count); its readings are gone (the CSV has none)
+    rollups_only: bool = False
     location: str | None = None
     limits: LimitsOut | None = None
     excursions: list[ExcursionOut]
@@ -107,6 +110,7 @@ def series(
         location, limits = _limits(s, gateway, sensor, end)
         excursions = _excursions(s, gateway, sensor, start, end)
     width, rows = _rows(store, gateway, sensor, start, end, points, cals)
+    gone = isinstance(store, SqliteStore) and store.raw_gone(gateway, sensor, start, end)
     return SeriesOut(
         gateway=gateway,
         sensor=sensor,
@@ -115,6 +119,7 @@ def series(
         bucket_ms=width,
         rows=rows,
         calibrated=bool(cals),
+        rollups_only=gone,
         location=location,
         limits=limits,
         excursions=excursions,

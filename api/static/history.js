@@ -118,9 +118,10 @@
     chart.dataset.fromMs = String(from);
     chart.dataset.toMs = String(to);
     const calibrated = results.some((r) => r.calibrated) ? ` · ${T.values_calibrated}` : "";
+    const rolled = results.some((r) => r.rollups_only) ? ` · ${T.rollups_only}` : "";
     status.textContent = data.length === 0
       ? T.no_data
-      : (width ? `${T.bucket_of} ${minutes(width)}` : T.each_reading) + calibrated;
+      : (width ? `${T.bucket_of} ${minutes(width)}` : T.each_reading) + calibrated + rolled;
     if (data.length === 0) data.push([new Date(from + shift), ...results.map(() => null)]);
     const options = {
       file: data,
