@@ -5,6 +5,7 @@ their 1-minute roll-ups once the readings are past ``keep_raw_days``)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 
@@ -80,25 +81,63 @@ def day_minutes(gateway: str, sensor: str, chunk: Chunk) -> list[Minute]:
         raise DamagedChunk(f"{_where(gateway, sensor, day)}: {exc}") from None
 
 
+@contextlib.contextmanager
+def snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """Several reads as of one moment (a read transaction: WAL gives it a snapshot), so
+    that a compaction committing between them can neither hide a day nor show it twice.
+    Inside a transaction already, that one."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+
+
 def scan(
     db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int
 ) -> Iterator[StoredReading]:
-    """A sensor's readings in ``[start, end)`` in time order; the caller has found that
-    the range has chunks (else a plain scan of ``readings`` is the same and faster)."""
+    """A sensor's readings in ``[start, end)`` in time order, a day at a time: each day
+    read in one snapshot (its chunk, merged with its rows in ``readings``), the days
+    without data skipped by two index seeks. A day's rows are given after the snapshot
+    ends: the scans of several sensors interleave on one connection."""
     at = start
-    for chunk in chunks(db, gateway, sensor, start, end):
-        day = chunk[0]
-        if chunk[1] is None:
-            continue  # past keep_raw_days: the roll-ups only (the rows left are hot ones)
-        lo, hi = max(start, day), min(end, day + DAY_MS)
-        if at < lo:
-            yield from _restored(gateway, sensor, hot_rows(db, gateway, sensor, at, lo))
-        yield from _restored(
-            gateway, sensor, [r for r in day_rows(db, gateway, sensor, chunk) if lo <= r.ts_ms < hi]
-        )
+    while at < end:
+        with snapshot(db):
+            day = _next_day(db, gateway, sensor, at, end)
+            if day is None:
+                return
+            lo, hi = max(at, day), min(end, day + DAY_MS)
+            found = db.execute(
+                "SELECT day_ms, raw, minutes FROM chunks WHERE gateway = ? AND sensor = ? "
+                "AND day_ms = ?",
+                (gateway, sensor, day),
+            ).fetchone()
+            if found is None:
+                rows = hot_rows(db, gateway, sensor, lo, hi)
+            else:
+                rows = [r for r in day_rows(db, gateway, sensor, found) if lo <= r.ts_ms < hi]
+        yield from _restored(gateway, sensor, rows)
         at = hi
-    if at < end:
-        yield from _restored(gateway, sensor, hot_rows(db, gateway, sensor, at, end))
+
+
+def _next_day(db: sqlite3.Connection, gateway: str, sensor: str, at: int, end: int) -> int | None:
+    """The first day at or after ``at`` with a reading or a chunk, if before ``end``."""
+    (hot,) = db.execute(
+        "SELECT MIN(ts_ms) FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
+        "AND ts_ms < ?",
+        (gateway, sensor, at, end),
+    ).fetchone()
+    (cold,) = db.execute(
+        "SELECT MIN(day_ms) FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms > ? "
+        "AND day_ms < ?",
+        (gateway, sensor, at - DAY_MS, end),
+    ).fetchone()
+    found = [t - t % DAY_MS for t in (hot, cold) if t is not None]
+    return min(found, default=None)
 
 
 def _restored(gateway: str, sensor: str, rows: list[Row]) -> Iterator[StoredReading]:

@@ -27,17 +27,18 @@ def grouped(
     width_ms: int,
     origin: int,
 ) -> list[Bucket]:
-    rows = db.execute(
-        f"SELECT (ts_ms - ?1) / ?2 AS k, COUNT(CASE WHEN {DRAWN} THEN 1 END), "
-        f"MIN(CASE WHEN {DRAWN} THEN value END), AVG(CASE WHEN {DRAWN} THEN value END), "
-        f"MAX(CASE WHEN {DRAWN} THEN value END), COUNT(CASE WHEN NOT {DRAWN} THEN 1 END) "
-        "FROM readings WHERE gateway = ?3 AND sensor = ?4 AND ts_ms >= ?5 AND ts_ms < ?6 "
-        "GROUP BY k ORDER BY k",
-        (origin, width_ms, gateway, sensor, start_ms, end_ms),
-    )
+    with chunk_reads.snapshot(db):  # the rows and the chunks as of one moment
+        rows = db.execute(
+            f"SELECT (ts_ms - ?1) / ?2 AS k, COUNT(CASE WHEN {DRAWN} THEN 1 END), "
+            f"MIN(CASE WHEN {DRAWN} THEN value END), AVG(CASE WHEN {DRAWN} THEN value END), "
+            f"MAX(CASE WHEN {DRAWN} THEN value END), COUNT(CASE WHEN NOT {DRAWN} THEN 1 END) "
+            "FROM readings WHERE gateway = ?3 AND sensor = ?4 AND ts_ms >= ?5 AND ts_ms < ?6 "
+            "GROUP BY k ORDER BY k",
+            (origin, width_ms, gateway, sensor, start_ms, end_ms),
+        ).fetchall()
+        # the compacted days of the range (collector.compaction), if any
+        cold = chunk_reads.buckets(db, gateway, sensor, start_ms, end_ms, width_ms, origin)
     hot = [Bucket(origin + k * width_ms, n, lo, mean, hi, bad) for k, n, lo, mean, hi, bad in rows]
-    # the compacted days of the range (collector.compaction), if any
-    cold = chunk_reads.buckets(db, gateway, sensor, start_ms, end_ms, width_ms, origin)
     return chunk_reads.combine(hot, cold)
 
 
@@ -62,17 +63,18 @@ def hourly(
         roll_up(db, gateway, sensor, first, last)
     except sqlite3.OperationalError:  # a collector holds the file: from the readings
         return grouped(db, gateway, sensor, start_ms, end_ms, width_ms, origin)
-    parts = grouped(db, gateway, sensor, start_ms, first, width_ms, origin)
-    parts += [
-        Bucket(origin + k * width_ms, n, lo, None if n == 0 else total / n, hi, bad)
-        for k, n, lo, total, hi, bad in db.execute(
-            "SELECT (hour_ms - ?1) / ?2 AS k, SUM(n), MIN(lo), SUM(total), MAX(hi), "
-            "SUM(bad) FROM rollup_1h WHERE gateway = ?3 AND sensor = ?4 AND hour_ms >= ?5 "
-            "AND hour_ms < ?6 GROUP BY k ORDER BY k",
-            (origin, width_ms, gateway, sensor, first, last),
-        )
-    ]
-    parts += grouped(db, gateway, sensor, last, end_ms, width_ms, origin)
+    with chunk_reads.snapshot(db):  # an hour unsettled meanwhile is not missed
+        parts = grouped(db, gateway, sensor, start_ms, first, width_ms, origin)
+        parts += [
+            Bucket(origin + k * width_ms, n, lo, None if n == 0 else total / n, hi, bad)
+            for k, n, lo, total, hi, bad in db.execute(
+                "SELECT (hour_ms - ?1) / ?2 AS k, SUM(n), MIN(lo), SUM(total), MAX(hi), "
+                "SUM(bad) FROM rollup_1h WHERE gateway = ?3 AND sensor = ?4 AND hour_ms >= ?5 "
+                "AND hour_ms < ?6 GROUP BY k ORDER BY k",
+                (origin, width_ms, gateway, sensor, first, last),
+            )
+        ]
+        parts += grouped(db, gateway, sensor, last, end_ms, width_ms, origin)
     return combined(parts)  # a bucket may have parts from both sides of an edge
 
 

@@ -209,18 +209,8 @@ class SqliteStore:
     def _scan(
         self, gateway: str, sensor: str, start_ms: int, end_ms: int
     ) -> Iterator[StoredReading]:
-        if chunk_reads.any_chunk(self._db, gateway, sensor, start_ms, end_ms):
-            yield from chunk_reads.scan(self._db, gateway, sensor, start_ms, end_ms)
-            return
-        # its own cursor: the scans of a site are interleaved by the merge
-        cur = self._db.cursor().execute(
-            "SELECT site, gateway, sensor, ts_ms, quantity, value, q, fault, lat_deg, lon_deg, "
-            "speed_kmh FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
-            "AND ts_ms < ? ORDER BY ts_ms",
-            (gateway, sensor, start_ms, end_ms),
-        )
-        for row in cur:
-            yield StoredReading.restore(*row)
+        # a day at a time, each in one snapshot (compaction may move a day meanwhile)
+        return chunk_reads.scan(self._db, gateway, sensor, start_ms, end_ms)
 
     def of_quantity(self, quantity: Quantity, start_ms: int, end_ms: int) -> list[StoredReading]:
         """Every reading of the sensors of one quantity in a range (the trucks' positions
@@ -235,12 +225,13 @@ class SqliteStore:
     def count(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> int:
         """How many readings a sensor has in a range (a primary-key range count, and the
         counts of its compacted days; past keep_raw_days, as their roll-ups counted)."""
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
-            "AND ts_ms < ?",
-            (gateway, sensor, start_ms, end_ms),
-        ).fetchone()
-        return int(row[0]) + chunk_reads.counted(self._db, gateway, sensor, start_ms, end_ms)
+        with chunk_reads.snapshot(self._db):
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? AND ts_ms >= ? "
+                "AND ts_ms < ?",
+                (gateway, sensor, start_ms, end_ms),
+            ).fetchone()
+            return int(row[0]) + chunk_reads.counted(self._db, gateway, sensor, start_ms, end_ms)
 
     def buckets(
         self,
@@ -265,10 +256,11 @@ class SqliteStore:
 
     def count_readings(self) -> int:
         """Readings held: in ``readings`` and in the chunks that still hold theirs."""
-        (hot,) = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()
-        (cold,) = self._db.execute(
-            "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE raw IS NOT NULL"
-        ).fetchone()
+        with chunk_reads.snapshot(self._db):
+            (hot,) = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()
+            (cold,) = self._db.execute(
+                "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE raw IS NOT NULL"
+            ).fetchone()
         return int(hot) + int(cold)
 
     # ------------------------------------------------------------------ compaction
