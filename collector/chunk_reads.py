@@ -144,7 +144,7 @@ def _restored(gateway: str, sensor: str, rows: list[Row]) -> Iterator[StoredRead
     for r in rows:
         yield StoredReading.restore(
             r.site, gateway, sensor, r.ts_ms, r.quantity, r.value, r.q, r.fault,
-            r.lat_deg, r.lon_deg, r.speed_kmh,
+            r.lat_deg, r.lon_deg, r.speed_kmh, r.course_deg, r.sats, r.hdop,
         )  # fmt: skip
 
 

@@ -59,6 +59,10 @@ class Row(NamedTuple):
     lon_deg: float | None
     speed_kmh: float | None
     received_ms: int
+    course_deg: float | None = None
+    #: a position's fix quality: satellites used, horizontal dilution of precision
+    sats: int | None = None
+    hdop: float | None = None
 
 
 class Minute(NamedTuple):
@@ -167,6 +171,16 @@ def _unnumbers(data: bytes, n: int, d: int | None) -> list[float | None]:
     return [next(values) if flag else None for flag in mask]
 
 
+def _optional_ints(values: Sequence[int | None]) -> bytes:
+    return bytes(v is not None for v in values) + _ints([v for v in values if v is not None])
+
+
+def _unoptional_ints(data: bytes, n: int) -> list[int | None]:
+    mask = data[:n]
+    present = iter(_unints(data[n:], sum(mask)))
+    return [next(present) if flag else None for flag in mask]
+
+
 def _names(values: Sequence[str | None], header: dict[str, object], name: str) -> bytes:
     found: dict[str | None, int] = {}
     codes = [found.setdefault(v, len(found)) for v in values]
@@ -229,6 +243,9 @@ def encode(rows: Sequence[Row]) -> bytes:
         _numbers([r.lat_deg for r in rows], header, "lat"),
         _numbers([r.lon_deg for r in rows], header, "lon"),
         _numbers([r.speed_kmh for r in rows], header, "speed"),
+        _numbers([r.course_deg for r in rows], header, "course"),
+        _optional_ints([r.sats for r in rows]),
+        _numbers([r.hdop for r in rows], header, "hdop"),
     ]
     return _pack(header, columns)
 
@@ -252,6 +269,9 @@ def decode(blob: bytes) -> list[Row]:
             _unnumbers(cols[9], n, header["lon"]),  # type: ignore[arg-type]
             _unnumbers(cols[10], n, header["speed"]),  # type: ignore[arg-type]
             received,
+            _unnumbers(cols[11], n, header["course"]),  # type: ignore[arg-type]
+            _unoptional_ints(cols[12], n),
+            _unnumbers(cols[13], n, header["hdop"]),  # type: ignore[arg-type]
         )
         return [Row(*fields) for fields in zip(*parts, strict=True)]
     except _MISREAD as exc:

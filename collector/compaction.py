@@ -34,7 +34,8 @@ from collector.chunks import (
 DAY_MS = 86_400_000
 
 HOT_COLUMNS = (
-    "ts_ms, dup, site, quantity, value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms"
+    "ts_ms, dup, site, quantity, value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms, "
+    "course_deg, sats, hdop"
 )
 
 
@@ -58,7 +59,7 @@ def hot_rows(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end:
 
 
 def _content(r: Row) -> tuple[object, ...]:
-    return (r.ts_ms, r.site, r.quantity, r.value, r.q, r.fault, r.lat_deg, r.lon_deg, r.speed_kmh)
+    return r._replace(dup=0, received_ms=0)
 
 
 def merged(old: Sequence[Row], new: Sequence[Row]) -> tuple[list[Row], int]:

@@ -82,6 +82,8 @@ def points_of(batch: list[Incoming]) -> tuple[list[Point], int, int]:
                     p = p.field("lat_deg", r.lat_deg).field("lon_deg", r.lon_deg)
                     if r.speed_kmh is not None:
                         p = p.field("speed_kmh", r.speed_kmh)
+                    if r.course_deg is not None:
+                        p = p.field("course_deg", r.course_deg)
                     if r.sats is not None:  # the fix's quality
                         p = p.field("sats", r.sats)
                     if r.hdop is not None:
@@ -236,6 +238,9 @@ class InfluxStore:
                     values.get("lat_deg"),
                     values.get("lon_deg"),
                     values.get("speed_kmh"),
+                    values.get("course_deg"),
+                    values.get("sats"),
+                    values.get("hdop"),
                 )
         except (ApiException, HTTPError, OSError) as exc:
             raise StoreUnavailable(f"influxdb {self.url}: {_describe(exc)}") from None

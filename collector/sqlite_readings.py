@@ -30,16 +30,17 @@ from coldchain.wire import ReadingsBatch
 
 _COLUMNS: Final = (
     "gateway, sensor, ts_ms, site, quantity, value, q, fault, lat_deg, lon_deg, "
-    "speed_kmh, received_ms"
+    "speed_kmh, received_ms, course_deg, sats, hdop"
 )
-_ONE_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ONE_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #: the same, numbered after the readings already stored at that sensor and time
 _INSERT_BESIDE: Final = (
     f"INSERT INTO readings ({_COLUMNS}, dup) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(dup), -1) + 1 FROM readings "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(dup), -1) + 1 "
+    "FROM readings "
     "WHERE gateway = ? AND sensor = ? AND ts_ms = ?"
 )
-#: rows per multi-row insert: 12 parameters each, well under SQLite's 32,766
+#: rows per multi-row insert: 15 parameters each, well under SQLite's 32,766
 _ROWS_PER_STATEMENT: Final = 500
 
 Row = tuple[object, ...]
@@ -82,6 +83,9 @@ class ReadingsWriter:
                 r.lon_deg,
                 r.speed_kmh,
                 received_ms,
+                r.course_deg,
+                r.sats,
+                r.hdop,
             )
             for r in msg.readings
         ]

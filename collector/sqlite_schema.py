@@ -133,4 +133,11 @@ MIGRATIONS: list[str] = [
         UNIQUE (gateway, sensor, day_ms)
     )
     """,
+    # 5: a position's course and its fix quality (satellites used, HDOP), as the
+    # gateway sends them: kept, not dropped
+    """
+    ALTER TABLE readings ADD COLUMN course_deg REAL;
+    ALTER TABLE readings ADD COLUMN sats INTEGER;
+    ALTER TABLE readings ADD COLUMN hdop REAL
+    """,
 ]

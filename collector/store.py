@@ -59,6 +59,10 @@ class StoredReading:
     lat_deg: float | None = None
     lon_deg: float | None = None
     speed_kmh: float | None = None
+    course_deg: float | None = None
+    #: a position's fix quality: satellites used, horizontal dilution of precision
+    sats: int | None = None
+    hdop: float | None = None
 
     @classmethod
     def restore(
@@ -74,6 +78,9 @@ class StoredReading:
         lat_deg: float | None = None,
         lon_deg: float | None = None,
         speed_kmh: float | None = None,
+        course_deg: float | None = None,
+        sats: int | None = None,
+        hdop: float | None = None,
     ) -> StoredReading:
         """From what a store keeps (names, numbers) back to typed values: door, compressor
         and defrost states come back as booleans."""
@@ -81,8 +88,9 @@ class StoredReading:
         if value is not None and qty in BOOLEAN_QUANTITIES:
             value = bool(value)
         return cls(
-            site, gateway, sensor, ts_ms, qty, value, Quality(q), fault, lat_deg, lon_deg, speed_kmh
-        )
+            site, gateway, sensor, ts_ms, qty, value, Quality(q), fault, lat_deg, lon_deg,
+            speed_kmh, course_deg, sats, hdop,
+        )  # fmt: skip
 
 
 class Store(Protocol):

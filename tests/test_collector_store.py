@@ -38,10 +38,10 @@ def temp(ts: int, value: float = -18.0, sensor: str = "cr1-th.temp") -> Reading:
 
 def test_schema_is_created_and_migrated_once(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite")
-    assert store.schema_version == 4
+    assert store.schema_version == 5
     store.close()
     again = SqliteStore(tmp_path / "s.sqlite")
-    assert again.schema_version == 4
+    assert again.schema_version == 5
 
     def plan(sql: str) -> str:
         return " ".join(row[3] for row in again._db.execute("EXPLAIN QUERY PLAN " + sql))

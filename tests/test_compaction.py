@@ -46,8 +46,10 @@ def row(ts: int, value: float | None = -18.5, **kw: object) -> Row:
 
 
 def position(ts: int, i: int) -> Row:
+    fix = i % 5 != 0  # a position without its fix quality now and then
     return row(ts, None, quantity="position", q="ok", fault=None, lat_deg=36.617 + i / 3e5,
-               lon_deg=101.7789 + i / 7e5, speed_kmh=i / 3)  # fmt: skip
+               lon_deg=101.7789 + i / 7e5, speed_kmh=i / 3, course_deg=(i * 7.3) % 360,
+               sats=4 + i % 9 if fix else None, hdop=0.8 + i / 10 if fix else None)  # fmt: skip
 
 
 STEADY = [row(START + i * MINUTE_MS, round(-18 + (i % 7) / 10, 1)) for i in range(1440)]
@@ -418,3 +420,30 @@ def test_a_scan_under_way_while_another_process_compacts_gives_every_reading_onc
     seen += list(scan)
     assert sorted((r.sensor, r.ts_ms) for r in seen) == sorted(expected)
     assert len(seen) == len(expected)
+
+
+def test_a_truck_s_positions_keep_course_and_fix_quality_as_rows_and_compacted(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "readings.sqlite")
+    fixes = [
+        Reading(sensor="gps.pos", ts_ms=START + i * 10_000, q=Quality.OK,
+                lat_deg=36.6 + i / 1e4, lon_deg=101.7 + i / 1e4, speed_kmh=52.5,
+                course_deg=181.3, sats=None if i == 3 else 9, hdop=None if i == 3 else 0.9)
+        for i in range(20)
+    ]  # fmt: skip
+    store.write([Incoming(batch(fixes, 1), START + DAY)], [])
+
+    def kept() -> list[tuple[object, ...]]:
+        return [
+            (r.ts_ms, r.lat_deg, r.lon_deg, r.speed_kmh, r.course_deg, r.sats, r.hdop)
+            for r in store.readings(start_ms=START, end_ms=START + DAY, sensor="gps.pos")
+        ]
+
+    sent = [
+        (f.ts_ms, f.lat_deg, f.lon_deg, f.speed_kmh, f.course_deg, f.sats, f.hdop) for f in fixes
+    ]
+    assert kept() == sent
+    compact_all(store)
+    assert store._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    assert kept() == sent
