@@ -447,3 +447,21 @@ def test_a_truck_s_positions_keep_course_and_fix_quality_as_rows_and_compacted(
     compact_all(store)
     assert store._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
     assert kept() == sent
+
+
+def test_a_chunk_that_would_not_give_its_rows_back_deletes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coding fault (here: a chunk that loses its last reading) is caught before the
+    rows go: the transaction is rolled back, every reading stays in ``readings``."""
+    import collector.compaction as compaction
+
+    store = SqliteStore(tmp_path / "readings.sqlite")
+    written = fill(store, days=2)
+    monkeypatch.setattr(compaction, "encode", lambda rows: encode(rows[:-1]))
+    (unit, *_rest) = list(store.compaction_plan(START + 2 * DAY))
+    with pytest.raises(DamagedChunk, match="does not decode to its rows"):
+        store.compact_day(*unit)
+    assert store._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
+    assert store._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == written
+    assert not store._db.in_transaction
