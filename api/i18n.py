@@ -35,9 +35,9 @@ TEXT: dict[str, dict[str, str]] = {
     "no_data": {"zh": "此区间没有数据", "en": "No readings in this range"},
     "values_calibrated": {"zh": "已按校准修正", "en": "calibrated"},
     "rollups_only": {
-        "zh": "部分区间超过原始读数保存期，按每分钟最低/平均/最高显示（CSV 中无这些读数）",
+        "zh": "部分区间超过原始读数保存期，按每分钟最低/平均/最高显示（CSV 同样按分钟给出）",
         "en": "part of this range is past the raw readings' keeping time: drawn from "
-        "1-minute min / mean / max (the CSV has no readings for it)",
+        "1-minute min / mean / max (so is its CSV)",
     },
     "excursion": {"zh": "超限", "en": "excursion"},
     "day": {"zh": "日期", "en": "Day"},

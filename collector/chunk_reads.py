@@ -57,6 +57,19 @@ def _where(gateway: str, sensor: str, day: int) -> str:
     return f"{gateway}/{sensor}, the day of {day} (epoch ms)"
 
 
+def minutes_gone(
+    db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: int
+) -> list[Minute]:
+    """The 1-minute roll-ups of the range's days past keep_raw_days, in time order."""
+    return [
+        m
+        for chunk in chunks(db, gateway, sensor, start, end)
+        if chunk[1] is None
+        for m in day_minutes(gateway, sensor, chunk)
+        if start <= m.minute_ms < end
+    ]
+
+
 def chunk_rows(gateway: str, sensor: str, chunk: Chunk) -> list[Row]:
     """A chunk's own readings (none past keep_raw_days); DamagedChunk naming it."""
     day, raw, _minutes = chunk

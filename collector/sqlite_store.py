@@ -16,6 +16,7 @@ from pathlib import Path
 from coldchain.wire import EventsBatch, Quantity, ReadingsBatch
 from collector import chunk_reads, chunks, compaction, rollups, watermark
 from collector.buckets import HOUR_MS, Bucket
+from collector.chunks import Minute
 from collector.errors import StoreRefused, StoreUnavailable
 from collector.quarantine import row as kept_row
 from collector.quarantine import trim
@@ -253,6 +254,18 @@ class SqliteStore:
     def raw_gone(self, gateway: str, sensor: str, start_ms: int, end_ms: int) -> bool:
         """Whether a day of the range keeps only its roll-ups (past keep_raw_days)."""
         return chunk_reads.any_chunk(self._db, gateway, sensor, start_ms, end_ms, raw_gone=True)
+
+    def rolled_up(
+        self, gateway: str, sensor: str, start_ms: int, end_ms: int
+    ) -> tuple[str, list[Minute]]:
+        """The sensor's quantity and the 1-minute roll-ups of the range's days past
+        keep_raw_days (whose readings are gone), in time order."""
+        with chunk_reads.snapshot(self._db):
+            found = self._db.execute(
+                "SELECT quantity FROM sensors WHERE gateway = ? AND sensor = ?", (gateway, sensor)
+            ).fetchone()
+            minutes = chunk_reads.minutes_gone(self._db, gateway, sensor, start_ms, end_ms)
+        return ("" if found is None else str(found[0])), minutes
 
     def count_readings(self) -> int:
         """Readings held: in ``readings`` and in the chunks that still hold theirs."""

@@ -291,10 +291,20 @@ def test_a_compacted_week_answers_as_before_and_past_keep_raw_days_from_its_roll
         assert not before[1]["rollups_only"]
         assert [r[0] for r in rolled["rows"]] == [r[0] - r[0] % MIN for r in before[1]["rows"]]
         assert max(r[3] for r in rolled["rows"]) == max(r[3] for r in before[1]["rows"])
+        # the CSV of that hour: a row a minute from the roll-ups, with min, max and count
+        answer = client.get("/api/series.csv", params={k: hour[k] for k in hour if k != "points"})
+        minutes = list(csv.DictReader(io.StringIO(answer.text)))
+        assert len(minutes) == 60 and {m["q"] for m in minutes} == {"rollup_1m"}
+        assert {m["count"] for m in minutes} == {"1"} and minutes[0]["quantity"] == "temp_c"
+        assert max(float(m["max"]) for m in minutes) == -5.0  # the excursion, raw
+        fix = in_force(web, spike)
+        assert all(
+            float(m["value_calibrated"]) == round(float(m["value"]) + fix, 3) for m in minutes
+        )
         sign_in(page, web, Role.OPERATOR, then="/history")
         page.goto(f"{web.url}/history?s=store-gw/cr1-ctrl.air&from_ms={start}&lang=en")
         expect(page.locator("#chart")).to_have_attribute("data-loading", "false")
-        expect(page.locator("#chart-status")).to_contain_text("1-minute min / mean / max")
+        expect(page.locator("#chart-status")).to_contain_text("1-minute min / mean / max (so is")
         top = page.evaluate("document.getElementById('chart').chart.yAxisRange()[1]")
         assert top >= -5.0 + in_force(web, spike)  # the excursion, from the roll-ups
         store = SqliteStore(web.readings_db)

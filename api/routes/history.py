@@ -70,7 +70,8 @@ class SeriesOut(Model):
     #: corrected by the calibration in force at each reading's time
     calibrated: bool
     #: part of the range is past the store's keep_raw_days: drawn from its 1-minute
-    #: roll-ups (min, mean, max, count); its readings are gone (the CSV has none)
+    #: roll-ups (min, mean, max, count); its readings are gone (the CSV gives a row a
+    #: minute, ``q`` = ``rollup_1m``)
     rollups_only: bool = False
     location: str | None = None
     limits: LimitsOut | None = None
@@ -276,29 +277,22 @@ def _csv_lines(
     store: Store, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
 ) -> Iterator[str]:
     """The CSV in pieces; it closes the store (its own, not the request's: the answer
-    streams after the route has returned)."""
+    streams after the route has returned). Days past the store's keep_raw_days come
+    first, a row a minute from their roll-ups (``q`` = ``rollup_1m``: the value is the
+    minute's mean; its min, max and count of readings beside)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
         ["gateway", "sensor", "ts_ms", "time_utc", "quantity", "value", "value_calibrated",
-         "q", "fault"]
+         "q", "fault", "min", "max", "count"]
     )  # fmt: skip
     try:
-        for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
-            number = isinstance(r.value, (int, float)) and not isinstance(r.value, bool)
-            writer.writerow(
-                [
-                    r.gateway,
-                    r.sensor,
-                    r.ts_ms,
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.ts_ms / 1000)),
-                    r.quantity.value,
-                    "" if r.value is None else r.value,
-                    corrected(cals, r.ts_ms, float(r.value)) if number else "",  # type: ignore[arg-type]
-                    r.q.value,
-                    r.fault or "",
-                ]
-            )
+        rows = itertools.chain(
+            _rollup_rows(store, gateway, sensor, start, end, cals),
+            _reading_rows(store, gateway, sensor, start, end, cals),
+        )
+        for row in rows:
+            writer.writerow(row)
             if out.tell() > 64_000:
                 yield out.getvalue()
                 out.seek(0)
@@ -306,3 +300,43 @@ def _csv_lines(
         yield out.getvalue()
     finally:
         store.close()
+
+
+CsvRow = list[object]
+
+
+def _rollup_rows(
+    store: Store, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
+) -> Iterator[CsvRow]:
+    if not isinstance(store, SqliteStore):
+        return
+    quantity, minutes = store.rolled_up(gateway, sensor, start, end)
+    for m in minutes:
+        mean = None if not m.n or m.total is None else m.total / m.n
+        yield [
+            gateway, sensor, m.minute_ms, _utc(m.minute_ms), quantity,
+            "" if mean is None else mean,
+            "" if mean is None else corrected(cals, m.minute_ms, mean),
+            "rollup_1m",
+            f"{m.bad} without a value" if m.bad else "",
+            "" if m.lo is None else m.lo,
+            "" if m.hi is None else m.hi,
+            m.n,
+        ]  # fmt: skip
+
+
+def _reading_rows(
+    store: Store, gateway: str, sensor: str, start: int, end: int, cals: list[Calibration]
+) -> Iterator[CsvRow]:
+    for r in store.readings(start_ms=start, end_ms=end, sensor=sensor, gateway=gateway):
+        number = isinstance(r.value, (int, float)) and not isinstance(r.value, bool)
+        yield [
+            r.gateway, r.sensor, r.ts_ms, _utc(r.ts_ms), r.quantity.value,
+            "" if r.value is None else r.value,
+            corrected(cals, r.ts_ms, float(r.value)) if number else "",  # type: ignore[arg-type]
+            r.q.value, r.fault or "", "", "", "",
+        ]  # fmt: skip
+
+
+def _utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms / 1000))
