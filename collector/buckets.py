@@ -18,6 +18,7 @@ from collector.store import StoredReading
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 #: an hour this long past is settled: its roll-up may be kept (a live reading never
 #: lands in it; a late one drops it)
 SETTLE_MS = 2 * HOUR_MS

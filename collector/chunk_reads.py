@@ -9,9 +9,8 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from collector.buckets import Bucket, combined
+from collector.buckets import DAY_MS, DRAWN, Bucket, combined
 from collector.chunks import (
-    DRAWN,
     DamagedChunk,
     Minute,
     Row,
@@ -19,7 +18,7 @@ from collector.chunks import (
     decode_minutes,
     minutes_of,
 )
-from collector.compaction import DAY_MS, Hour, hot_rows, hours_of, merged
+from collector.compaction import Hour, hot_rows, hours_of, merged
 from collector.store import StoredReading
 
 Chunk = tuple[int, bytes | None, bytes]  # day_ms, raw (None past keep_raw_days), minutes
@@ -170,11 +169,18 @@ def counted(db: sqlite3.Connection, gateway: str, sensor: str, start: int, end: 
         (gateway, sensor, start, DAY_MS, end),
     ).fetchone()
     total = int(whole)
-    for chunk in chunks(db, gateway, sensor, start, end):
-        day, raw, _m = chunk
-        if start <= day and day + DAY_MS <= end:
-            continue
-        if raw is None:
+    # the days the range cuts (the first and the last), each read and counted in part
+    ends = {t - t % DAY_MS for t in (start, end - 1)}
+    cut = [d for d in ends if not (start <= d and d + DAY_MS <= end)]
+    found: list[Chunk] = []
+    if cut:
+        found = db.execute(
+            "SELECT day_ms, raw, minutes FROM chunks WHERE gateway = ? AND sensor = ? "
+            f"AND day_ms IN ({', '.join('?' * len(cut))})",
+            (gateway, sensor, *cut),
+        ).fetchall()
+    for chunk in found:
+        if chunk[1] is None:
             minutes = day_minutes(gateway, sensor, chunk)
             total += sum(m.n + m.bad for m in minutes if start <= m.minute_ms < end)
         else:

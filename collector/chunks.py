@@ -30,13 +30,12 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from collector.buckets import DRAWN, MINUTE_MS
+
 FORMAT = 1
-MINUTE_MS = 60_000
 #: decimals tried for a fixed-point column (a probe reads to 0.1 or 0.01 °C; a GPS
 #: position to 1e-6 degree)
 DECIMALS = range(7)
-#: qualities whose value is drawn and rolled up (out of range is a broken probe)
-DRAWN = frozenset({"ok", "clock_suspect"})
 #: a fixed-point integer stays below this (its steps then fit the 64-bit planes)
 LARGEST = 2**52
 

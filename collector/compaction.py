@@ -18,9 +18,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from collector.buckets import HOUR_MS
+from collector.buckets import DAY_MS, HOUR_MS
 from collector.chunks import (
-    DRAWN,
     DamagedChunk,
     Minute,
     Row,
@@ -30,8 +29,6 @@ from collector.chunks import (
     encode_minutes,
     minutes_of,
 )
-
-DAY_MS = 86_400_000
 
 HOT_COLUMNS = (
     "ts_ms, dup, site, quantity, value, q, fault, lat_deg, lon_deg, speed_kmh, received_ms, "
@@ -146,7 +143,7 @@ def _compact(db: sqlite3.Connection, gateway: str, sensor: str, day: int) -> Mov
     if not new:
         return Moved(0, 0)  # another collector compacted it meanwhile
     found = db.execute(
-        "SELECT raw, minutes FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms = ?",
+        "SELECT raw, minutes, n FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms = ?",
         (gateway, sensor, day),
     ).fetchone()
     where = f"{gateway}/{sensor} {day}"
@@ -155,11 +152,7 @@ def _compact(db: sqlite3.Connection, gateway: str, sensor: str, day: int) -> Mov
         rows, copies = new, 0
         minutes = _merge_minutes(_decoded_minutes(found[1], where), minutes_of(new))
         raw = None
-        n_old = db.execute(
-            "SELECT n FROM chunks WHERE gateway = ? AND sensor = ? AND day_ms = ?",
-            (gateway, sensor, day),
-        ).fetchone()[0]
-        n = n_old + len(rows)
+        n = found[2] + len(rows)
     else:
         old = [] if found is None else _decoded(found[0], where)
         rows, copies = merged(old, new)
@@ -254,7 +247,3 @@ def rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
-
-
-def drawn(r: Row) -> bool:
-    return r.value is not None and r.q in DRAWN

@@ -11,8 +11,7 @@ import sqlite3
 
 from coldchain.wire import ReadingsBatch
 from collector import chunk_reads
-from collector.buckets import HOUR_MS, SETTLE_MS, Bucket, combined, wall_ms
-from collector.compaction import DAY_MS
+from collector.buckets import DAY_MS, HOUR_MS, SETTLE_MS, Bucket, combined, wall_ms
 
 #: a reading with a value to draw (out of range is a broken probe; a fault has none)
 DRAWN = "(q IN ('ok', 'clock_suspect') AND value IS NOT NULL)"

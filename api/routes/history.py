@@ -110,8 +110,9 @@ def series(
         cals = _calibrations(s, gateway, sensor)
         location, limits = _limits(s, gateway, sensor, end)
         excursions = _excursions(s, gateway, sensor, start, end)
-    width, rows = _rows(store, gateway, sensor, start, end, points, cals)
+    # past keep_raw_days part of the range is its roll-ups only: buckets, whatever the count
     gone = isinstance(store, SqliteStore) and store.raw_gone(gateway, sensor, start, end)
+    width, rows = _rows(store, gateway, sensor, start, end, points, cals, gone)
     return SeriesOut(
         gateway=gateway,
         sensor=sensor,
@@ -135,10 +136,10 @@ def _rows(
     end: int,
     points: int,
     cals: list[Calibration],
+    gone: bool,
 ) -> tuple[int, list[Row]]:
     if isinstance(store, SqliteStore) and (
-        store.count(gateway, sensor, start, end) > points
-        or store.raw_gone(gateway, sensor, start, end)  # past keep_raw_days: roll-ups only
+        gone or store.count(gateway, sensor, start, end) > points
     ):
         width = bucket_width(end - start, points)
         origin = start - start % width  # round starts (whole hours: the store's roll-ups)
