@@ -465,3 +465,32 @@ def test_a_chunk_that_would_not_give_its_rows_back_deletes_nothing(
     assert store._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
     assert store._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == written
     assert not store._db.in_transaction
+
+
+def test_a_full_disk_puts_compaction_off_loses_nothing_and_it_goes_on_once_freed(
+    tmp_path: Path,
+) -> None:
+    """Compaction on a disk filled to the last block: put off with backoff, health says
+    so, every reading still there; with room again, the pass completes."""
+    from tests.harness import fill as fill_disk
+    from tests.harness import tmpfs
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        path = disk / "readings.sqlite"
+        store = SqliteStore(path)
+        written = fill(store, days=3)
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        upkeep = Maintenance(store, SqliteStoreConfig(kind="sqlite", path=path), Health("t"))
+        upkeep._next = 0.0
+        ballast = fill_disk(disk)
+        assert upkeep.step() is False
+        assert upkeep.health.has("compaction")
+        assert upkeep.counters.days_compacted < 9
+        assert store.count_readings() == written
+        ballast.unlink()
+        upkeep._next = 0.0
+        upkeep.run()
+        assert not upkeep.health.has("compaction")
+        assert store._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 9
+        assert store.count_readings() == written
+        store.close()
